@@ -1,0 +1,31 @@
+"""The app factory. Every process (web, worker, scheduler, CLI, tests) starts here."""
+
+import logging
+import os
+
+from flask import Flask
+
+from newsletter.config import load_config
+
+
+def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
+    """Build the Flask app from the environment, overlaid with `test_config`."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(load_config(dict(os.environ), app.instance_path, dev))
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from newsletter import db, subscriptions, web
+
+    db.init_app(app)
+    web.init_app(app)
+    app.register_blueprint(subscriptions.bp)
+    if app.config["DEV"]:
+        from newsletter import outbox
+
+        app.register_blueprint(outbox.bp)
+    return app

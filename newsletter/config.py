@@ -1,0 +1,138 @@
+"""Every setting the service reads, from the environment, in one place.
+
+`load_config` is called once by `create_app`; nothing else reads os.environ.
+Each setting has a safe development default except the production secrets,
+which have none: the app refuses to start without them outside dev mode.
+Mirrored, with comments, in `.env.example`.
+"""
+
+import os
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the process must not start."""
+
+
+# Archives of the whole of arXiv, grouped so each RSS request stays well below
+# the feed's 2,000-item cap (a capped feed silently drops items). A full day of
+# all archives is ~1,500-2,500 items, cs alone up to ~1,200.
+DEFAULT_ARCHIVE_GROUPS = (
+    "cs",
+    "math+math-ph+nlin+q-bio+q-fin+econ",
+    "astro-ph+cond-mat+gr-qc+hep-ex+hep-lat+hep-ph+hep-th+nucl-ex+nucl-th",
+    "physics+quant-ph+stat+eess",
+)
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
+    """Read every setting from `environ`; raise ConfigError on a missing secret."""
+    env = lambda name, default="": environ.get(name, default).strip()  # noqa: E731
+    instance = Path(instance_path)
+    dev = dev or _bool(env("NEWSLETTER_DEV", "0"))
+
+    secret_key = env("SECRET_KEY")
+    if not secret_key:
+        if not dev:
+            raise ConfigError("SECRET_KEY is required outside dev mode (see .env.example)")
+        # Dev only: a fixed key so links in the dev outbox survive a restart.
+        secret_key = "dev-only-insecure-secret-key"
+
+    smtp_security = env("SMTP_SECURITY", "starttls").lower()
+    if smtp_security not in ("none", "starttls", "ssl"):
+        raise ConfigError("SMTP_SECURITY must be none, starttls or ssl")
+    translation_backend = env("TRANSLATION_BACKEND", "none").lower()
+    if translation_backend not in ("none", "openai", "recorded"):
+        raise ConfigError("TRANSLATION_BACKEND must be none or openai")
+
+    groups = env("ARXIV_ARCHIVE_GROUPS")
+    archive_groups = tuple(g.strip() for g in groups.split(",") if g.strip()) if groups else DEFAULT_ARCHIVE_GROUPS
+
+    return {
+        "DEV": dev,
+        "SECRET_KEY": secret_key,
+        # Where the data lives. SQLite in the instance folder needs no server.
+        "DATABASE_URL": env("DATABASE_URL") or f"sqlite:///{instance / 'newsletter.sqlite3'}",
+        # Unset: jobs run in-process right away, no Redis needed.
+        "REDIS_URL": env("REDIS_URL") or None,
+        # Absolute links in emails are built from this, never from the request.
+        "BASE_URL": env("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        # Mail.
+        "MAIL_FROM": env("MAIL_FROM", "arXiv digest <digest@localhost>"),
+        "SMTP_HOST": env("SMTP_HOST") or None,
+        "SMTP_PORT": _int("SMTP_PORT", env("SMTP_PORT", "587")),
+        "SMTP_USERNAME": env("SMTP_USERNAME") or None,
+        "SMTP_PASSWORD": env("SMTP_PASSWORD") or None,
+        "SMTP_SECURITY": smtp_security,
+        "SMTP_TIMEOUT": _float("SMTP_TIMEOUT", env("SMTP_TIMEOUT", "30")),
+        # 0 = no throttle; otherwise at most this many messages per second per worker.
+        "SMTP_MAX_PER_SECOND": _float("SMTP_MAX_PER_SECOND", env("SMTP_MAX_PER_SECOND", "0")),
+        # With SMTP_HOST unset, messages are written here and shown at /dev/outbox.
+        "OUTBOX_DIR": env("OUTBOX_DIR") or str(instance / "outbox"),
+        "LIST_UNSUBSCRIBE_MAILTO": env("LIST_UNSUBSCRIBE_MAILTO") or None,
+        "DKIM_DOMAIN": env("DKIM_DOMAIN") or None,
+        "DKIM_SELECTOR": env("DKIM_SELECTOR") or None,
+        "DKIM_PRIVATE_KEY_PATH": env("DKIM_PRIVATE_KEY_PATH") or None,
+        # Hard bounces (5xx at RCPT/DATA) after which a subscriber is suppressed.
+        "BOUNCE_LIMIT": _int("BOUNCE_LIMIT", env("BOUNCE_LIMIT", "3")),
+        # Digest.
+        "DIGEST_MAX_PER_KEYWORD": _int("DIGEST_MAX_PER_KEYWORD", env("DIGEST_MAX_PER_KEYWORD", "25")),
+        "DIGEST_SEND_EMPTY": _bool(env("DIGEST_SEND_EMPTY", "0")),
+        "DIGEST_CHUNK_SIZE": _int("DIGEST_CHUNK_SIZE", env("DIGEST_CHUNK_SIZE", "500")),
+        # arXiv.
+        "ARXIV_ARCHIVE_GROUPS": archive_groups,
+        "ARXIV_RSS_URL": env("ARXIV_RSS_URL", "https://rss.arxiv.org/rss/").rstrip("/") + "/",
+        "ARXIV_OAI_URL": env("ARXIV_OAI_URL", "https://oaipmh.arxiv.org/oai"),
+        # arXiv asks for one request every 3 s from a whole deployment.
+        "ARXIV_MIN_INTERVAL": _float("ARXIV_MIN_INTERVAL", env("ARXIV_MIN_INTERVAL", "3")),
+        "ARXIV_CONTACT": env("ARXIV_CONTACT", "admin@localhost"),
+        "ARXIV_TIMEOUT": _float("ARXIV_TIMEOUT", env("ARXIV_TIMEOUT", "30")),
+        "ARXIV_RETRIES": _int("ARXIV_RETRIES", env("ARXIV_RETRIES", "5")),
+        # Translation.
+        "TRANSLATION_BACKEND": translation_backend,
+        "OPENAI_BASE_URL": env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
+        "OPENAI_API_KEY": env("OPENAI_API_KEY") or None,
+        "TRANSLATION_MODEL": env("TRANSLATION_MODEL", "gpt-4o-mini"),
+        "TRANSLATION_LANGUAGE": env("TRANSLATION_LANGUAGE", "zh"),
+        "TRANSLATION_DEADLINE_MINUTES": _int(
+            "TRANSLATION_DEADLINE_MINUTES", env("TRANSLATION_DEADLINE_MINUTES", "60")
+        ),
+        "TRANSLATION_CONCURRENCY": _int("TRANSLATION_CONCURRENCY", env("TRANSLATION_CONCURRENCY", "4")),
+        "TRANSLATION_REQUESTS_PER_MINUTE": _int(
+            "TRANSLATION_REQUESTS_PER_MINUTE", env("TRANSLATION_REQUESTS_PER_MINUTE", "60")
+        ),
+        "TRANSLATION_DAILY_TOKEN_BUDGET": _int(
+            "TRANSLATION_DAILY_TOKEN_BUDGET", env("TRANSLATION_DAILY_TOKEN_BUDGET", "2000000")
+        ),
+        "TRANSLATION_GLOSSARY_PATH": env("TRANSLATION_GLOSSARY_PATH") or None,
+        "TRANSLATION_TIMEOUT": _float("TRANSLATION_TIMEOUT", env("TRANSLATION_TIMEOUT", "120")),
+        # Sign-up rate limits: attempts per hour.
+        "SIGNUP_LIMIT_PER_IP": _int("SIGNUP_LIMIT_PER_IP", env("SIGNUP_LIMIT_PER_IP", "20")),
+        "SIGNUP_LIMIT_PER_ADDRESS": _int("SIGNUP_LIMIT_PER_ADDRESS", env("SIGNUP_LIMIT_PER_ADDRESS", "3")),
+        # Number of proxies in front of gunicorn whose X-Forwarded-For to trust.
+        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", env("TRUSTED_PROXIES", "0")),
+        "EMAIL_CHECK_DELIVERABILITY": _bool(env("EMAIL_CHECK_DELIVERABILITY", "0")),
+        "LOG_LEVEL": env("LOG_LEVEL", "INFO").upper(),
+    }

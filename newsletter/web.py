@@ -1,0 +1,68 @@
+"""Cross-cutting web concerns: security headers, CSRF, error pages."""
+
+import hmac
+import secrets
+
+from flask import Flask, abort, render_template, request, session
+
+# No inline script or style anywhere, so the CSP can forbid both.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+# The RFC 8058 one-click endpoint is POSTed by mail providers with no cookie
+# and no token; it is the one form exempt from CSRF.
+CSRF_EXEMPT_ENDPOINTS = {"subscriptions.one_click_unsubscribe"}
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(add_security_headers)
+    app.before_request(check_csrf)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    for code in (400, 403, 404, 405, 413, 429, 500):
+        app.register_error_handler(code, render_error)
+    # Forms here are small; anything larger is hostile.
+    app.config.setdefault("MAX_CONTENT_LENGTH", 64 * 1024)
+    app.config.setdefault("MAX_FORM_MEMORY_SIZE", 64 * 1024)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["BASE_URL"].startswith("https://"),
+    )
+
+
+def add_security_headers(response):
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    # Tokens live in URLs: never leak them to another site through Referer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    if request.endpoint and request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def csrf_token() -> str:
+    """This browser session's CSRF token, made on first use."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def check_csrf() -> None:
+    if request.method != "POST" or request.endpoint in CSRF_EXEMPT_ENDPOINTS:
+        return
+    sent = request.form.get("csrf_token", "")
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(400, description="This form has expired or was not sent from our site. "
+                               "Go back, reload the page and try again.")
+
+
+def render_error(error):
+    code = getattr(error, "code", 500) or 500
+    description = getattr(error, "description", None) or "Something went wrong."
+    if code == 500:
+        description = "Something went wrong on our side. Please try again later."
+    return render_template("error.html", code=code, description=description), code

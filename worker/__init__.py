@@ -1,0 +1,1 @@
+"""Everything that runs outside a web request: ingest, translation, digests, mail."""
