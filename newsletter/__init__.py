@@ -12,7 +12,10 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     """Build the Flask app from the environment, overlaid with `test_config`."""
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.from_mapping(load_config(dict(os.environ), app.instance_path, dev))
+    environ = dict(os.environ)
+    if test_config and test_config.get("SECRET_KEY"):
+        environ["SECRET_KEY"] = test_config["SECRET_KEY"]
+    app.config.from_mapping(load_config(environ, app.instance_path, dev))
     if test_config:
         app.config.update(test_config)
     logging.basicConfig(
