@@ -22,11 +22,12 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
         level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    from newsletter import db, subscriptions, web
+    from newsletter import db, digests, subscriptions, web
 
     db.init_app(app)
     web.init_app(app)
     app.register_blueprint(subscriptions.bp)
+    app.register_blueprint(digests.bp)
     if app.config["DEV"]:
         from newsletter import outbox
 

@@ -223,6 +223,9 @@ class Delivery(Base):
     # Fixed when the row is made, so a resend after a crash reuses it.
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     paper_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The digest's content fixed at dispatch: [[keyword, [arxiv_id, ...]], ...]
+    # in the subscriber's keyword order, so a resend after a crash is identical.
+    sections: Mapped[list | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
