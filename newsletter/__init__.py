@@ -28,6 +28,11 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     web.init_app(app)
     app.register_blueprint(subscriptions.bp)
     app.register_blueprint(digests.bp)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     if app.config["DEV"]:
         from newsletter import outbox
 

@@ -30,7 +30,258 @@ def db_upgrade(revision: str) -> None:
 
 
 # --- ingest (worker/ingest.py) ---
+def _parse_date_option(name: str, value: str | None):
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise click.ClickException(f"{name} must be a date like 2024-11-28, got {value!r}") from None
+
+
+@main.command("ingest")
+@click.option("--file", "path", metavar="PATH", help="A saved RSS, Atom or OAI-PMH document.")
+@click.option("--date", "date_text", metavar="D", help="The listing date (with --file), or backfill it from OAI-PMH.")
+@click.option("--since", "since_text", metavar="D", help="Backfill every listing date from D to the due one (OAI-PMH).")
+@with_appcontext
+def ingest_command(path: str | None, date_text: str | None, since_text: str | None) -> None:
+    """Ingest arXiv announcements: the due listing date, a saved file, or a backfill."""
+    from newsletter.db import utcnow
+    from worker import calendar, ingest
+    from worker.arxiv import ArxivError
+
+    day = _parse_date_option("--date", date_text)
+    since = _parse_date_option("--since", since_text)
+    if since is not None and (day is not None or path is not None):
+        raise click.ClickException("--since cannot be combined with --date or --file")
+    try:
+        if path is not None:
+            summaries = ingest.ingest_file(path, day)
+        elif day is not None:
+            summaries = ingest.ingest_oai(day, day)
+        elif since is not None:
+            summaries = ingest.ingest_oai(since, calendar.due_listing_date(utcnow()))
+        else:
+            summaries = [ingest.ingest_due(utcnow())]
+    except (ArxivError, ingest.IngestError) as error:
+        raise click.ClickException(str(error)) from None
+    for summary in summaries:
+        click.echo(summary.line())
+    if path is None and day is None and since is None and not summaries[0].complete:
+        # The due date is not complete yet (errors, stale feeds): say so in the exit code.
+        raise SystemExit(1)
+
+
+@main.command("status")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 100))
+@with_appcontext
+def status_command(days: int) -> None:
+    """Show the last listing dates ingested (counts, warnings) and the next one expected."""
+    from newsletter.db import utcnow
+    from worker import calendar, ingest
+
+    now = utcnow()
+    due = calendar.due_listing_date(now)
+    upcoming, rebuild = calendar.next_expected(now)
+    click.echo(f"due listing date: {due}")
+    click.echo(
+        f"next expected: {upcoming} (announced {calendar.announcement_instant(upcoming):%a %Y-%m-%d %H:%M %Z}, "
+        f"feeds from {rebuild:%a %Y-%m-%d %H:%M %Z})"
+    )
+    recent = ingest.recent_days(days)
+    if not recent:
+        click.echo("nothing ingested yet")
+    for day in recent:
+        counts = day.counts
+        state = f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
+        types = ", ".join(f"{counts[t]} {t}" for t in ingest.TYPE_RANK)
+        click.echo(f"{day.listing_date} {state}: {sum(counts.values())} items ({types})")
+        for fetch in day.fetches:
+            line = (
+                f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
+                f"{ingest.total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
+            )
+            if fetch.warning:
+                line += f"\n    warning: {fetch.warning}"
+            click.echo(line)
+
 
 # --- digest (worker/digest.py) ---
 
+
+@main.group("digest")
+def digest_group() -> None:
+    """Preview and send the daily digests."""
+
+
+def _digest_date(date_text: str | None):
+    """The --date given, or the latest complete listing date; refuse one not ingested."""
+    from newsletter import db as database
+    from newsletter.models import ListingDay
+    from worker.delivery import latest_complete_date
+
+    session = database.session()
+    listing_date = _parse_date_option("--date", date_text)
+    if listing_date is None:
+        listing_date = latest_complete_date(session)
+        if listing_date is None:
+            raise click.ClickException("no complete listing date yet; ingest one first")
+        return listing_date
+    day = session.get(ListingDay, listing_date)
+    if day is None or day.completed_at is None:
+        raise click.ClickException(f"listing date {listing_date} is not completely ingested (see `newsletter status`)")
+    return listing_date
+
+
+@digest_group.command("preview")
+@click.argument("email")
+@click.option("--date", "date_text", metavar="D", help="The listing date (default: the latest complete one).")
+@click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text part.")
+@with_appcontext
+def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> None:
+    """Print EMAIL's digest of a listing date without sending it."""
+    from sqlalchemy import select
+
+    from newsletter import db as database
+    from newsletter.models import Subscriber
+    from worker.delivery import preview_digest
+
+    session = database.session()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email.strip().casefold()))
+    if subscriber is None:
+        raise click.ClickException(f"no subscriber with the address {email.strip()[:320]!r}")
+    listing_date = _digest_date(date_text)
+    rendered = preview_digest(session, current_app.config, subscriber, listing_date)
+    if subscriber.status.value != "confirmed":
+        click.echo(f"note: {subscriber.email} is {subscriber.status.value}; no digest is sent to them", err=True)
+    click.echo(rendered.html if as_html else f"Subject: {rendered.subject}\n\n{rendered.text}")
+
+
+@digest_group.command("send")
+@click.option("--date", "date_text", metavar="D", help="The listing date (default: the latest complete one).")
+@with_appcontext
+def digest_send_command(date_text: str | None) -> None:
+    """Send a listing date's digests now, in this process; print what happened.
+
+    Deliveries already sent are never sent again; subscribers whose delivery
+    hour has not come (or waiting for translations) are left for later.
+    """
+    from worker.delivery import dispatch_digests
+    from worker.mail import DeliveryFailure
+
+    listing_date = _digest_date(date_text)
+    try:
+        summary = dispatch_digests(listing_date, send_now=True)
+    except (DeliveryFailure, OSError) as error:
+        raise click.ClickException(f"cannot send: {error}") from None
+    sending = summary.sending
+    click.echo(
+        f"{listing_date}: sent {sending.sent}, skipped {summary.skipped + sending.skipped}, "
+        f"failed {sending.failed + summary.given_up}"
+    )
+    if summary.held:
+        click.echo(f"held for later (delivery hour or translation): {summary.held}")
+    if sending.deferred:
+        click.echo(f"deferred after temporary SMTP failures (queued for the next run): {sending.deferred}")
+    if sending.not_claimed:
+        click.echo(f"being sent by another worker: {sending.not_claimed}")
+    if sending.stopped:
+        raise click.ClickException(f"sending stopped early: {sending.stopped}")
+
 # --- translate (worker/translation.py) ---
+@main.command("translate")
+@click.option("--date", "date_text", metavar="D", help="The listing date (default: the latest complete one).")
+@with_appcontext
+def translate_command(date_text: str | None) -> None:
+    """Translate what a listing date's bilingual digests need; print what was done."""
+    from sqlalchemy import select
+
+    from newsletter import db as database
+    from newsletter.models import ListingDay
+    from worker.translation import translate_day
+
+    config = current_app.config
+    if config["TRANSLATION_BACKEND"] == "none":
+        raise click.ClickException("TRANSLATION_BACKEND is none: digests are English only")
+    session = database.session()
+    listing_date = _parse_date_option("--date", date_text)
+    if listing_date is None:
+        listing_date = session.scalar(
+            select(ListingDay.listing_date)
+            .where(ListingDay.completed_at.is_not(None))
+            .order_by(ListingDay.listing_date.desc())
+            .limit(1)
+        )
+        if listing_date is None:
+            raise click.ClickException("no complete listing date yet; ingest one first")
+    # By hand the deadline does not apply: an operator may fill gaps after the digests went out.
+    click.echo(translate_day(session, config, listing_date, respect_deadline=False))
+
+
+# --- processes ---
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@with_appcontext
+def worker_command(burst: bool) -> None:
+    """Run an RQ worker (needs REDIS_URL)."""
+    from worker.schedule import run_worker
+
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside the web process")
+    run_worker(current_app._get_current_object(), burst=burst)
+
+
+@main.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the one scheduler of the deployment: polls arXiv every 15 minutes (needs REDIS_URL)."""
+    from worker.schedule import run_scheduler
+
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException("REDIS_URL is not set: `newsletter dev` has its own scheduler")
+    try:
+        run_scheduler(current_app._get_current_object())
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command("dev", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def dev_command(host: str, port: int) -> None:
+    """Run everything in one process on embedded defaults: web, jobs, scheduler, outbox."""
+    import os
+    import threading
+
+    from worker.demo import load_demo
+    from worker.schedule import POLL_INTERVAL_SECONDS, poll, queue_day, run_every
+
+    os.environ.setdefault("BASE_URL", f"http://{host}:{port}")
+    # Bilingual digests from the sample day's recorded translations, no API key.
+    os.environ.setdefault("TRANSLATION_BACKEND", "recorded")
+    app = create_app(dev=True)
+    with app.app_context():
+        migrate.upgrade()
+        from newsletter import db as database
+
+        demo_date = load_demo(database.session())
+        database.session().commit()
+    stop = threading.Event()
+    steps = [(poll, POLL_INTERVAL_SECONDS), (lambda: queue_day(demo_date), 15.0)]
+    for step, seconds in steps:
+        threading.Thread(target=run_every, args=(app, stop, step, seconds), daemon=True).start()
+    click.echo(
+        f"\n  arXiv digest is running (dev mode, SQLite at {app.config['DATABASE_URL']}).\n"
+        f"  Open {app.config['BASE_URL']}/ to subscribe; mail appears at "
+        f"{app.config['BASE_URL']}/dev/outbox/\n"
+        f"  Demo listing date {demo_date}: subscribe with 'reinforcement learning' and\n"
+        f"  'diffusion policy' to get its digest within a minute of confirming.\n"
+    )
+    try:
+        app.run(host=host, port=port, use_reloader=False, threaded=True)
+    finally:
+        stop.set()

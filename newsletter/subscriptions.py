@@ -1,5 +1,262 @@
-"""Sign-up, double opt-in, manage and unsubscribe pages (blueprint `bp`)."""
+"""Sign-up, double opt-in, manage and unsubscribe pages (blueprint `bp`).
 
-from flask import Blueprint
+Links in emails only ever open a page; its button POSTs (mail scanners follow
+links). The one exception is RFC 8058's one-click POST, which mail providers
+send without cookies or tokens.
+"""
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from newsletter import db, forms, ratelimit
+from newsletter.models import Keyword, Subscriber, SubscriberStatus
+from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
+from worker import jobs
+from worker.queue import enqueue
 
 bp = Blueprint("subscriptions", __name__)
+
+
+def offered_languages() -> list[str]:
+    """English always; bilingual only when a translation backend is configured."""
+    if current_app.config["TRANSLATION_BACKEND"] == "none":
+        return ["en"]
+    return list(forms.LANGUAGES)
+
+
+def render_form(template: str, values: dict, errors: dict, status: int = 200, **extra):
+    return (
+        render_template(
+            template,
+            values=values,
+            errors=errors,
+            languages={code: forms.LANGUAGES[code] for code in offered_languages()},
+            timezones=forms.timezone_choices(),
+            **extra,
+        ),
+        status,
+    )
+
+
+def load_subscriber(purpose: str, token: str, max_age: int | None = None) -> Subscriber:
+    """The subscriber a valid token names, or 404. ExpiredToken passes through."""
+    public_id = read_token(current_app.config["SECRET_KEY"], purpose, token, max_age=max_age)
+    if not isinstance(public_id, str):
+        abort(404, description="This link is not valid. It may have been mistyped or cut off.")
+    subscriber = db.session().scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+    if subscriber is None:
+        abort(404, description="This link is not valid any more.")
+    return subscriber
+
+
+def set_keywords(subscriber: Subscriber, keywords: list[str]) -> None:
+    subscriber.keywords.clear()
+    db.session().flush()
+    subscriber.keywords.extend(Keyword(position=i, text=text) for i, text in enumerate(keywords))
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+@bp.get("/")
+def signup():
+    return render_form("signup.html", values={"timezone": "UTC", "language": "en"}, errors={})
+
+
+@bp.post("/")
+def signup_post():
+    form = request.form
+    result = forms.read_settings(form, offered_languages())
+    email, error = forms.clean_email(form.get("email", ""), current_app.config["EMAIL_CHECK_DELIVERABILITY"])
+    if error:
+        result.errors["email"] = error
+    values = {**result.values, "email": form.get("email", "")[:300],
+              "keywords_text": form.get("keywords", "")[:5000]}
+    if result.errors:
+        return render_form("signup.html", values, result.errors, status=400)
+
+    config = current_app.config
+    if not ratelimit.allow(f"ip:{client_ip()}", config["SIGNUP_LIMIT_PER_IP"]) or not ratelimit.allow(
+        f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"]
+    ):
+        abort(429, description="Too many sign-up attempts. Please wait an hour and try again.")
+
+    session = db.session()
+    existing = session.scalar(select(Subscriber).where(Subscriber.email_key == email.casefold()))
+    if existing is None:
+        subscriber = Subscriber(
+            email=email,
+            email_key=email.casefold(),
+            language=result.values["language"],
+            timezone=result.values["timezone"],
+            include_replacements=result.values["include_replacements"],
+            delivery_hour=result.values["delivery_hour"],
+        )
+        set_keywords(subscriber, result.values["keywords"])
+        session.add(subscriber)
+        try:
+            session.commit()
+        except IntegrityError:
+            # The same address signed up at the same moment: answer as for a known one.
+            session.rollback()
+            return redirect(url_for("subscriptions.check_email"))
+        enqueue(jobs.send_confirmation, subscriber.id)
+    elif existing.status is SubscriberStatus.UNCONFIRMED:
+        enqueue(jobs.send_confirmation, existing.id)
+    elif existing.status is not SubscriberStatus.BLOCKLISTED:
+        enqueue(jobs.send_manage_link, existing.id)
+    # The same answer whether or not the address was known (no enumeration).
+    return redirect(url_for("subscriptions.check_email"))
+
+
+@bp.get("/check-email")
+def check_email():
+    return render_template("check_email.html")
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str):
+    try:
+        subscriber = load_subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
+    except ExpiredToken:
+        return render_template("confirm_expired.html", token=token), 410
+    return render_template("confirm.html", subscriber=subscriber, token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm_post(token: str):
+    try:
+        subscriber = load_subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
+    except ExpiredToken:
+        return render_template("confirm_expired.html", token=token), 410
+    if subscriber.status is SubscriberStatus.UNCONFIRMED:
+        subscriber.status = SubscriberStatus.CONFIRMED
+        subscriber.confirmed_at = db.utcnow()
+        db.session().commit()
+    return redirect(url_for("subscriptions.manage", token=manage_token(subscriber), confirmed=1))
+
+
+@bp.post("/confirm/<token>/resend")
+def confirm_resend(token: str):
+    """Send a fresh confirmation link in place of an expired one."""
+    try:
+        subscriber = load_subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
+    except ExpiredToken as expired:
+        subscriber = db.session().scalar(
+            select(Subscriber).where(Subscriber.public_id == expired.public_id)
+        )
+        if subscriber is None:
+            abort(404, description="This link is not valid any more.")
+    if not ratelimit.allow(f"address:{subscriber.email_key}", current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]):
+        abort(429, description="Too many requests for this address. Please wait an hour and try again.")
+    if subscriber.status is SubscriberStatus.UNCONFIRMED:
+        enqueue(jobs.send_confirmation, subscriber.id)
+    return redirect(url_for("subscriptions.check_email"))
+
+
+def manage_token(subscriber: Subscriber) -> str:
+    return make_token(current_app.config["SECRET_KEY"], "manage", subscriber.public_id)
+
+
+def unsubscribe_token(subscriber: Subscriber) -> str:
+    return make_token(current_app.config["SECRET_KEY"], "unsubscribe", subscriber.public_id)
+
+
+def manage_values(subscriber: Subscriber) -> dict:
+    return {
+        "keywords_text": "\n".join(subscriber.keyword_lines),
+        "language": subscriber.language,
+        "timezone": subscriber.timezone,
+        "include_replacements": subscriber.include_replacements,
+        "delivery_hour": subscriber.delivery_hour,
+    }
+
+
+@bp.get("/manage/<token>")
+def manage(token: str):
+    subscriber = load_subscriber("manage", token)
+    return render_form(
+        "manage.html", manage_values(subscriber), {}, subscriber=subscriber, token=token,
+        unsubscribe_token=unsubscribe_token(subscriber),
+        notice="Your subscription is confirmed." if request.args.get("confirmed") else
+        "Your settings are saved." if request.args.get("saved") else None,
+    )
+
+
+@bp.post("/manage/<token>")
+def manage_post(token: str):
+    subscriber = load_subscriber("manage", token)
+    result = forms.read_settings(request.form, offered_languages())
+    if result.errors:
+        values = {**result.values, "keywords_text": request.form.get("keywords", "")[:5000]}
+        return render_form("manage.html", values, result.errors, status=400,
+                           subscriber=subscriber, token=token, notice=None,
+                           unsubscribe_token=unsubscribe_token(subscriber))
+    set_keywords(subscriber, result.values["keywords"])
+    subscriber.language = result.values["language"]
+    subscriber.timezone = result.values["timezone"]
+    subscriber.include_replacements = result.values["include_replacements"]
+    subscriber.delivery_hour = result.values["delivery_hour"]
+    db.session().commit()
+    return redirect(url_for("subscriptions.manage", token=token, saved=1))
+
+
+# Which status each manage-page button leads to, from which statuses.
+STATUS_CHANGES = {
+    "pause": ({SubscriberStatus.CONFIRMED}, SubscriberStatus.PAUSED),
+    "resume": ({SubscriberStatus.PAUSED, SubscriberStatus.UNSUBSCRIBED}, SubscriberStatus.CONFIRMED),
+}
+
+
+@bp.post("/manage/<token>/<action>")
+def manage_status(token: str, action: str):
+    subscriber = load_subscriber("manage", token)
+    if action not in STATUS_CHANGES:
+        abort(404)
+    allowed_from, new_status = STATUS_CHANGES[action]
+    if subscriber.status in allowed_from:
+        subscriber.status = new_status
+        subscriber.unsubscribed_at = None
+        db.session().commit()
+    return redirect(url_for("subscriptions.manage", token=token, saved=1))
+
+
+@bp.get("/unsubscribe/<token>")
+@bp.get("/unsubscribe/one-click/<token>")
+def unsubscribe(token: str):
+    subscriber = load_subscriber("unsubscribe", token)
+    return render_template("unsubscribe.html", subscriber=subscriber, token=token)
+
+
+def unsubscribe_now(subscriber: Subscriber) -> None:
+    if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = db.utcnow()
+        db.session().commit()
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe_post(token: str):
+    subscriber = load_subscriber("unsubscribe", token)
+    unsubscribe_now(subscriber)
+    return render_template("unsubscribed.html", manage_token=manage_token(subscriber))
+
+
+@bp.post("/unsubscribe/one-click/<token>")
+def one_click_unsubscribe(token: str):
+    """RFC 8058: no cookie, no CSRF token, no login, no redirect."""
+    if request.form.get("List-Unsubscribe") != "One-Click":
+        abort(400, description="Expected the body List-Unsubscribe=One-Click.")
+    subscriber = load_subscriber("unsubscribe", token)
+    unsubscribe_now(subscriber)
+    return "You are unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"}

@@ -2,8 +2,9 @@
 
 import hmac
 import secrets
+from urllib.parse import unquote_to_bytes
 
-from flask import Flask, abort, render_template, request, session
+from flask import Flask, abort, current_app, render_template, request, session
 
 # No inline script or style anywhere, so the CSP can forbid both.
 CONTENT_SECURITY_POLICY = (
@@ -18,13 +19,14 @@ CSRF_EXEMPT_ENDPOINTS = {"subscriptions.one_click_unsubscribe"}
 
 def init_app(app: Flask) -> None:
     app.after_request(add_security_headers)
+    app.before_request(reject_invalid_utf8)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, render_error)
     # Forms here are small; anything larger is hostile.
-    app.config.setdefault("MAX_CONTENT_LENGTH", 64 * 1024)
-    app.config.setdefault("MAX_FORM_MEMORY_SIZE", 64 * 1024)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -41,6 +43,23 @@ def add_security_headers(response):
     if request.endpoint and request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def reject_invalid_utf8() -> None:
+    """Refuse a form body that is not UTF-8 (Werkzeug would keep it as %-escapes)."""
+    if request.method != "POST":
+        return
+    if (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]:
+        abort(413, description="That was far more text than any of our forms takes.")
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return
+    body = request.get_data(cache=True)
+    try:
+        for pair in body.split(b"&"):
+            unquote_to_bytes(pair.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        abort(400, description="The form held text that is not valid UTF-8. "
+                               "Please retype it and send it again.")
 
 
 def csrf_token() -> str:

@@ -1,0 +1,276 @@
+"""The subscription site through Flask's test client: sign-up, double opt-in,
+manage, unsubscribe, and a table of hostile input that must store nothing."""
+
+import re
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter import db, ratelimit
+from newsletter.models import Keyword, Subscriber, SubscriberStatus
+from newsletter.tokens import make_token
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    ratelimit.reset_local()
+
+
+def csrf_from(client, url: str = "/") -> str:
+    page = client.get(url)
+    return CSRF.search(page.get_data(as_text=True)).group(1)
+
+
+def sign_up(client, **fields):
+    form = {"email": "ada@example.org", "keywords": "reinforcement learning\ndiffusion policy",
+            "language": "en", "timezone": "Europe/Berlin", "delivery_hour": "asap"}
+    form.update(fields)
+    form.setdefault("csrf_token", csrf_from(client))
+    return client.post("/", data=form)
+
+
+def links_in(message) -> list[str]:
+    return re.findall(r"https?://\S+", message.get_body(("plain",)).get_content())
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix("http://digest.test")
+
+
+def subscriber_count() -> int:
+    return db.session().scalar(select(func.count()).select_from(Subscriber))
+
+
+def test_sign_up_confirm_manage_unsubscribe(client, outbox):
+    response = sign_up(client, email="Ada@Example.org")
+    assert response.status_code == 302 and response.location.endswith("/check-email")
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    assert subscriber.status is SubscriberStatus.UNCONFIRMED
+    assert subscriber.keyword_lines == ["reinforcement learning", "diffusion policy"]
+    assert subscriber.timezone == "Europe/Berlin"
+
+    [message] = outbox.messages()
+    assert message["To"] == "Ada@example.org"
+    assert message.get_body(("html",)) is not None
+    [confirm_link] = [link for link in links_in(message) if "/confirm/" in link]
+
+    # Opening the link (as a mail scanner would) changes nothing.
+    page = client.get(path_of(confirm_link))
+    assert page.status_code == 200 and b"Confirm subscription" in page.data
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.UNCONFIRMED
+
+    token = csrf_from(client, path_of(confirm_link))
+    response = client.post(path_of(confirm_link), data={"csrf_token": token})
+    assert response.status_code == 302 and "/manage/" in response.location
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.CONFIRMED and subscriber.confirmed_at.tzinfo
+
+    manage = path_of(response.location.split("?")[0])
+    token = csrf_from(client, manage)
+    response = client.post(manage, data={
+        "csrf_token": token, "keywords": "  Diffusion   Policy \ndiffusion policy\ncat:cs.RO grasping",
+        "language": "en", "timezone": "Asia/Shanghai", "delivery_hour": "7",
+        "include_replacements": "on"})
+    assert response.status_code == 302
+    db.session().expire_all()
+    assert subscriber.keyword_lines == ["Diffusion Policy", "cat:cs.RO grasping"]
+    assert (subscriber.timezone, subscriber.delivery_hour, subscriber.include_replacements) == (
+        "Asia/Shanghai", 7, True)
+
+    response = client.post(manage + "/pause", data={"csrf_token": token})
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.PAUSED
+    client.post(manage + "/resume", data={"csrf_token": token})
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.CONFIRMED
+
+    unsubscribe = f"/unsubscribe/{make_token('test-secret-key', 'unsubscribe', subscriber.public_id)}"
+    assert b"Unsubscribe" in client.get(unsubscribe).data
+    response = client.post(unsubscribe, data={"csrf_token": csrf_from(client, unsubscribe)})
+    assert response.status_code == 200 and b"You are unsubscribed" in response.data
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.UNSUBSCRIBED and subscriber.unsubscribed_at
+
+
+def test_known_address_gets_its_manage_link_and_the_same_answer(client, outbox):
+    first = sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    subscriber.status = SubscriberStatus.CONFIRMED
+    db.session().commit()
+
+    again = sign_up(client, email="ADA@example.org", keywords="something else")
+    assert (again.status_code, again.location) == (first.status_code, first.location)
+    assert subscriber_count() == 1
+    db.session().expire_all()
+    assert subscriber.keyword_lines == ["reinforcement learning", "diffusion policy"]
+    second = outbox.messages()[-1]
+    assert any("/manage/" in link for link in links_in(second))
+    assert not any("/confirm/" in link for link in links_in(second))
+
+
+def test_expired_confirmation_link_says_so_and_offers_a_new_one(client, outbox, monkeypatch):
+    sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    eight_days_ago = time.time() - 8 * 24 * 3600
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: eight_days_ago)
+    old = make_token("test-secret-key", "confirm", subscriber.public_id)
+    monkeypatch.undo()
+
+    page = client.get(f"/confirm/{old}")
+    assert page.status_code == 410 and b"expired" in page.data
+    response = client.post(f"/confirm/{old}", data={"csrf_token": csrf_from(client)})
+    assert response.status_code == 410
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.UNCONFIRMED
+
+    client.post(f"/confirm/{old}/resend", data={"csrf_token": csrf_from(client)})
+    assert len(outbox.messages()) == 2
+    [fresh] = [link for link in links_in(outbox.messages()[-1]) if "/confirm/" in link]
+    response = client.post(path_of(fresh), data={"csrf_token": csrf_from(client)})
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.CONFIRMED
+
+
+def test_tokens_serve_one_purpose_only(client):
+    sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    manage = make_token("test-secret-key", "manage", subscriber.public_id)
+    unsubscribe = make_token("test-secret-key", "unsubscribe", subscriber.public_id)
+    assert client.get(f"/manage/{manage}").status_code == 200
+    assert client.get(f"/manage/{unsubscribe}").status_code == 404
+    assert client.get(f"/confirm/{manage}").status_code == 404
+    assert client.get(f"/unsubscribe/{manage}").status_code == 404
+    assert client.get("/manage/garbage").status_code == 404
+    forged = make_token("another-key", "manage", subscriber.public_id)
+    assert client.get(f"/manage/{forged}").status_code == 404
+    assert "ada" not in manage.lower() and "example" not in manage.lower()
+
+
+def test_one_click_unsubscribe_needs_no_cookie_or_csrf(app, client):
+    sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    token = make_token("test-secret-key", "unsubscribe", subscriber.public_id)
+    bare = app.test_client()  # no session cookie at all
+
+    assert bare.get(f"/unsubscribe/one-click/{token}").status_code == 200  # a page, no change
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.UNCONFIRMED
+
+    wrong = bare.post(f"/unsubscribe/one-click/{token}", data={"List-Unsubscribe": "Nope"})
+    assert wrong.status_code == 400
+    response = bare.post(f"/unsubscribe/one-click/{token}", data="List-Unsubscribe=One-Click",
+                         content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200 and "Location" not in response.headers
+    db.session().expire_all()
+    assert subscriber.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_security_headers(client):
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "<script>" not in response.get_data(as_text=True)
+
+
+def test_sign_ups_are_rate_limited_per_address_and_per_ip(app, client):
+    app.config["SIGNUP_LIMIT_PER_ADDRESS"] = 2
+    for _ in range(2):
+        assert sign_up(client).status_code == 302
+    limited = sign_up(client)
+    assert limited.status_code == 429 and b"Too many" in limited.data
+
+    app.config["SIGNUP_LIMIT_PER_IP"] = 3
+    responses = [sign_up(client, email=f"user{i}@example.org").status_code for i in range(3)]
+    assert responses[-1] == 429
+
+
+def test_bilingual_is_offered_only_with_a_translation_backend(app, client):
+    assert b"en+zh" not in client.get("/").data
+    assert sign_up(client, language="en+zh").status_code == 400
+    app.config["TRANSLATION_BACKEND"] = "openai"
+    assert b"en+zh" in client.get("/").data
+    assert sign_up(client, language="en+zh").status_code == 302
+    assert db.session().scalars(select(Subscriber)).one().language == "en+zh"
+
+
+HOSTILE_SIGNUPS = [
+    ("empty address", {"email": ""}, "email"),
+    ("no at sign", {"email": "ada.example.org"}, "email"),
+    ("two at signs", {"email": "a@b@example.org"}, "email"),
+    ("CR/LF header injection in address", {"email": "ada@example.org\r\nBcc: x@evil.test"}, "email"),
+    ("oversized address", {"email": "a" * 300 + "@example.org"}, "email"),
+    ("NUL in address", {"email": "ada\x00@example.org"}, "email"),
+    ("no keywords", {"keywords": "  \n \n"}, "keywords"),
+    ("10,000-character keyword", {"keywords": "x" * 10_000}, "keywords"),
+    ("500 keyword lines", {"keywords": "\n".join(f"topic {i}" for i in range(500))}, "keywords"),
+    ("HTML/script keyword", {"keywords": "<script>alert(1)</script>"}, "keywords"),
+    ("unbalanced quote", {"keywords": 'reinforcement "learning'}, "keywords"),
+    ("unknown operator", {"keywords": "foo:bar"}, "keywords"),
+    ("control character in keyword", {"keywords": "deep\x07learning"}, "keywords"),
+    ("unknown timezone", {"timezone": "Mars/Olympus_Mons"}, "timezone"),
+    ("CR/LF in timezone", {"timezone": "UTC\r\nX: y"}, "timezone"),
+    ("path in timezone", {"timezone": "../../etc/passwd"}, "timezone"),
+    ("unknown language", {"language": "klingon"}, "language"),
+    ("hour out of range", {"delivery_hour": "25"}, "delivery_hour"),
+]
+
+
+@pytest.mark.parametrize("fields, field", [(f, n) for _, f, n in HOSTILE_SIGNUPS],
+                         ids=[name for name, _, _ in HOSTILE_SIGNUPS])
+def test_bad_sign_up_input_is_refused_with_a_message_and_stores_nothing(client, outbox, fields, field):
+    response = sign_up(client, **fields)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert f'id="{field}-error"' in page
+    assert "<script>alert(1)</script>" not in page
+    assert subscriber_count() == 0
+    assert db.session().scalar(select(func.count()).select_from(Keyword)) == 0
+    assert outbox.messages() == []
+
+
+def test_invalid_utf8_is_refused(client):
+    token = csrf_from(client)
+    body = (b"csrf_token=" + token.encode() + b"&email=ada%40example.org&language=en&timezone=UTC"
+            b"&keywords=caf%C3%28+learning")
+    response = client.post("/", data=body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400 and b"not valid UTF-8" in response.data
+    assert subscriber_count() == 0
+
+
+@pytest.mark.parametrize("csrf_token", [None, "", "forged-token"])
+def test_missing_or_wrong_csrf_token_is_refused(client, csrf_token):
+    client.get("/")
+    fields = {} if csrf_token is None else {"csrf_token": csrf_token}
+    form = {"email": "ada@example.org", "keywords": "learning", "language": "en", "timezone": "UTC",
+            **fields}
+    response = client.post("/", data=form)
+    assert response.status_code == 400 and b"expired" in response.data
+    assert subscriber_count() == 0
+
+
+def test_oversized_body_is_refused_without_a_traceback(client):
+    response = client.post("/", data={"keywords": "x" * 200_000, "csrf_token": csrf_from(client)})
+    assert response.status_code == 413
+    assert b"Traceback" not in response.data
+    assert subscriber_count() == 0
+
+
+def test_manage_form_rejects_bad_input_and_keeps_the_old_settings(client):
+    sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    manage = f"/manage/{make_token('test-secret-key', 'manage', subscriber.public_id)}"
+    response = client.post(manage, data={"csrf_token": csrf_from(client, manage),
+                                         "keywords": "x" * 101, "timezone": "Nowhere"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'id="keywords-error"' in page and 'id="timezone-error"' in page
+    db.session().expire_all()
+    assert subscriber.keyword_lines == ["reinforcement learning", "diffusion policy"]
+    assert subscriber.timezone == "Europe/Berlin"
+    assert client.post(manage + "/explode", data={"csrf_token": csrf_from(client, manage)}).status_code == 404

@@ -1,0 +1,126 @@
+"""The periodic poll and the processes that run it.
+
+`poll` is the one scheduled job (every ~15 minutes): ingest the due listing
+date if it is not complete, then queue its translation and its digests. Each
+step is idempotent, so a poll that overlaps another, or repeats, is harmless.
+`run_scheduler` runs RQ's cron as the single scheduler of a deployment;
+`run_worker` runs an RQ worker whose jobs each get a fresh app context.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date
+
+from flask import Flask, current_app
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
+from sqlalchemy import select
+
+from newsletter import db
+from newsletter.models import ListingDay
+from worker import calendar, jobs
+from worker.queue import QUEUE_NAME, enqueue
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_SECONDS = 15 * 60
+SCHEDULER_LOCK = "newsletter:scheduler-lock"
+SCHEDULER_LOCK_SECONDS = 180
+
+
+def poll() -> None:
+    """Ingest what is due, then queue translation and digests of the due date."""
+    now = db.utcnow()
+    jobs.poll_arxiv()
+    due = calendar.due_listing_date(now)
+    day = db.session().get(ListingDay, due)
+    if day is None or day.completed_at is None:
+        log.info("listing date %s is not complete yet; digests wait", due)
+        return
+    queue_day(due)
+
+
+def queue_day(listing_date: date) -> None:
+    """Queue a complete day's translation (if needed) and its digest dispatch."""
+    iso = listing_date.isoformat()
+    day = db.session().get(ListingDay, listing_date)
+    if day.translated_at is None and current_app.config["TRANSLATION_BACKEND"] != "none":
+        enqueue(jobs.translate_listing_date, iso, job_id=f"translate-{iso}")
+    enqueue(jobs.dispatch_digests_job, iso, job_id=f"dispatch-{iso}")
+
+
+def latest_complete_day() -> date | None:
+    return db.session().scalar(
+        select(ListingDay.listing_date)
+        .where(ListingDay.completed_at.is_not(None))
+        .order_by(ListingDay.listing_date.desc())
+        .limit(1)
+    )
+
+
+class AppWorker(SimpleWorker):
+    """An RQ worker that runs every job inside a fresh app context.
+
+    SimpleWorker runs jobs in this process (no fork), so the database engine
+    and its pool are never shared across a fork.
+    """
+
+    def __init__(self, *args, app: Flask, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def perform_job(self, job, queue):
+        with self.app.app_context():
+            return super().perform_job(job, queue)
+
+
+def run_worker(app: Flask, burst: bool = False) -> None:
+    connection = Redis.from_url(app.config["REDIS_URL"])
+    worker = AppWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection, app=app)
+    worker.work(burst=burst, with_scheduler=False)
+
+
+class SingleCronScheduler(CronScheduler):
+    """RQ's cron, refusing to run beside another instance (a Redis lease)."""
+
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        holder = self.connection.get(SCHEDULER_LOCK)
+        if holder is not None and holder.decode() != self.name:
+            log.error("another scheduler (%s) holds the lock; stopping", holder.decode())
+            raise KeyboardInterrupt
+        self.connection.set(SCHEDULER_LOCK, self.name, ex=SCHEDULER_LOCK_SECONDS)
+
+    def register_death(self, pipeline=None) -> None:
+        super().register_death(pipeline)
+        if self.connection.get(SCHEDULER_LOCK) == self.name.encode():
+            self.connection.delete(SCHEDULER_LOCK)
+
+
+def run_scheduler(app: Flask) -> None:
+    """Run the cron loop, or exit at once if another scheduler is alive."""
+    connection = Redis.from_url(app.config["REDIS_URL"])
+    scheduler = SingleCronScheduler(connection=connection)
+    if not connection.set(SCHEDULER_LOCK, scheduler.name, nx=True, ex=SCHEDULER_LOCK_SECONDS):
+        raise RuntimeError(
+            f"another scheduler is running ({connection.get(SCHEDULER_LOCK).decode()}); "
+            "a deployment runs exactly one"
+        )
+    scheduler.register(poll, QUEUE_NAME, interval=POLL_INTERVAL_SECONDS, job_timeout=3600)
+    scheduler.start()
+
+
+def run_every(app: Flask, stop: threading.Event, step: Callable[[], None], seconds: float) -> None:
+    """Run `step` in a fresh app context every `seconds` until `stop` is set.
+
+    The embedded scheduler of `newsletter dev`, which has no Redis and no cron.
+    """
+    while not stop.is_set():
+        with app.app_context():
+            try:
+                step()
+            except Exception:
+                log.exception("scheduled step %s failed; trying again later", step.__name__)
+        stop.wait(seconds)
