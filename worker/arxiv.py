@@ -1,0 +1,494 @@
+"""arXiv's documents: fetching them (I/O, bytes) and parsing them (pure).
+
+Run by the ingest job and the `newsletter ingest` command (worker/ingest.py).
+It owns the three formats we read — the RSS feeds of rss.arxiv.org (daily
+announcements), the Atom of the search API, OAI-PMH arXivRaw (backfill) — and
+the polite HTTP client: one rate limiter for the whole deployment, timeouts,
+retries with exponential backoff and jitter, Retry-After honoured.
+
+`parse_*` never touch the network or the database; `fetch_*` return bytes.
+"""
+
+import logging
+import random
+import re
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+from flask import current_app
+
+log = logging.getLogger(__name__)
+
+# A full day of all of arXiv is ~3 MB of RSS; an OAI page of 2,000 records is a
+# few MB. Anything far beyond is not a document we asked for.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+
+ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+
+NS = {
+    "arxiv": "http://arxiv.org/schemas/atom",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "atom": "http://www.w3.org/2005/Atom",
+    "opensearch": "http://a9.com/-/spec/opensearch/1.1/",
+    "oai": "http://www.openarchives.org/OAI/2.0/",
+    "raw": "http://arxiv.org/OAI/arXivRaw/",
+}
+
+# New-style ids (0704.0001, 2411.17700) and old-style ones (hep-th/9901001, math.AG/0301001).
+_ID_VERSION = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})v(\d+)")
+_ERROR_TITLE = "Feed error for query:"
+
+
+class ArxivError(Exception):
+    """arXiv gave us nothing usable; the message says why, for a log line or the CLI."""
+
+
+class FeedError(ArxivError):
+    """A document is malformed, truncated, oversized, unsafe, or arXiv's error channel."""
+
+
+class FetchError(ArxivError):
+    """The request failed after every retry (network, timeouts, HTTP status)."""
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One announced paper version as a feed lists it."""
+
+    arxiv_id: str  # without version, e.g. "2411.17700"
+    version: int
+    title: str
+    abstract: str
+    authors: list[str]
+    categories: list[str]  # primary first
+    announce_type: str  # new | cross | replace | replace-cross
+    comments: str | None = None
+    doi: str | None = None
+    journal_ref: str | None = None
+    # (version, submitted at) for the versions the document dates (Atom, OAI-PMH
+    # only): backfill uses them to find the listing date that announced each
+    # version. RSS items carry the feed's date instead.
+    version_dates: tuple[tuple[int, datetime], ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """A parsed document: RSS (one listing date), Atom (search API) or OAI-PMH (a page)."""
+
+    kind: str  # rss | atom | oai
+    feed_date: date | None  # RSS pubDate = the listing date; None for Atom and OAI
+    archives: list[str]  # what the RSS query covered, e.g. ["cs"]; [] when unknown
+    items: list[FeedItem]
+    resumption_token: str | None = None  # OAI-PMH: the next page, if any
+    skip_days: list[str] = field(default_factory=list)
+
+
+# --- parsing (pure) ---
+
+
+def parse_feed(data: bytes) -> ParsedFeed:
+    """Parse an arXiv RSS feed, Atom API response or OAI-PMH arXivRaw page."""
+    root = _parse_xml(data)
+    if root.tag == "rss":
+        return _parse_rss(root)
+    if root.tag == f"{{{NS['atom']}}}feed":
+        return _parse_atom(root)
+    if root.tag == f"{{{NS['oai']}}}OAI-PMH":
+        return _parse_oai(root)
+    raise FeedError(f"not an arXiv RSS, Atom or OAI-PMH document (root element <{root.tag}>)")
+
+
+def _parse_xml(data: bytes) -> ET.Element:
+    if not isinstance(data, bytes | bytearray):
+        raise FeedError("document must be bytes")
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise FeedError(f"document is {len(data):,} bytes, more than the {MAX_DOCUMENT_BYTES:,} allowed")
+    if not data.strip():
+        raise FeedError("document is empty")
+    # arXiv never sends a DTD; refusing them rules out entity-expansion attacks
+    # (xml.etree would expand internal entities).
+    head = data.upper()
+    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+        raise FeedError("document declares a DTD or entities; refused")
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise FeedError(f"malformed or truncated XML: {exc}") from None
+
+
+def _text(element: ET.Element | None) -> str | None:
+    """The element's text with whitespace runs collapsed, or None if empty/missing."""
+    if element is None or element.text is None:
+        return None
+    text = " ".join(element.text.split())
+    return text or None
+
+
+def _split_id(value: str) -> tuple[str, int]:
+    match = _ID_VERSION.search(value)
+    if match is None:
+        raise FeedError(f"no arXiv id with version in {value[:100]!r}")
+    return match.group(1), int(match.group(2))
+
+
+def _date_of(value: str | None, what: str) -> date | None:
+    """The calendar date of an RFC 822 timestamp, in its own offset (arXiv uses ET)."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).date()
+    except (TypeError, ValueError):
+        raise FeedError(f"bad {what}: {value[:100]!r}") from None
+
+
+def _parse_rss(root: ET.Element) -> ParsedFeed:
+    channel = root.find("channel")
+    if channel is None:
+        raise FeedError("RSS document without a <channel>")
+    title = _text(channel.find("title")) or ""
+    if title.startswith(_ERROR_TITLE):
+        # arXiv's error channel (served with HTTP 400): never a quiet day.
+        message = _text(channel.find("description")) or title
+        raise FeedError(f"{title}: {message}")
+    link = _text(channel.find("link")) or ""
+    query = link.rstrip("/").rsplit("/", 1)[-1] if "/rss/" in link else ""
+    archives = [a for a in query.split("+") if a]
+    skip_days = [d.text.strip() for d in channel.findall("skipDays/day") if d.text]
+    items = [_rss_item(element) for element in channel.findall("item")]
+    return ParsedFeed(
+        kind="rss",
+        feed_date=_date_of(_text(channel.find("pubDate")), "pubDate"),
+        archives=archives,
+        items=items,
+        skip_days=skip_days,
+    )
+
+
+def _rss_item(item: ET.Element) -> FeedItem:
+    guid = _text(item.find("guid")) or ""
+    description = item.findtext("description") or ""
+    arxiv_id, version = _split_id(guid or description)
+    announce_type = _text(item.find("arxiv:announce_type", NS))
+    if announce_type is None:
+        match = re.search(r"Announce Type:\s*([a-z-]+)", description)
+        announce_type = match.group(1) if match else None
+    if announce_type not in ANNOUNCE_TYPES:
+        raise FeedError(f"{arxiv_id}: unknown announce type {announce_type!r}")
+    # "arXiv:<id>v<N> Announce Type: <type> \nAbstract: <text>"
+    _, found, abstract = description.partition("Abstract:")
+    title = _text(item.find("title"))
+    if title is None:
+        raise FeedError(f"{arxiv_id}: item without a title")
+    categories = [c for c in (_text(e) for e in item.findall("category")) if c]
+    return FeedItem(
+        arxiv_id=arxiv_id,
+        version=version,
+        title=title,
+        abstract=" ".join((abstract if found else "").split()),
+        authors=split_authors(item.findtext("dc:creator", "", NS)),
+        categories=categories,
+        announce_type=announce_type,
+        comments=_text(item.find("arxiv:comments", NS)) or _text(item.find("arxiv:comment", NS)),
+        doi=_text(item.find("arxiv:DOI", NS)),
+        journal_ref=_text(item.find("arxiv:journal_reference", NS)),
+    )
+
+
+def _parse_atom(root: ET.Element) -> ParsedFeed:
+    items = []
+    for entry in root.findall("atom:entry", NS):
+        entry_id = _text(entry.find("atom:id", NS)) or ""
+        if "/api/errors" in entry_id:
+            raise FeedError(f"arXiv API error: {_text(entry.find('atom:summary', NS)) or entry_id}")
+        arxiv_id, version = _split_id(entry_id)
+        primary = entry.find("arxiv:primary_category", NS)
+        categories = [primary.get("term")] if primary is not None and primary.get("term") else []
+        for category in entry.findall("atom:category", NS):
+            term = category.get("term")
+            if term and term not in categories:
+                categories.append(term)
+        dates = [(version, _iso_instant(_text(entry.find("atom:updated", NS))))]
+        if version > 1:
+            dates.append((1, _iso_instant(_text(entry.find("atom:published", NS)))))
+        items.append(
+            FeedItem(
+                arxiv_id=arxiv_id,
+                version=version,
+                title=_text(entry.find("atom:title", NS)) or "",
+                abstract=_text(entry.find("atom:summary", NS)) or "",
+                authors=[n for n in (_text(a.find("atom:name", NS)) for a in entry.findall("atom:author", NS)) if n],
+                categories=categories,
+                # The API does not say how a version was announced; v1 is new.
+                announce_type="new" if version == 1 else "replace",
+                comments=_text(entry.find("arxiv:comment", NS)),
+                doi=_text(entry.find("arxiv:doi", NS)),
+                journal_ref=_text(entry.find("arxiv:journal_ref", NS)),
+                version_dates=tuple(sorted((v, d) for v, d in dates if d is not None)),
+            )
+        )
+    return ParsedFeed(kind="atom", feed_date=None, archives=[], items=items)
+
+
+def _iso_instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FeedError(f"bad timestamp {value[:100]!r}") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def _parse_oai(root: ET.Element) -> ParsedFeed:
+    error = root.find("oai:error", NS)
+    if error is not None:
+        if error.get("code") == "noRecordsMatch":
+            return ParsedFeed(kind="oai", feed_date=None, archives=[], items=[])
+        raise FeedError(f"OAI-PMH error {error.get('code')}: {_text(error) or ''}".strip())
+    list_records = root.find("oai:ListRecords", NS)
+    if list_records is None:
+        raise FeedError("OAI-PMH response without <ListRecords>")
+    items = []
+    for record in list_records.findall("oai:record", NS):
+        header = record.find("oai:header", NS)
+        if header is not None and header.get("status") == "deleted":
+            continue
+        raw = record.find("oai:metadata/raw:arXivRaw", NS)
+        if raw is None:
+            raise FeedError("OAI-PMH record without arXivRaw metadata (wrong metadataPrefix?)")
+        items.append(_oai_item(raw))
+    token_element = list_records.find("oai:resumptionToken", NS)
+    token = _text(token_element)
+    return ParsedFeed(kind="oai", feed_date=None, archives=[], items=items, resumption_token=token)
+
+
+def _oai_item(raw: ET.Element) -> FeedItem:
+    arxiv_id = _text(raw.find("raw:id", NS))
+    if arxiv_id is None:
+        raise FeedError("arXivRaw record without an id")
+    versions = []
+    for element in raw.findall("raw:version", NS):
+        number = (element.get("version") or "").lstrip("v")
+        if not number.isdigit():
+            raise FeedError(f"{arxiv_id}: bad version {element.get('version')!r}")
+        submitted = _text(element.find("raw:date", NS))
+        try:
+            instant = parsedate_to_datetime(submitted) if submitted else None
+        except (TypeError, ValueError):
+            raise FeedError(f"{arxiv_id}: bad version date {submitted!r}") from None
+        if instant is not None and instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        versions.append((int(number), instant))
+    if not versions:
+        raise FeedError(f"{arxiv_id}: record without versions")
+    version = max(number for number, _ in versions)
+    return FeedItem(
+        arxiv_id=arxiv_id,
+        version=version,
+        title=_text(raw.find("raw:title", NS)) or "",
+        abstract=_text(raw.find("raw:abstract", NS)) or "",
+        authors=split_authors(raw.findtext("raw:authors", "", NS)),
+        categories=(_text(raw.find("raw:categories", NS)) or "").split(),
+        # Cross-lists depend on who asks; ingest decides them against its archives.
+        announce_type="new" if version == 1 else "replace",
+        comments=_text(raw.find("raw:comments", NS)),
+        doi=_text(raw.find("raw:doi", NS)),
+        journal_ref=_text(raw.find("raw:journal-ref", NS)),
+        version_dates=tuple(sorted((v, d) for v, d in versions if d is not None)),
+    )
+
+
+_SUFFIXES = {"jr", "jr.", "sr", "sr.", "ii", "iii", "iv"}
+
+
+def split_authors(raw: str) -> list[str]:
+    """Split arXiv's one-string author list: commas and a final "and", not inside parentheses.
+
+    "A (U. X, Dept. Y), B and C" -> ["A (U. X, Dept. Y)", "B", "C"].
+    """
+    text = " ".join(raw.split())
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and char == ",":
+            parts.append(text[start:i])
+            start = i + 1
+        elif depth == 0 and text.startswith(" and ", i):
+            parts.append(text[start:i])
+            start = i + len(" and ")
+            i = start
+            continue
+        i += 1
+    parts.append(text[start:])
+    authors: list[str] = []
+    for part in parts:
+        name = part.strip()
+        if name.startswith("and "):  # "A, B, and C"
+            name = name[4:].strip()
+        if not name:
+            continue
+        if name.lower() in _SUFFIXES and authors:  # "John Smith, Jr."
+            authors[-1] = f"{authors[-1]}, {name}"
+            continue
+        authors.append(name)
+    return authors
+
+
+# --- fetching (I/O) ---
+
+RATE_LIMIT_KEY = "arxiv:rate-limit"
+# A Retry-After longer than this is not worth holding a worker for; the next
+# scheduled poll tries again.
+MAX_RETRY_AFTER = 300.0
+MAX_BACKOFF = 300.0
+
+_local_lock = threading.Lock()
+_local_next_slot = 0.0
+
+
+def fetch_feed(group: str) -> bytes:
+    """Fetch the RSS feed of one archive group ("cs" or "math+math-ph+...")."""
+    return fetch_url(current_app.config["ARXIV_RSS_URL"] + group)
+
+
+def fetch_oai_page(
+    *, from_date: date | None = None, until_date: date | None = None, resumption_token: str | None = None
+) -> bytes:
+    """Fetch one ListRecords page of arXivRaw records (the first by dates, later ones by token)."""
+    params = {"verb": "ListRecords"}
+    if resumption_token:
+        params["resumptionToken"] = resumption_token
+    else:
+        params["metadataPrefix"] = "arXivRaw"
+        if from_date:
+            params["from"] = from_date.isoformat()
+        if until_date:
+            params["until"] = until_date.isoformat()
+    return fetch_url(current_app.config["ARXIV_OAI_URL"], params)
+
+
+def user_agent() -> str:
+    """Name the service and whom to contact, as arXiv asks of automated clients."""
+    config = current_app.config
+    return f"arxiv-digest-newsletter/1.0 (+{config['BASE_URL']}; mailto:{config['ARXIV_CONTACT']})"
+
+
+def fetch_url(url: str, params: dict | None = None, *, sleep: Callable[[float], None] = time.sleep) -> bytes:
+    """GET `url` politely: shared rate limit, timeouts, retries with backoff; return the body.
+
+    HTTP 400 is arXiv's answer to a bad query (its error channel): a FeedError,
+    never retried. Timeouts, connection errors, 429 and 5xx are retried
+    ARXIV_RETRIES times; anything else is a FetchError at once.
+    """
+    config = current_app.config
+    timeout = config["ARXIV_TIMEOUT"]
+    attempts = max(1, config["ARXIV_RETRIES"] + 1)
+    for attempt in range(attempts):
+        wait_for_turn(config["ARXIV_MIN_INTERVAL"], sleep=sleep)
+        retry_after = None
+        try:
+            with requests.get(
+                url,
+                params=params,
+                headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
+                timeout=(timeout, timeout),
+                stream=True,
+            ) as response:
+                body = _read_capped(response, deadline=time.monotonic() + 4 * timeout)
+                status = response.status_code
+                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            problem = f"{type(exc).__name__}"
+        else:
+            if status == 200:
+                return body
+            if status == 400:
+                parse_feed(body)  # raises FeedError with arXiv's own message when it has one
+                raise FeedError(f"HTTP 400 from {response.url}: arXiv rejected the query")
+            if status != 429 and status < 500:
+                raise FetchError(f"HTTP {status} from {response.url}")
+            problem = f"HTTP {status}"
+        if attempt == attempts - 1:
+            raise FetchError(f"{url}: {problem}, giving up after {attempts} attempts")
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            raise FetchError(f"{url}: {problem}, arXiv asks to wait {retry_after:.0f} s; giving up for now")
+        delay = backoff_delay(attempt, config["ARXIV_BACKOFF"])
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        log.warning("arXiv %s: %s (attempt %d/%d); retrying in %.1f s", url, problem, attempt + 1, attempts, delay)
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def backoff_delay(attempt: int, base: float) -> float:
+    """Exponential backoff with jitter: base * 2**attempt, times 0.5-1.5, capped."""
+    return min(MAX_BACKOFF, base * 2**attempt * random.uniform(0.5, 1.5))
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds, from either form (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _read_capped(response: requests.Response, deadline: float) -> bytes:
+    chunks = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=65536):
+        size += len(chunk)
+        if size > MAX_DOCUMENT_BYTES:
+            raise FeedError(f"response from {response.url} exceeds {MAX_DOCUMENT_BYTES:,} bytes")
+        if time.monotonic() > deadline:
+            # A server dripping bytes defeats the per-read timeout; cap the total.
+            raise requests.Timeout(f"reading {response.url} took too long")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def wait_for_turn(min_interval: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Block until this process may send arXiv a request: one per `min_interval` s per deployment.
+
+    With Redis, a key set with NX and a TTL of `min_interval` is the token: only
+    one process can set it, and it frees itself when the interval is over. Without
+    Redis there is only this process, and a lock does.
+    """
+    if min_interval <= 0:
+        return
+    from worker.queue import redis_connection
+
+    connection = redis_connection()
+    if connection is None:
+        global _local_next_slot
+        with _local_lock:
+            now = time.monotonic()
+            if _local_next_slot > now:
+                sleep(_local_next_slot - now)
+            _local_next_slot = max(now, _local_next_slot) + min_interval
+        return
+    interval_ms = max(1, int(min_interval * 1000))
+    while not connection.set(RATE_LIMIT_KEY, "1", nx=True, px=interval_ms):
+        remaining_ms = connection.pttl(RATE_LIMIT_KEY)
+        sleep(max(remaining_ms, 5) / 1000)
