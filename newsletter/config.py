@@ -7,6 +7,7 @@ Mirrored, with comments, in `.env.example`.
 """
 
 import os
+import re
 from pathlib import Path
 
 
@@ -65,7 +66,11 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         raise ConfigError("SMTP_SECURITY must be none, starttls or ssl")
     translation_backend = env("TRANSLATION_BACKEND", "none").lower()
     if translation_backend not in ("none", "openai", "recorded"):
-        raise ConfigError("TRANSLATION_BACKEND must be none or openai")
+        raise ConfigError("TRANSLATION_BACKEND must be none, openai or recorded")
+    translation_language = env("TRANSLATION_LANGUAGE", "zh").lower()
+    # It names a glossary file (worker/data/glossary_<code>.tsv): a code, never a path.
+    if not re.fullmatch(r"[a-z]{2,3}(-[a-z]{2,4})?", translation_language):
+        raise ConfigError("TRANSLATION_LANGUAGE must be a language code such as zh or ja")
 
     groups = env("ARXIV_ARCHIVE_GROUPS")
     archive_groups = tuple(g.strip() for g in groups.split(",") if g.strip()) if groups else DEFAULT_ARCHIVE_GROUPS
@@ -97,6 +102,16 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "DKIM_PRIVATE_KEY_PATH": env("DKIM_PRIVATE_KEY_PATH") or None,
         # Hard bounces (5xx at RCPT/DATA) after which a subscriber is suppressed.
         "BOUNCE_LIMIT": _int("BOUNCE_LIMIT", env("BOUNCE_LIMIT", "3")),
+        # Retries of one message after a 4xx reply or a lost connection, with
+        # exponential backoff from SMTP_RETRY_DELAY seconds (1, 2, 4 s ...).
+        "SMTP_RETRIES": _int("SMTP_RETRIES", env("SMTP_RETRIES", "3")),
+        "SMTP_RETRY_DELAY": _float("SMTP_RETRY_DELAY", env("SMTP_RETRY_DELAY", "1")),
+        # A delivery claimed longer ago than this whose worker never finished it
+        # (the worker died) is claimed again; must exceed one message's send time
+        # with all its retries (SMTP_TIMEOUT x tries + backoff).
+        "DELIVERY_LEASE_SECONDS": _int("DELIVERY_LEASE_SECONDS", env("DELIVERY_LEASE_SECONDS", "600")),
+        # Claims of one delivery (temporary failures, dead workers) before it is marked failed.
+        "DELIVERY_MAX_ATTEMPTS": _int("DELIVERY_MAX_ATTEMPTS", env("DELIVERY_MAX_ATTEMPTS", "5")),
         # Digest.
         "DIGEST_MAX_PER_KEYWORD": _int("DIGEST_MAX_PER_KEYWORD", env("DIGEST_MAX_PER_KEYWORD", "25")),
         "DIGEST_SEND_EMPTY": _bool(env("DIGEST_SEND_EMPTY", "0")),
@@ -110,12 +125,25 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "ARXIV_CONTACT": env("ARXIV_CONTACT", "admin@localhost"),
         "ARXIV_TIMEOUT": _float("ARXIV_TIMEOUT", env("ARXIV_TIMEOUT", "30")),
         "ARXIV_RETRIES": _int("ARXIV_RETRIES", env("ARXIV_RETRIES", "5")),
+        # First retry delay in seconds; doubled per attempt, with jitter (worker/arxiv.py).
+        "ARXIV_BACKOFF": _float("ARXIV_BACKOFF", env("ARXIV_BACKOFF", "5")),
         # Translation.
         "TRANSLATION_BACKEND": translation_backend,
         "OPENAI_BASE_URL": env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
         "OPENAI_API_KEY": env("OPENAI_API_KEY") or None,
         "TRANSLATION_MODEL": env("TRANSLATION_MODEL", "gpt-4o-mini"),
-        "TRANSLATION_LANGUAGE": env("TRANSLATION_LANGUAGE", "zh"),
+        # Bilingual subscribers get en+<this code>; a glossary_<code>.tsv in worker/data/ is used.
+        "TRANSLATION_LANGUAGE": translation_language,
+        # The language as the model is told it; known for common codes (zh = Simplified Chinese).
+        "TRANSLATION_LANGUAGE_NAME": env("TRANSLATION_LANGUAGE_NAME") or None,
+        # Papers per request (one JSON array); lower it for small local models.
+        "TRANSLATION_BATCH_SIZE": _int("TRANSLATION_BATCH_SIZE", env("TRANSLATION_BATCH_SIZE", "4")),
+        # Retries of one request after a 429, 5xx, timeout or refused connection,
+        # backing off TRANSLATION_RETRY_BACKOFF * 2^n seconds (Retry-After wins).
+        "TRANSLATION_RETRIES": _int("TRANSLATION_RETRIES", env("TRANSLATION_RETRIES", "4")),
+        "TRANSLATION_RETRY_BACKOFF": _float(
+            "TRANSLATION_RETRY_BACKOFF", env("TRANSLATION_RETRY_BACKOFF", "2")
+        ),
         "TRANSLATION_DEADLINE_MINUTES": _int(
             "TRANSLATION_DEADLINE_MINUTES", env("TRANSLATION_DEADLINE_MINUTES", "60")
         ),
@@ -123,9 +151,12 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "TRANSLATION_REQUESTS_PER_MINUTE": _int(
             "TRANSLATION_REQUESTS_PER_MINUTE", env("TRANSLATION_REQUESTS_PER_MINUTE", "60")
         ),
+        # Tokens (as the endpoint reports them) per UTC day; 0 = no limit. Past it,
+        # papers stay English-only that day and one warning is logged.
         "TRANSLATION_DAILY_TOKEN_BUDGET": _int(
             "TRANSLATION_DAILY_TOKEN_BUDGET", env("TRANSLATION_DAILY_TOKEN_BUDGET", "2000000")
         ),
+        # An operator's extra glossary (term<TAB>translation lines), overriding the shipped one.
         "TRANSLATION_GLOSSARY_PATH": env("TRANSLATION_GLOSSARY_PATH") or None,
         "TRANSLATION_TIMEOUT": _float("TRANSLATION_TIMEOUT", env("TRANSLATION_TIMEOUT", "120")),
         # Sign-up rate limits: attempts per hour.

@@ -6,6 +6,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from newsletter import create_app
+from newsletter.cli import main
 from newsletter.models import Base
 
 
@@ -17,7 +18,7 @@ def test_upgrade_on_an_empty_database_creates_every_table_without_drift(config, 
     try:
         app = create_app(config)
         for _ in range(2):  # a second upgrade finds nothing to do
-            result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+            result = app.test_cli_runner().invoke(main, ["db", "upgrade"])
             assert result.exit_code == 0, result.output
             assert "database at head" in result.output
         app.extensions["db_engine"].dispose()

@@ -46,8 +46,12 @@ def queue_day(listing_date: date) -> None:
     """Queue a complete day's translation (if needed) and its digest dispatch."""
     iso = listing_date.isoformat()
     day = db.session().get(ListingDay, listing_date)
-    if day.translated_at is None and current_app.config["TRANSLATION_BACKEND"] != "none":
-        enqueue(jobs.translate_listing_date, iso, job_id=f"translate-{iso}")
+    if day.translated_at is None:
+        # Even with no backend the job runs: it marks the day translated, so
+        # bilingual digests (if any) need not wait for the deadline.
+        deadline = current_app.config["TRANSLATION_DEADLINE_MINUTES"] * 60
+        enqueue(jobs.translate_listing_date, iso, job_id=f"translate-{iso}",
+                job_timeout=deadline + 600)
     enqueue(jobs.dispatch_digests_job, iso, job_id=f"dispatch-{iso}")
 
 
