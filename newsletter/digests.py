@@ -1,5 +1,97 @@
-"""The "view in browser" page of a subscriber's digest (blueprint `bp`)."""
+"""The "view in browser" page of a subscriber's digest (blueprint `bp`).
 
-from flask import Blueprint
+GET /digest/<token> shows one subscriber's digest for one listing date with
+every paper in full (no per-keyword limit, all authors). It shows what the
+email held when one was made (the Delivery row's `sections`), otherwise what
+the subscriber's current keywords match. Read-only: it never changes state.
+"""
+
+from datetime import date
+
+from flask import Blueprint, abort, current_app
+from sqlalchemy import select
+
+from newsletter import db
+from newsletter.models import Delivery, Subscriber, Translation
+from newsletter.tokens import read_token, subscriber_links
+from worker.digest import assign_sections, load_day, render_digest
+from worker.matching import match_papers
 
 bp = Blueprint("digests", __name__)
+
+# The page is the email's own HTML, which styles inline: allow inline style,
+# still no script of any kind, no framing, images only over https.
+DIGEST_PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+NOT_VALID = "This link is not valid. It may have been mistyped or cut off."
+
+
+def _read_digest_token(token: str) -> tuple[str, date]:
+    """(public_id, listing_date) from a digest token, or 404."""
+    payload = read_token(current_app.config["SECRET_KEY"], "digest", token)
+    if not (isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)):
+        abort(404, description=NOT_VALID)
+    try:
+        return payload[0], date.fromisoformat(payload[1])
+    except ValueError:
+        abort(404, description=NOT_VALID)
+
+
+@bp.get("/digest/<token>")
+def show(token: str):
+    public_id, listing_date = _read_digest_token(token)
+    session = db.session()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+    if subscriber is None:
+        abort(404, description=NOT_VALID)
+    papers = load_day(session, listing_date)
+    delivery = session.scalar(
+        select(Delivery).where(
+            Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
+        )
+    )
+    keywords = subscriber.keyword_lines
+    if delivery is not None and delivery.sections is not None:
+        # Exactly what the email held, minus any paper no longer stored.
+        sections = [
+            (keyword, [i for i in ids if i in papers]) for keyword, ids in delivery.sections
+        ]
+        sections = [(keyword, ids) for keyword, ids in sections if ids]
+    else:
+        matches = match_papers(list(papers.values()), keywords)
+        sections = assign_sections(keywords, matches, papers, subscriber.include_replacements)
+    if not sections:
+        abort(404, description="There is no digest for this date any more.")
+
+    target = current_app.config.get("TRANSLATION_LANGUAGE", "zh")
+    translations = None
+    if subscriber.language == f"en+{target}":
+        ids = sorted({i for _, section_ids in sections for i in section_ids})
+        rows = session.scalars(
+            select(Translation).where(Translation.arxiv_id.in_(ids), Translation.language == target)
+        )
+        translations = {}
+        for row in rows:
+            # Several versions may be stored; the renderer uses the one matching the paper.
+            if row.version == papers[row.arxiv_id].version:
+                translations[row.arxiv_id] = row
+    generated_at = (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
+    rendered = render_digest(
+        listing_date=listing_date,
+        sections=sections,
+        papers=papers,
+        translations=translations,
+        language=subscriber.language,
+        timezone=subscriber.timezone,
+        keywords=keywords,
+        generated_at=generated_at,
+        links=subscriber_links(current_app.config, subscriber.public_id, listing_date),
+        max_per_keyword=None,
+        target_language=target,
+    )
+    return rendered.html, 200, {
+        "Content-Type": "text/html; charset=utf-8",
+        "Content-Security-Policy": DIGEST_PAGE_CSP,
+    }

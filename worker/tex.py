@@ -1,0 +1,477 @@
+"""TeX in arXiv titles and abstracts, made readable as plain Unicode text.
+
+Called by the digest renderer (worker/digest.py) on every title and abstract,
+English and translated. Pure. The rule is "readable, never mangled": what we
+know becomes Unicode ($\\alpha$ -> α, \\textbf{x} -> x, $O(n^2)$ -> O(n²),
+$1.5$-$2.2\\times$ -> 1.5–2.2×); what we do not know stays exactly as written.
+A math span we cannot convert completely is kept verbatim, dollars included,
+rather than half-converted; an unknown command outside math is kept as-is.
+Text with no TeX in it comes back unchanged.
+"""
+
+import unicodedata
+
+# Characters a backslash escapes in running text.
+_ESCAPES = {"%": "%", "&": "&", "#": "#", "_": "_", "$": "$", "{": "{", "}": "}", " ": " ",
+            ",": "\u2009", ";": " ", ":": " ", "!": "", "\\": " ", "/": ""}
+
+_GREEK = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",
+    "zeta": "ζ", "eta": "η", "theta": "θ", "vartheta": "ϑ", "iota": "ι", "kappa": "κ",
+    "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ", "pi": "π", "varpi": "ϖ", "rho": "ρ",
+    "varrho": "ϱ", "sigma": "σ", "varsigma": "ς", "tau": "τ", "upsilon": "υ", "phi": "φ",
+    "varphi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω",
+    "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π",
+    "Sigma": "Σ", "Upsilon": "Υ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
+}
+
+# Symbols valid in math (and, as authors often write them there, in text).
+_SYMBOLS = {
+    **_GREEK,
+    "times": "×", "cdot": "·", "cdots": "⋯", "ldots": "…", "dots": "…", "pm": "±", "mp": "∓",
+    "div": "÷", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠", "ne": "≠",
+    "approx": "≈", "sim": "∼", "simeq": "≃", "equiv": "≡", "propto": "∝", "ll": "≪", "gg": "≫",
+    "leqslant": "⩽", "geqslant": "⩾", "infty": "∞", "partial": "∂", "nabla": "∇", "sum": "∑",
+    "prod": "∏", "int": "∫", "in": "∈", "notin": "∉", "subset": "⊂", "subseteq": "⊆",
+    "supset": "⊃", "supseteq": "⊇", "cup": "∪", "cap": "∩", "emptyset": "∅", "varnothing": "∅",
+    "forall": "∀", "exists": "∃", "neg": "¬", "lnot": "¬", "land": "∧", "lor": "∨",
+    "wedge": "∧", "vee": "∨", "to": "→", "rightarrow": "→", "leftarrow": "←", "gets": "←",
+    "Rightarrow": "⇒", "Leftarrow": "⇐", "Leftrightarrow": "⇔", "leftrightarrow": "↔",
+    "iff": "⇔", "implies": "⇒", "mapsto": "↦", "uparrow": "↑", "downarrow": "↓",
+    "longrightarrow": "⟶", "circ": "∘", "star": "⋆", "ast": "∗", "dagger": "†", "ell": "ℓ",
+    "hbar": "ℏ", "langle": "⟨", "rangle": "⟩", "lfloor": "⌊", "rfloor": "⌋", "lceil": "⌈",
+    "rceil": "⌉", "prime": "′", "perp": "⊥", "parallel": "∥", "mid": "|", "vert": "|",
+    "top": "⊤", "bot": "⊥", "oplus": "⊕", "otimes": "⊗", "odot": "⊙", "setminus": "∖",
+    "degree": "°", "checkmark": "✓", "lvert": "|", "rvert": "|", "triangle": "△",
+    "approxeq": "≊", "cong": "≅", "preceq": "⪯", "succeq": "⪰", "prec": "≺", "succ": "≻",
+    "log": "log", "ln": "ln", "exp": "exp", "sin": "sin", "cos": "cos", "tan": "tan",
+    "max": "max", "min": "min", "arg": "arg", "lim": "lim", "sup": "sup", "inf": "inf",
+    "det": "det", "Pr": "Pr", "deg": "deg", "dim": "dim", "ker": "ker", "gcd": "gcd",
+    "argmax": "argmax", "argmin": "argmin", "liminf": "lim inf", "limsup": "lim sup",
+    "lesssim": "≲", "gtrsim": "≳", "lessapprox": "⪅", "gtrapprox": "⪆", "bullet": "•",
+    "Vert": "‖", "searrow": "↘", "nearrow": "↗", "imath": "ı", "Re": "ℜ", "Im": "ℑ",
+    "aleph": "ℵ", "angle": "∠", "sharp": "♯", "flat": "♭", "natural": "♮", "wp": "℘",
+    "diamond": "⋄", "Box": "□", "square": "□", "coloneqq": "≔", "models": "⊨", "vdash": "⊢",
+    "leadsto": "⇝", "rightleftharpoons": "⇌", "ni": "∋", "sqcup": "⊔", "bigcup": "⋃",
+    "bigcap": "⋂", "oint": "∮", "iint": "∬", "hookrightarrow": "↪", "Longrightarrow": "⟹",
+    "colon": ":", "AA": "Å", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "coth": "coth",
+    "cot": "cot", "sec": "sec", "csc": "csc", "arcsin": "arcsin", "arccos": "arccos",
+    "arctan": "arctan", "mod": "mod", "bmod": "mod", "Tr": "Tr", "tr": "tr", "rank": "rank",
+}
+
+# Relations and arrows, which TeX sets with space around them.
+_RELATIONS = {"leq", "le", "geq", "ge", "neq", "ne", "approx", "sim", "simeq", "equiv", "propto",
+              "ll", "gg", "leqslant", "geqslant", "in", "notin", "subset", "subseteq", "supset",
+              "supseteq", "to", "rightarrow", "leftarrow", "gets", "Rightarrow", "Leftarrow",
+              "Leftrightarrow", "leftrightarrow", "iff", "implies", "mapsto", "longrightarrow",
+              "cong", "approxeq", "preceq", "succeq", "prec", "succ", "lesssim", "gtrsim",
+              "lessapprox", "gtrapprox", "coloneqq", "models", "vdash", "leadsto", "ni",
+              "hookrightarrow", "Longrightarrow"}
+
+# Named characters and logos valid in running text.
+_TEXT_SYMBOLS = {
+    "ss": "ß", "o": "ø", "O": "Ø", "ae": "æ", "AE": "Æ", "oe": "œ", "OE": "Œ", "aa": "å",
+    "AA": "Å", "l": "ł", "L": "Ł", "i": "ı", "j": "ȷ", "LaTeX": "LaTeX", "TeX": "TeX",
+    "textendash": "–", "textemdash": "—", "textasciitilde": "~", "textbackslash": "\\",
+    "textless": "<", "textgreater": ">", "textbar": "|", "textquotesingle": "'",
+    "textdegree": "°", "S": "§", "P": "¶", "copyright": "©", "pounds": "£", "euro": "€",
+}
+
+# Accent commands -> combining characters.
+_ACCENTS = {
+    "'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304",
+    ".": "\u0307", "u": "\u0306", "v": "\u030c", "H": "\u030b", "c": "\u0327", "k": "\u0328",
+    "r": "\u030a", "d": "\u0323", "b": "\u0331",
+}
+_MATH_ACCENTS = {"hat": "\u0302", "bar": "\u0304", "tilde": "\u0303", "vec": "\u20d7",
+                 "dot": "\u0307", "ddot": "\u0308", "widehat": "\u0302", "widetilde": "\u0303",
+                 "overline": "\u0305"}
+
+# Commands whose one argument is simply the text (formatting we drop).
+_TEXT_WRAPPERS = {"textbf", "textit", "emph", "texttt", "textsc", "textrm", "textsf",
+                  "textsl", "textup", "textmd", "textnormal", "underline", "text", "mbox",
+                  "url", "textsuperscript", "textsubscript", "uline", "hbox"}
+_MATH_WRAPPERS = {"mathrm", "mathit", "mathbf", "mathsf", "mathtt", "operatorname",
+                  "boldsymbol", "bm", "mathnormal", "pmb", "rm", "bf", "displaystyle",
+                  "textstyle", "scriptstyle"}
+_MATH_TEXT_WRAPPERS = {"text", "textrm", "textbf", "textit", "texttt", "textsf", "mbox",
+                       "textnormal", "emph"}
+# Declarations that switch font inside a group: {\em x}, {\bf x}.
+_SWITCHES = {"em", "bf", "it", "tt", "sc", "rm", "sf", "sl", "itshape", "bfseries",
+             "ttfamily", "scshape", "upshape", "mdseries", "normalfont", "small", "footnotesize",
+             "large", "Large"}
+# Citations carry nothing a reader of an abstract can use.
+_CITES = {"cite", "citep", "citet", "citealp", "citealt", "citeauthor", "citeyear", "nocite", "label"}
+# Sizing prefixes of delimiters: \left( -> (.
+_SIZING = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr",
+           "biggl", "biggr", "middle"}
+_MATH_SPACES = {",": " ", ";": " ", ":": " ", " ": " ", "!": "", "quad": " ", "qquad": " ",
+                "enspace": " ", "thinspace": " "}
+
+_SUPERSCRIPTS = dict(zip(
+    "0123456789+-=()nijabcdefghklmoprstuvwxyzTABDEGHIJKLMNOPRUVW*′",
+    "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱʲᵃᵇᶜᵈᵉᶠᵍʰᵏˡᵐᵒᵖʳˢᵗᵘᵛʷˣʸᶻᵀᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵁⱽᵂ*′",
+    strict=True,
+))
+_SUBSCRIPTS = dict(zip("0123456789+-=()aehijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ", strict=True))
+
+_DOUBLE_STRUCK_EXCEPTIONS = {"C": "ℂ", "H": "ℍ", "N": "ℕ", "P": "ℙ", "Q": "ℚ", "R": "ℝ", "Z": "ℤ"}
+_SCRIPT_EXCEPTIONS = {"B": "ℬ", "E": "ℰ", "F": "ℱ", "H": "ℋ", "I": "ℐ", "L": "ℒ", "M": "ℳ", "R": "ℛ"}
+
+
+class _Unconvertible(Exception):
+    """Math we cannot render faithfully; the caller keeps the source."""
+
+
+def tex_to_text(s: str) -> str:
+    """`s` with the TeX it contains made readable as Unicode; never raises."""
+    try:
+        return _Text(s).run()
+    except RecursionError:
+        # Absurdly deep nesting: the source itself is the safest reading.
+        return s
+
+
+def _read_group(s: str, i: int) -> tuple[str, int] | None:
+    """The content of the balanced {...} starting at s[i], and the index after it."""
+    if i >= len(s) or s[i] != "{":
+        return None
+    depth = 0
+    j = i
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return s[i + 1 : j], j + 1
+        j += 1
+    return None
+
+
+def _read_name(s: str, i: int) -> tuple[str, int]:
+    """The command name after the backslash at s[i-1]: letters, or one other character."""
+    j = i
+    while j < len(s) and s[j].isascii() and s[j].isalpha():
+        j += 1
+    if j == i:
+        return (s[i], i + 1) if i < len(s) else ("", i)
+    return s[i:j], j
+
+
+def _skip_spaces(s: str, i: int) -> int:
+    while i < len(s) and s[i] in " \t\n":
+        i += 1
+    return i
+
+
+def _accent(base: str, mark: str) -> str:
+    if not base:
+        return mark.strip()
+    return unicodedata.normalize("NFC", base[0] + mark + base[1:])
+
+
+def _find_math_end(s: str, i: int, closer: str) -> int:
+    """Index of the unescaped `closer` ending math opened before s[i], or -1."""
+    j = i
+    while j < len(s):
+        if s[j] == "\\":
+            if s.startswith(closer, j):
+                return j
+            j += 2
+            continue
+        if s.startswith(closer, j):
+            return j
+        j += 1
+    return -1
+
+
+class _Text:
+    """A single left-to-right pass over running text."""
+
+    def __init__(self, s: str):
+        self.s = s
+        self.out: list[str] = []
+        # Where the last converted math span ended, for $1.5$-$2.2$ -> 1.5–2.2.
+        self.last_math_end = -1
+
+    def run(self) -> str:
+        s, out = self.s, self.out
+        i = 0
+        while i < len(s):
+            c = s[i]
+            if c == "\\":
+                i = self.command(i)
+            elif c == "$":
+                i = self.math(i)
+            elif c == "~":
+                out.append(" ")
+                i += 1
+            elif s.startswith("``", i):
+                out.append("“")
+                i += 2
+            elif s.startswith("''", i):
+                out.append("”")
+                i += 2
+            elif c == "{" and self.switch_group(i) is not None:
+                content, end = self.switch_group(i)
+                out.append(tex_to_text(content))
+                i = end
+            elif c == "-" and i == self.last_math_end and s.startswith("$", i + 1):
+                out.append("–")
+                i += 1
+            else:
+                out.append(c)
+                i += 1
+        return "".join(out)
+
+    def switch_group(self, i: int) -> tuple[str, int] | None:
+        """{\\em x} -> ("x", end) when the group starts with a font switch."""
+        s = self.s
+        if not s.startswith("\\", i + 1):
+            return None
+        name, after = _read_name(s, i + 2)
+        if name not in _SWITCHES:
+            return None
+        group = _read_group(s, i)
+        if group is None:
+            return None
+        return group[0][after - i - 1 :].lstrip(), group[1]
+
+    def math(self, i: int) -> int:
+        s = self.s
+        display = s.startswith("$$", i)
+        opener = "$$" if display else "$"
+        end = _find_math_end(s, i + len(opener), opener)
+        if end < 0 or end == i + len(opener):
+            # A lone dollar is a dollar.
+            self.out.append(opener)
+            return i + len(opener)
+        return self.emit_math(i, i + len(opener), end, end + len(opener))
+
+    def emit_math(self, start: int, content_start: int, content_end: int, end: int) -> int:
+        source = self.s[start:end]
+        try:
+            converted = _math(self.s[content_start:content_end])
+        except _Unconvertible:
+            converted = source
+        self.out.append(converted)
+        self.last_math_end = end
+        return end
+
+    def command(self, i: int) -> int:
+        s, out = self.s, self.out
+        name, j = _read_name(s, i + 1)
+        if name in ("(", "["):
+            closer = "\\)" if name == "(" else "\\]"
+            end = _find_math_end(s, j, closer)
+            if end >= 0:
+                return self.emit_math(i, j, end, end + 2)
+            out.append(s[i:j])
+            return j
+        if name in _ESCAPES:
+            out.append(_ESCAPES[name])
+            return j
+        if name in _ACCENTS:
+            k = _skip_spaces(s, j) if name.isalpha() else j
+            group = _read_group(s, k)
+            if group is not None:
+                out.append(_accent(tex_to_text(group[0]), _ACCENTS[name]))
+                return group[1]
+            if k < len(s) and s[k] not in "\\{}$ \t\n":
+                out.append(_accent(s[k], _ACCENTS[name]))
+                return k + 1
+            out.append(s[i:j])
+            return j
+        if name in _CITES:
+            k = j
+            if k < len(s) and s[k] == "*":
+                k += 1
+            while k < len(s) and s[k] == "[":
+                close = s.find("]", k)
+                if close < 0:
+                    break
+                k = close + 1
+            group = _read_group(s, k)
+            if group is None:
+                out.append(s[i:j])
+                return j
+            # "policy \cite{x}." -> "policy."
+            while out and out[-1] in (" ", "~", "\u00a0"):
+                out.pop()
+            return group[1]
+        if name in _TEXT_WRAPPERS or name in ("footnote", "href"):
+            group = _read_group(s, _skip_spaces(s, j))
+            if group is None:
+                out.append(s[i:j])
+                return j
+            if name == "href":
+                text = _read_group(s, _skip_spaces(s, group[1]))
+                if text is None:
+                    out.append(s[i:j])
+                    return j
+                out.append(f"{tex_to_text(text[0])} ({group[0]})")
+                return text[1]
+            inner = group[0] if name == "url" else tex_to_text(group[0])
+            if name == "footnote":
+                inner = f" ({inner})" if out and not out[-1].isspace() else f"({inner})"
+            out.append(inner)
+            return group[1]
+        if name in _TEXT_SYMBOLS or name in _SYMBOLS:
+            # \i, \o, \l, \L, ... are only themselves before a non-letter.
+            symbol = _TEXT_SYMBOLS.get(name) or _SYMBOLS[name]
+            out.append(symbol)
+            # "\ss{}" and "\LaTeX{}": the empty group only ends the name.
+            if s.startswith("{}", j):
+                return j + 2
+            return j
+        # Unknown: keep the command exactly as written; its arguments follow as text.
+        out.append(s[i:j])
+        return j
+
+
+def _math(m: str) -> str:
+    """Readable text for a math span's content; _Unconvertible if we cannot."""
+    out: list[str] = []
+    i = 0
+    while i < len(m):
+        c = m[i]
+        if c == "\\":
+            name, j = _read_name(m, i + 1)
+            i = _math_command(m, name, j, out)
+        elif c in "^_":
+            arg, i = _math_arg(m, i + 1)
+            out.append(_script(arg, c))
+        elif c in "{}":
+            # Grouping braces are invisible.
+            i += 1
+        elif c == "~":
+            out.append(" ")
+            i += 1
+        elif c == "'":
+            out.append("′")
+            i += 1
+        elif c == "&" or c == "#":
+            raise _Unconvertible
+        else:
+            out.append(c)
+            i += 1
+    text = "".join(out)
+    return " ".join(text.split()) if text.strip() else text
+
+
+def _math_arg(m: str, i: int) -> tuple[str, int]:
+    """The converted argument at m[i]: a {group}, a \\command or one character."""
+    i = _skip_spaces(m, i)
+    if i >= len(m):
+        raise _Unconvertible
+    if m[i] == "{":
+        group = _read_group(m, i)
+        if group is None:
+            raise _Unconvertible
+        return _math(group[0]), group[1]
+    if m[i] == "\\":
+        name, j = _read_name(m, i + 1)
+        out: list[str] = []
+        end = _math_command(m, name, j, out)
+        return "".join(out), end
+    if m[i] == "}":
+        raise _Unconvertible
+    return m[i], i + 1
+
+
+def _script(arg: str, kind: str) -> str:
+    table = _SUPERSCRIPTS if kind == "^" else _SUBSCRIPTS
+    if arg and all(ch in table for ch in arg):
+        return "".join(table[ch] for ch in arg)
+    if arg == "⊤" and kind == "^":
+        return "ᵀ"
+    if len(arg) == 1:
+        return kind + arg
+    return f"{kind}{{{arg}}}" if arg else ""
+
+
+def _styled(arg: str, style: str, exceptions: dict[str, str]) -> str:
+    out = []
+    for ch in arg:
+        if ch in exceptions:
+            out.append(exceptions[ch])
+            continue
+        if not (ch.isascii() and ch.isalpha()):
+            raise _Unconvertible
+        case = "CAPITAL" if ch.isupper() else "SMALL"
+        try:
+            out.append(unicodedata.lookup(f"MATHEMATICAL {style} {case} {ch.upper()}"))
+        except KeyError:
+            raise _Unconvertible from None
+    return "".join(out)
+
+
+def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
+    """Append the reading of \\name (arguments start at m[j]); return the next index."""
+    if name in _MATH_SPACES:
+        out.append(_MATH_SPACES[name])
+        return j
+    if name in ("%", "$", "#", "&", "_", "{", "}", "|"):
+        out.append("‖" if name == "|" else name)
+        return j
+    if name in _RELATIONS:
+        # TeX spaces relations itself ("x\\sim p" reads "x ∼ p"); runs collapse later.
+        out.append(f" {_SYMBOLS[name]} ")
+        return j
+    if name in _SYMBOLS:
+        symbol = _SYMBOLS[name]
+        # Operator names are words: keep them apart from a following letter.
+        if symbol.isalpha() and symbol.isascii() and j < len(m) and m[j].isalnum():
+            symbol += " "
+        out.append(symbol)
+        return j
+    if name in _SIZING:
+        return j
+    if name in _MATH_TEXT_WRAPPERS:
+        group = _read_group(m, _skip_spaces(m, j))
+        if group is None:
+            raise _Unconvertible
+        out.append(tex_to_text(group[0]))
+        return group[1]
+    if name in _MATH_WRAPPERS:
+        if name in ("rm", "bf", "displaystyle", "textstyle", "scriptstyle"):
+            return j
+        arg, end = _math_arg(m, j)
+        out.append(arg)
+        return end
+    if name in ("mathbb", "mathcal", "mathscr", "mathfrak"):
+        arg, end = _math_arg(m, j)
+        style = {"mathbb": "DOUBLE-STRUCK", "mathfrak": "FRAKTUR"}.get(name, "SCRIPT")
+        exceptions = {"mathbb": _DOUBLE_STRUCK_EXCEPTIONS, "mathfrak": {}}.get(name, _SCRIPT_EXCEPTIONS)
+        out.append(_styled(arg, style, exceptions))
+        return end
+    if name in _MATH_ACCENTS:
+        arg, end = _math_arg(m, j)
+        if len(arg) != 1:
+            raise _Unconvertible
+        out.append(_accent(arg, _MATH_ACCENTS[name]))
+        return end
+    if name in ("frac", "dfrac", "tfrac"):
+        numerator, k = _math_arg(m, j)
+        denominator, end = _math_arg(m, k)
+        out.append(f"{_operand(numerator)}/{_operand(denominator)}")
+        return end
+    if name == "sqrt":
+        if j < len(m) and m[j] == "[":
+            raise _Unconvertible
+        arg, end = _math_arg(m, j)
+        out.append("√" + _operand(arg))
+        return end
+    raise _Unconvertible
+
+
+def _operand(text: str) -> str:
+    """`text` bracketed when it is more than one term."""
+    if len(text) <= 1 or text.replace(".", "").isalnum():
+        return text
+    return f"({text})"
