@@ -50,15 +50,31 @@ def timed(function) -> float:
 
 def bench(url: str, data: bytes, runs: int) -> dict[str, list[float]]:
     reset(url)
-    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "REDIS_URL": None, "LOG_LEVEL": "WARNING"})
-    results: dict[str, list[float]] = {"parse only": [], "plain insert": [], "ingest, empty db": [], "ingest again": []}
+    app = create_app(
+        {"SECRET_KEY": "bench", "DATABASE_URL": url, "REDIS_URL": None, "LOG_LEVEL": "WARNING"}
+    )
+    results: dict[str, list[float]] = {
+        "parse only": [],
+        "plain insert": [],
+        "ingest, empty db": [],
+        "ingest again": [],
+    }
     parsed = parse_feed(data)
     rows = [
         {
-            "arxiv_id": i.arxiv_id, "version": i.version, "title": i.title, "authors": i.authors,
-            "categories": i.categories, "abstract": i.abstract, "comments": i.comments, "doi": i.doi,
-            "journal_ref": i.journal_ref, "listing_date": parsed.feed_date,
-            "announce_type": AnnounceType(i.announce_type), "created_at": utcnow(), "updated_at": utcnow(),
+            "arxiv_id": i.arxiv_id,
+            "version": i.version,
+            "title": i.title,
+            "authors": i.authors,
+            "categories": i.categories,
+            "abstract": i.abstract,
+            "comments": i.comments,
+            "doi": i.doi,
+            "journal_ref": i.journal_ref,
+            "listing_date": parsed.feed_date,
+            "announce_type": AnnounceType(i.announce_type),
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
         }
         for i in parsed.items
     ]
@@ -96,7 +112,10 @@ def postgres_url() -> str | None:
         engine.dispose()
         return url
     except Exception as exc:  # no server: report and go on with SQLite
-        print(f"PostgreSQL not available ({type(exc).__name__}); set BENCH_DATABASE_URL", file=sys.stderr)
+        print(
+            f"PostgreSQL not available ({type(exc).__name__}); set BENCH_DATABASE_URL",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -113,7 +132,9 @@ def main() -> None:
         print(f"{FEED.name}: {len(data):,} bytes, 1504 items; median of {args.runs} runs")
         for name, url in targets:
             results = bench(url, data, args.runs)
-            base = statistics.median(results["plain insert"]) + statistics.median(results["parse only"])
+            base = statistics.median(results["plain insert"]) + statistics.median(
+                results["parse only"]
+            )
             print(f"\n{name}")
             for label, times in results.items():
                 print(f"  {label:<18} {statistics.median(times) * 1000:8.1f} ms")

@@ -126,8 +126,10 @@ def main() -> None:
     subs = subscribers(pool, args.subscribers, rng)
     lines_total = sum(len(lines) for lines in subs)
     distinct = list(dict.fromkeys(line for lines in subs for line in lines))
-    print(f"papers {len(items)}  subscribers {len(subs)}  subscriber lines {lines_total}"
-          f"  distinct lines {len(distinct)}")
+    print(
+        f"papers {len(items)}  subscribers {len(subs)}  subscriber lines {lines_total}"
+        f"  distinct lines {len(distinct)}"
+    )
 
     started = time.perf_counter()
     matched = match_papers(items, distinct)
@@ -145,8 +147,10 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak Python memory in match_papers {peak / 2**20:.0f} MiB (tracemalloc);"
-          f" process max RSS {maxrss_mb:.0f} MiB")
+    print(
+        f"peak Python memory in match_papers {peak / 2**20:.0f} MiB (tracemalloc);"
+        f" process max RSS {maxrss_mb:.0f} MiB"
+    )
 
     texts = [(item.arxiv_id, f"{item.title}\n{item.abstract}") for item in items]
     phrase_lines = [line for line in distinct if naive_regex(line)]
@@ -158,13 +162,19 @@ def main() -> None:
         naive[line] = {arxiv_id for arxiv_id, text in texts if pattern.search(text)}
     per_line = (time.perf_counter() - started) / len(sample)
     agree = sum(naive[line] == matched[line] for line in sample)
-    print(f"baseline: one regex per line over all papers, {per_line * 1000:.1f} ms per line"
-          f" ({len(sample)} sampled lines)")
-    print(f"  -> {per_line * len(distinct):7.1f} s for the {len(distinct)} distinct lines"
-          f" ({per_line * len(distinct) / (match_seconds + sections_seconds):.0f}x ours)")
+    print(
+        f"baseline: one regex per line over all papers, {per_line * 1000:.1f} ms per line"
+        f" ({len(sample)} sampled lines)"
+    )
+    print(
+        f"  -> {per_line * len(distinct):7.1f} s for the {len(distinct)} distinct lines"
+        f" ({per_line * len(distinct) / (match_seconds + sections_seconds):.0f}x ours)"
+    )
     print(f"  -> {per_line * lines_total:7.1f} s per subscriber line ({lines_total} lines)")
-    print(f"  same papers as ours on {agree}/{len(sample)} sampled lines"
-          " (it misses -ies plurals, TeX accents, words joined by _)")
+    print(
+        f"  same papers as ours on {agree}/{len(sample)} sampled lines"
+        " (it misses -ies plurals, TeX accents, words joined by _)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import emails  # noqa: E402
-from worker import digest  # noqa: E402
 from newsletter.models import AnnounceType, Paper  # noqa: E402
+from worker import digest  # noqa: E402
 from worker.arxiv import parse_feed  # noqa: E402
 from worker.digest import PLACEHOLDER_LINKS, assign_sections, personalize, render_digest  # noqa: E402
 from worker.matching import match_papers  # noqa: E402
@@ -54,9 +54,16 @@ def load_papers() -> dict[str, Paper]:
     feed = parse_feed(FEED.read_bytes())
     return {
         item.arxiv_id: Paper(
-            arxiv_id=item.arxiv_id, version=item.version, title=item.title, authors=item.authors,
-            categories=item.categories, abstract=item.abstract, comments=item.comments, doi=item.doi,
-            journal_ref=item.journal_ref, listing_date=LISTING_DATE,
+            arxiv_id=item.arxiv_id,
+            version=item.version,
+            title=item.title,
+            authors=item.authors,
+            categories=item.categories,
+            abstract=item.abstract,
+            comments=item.comments,
+            doi=item.doi,
+            journal_ref=item.journal_ref,
+            listing_date=LISTING_DATE,
             announce_type=AnnounceType(item.announce_type),
         )
         for item in feed.items
@@ -80,7 +87,9 @@ def phrases_from(papers: dict[str, Paper]) -> Counter:
 def make_subscribers(n: int, phrases: Counter, papers: dict[str, Paper], seed: int) -> list[dict]:
     rng = random.Random(seed)
     # Real subscribers mostly follow phrases ("graph neural"), some single words ("quantum").
-    pools = {size: [(p, c) for p, c in phrases.items() if len(p.split()) == size] for size in (1, 2)}
+    pools = {
+        size: [(p, c) for p, c in phrases.items() if len(p.split()) == size] for size in (1, 2)
+    }
     pools = {size: tuple(zip(*pool, strict=True)) for size, pool in pools.items()}
     categories = sorted({c for p in papers.values() for c in p.categories})
     subscribers = []
@@ -93,12 +102,14 @@ def make_subscribers(n: int, phrases: Counter, papers: dict[str, Paper], seed: i
         keywords = list(dict.fromkeys(keywords))
         if rng.random() < 0.1:
             keywords.append(f"cat:{rng.choice(categories)}")
-        subscribers.append({
-            "public_id": f"{number:032x}",
-            "keywords": keywords,
-            "language": "en+zh" if rng.random() < 0.1 else "en",
-            "timezone": rng.choice(TIMEZONES),
-        })
+        subscribers.append(
+            {
+                "public_id": f"{number:032x}",
+                "keywords": keywords,
+                "language": "en+zh" if rng.random() < 0.1 else "en",
+                "timezone": rng.choice(TIMEZONES),
+            }
+        )
     return subscribers
 
 
@@ -123,9 +134,16 @@ def links_for(subscriber: dict) -> dict[str, str]:
 
 def render_one(subscriber, sections, papers, links):
     return render_digest(
-        listing_date=LISTING_DATE, sections=sections, papers=papers, translations={},
-        language=subscriber["language"], timezone=subscriber["timezone"],
-        keywords=subscriber["keywords"], generated_at=GENERATED, links=links, max_per_keyword=25,
+        listing_date=LISTING_DATE,
+        sections=sections,
+        papers=papers,
+        translations={},
+        language=subscriber["language"],
+        timezone=subscriber["timezone"],
+        keywords=subscriber["keywords"],
+        generated_at=GENERATED,
+        links=links,
+        max_per_keyword=25,
     )
 
 
@@ -139,8 +157,10 @@ def main() -> None:
     phrases = phrases_from(papers)
     subscribers = make_subscribers(args.subscribers, phrases, papers, args.seed)
     lines = {line for s in subscribers for line in s["keywords"]}
-    print(f"{len(papers)} papers, {len(phrases)} phrases, {len(subscribers)} subscribers, "
-          f"{len(lines)} distinct keyword lines")
+    print(
+        f"{len(papers)} papers, {len(phrases)} phrases, {len(subscribers)} subscribers, "
+        f"{len(lines)} distinct keyword lines"
+    )
 
     started = time.perf_counter()
     matches = match_papers(list(papers.values()), lines)
@@ -157,8 +177,12 @@ def main() -> None:
     started = time.perf_counter()
     groups: dict = defaultdict(list)
     for subscriber in receiving:
-        key = (tuple(subscriber["keywords"]), subscriber["language"], subscriber["timezone"],
-               repr(subscriber["sections"]))
+        key = (
+            tuple(subscriber["keywords"]),
+            subscriber["language"],
+            subscriber["timezone"],
+            repr(subscriber["sections"]),
+        )
         groups[key].append(subscriber)
     sizes = []
     for members in groups.values():
@@ -191,16 +215,26 @@ def main() -> None:
     n = len(receiving)
     per = lambda seconds, count: 1000 * seconds / count  # noqa: E731
     print(f"shared renders: {len(groups)} distinct digests for {n} subscribers")
-    print(f"  shared   : {shared_seconds:7.1f} s total, {per(shared_seconds, n):6.2f} ms per digest")
-    print(f"  unshared : {unshared_seconds:7.1f} s total, {per(unshared_seconds, n):6.2f} ms per digest "
-          f"(sharing x{unshared_seconds / shared_seconds:.1f})")
-    print(f"  sample of {len(sample)}: compile MJML per message {per(baseline_seconds, len(sample)):.1f} ms, "
-          f"compiled once {per(cached_sample_seconds, len(sample)):.1f} ms per digest "
-          f"(x{baseline_seconds / cached_sample_seconds:.1f})")
-    print(f"HTML KB: median {statistics.median(sizes) / 1024:.1f}, "
-          f"p95 {sorted(sizes)[int(0.95 * len(sizes))] / 1024:.1f}, max {max(sizes) / 1024:.1f} "
-          f"(limit 102)")
-    print(f"peak memory (max RSS): {shared_rss:.0f} MB after the shared run, {peak_rss_mb():.0f} MB at the end")
+    print(
+        f"  shared   : {shared_seconds:7.1f} s total, {per(shared_seconds, n):6.2f} ms per digest"
+    )
+    print(
+        f"  unshared : {unshared_seconds:7.1f} s total, {per(unshared_seconds, n):6.2f} ms per digest "
+        f"(sharing x{unshared_seconds / shared_seconds:.1f})"
+    )
+    print(
+        f"  sample of {len(sample)}: compile MJML per message {per(baseline_seconds, len(sample)):.1f} ms, "
+        f"compiled once {per(cached_sample_seconds, len(sample)):.1f} ms per digest "
+        f"(x{baseline_seconds / cached_sample_seconds:.1f})"
+    )
+    print(
+        f"HTML KB: median {statistics.median(sizes) / 1024:.1f}, "
+        f"p95 {sorted(sizes)[int(0.95 * len(sizes))] / 1024:.1f}, max {max(sizes) / 1024:.1f} "
+        f"(limit 102)"
+    )
+    print(
+        f"peak memory (max RSS): {shared_rss:.0f} MB after the shared run, {peak_rss_mb():.0f} MB at the end"
+    )
 
 
 if __name__ == "__main__":

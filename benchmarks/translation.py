@@ -30,7 +30,15 @@ import requests
 from sqlalchemy import select
 
 from newsletter import create_app, db
-from newsletter.models import AnnounceType, Base, Keyword, ListingDay, Paper, Subscriber, SubscriberStatus
+from newsletter.models import (
+    AnnounceType,
+    Base,
+    Keyword,
+    ListingDay,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+)
 from worker.arxiv import parse_feed
 from worker.placeholders import PLACEHOLDER, protect, restore
 from worker.translation import papers_to_translate, translate_day
@@ -73,7 +81,10 @@ class InstantModel(BaseHTTPRequestHandler):
         items = []
         if body.get("messages"):
             for paper in json.loads(body["messages"][1]["content"])["papers"]:
-                items.append({key: fake_chinese(paper[key]) for key in ("title", "abstract")} | {"id": paper["id"]})
+                items.append(
+                    {key: fake_chinese(paper[key]) for key in ("title", "abstract")}
+                    | {"id": paper["id"]}
+                )
         content = json.dumps({"translations": items}, ensure_ascii=False)
         data = json.dumps(
             {"choices": [{"message": {"content": content}}], "usage": {"total_tokens": 1000}},
@@ -133,7 +144,9 @@ def bench_job(items, subscribers: int) -> None:
     server.shutdown()
     server.server_close()
     print(f"job: {len(items)} papers, {subscribers} bilingual subscribers, {lines} distinct lines")
-    print(f"  planning (match + sections)    {planning * 1000:8.1f} ms  -> {len(needed)} papers needed")
+    print(
+        f"  planning (match + sections)    {planning * 1000:8.1f} ms  -> {len(needed)} papers needed"
+    )
     print(f"  {requests_made} bare POSTs (baseline)       {bare * 1000:8.1f} ms")
     print(f"  first run                      {first_run * 1000:8.1f} ms  ({first})")
     print(f"  second run (all cached)        {second_run * 1000:8.1f} ms  ({second})")
@@ -153,7 +166,9 @@ def store_day_and_subscribers(session, items, subscribers: int) -> int:
                 announce_type=AnnounceType(item.announce_type),
             )
         )
-    session.add(ListingDay(listing_date=LISTING_DATE, completed_at=db.utcnow() - timedelta(minutes=1)))
+    session.add(
+        ListingDay(listing_date=LISTING_DATE, completed_at=db.utcnow() - timedelta(minutes=1))
+    )
     phrases = Counter()
     for item in items:
         words = re.findall(r"[a-z][a-z-]+", item.title.lower())

@@ -38,13 +38,25 @@ def _parse_date_option(name: str, value: str | None):
     try:
         return date.fromisoformat(value.strip())
     except ValueError:
-        raise click.ClickException(f"{name} must be a date like 2024-11-28, got {value!r}") from None
+        raise click.ClickException(
+            f"{name} must be a date like 2024-11-28, got {value!r}"
+        ) from None
 
 
 @main.command("ingest")
 @click.option("--file", "path", metavar="PATH", help="A saved RSS, Atom or OAI-PMH document.")
-@click.option("--date", "date_text", metavar="D", help="The listing date (with --file), or backfill it from OAI-PMH.")
-@click.option("--since", "since_text", metavar="D", help="Backfill every listing date from D to the due one (OAI-PMH).")
+@click.option(
+    "--date",
+    "date_text",
+    metavar="D",
+    help="The listing date (with --file), or backfill it from OAI-PMH.",
+)
+@click.option(
+    "--since",
+    "since_text",
+    metavar="D",
+    help="Backfill every listing date from D to the due one (OAI-PMH).",
+)
 @with_appcontext
 def ingest_command(path: str | None, date_text: str | None, since_text: str | None) -> None:
     """Ingest arXiv announcements: the due listing date, a saved file, or a backfill."""
@@ -95,7 +107,9 @@ def status_command(days: int) -> None:
         click.echo("nothing ingested yet")
     for day in recent:
         counts = day.counts
-        state = f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
+        state = (
+            f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
+        )
         types = ", ".join(f"{counts[t]} {t}" for t in ingest.TYPE_RANK)
         click.echo(f"{day.listing_date} {state}: {sum(counts.values())} items ({types})")
         for fetch in day.fetches:
@@ -111,6 +125,9 @@ def status_command(days: int) -> None:
 # --- digest (worker/digest.py) ---
 
 
+_DIGEST_DATE_HELP = "The listing date (default: the latest complete one)."
+
+
 @main.group("digest")
 def digest_group() -> None:
     """Preview and send the daily digests."""
@@ -120,25 +137,27 @@ def _digest_date(date_text: str | None):
     """The --date given, or the latest complete listing date; refuse one not ingested."""
     from newsletter import db as database
     from newsletter.models import ListingDay
-    from worker.delivery import latest_complete_date
+    from worker.schedule import latest_complete_day
 
     session = database.session()
     listing_date = _parse_date_option("--date", date_text)
     if listing_date is None:
-        listing_date = latest_complete_date(session)
+        listing_date = latest_complete_day()
         if listing_date is None:
             raise click.ClickException("no complete listing date yet; ingest one first")
         return listing_date
     day = session.get(ListingDay, listing_date)
     if day is None or day.completed_at is None:
-        raise click.ClickException(f"listing date {listing_date} is not completely ingested (see `newsletter status`)")
+        raise click.ClickException(
+            f"listing date {listing_date} is not completely ingested (see `newsletter status`)"
+        )
     return listing_date
 
 
 @digest_group.command("preview")
 @click.argument("email")
-@click.option("--date", "date_text", metavar="D", help="The listing date (default: the latest complete one).")
-@click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text part.")
+@click.option("--date", "date_text", metavar="D", help=_DIGEST_DATE_HELP)
+@click.option("--html", "as_html", is_flag=True, help="Print the HTML part, not the text part.")
 @with_appcontext
 def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> None:
     """Print EMAIL's digest of a listing date without sending it."""
@@ -149,18 +168,20 @@ def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> 
     from worker.delivery import preview_digest
 
     session = database.session()
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email.strip().casefold()))
+    key = email.strip().casefold()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if subscriber is None:
         raise click.ClickException(f"no subscriber with the address {email.strip()[:320]!r}")
     listing_date = _digest_date(date_text)
     rendered = preview_digest(session, current_app.config, subscriber, listing_date)
-    if subscriber.status.value != "confirmed":
-        click.echo(f"note: {subscriber.email} is {subscriber.status.value}; no digest is sent to them", err=True)
+    status = subscriber.status.value
+    if status != "confirmed":
+        click.echo(f"note: {subscriber.email} is {status}; no digest is sent to them", err=True)
     click.echo(rendered.html if as_html else f"Subject: {rendered.subject}\n\n{rendered.text}")
 
 
 @digest_group.command("send")
-@click.option("--date", "date_text", metavar="D", help="The listing date (default: the latest complete one).")
+@click.option("--date", "date_text", metavar="D", help=_DIGEST_DATE_HELP)
 @with_appcontext
 def digest_send_command(date_text: str | None) -> None:
     """Send a listing date's digests now, in this process; print what happened.
@@ -184,15 +205,18 @@ def digest_send_command(date_text: str | None) -> None:
     if summary.held:
         click.echo(f"held for later (delivery hour or translation): {summary.held}")
     if sending.deferred:
-        click.echo(f"deferred after temporary SMTP failures (queued for the next run): {sending.deferred}")
+        click.echo(f"deferred after temporary SMTP failures (left queued): {sending.deferred}")
     if sending.not_claimed:
         click.echo(f"being sent by another worker: {sending.not_claimed}")
     if sending.stopped:
         raise click.ClickException(f"sending stopped early: {sending.stopped}")
 
+
 # --- translate (worker/translation.py) ---
 @main.command("translate")
-@click.option("--date", "date_text", metavar="D", help="The listing date (default: the latest complete one).")
+@click.option(
+    "--date", "date_text", metavar="D", help="The listing date (default: the latest complete one)."
+)
 @with_appcontext
 def translate_command(date_text: str | None) -> None:
     """Translate what a listing date's bilingual digests need; print what was done."""
@@ -231,7 +255,9 @@ def worker_command(burst: bool) -> None:
     from worker.schedule import run_worker
 
     if not current_app.config["REDIS_URL"]:
-        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside the web process")
+        raise click.ClickException(
+            "REDIS_URL is not set: without Redis, jobs run inside the web process"
+        )
     run_worker(current_app._get_current_object(), burst=burst)
 
 

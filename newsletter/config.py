@@ -6,7 +6,6 @@ which have none: the app refuses to start without them outside dev mode.
 Mirrored, with comments, in `.env.example`.
 """
 
-import os
 import re
 from pathlib import Path
 
@@ -73,7 +72,11 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         raise ConfigError("TRANSLATION_LANGUAGE must be a language code such as zh or ja")
 
     groups = env("ARXIV_ARCHIVE_GROUPS")
-    archive_groups = tuple(g.strip() for g in groups.split(",") if g.strip()) if groups else DEFAULT_ARCHIVE_GROUPS
+    archive_groups = (
+        tuple(g.strip() for g in groups.split(",") if g.strip())
+        if groups
+        else DEFAULT_ARCHIVE_GROUPS
+    )
 
     return {
         "DEV": dev,
@@ -109,11 +112,15 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         # A delivery claimed longer ago than this whose worker never finished it
         # (the worker died) is claimed again; must exceed one message's send time
         # with all its retries (SMTP_TIMEOUT x tries + backoff).
-        "DELIVERY_LEASE_SECONDS": _int("DELIVERY_LEASE_SECONDS", env("DELIVERY_LEASE_SECONDS", "600")),
+        "DELIVERY_LEASE_SECONDS": _int(
+            "DELIVERY_LEASE_SECONDS", env("DELIVERY_LEASE_SECONDS", "600")
+        ),
         # Claims of one delivery (temporary failures, dead workers) before it is marked failed.
         "DELIVERY_MAX_ATTEMPTS": _int("DELIVERY_MAX_ATTEMPTS", env("DELIVERY_MAX_ATTEMPTS", "5")),
         # Digest.
-        "DIGEST_MAX_PER_KEYWORD": _int("DIGEST_MAX_PER_KEYWORD", env("DIGEST_MAX_PER_KEYWORD", "25")),
+        "DIGEST_MAX_PER_KEYWORD": _int(
+            "DIGEST_MAX_PER_KEYWORD", env("DIGEST_MAX_PER_KEYWORD", "25")
+        ),
         "DIGEST_SEND_EMPTY": _bool(env("DIGEST_SEND_EMPTY", "0")),
         "DIGEST_CHUNK_SIZE": _int("DIGEST_CHUNK_SIZE", env("DIGEST_CHUNK_SIZE", "500")),
         # arXiv.
@@ -137,7 +144,9 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         # The language as the model is told it; known for common codes (zh = Simplified Chinese).
         "TRANSLATION_LANGUAGE_NAME": env("TRANSLATION_LANGUAGE_NAME") or None,
         # Papers per request (one JSON array); lower it for small local models.
-        "TRANSLATION_BATCH_SIZE": _int("TRANSLATION_BATCH_SIZE", env("TRANSLATION_BATCH_SIZE", "4")),
+        "TRANSLATION_BATCH_SIZE": _int(
+            "TRANSLATION_BATCH_SIZE", env("TRANSLATION_BATCH_SIZE", "4")
+        ),
         # Retries of one request after a 429, 5xx, timeout or refused connection,
         # backing off TRANSLATION_RETRY_BACKOFF * 2^n seconds (Retry-After wins).
         "TRANSLATION_RETRIES": _int("TRANSLATION_RETRIES", env("TRANSLATION_RETRIES", "4")),
@@ -147,7 +156,9 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "TRANSLATION_DEADLINE_MINUTES": _int(
             "TRANSLATION_DEADLINE_MINUTES", env("TRANSLATION_DEADLINE_MINUTES", "60")
         ),
-        "TRANSLATION_CONCURRENCY": _int("TRANSLATION_CONCURRENCY", env("TRANSLATION_CONCURRENCY", "4")),
+        "TRANSLATION_CONCURRENCY": _int(
+            "TRANSLATION_CONCURRENCY", env("TRANSLATION_CONCURRENCY", "4")
+        ),
         "TRANSLATION_REQUESTS_PER_MINUTE": _int(
             "TRANSLATION_REQUESTS_PER_MINUTE", env("TRANSLATION_REQUESTS_PER_MINUTE", "60")
         ),
@@ -161,7 +172,9 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "TRANSLATION_TIMEOUT": _float("TRANSLATION_TIMEOUT", env("TRANSLATION_TIMEOUT", "120")),
         # Sign-up rate limits: attempts per hour.
         "SIGNUP_LIMIT_PER_IP": _int("SIGNUP_LIMIT_PER_IP", env("SIGNUP_LIMIT_PER_IP", "20")),
-        "SIGNUP_LIMIT_PER_ADDRESS": _int("SIGNUP_LIMIT_PER_ADDRESS", env("SIGNUP_LIMIT_PER_ADDRESS", "3")),
+        "SIGNUP_LIMIT_PER_ADDRESS": _int(
+            "SIGNUP_LIMIT_PER_ADDRESS", env("SIGNUP_LIMIT_PER_ADDRESS", "3")
+        ),
         # Number of proxies in front of gunicorn whose X-Forwarded-For to trust.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", env("TRUSTED_PROXIES", "0")),
         "EMAIL_CHECK_DELIVERABILITY": _bool(env("EMAIL_CHECK_DELIVERABILITY", "0")),

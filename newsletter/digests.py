@@ -31,7 +31,9 @@ NOT_VALID = "This link is not valid. It may have been mistyped or cut off."
 def _read_digest_token(token: str) -> tuple[str, date]:
     """(public_id, listing_date) from a digest token, or 404."""
     payload = read_token(current_app.config["SECRET_KEY"], "digest", token)
-    if not (isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)):
+    if not (
+        isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)
+    ):
         abort(404, description=NOT_VALID)
     try:
         return payload[0], date.fromisoformat(payload[1])
@@ -77,7 +79,9 @@ def show(token: str):
             # Several versions may be stored; the renderer uses the one matching the paper.
             if row.version == papers[row.arxiv_id].version:
                 translations[row.arxiv_id] = row
-    generated_at = (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
+    generated_at = (
+        (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
+    )
     rendered = render_digest(
         listing_date=listing_date,
         sections=sections,
@@ -91,7 +95,11 @@ def show(token: str):
         max_per_keyword=None,
         target_language=target,
     )
-    return rendered.html, 200, {
-        "Content-Type": "text/html; charset=utf-8",
-        "Content-Security-Policy": DIGEST_PAGE_CSP,
-    }
+    return (
+        rendered.html,
+        200,
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": DIGEST_PAGE_CSP,
+        },
+    )

@@ -83,7 +83,11 @@ def _shorten(line: str) -> str:
 
 def clean_timezone(raw: str) -> tuple[str | None, str | None]:
     value = raw.strip() or "UTC"
-    if len(value) > 64 or not re.fullmatch(r"[A-Za-z0-9_+\-/]+", value) or value not in _timezones():
+    if (
+        len(value) > 64
+        or not re.fullmatch(r"[A-Za-z0-9_+\-/]+", value)
+        or value not in _timezones()
+    ):
         return None, "Choose a timezone from the list, such as Europe/Berlin or Asia/Shanghai."
     return value, None
 

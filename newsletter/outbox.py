@@ -41,7 +41,9 @@ def show(name: str):
     text = message.get_body(("plain",))
     body = text.get_content() if text is not None else ""
     links = sorted(set(re.findall(r"https?://[^\s<>\"']+", body)))
-    return render_template("outbox_message.html", name=name, message=message, body=body, links=links)
+    return render_template(
+        "outbox_message.html", name=name, message=message, body=body, links=links
+    )
 
 
 @bp.get("/<name>/html")
@@ -51,5 +53,8 @@ def show_html(name: str):
         abort(404)
     # The email's own HTML: inline styles allowed, scripts still forbidden.
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'none'"
-    return html.get_content(), 200, {"Content-Type": "text/html; charset=utf-8",
-                                     "Content-Security-Policy": csp}
+    return (
+        html.get_content(),
+        200,
+        {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": csp},
+    )

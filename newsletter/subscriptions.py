@@ -77,18 +77,23 @@ def signup():
 def signup_post():
     form = request.form
     result = forms.read_settings(form, offered_languages())
-    email, error = forms.clean_email(form.get("email", ""), current_app.config["EMAIL_CHECK_DELIVERABILITY"])
+    email, error = forms.clean_email(
+        form.get("email", ""), current_app.config["EMAIL_CHECK_DELIVERABILITY"]
+    )
     if error:
         result.errors["email"] = error
-    values = {**result.values, "email": form.get("email", "")[:300],
-              "keywords_text": form.get("keywords", "")[:5000]}
+    values = {
+        **result.values,
+        "email": form.get("email", "")[:300],
+        "keywords_text": form.get("keywords", "")[:5000],
+    }
     if result.errors:
         return render_form("signup.html", values, result.errors, status=400)
 
     config = current_app.config
-    if not ratelimit.allow(f"ip:{client_ip()}", config["SIGNUP_LIMIT_PER_IP"]) or not ratelimit.allow(
-        f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"]
-    ):
+    if not ratelimit.allow(
+        f"ip:{client_ip()}", config["SIGNUP_LIMIT_PER_IP"]
+    ) or not ratelimit.allow(f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"]):
         abort(429, description="Too many sign-up attempts. Please wait an hour and try again.")
 
     session = db.session()
@@ -157,8 +162,13 @@ def confirm_resend(token: str):
         )
         if subscriber is None:
             abort(404, description="This link is not valid any more.")
-    if not ratelimit.allow(f"address:{subscriber.email_key}", current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]):
-        abort(429, description="Too many requests for this address. Please wait an hour and try again.")
+    if not ratelimit.allow(
+        f"address:{subscriber.email_key}", current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
+    ):
+        abort(
+            429,
+            description="Too many requests for this address. Please wait an hour and try again.",
+        )
     if subscriber.status is SubscriberStatus.UNCONFIRMED:
         enqueue(jobs.send_confirmation, subscriber.id)
     return redirect(url_for("subscriptions.check_email"))
@@ -186,10 +196,17 @@ def manage_values(subscriber: Subscriber) -> dict:
 def manage(token: str):
     subscriber = load_subscriber("manage", token)
     return render_form(
-        "manage.html", manage_values(subscriber), {}, subscriber=subscriber, token=token,
+        "manage.html",
+        manage_values(subscriber),
+        {},
+        subscriber=subscriber,
+        token=token,
         unsubscribe_token=unsubscribe_token(subscriber),
-        notice="Your subscription is confirmed." if request.args.get("confirmed") else
-        "Your settings are saved." if request.args.get("saved") else None,
+        notice="Your subscription is confirmed."
+        if request.args.get("confirmed")
+        else "Your settings are saved."
+        if request.args.get("saved")
+        else None,
     )
 
 
@@ -199,9 +216,16 @@ def manage_post(token: str):
     result = forms.read_settings(request.form, offered_languages())
     if result.errors:
         values = {**result.values, "keywords_text": request.form.get("keywords", "")[:5000]}
-        return render_form("manage.html", values, result.errors, status=400,
-                           subscriber=subscriber, token=token, notice=None,
-                           unsubscribe_token=unsubscribe_token(subscriber))
+        return render_form(
+            "manage.html",
+            values,
+            result.errors,
+            status=400,
+            subscriber=subscriber,
+            token=token,
+            notice=None,
+            unsubscribe_token=unsubscribe_token(subscriber),
+        )
     set_keywords(subscriber, result.values["keywords"])
     subscriber.language = result.values["language"]
     subscriber.timezone = result.values["timezone"]
@@ -214,7 +238,10 @@ def manage_post(token: str):
 # Which status each manage-page button leads to, from which statuses.
 STATUS_CHANGES = {
     "pause": ({SubscriberStatus.CONFIRMED}, SubscriberStatus.PAUSED),
-    "resume": ({SubscriberStatus.PAUSED, SubscriberStatus.UNSUBSCRIBED}, SubscriberStatus.CONFIRMED),
+    "resume": (
+        {SubscriberStatus.PAUSED, SubscriberStatus.UNSUBSCRIBED},
+        SubscriberStatus.CONFIRMED,
+    ),
 }
 
 

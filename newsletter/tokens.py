@@ -46,7 +46,9 @@ def read_token(secret_key: str, purpose: str, token: str, max_age: int | None = 
         return None
 
 
-def subscriber_links(config: dict, public_id: str, listing_date: date | None = None) -> dict[str, str]:
+def subscriber_links(
+    config: dict, public_id: str, listing_date: date | None = None
+) -> dict[str, str]:
     """Absolute URLs for a subscriber's emails, built from BASE_URL."""
     base, key = config["BASE_URL"], config["SECRET_KEY"]
     unsubscribe = make_token(key, "unsubscribe", public_id)

@@ -59,8 +59,11 @@ def reject_invalid_utf8() -> None:
         for pair in body.split(b"&"):
             unquote_to_bytes(pair.replace(b"+", b" ")).decode("utf-8")
     except UnicodeDecodeError:
-        abort(400, description="The form held text that is not valid UTF-8. "
-                               "Please retype it and send it again.")
+        abort(
+            400,
+            description="The form held text that is not valid UTF-8. "
+            "Please retype it and send it again.",
+        )
 
 
 def csrf_token() -> str:
@@ -76,8 +79,11 @@ def check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(400, description="This form has expired or was not sent from our site. "
-                               "Go back, reload the page and try again.")
+        abort(
+            400,
+            description="This form has expired or was not sent from our site. "
+            "Go back, reload the page and try again.",
+        )
 
 
 def render_error(error):

@@ -41,9 +41,15 @@ class FeedServer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 with server._lock:
-                    server.requests.append(Request(parts.path, parts.query, dict(self.headers), time.monotonic()))
+                    server.requests.append(
+                        Request(parts.path, parts.query, dict(self.headers), time.monotonic())
+                    )
                     script = server.scripts.get(parts.path)
-                    reply = (script.pop(0) if len(script) > 1 else script[0]) if script else Reply(404, b"not found")
+                    reply = (
+                        (script.pop(0) if len(script) > 1 else script[0])
+                        if script
+                        else Reply(404, b"not found")
+                    )
                 if reply.delay:
                     time.sleep(reply.delay)
                 try:

@@ -52,13 +52,22 @@ def test_item_fields():
     assert first.categories == ["cs.CY"]
     assert first.announce_type == "new"
     # TeX stays as text; affiliations with commas stay with their author.
-    berramdane = next(i for i in items.values() if i.authors[0].startswith("Mohammed Riadh Berramdane"))
+    berramdane = next(
+        i for i in items.values() if i.authors[0].startswith("Mohammed Riadh Berramdane")
+    )
     assert berramdane.authors[4] == "Benjamin R\\'emy (LEMTA)"
     assert len(berramdane.authors) == 6
     yan = next(i for i in items.values() if i.authors[0].startswith("Tianliang Yan"))
-    assert yan.authors[0] == "Tianliang Yan (University of Birmingham, School of Physics and Astronomy, Birmingham, United Kingdom)"
+    assert (
+        yan.authors[0]
+        == "Tianliang Yan (University of Birmingham, School of Physics and Astronomy, Birmingham, United Kingdom)"
+    )
     assert len(yan.authors) == 8
-    with_ref = next(i for i in items.values() if i.journal_ref == "Physics of the Dark Universe, 47 (2025) 101730")
+    with_ref = next(
+        i
+        for i in items.values()
+        if i.journal_ref == "Physics of the Dark Universe, 47 (2025) 101730"
+    )
     assert with_ref.arxiv_id
 
 
@@ -99,9 +108,14 @@ def test_atom_api_responses():
     assert legacy.kind == "atom" and legacy.feed_date is None
     first = legacy.items[0]
     assert (first.arxiv_id, first.version, first.announce_type) == ("2510.14968", 1, "new")
-    assert first.title == "RDD: Retrieval-Based Demonstration Decomposer for Planner Alignment in Long-Horizon Tasks"
+    assert (
+        first.title
+        == "RDD: Retrieval-Based Demonstration Decomposer for Planner Alignment in Long-Horizon Tasks"
+    )
     assert first.categories == ["cs.RO", "cs.AI", "cs.CV", "cs.LG", "cs.SY", "eess.SY"]
-    assert first.comments.startswith("39th Conference on Neural Information Processing Systems (NeurIPS 2025)")
+    assert first.comments.startswith(
+        "39th Conference on Neural Information Processing Systems (NeurIPS 2025)"
+    )
     assert first.version_dates == ((1, datetime(2025, 10, 16, 17, 59, 37, tzinfo=UTC)),)
     current = parse_feed(api_body("api_2026_search_all-testing_10-results.json"))
     assert len(current.items) == 10
@@ -133,10 +147,16 @@ def test_oai_arxivraw_page():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b'<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
-         b'<error code="badResumptionToken">expired</error></OAI-PMH>', "badResumptionToken"),
-        (b'<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
-         b"<responseDate>2025-01-01T00:00:00Z</responseDate></OAI-PMH>", "without <ListRecords>"),
+        (
+            b'<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
+            b'<error code="badResumptionToken">expired</error></OAI-PMH>',
+            "badResumptionToken",
+        ),
+        (
+            b'<?xml version="1.0"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
+            b"<responseDate>2025-01-01T00:00:00Z</responseDate></OAI-PMH>",
+            "without <ListRecords>",
+        ),
     ],
 )
 def test_oai_errors(body, message):
@@ -145,8 +165,10 @@ def test_oai_errors(body, message):
 
 
 def test_oai_no_records_is_an_empty_page():
-    body = (b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
-            b'<error code="noRecordsMatch">none</error></OAI-PMH>')
+    body = (
+        b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
+        b'<error code="noRecordsMatch">none</error></OAI-PMH>'
+    )
     assert parse_feed(body).items == []
 
 
@@ -158,8 +180,10 @@ def test_oai_no_records_is_an_empty_page():
         ("A. Author and B. Author", ["A. Author", "B. Author"]),
         ("A. Author, B. Author, and C. Author", ["A. Author", "B. Author", "C. Author"]),
         ("A. Author (U. X, Dept. Y), B. Author", ["A. Author (U. X, Dept. Y)", "B. Author"]),
-        ("A. Author (Andrew and Peggy Cherng Dept., Caltech) and B. Author",
-         ["A. Author (Andrew and Peggy Cherng Dept., Caltech)", "B. Author"]),
+        (
+            "A. Author (Andrew and Peggy Cherng Dept., Caltech) and B. Author",
+            ["A. Author (Andrew and Peggy Cherng Dept., Caltech)", "B. Author"],
+        ),
         ("Krishna Shende, Kavita Dorai,  Arvind", ["Krishna Shende", "Kavita Dorai", "Arvind"]),
         ("John Smith, Jr., Jane Doe", ["John Smith, Jr.", "Jane Doe"]),
         ("  Zo\u00eb  Gr\u00fcn ,\n  \u674e\u534e ", ["Zo\u00eb Gr\u00fcn", "\u674e\u534e"]),
@@ -175,11 +199,20 @@ HOSTILE = [
     (b"   \n", "empty"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe", "malformed"),
     (b"<html><body>Service unavailable</body></html>", "not an arXiv"),
-    (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
-     b"<rss><channel><title>&lol2;</title></channel></rss>", "DTD"),
-    (b'<?xml version="1.0"?><rss><channel><title>x</title><item><title>t</title>'
-     b"<guid>no id here</guid></item></channel></rss>", "no arXiv id"),
-    (b'<?xml version="1.0"?><rss><channel><pubDate>yesterday-ish</pubDate></channel></rss>', "bad pubDate"),
+    (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+        b"<rss><channel><title>&lol2;</title></channel></rss>",
+        "DTD",
+    ),
+    (
+        b'<?xml version="1.0"?><rss><channel><title>x</title><item><title>t</title>'
+        b"<guid>no id here</guid></item></channel></rss>",
+        "no arXiv id",
+    ),
+    (
+        b'<?xml version="1.0"?><rss><channel><pubDate>yesterday-ish</pubDate></channel></rss>',
+        "bad pubDate",
+    ),
     (b'<rss version="2.0"/>', "without a <channel>"),
 ]
 
@@ -233,7 +266,9 @@ def test_fetch_feed_sends_user_agent(fetch_config, server, app):
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
 def test_transient_statuses_are_retried(fetch_config, server, app, status):
-    server.serve("/rss/cs", Reply(status, b"busy"), Reply(status, b"busy"), Reply(body=fixture(COMBINED)))
+    server.serve(
+        "/rss/cs", Reply(status, b"busy"), Reply(status, b"busy"), Reply(body=fixture(COMBINED))
+    )
     assert parse_feed(arxiv.fetch_feed("cs")).feed_date == date(2026, 9, 24)
     assert len(server.requests) == 3
 
@@ -247,8 +282,14 @@ def test_retries_run_out(fetch_config, server, app):
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 def test_429_retry_after_is_honoured(fetch_config, server, app, form):
-    value = "1" if form == "seconds" else format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
-    server.serve("/rss/cs", Reply(429, b"slow down", {"Retry-After": value}), Reply(body=fixture(EMPTY)))
+    value = (
+        "1"
+        if form == "seconds"
+        else format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    )
+    server.serve(
+        "/rss/cs", Reply(429, b"slow down", {"Retry-After": value}), Reply(body=fixture(EMPTY))
+    )
     arxiv.fetch_feed("cs")
     first, second = server.requests
     assert second.at - first.at >= 0.95
@@ -306,7 +347,9 @@ def test_oai_page_parameters(fetch_config, server, app):
     arxiv.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 3))
     arxiv.fetch_oai_page(resumption_token="726959|1001")
     first, second = server.requests
-    assert first.query == "verb=ListRecords&metadataPrefix=arXivRaw&from=2025-01-01&until=2025-01-03"
+    assert (
+        first.query == "verb=ListRecords&metadataPrefix=arXivRaw&from=2025-01-01&until=2025-01-03"
+    )
     assert second.query == "verb=ListRecords&resumptionToken=726959%7C1001"
 
 
@@ -316,7 +359,7 @@ def test_rate_limit_in_process(fetch_config, server, app):
     for _ in range(3):
         arxiv.fetch_feed("cs")
     times = [r.at for r in server.requests]
-    assert all(b - a >= 0.28 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.28 for a, b in zip(times, times[1:], strict=False))
 
 
 def test_rate_limit_is_shared_through_redis(fetch_config, server, redis_url):
@@ -347,5 +390,5 @@ def test_rate_limit_is_shared_through_redis(fetch_config, server, redis_url):
     assert errors == []
     times = sorted(r.at for r in server.requests)
     assert len(times) == 4
-    assert all(b - a >= 0.35 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.35 for a, b in zip(times, times[1:], strict=False))
     assert times[-1] - start >= 1.1

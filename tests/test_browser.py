@@ -6,17 +6,24 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import empty_tables, free_port
 from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from newsletter import create_app, db
 from newsletter.models import Subscriber, SubscriberStatus
-from tests.conftest import empty_tables, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture
@@ -37,15 +44,23 @@ def live_site(config, database_url):
 @pytest.fixture
 def browser_page():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_FLAGS)
-        context = browser.new_context(timezone_id="Asia/Shanghai", viewport={"width": 390, "height": 844})
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        context = browser.new_context(
+            timezone_id="Asia/Shanghai", viewport={"width": 390, "height": 844}
+        )
         page = context.new_page()
         problems: list[str] = []
         # Script errors and CSP violations; HTTP statuses are checked by the test itself.
-        page.on("console", lambda message: message.type == "error"
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error"
                 and not message.text.startswith("Failed to load resource")
-                and problems.append(message.text))
+                and problems.append(message.text)
+            ),
+        )
         page.on("pageerror", lambda error: problems.append(str(error)))
         yield page, problems
         browser.close()
@@ -92,5 +107,7 @@ def test_a_new_user_subscribes_confirms_edits_and_leaves(live_site, browser_page
     page.click("button:has-text('Unsubscribe')")
     assert "You are unsubscribed" in page.text_content("h1")
     with app.app_context():
-        assert db.session().scalars(select(Subscriber)).one().status is SubscriberStatus.UNSUBSCRIBED
+        assert (
+            db.session().scalars(select(Subscriber)).one().status is SubscriberStatus.UNSUBSCRIBED
+        )
     assert problems == []

@@ -57,7 +57,11 @@ CASES = [
     (et(2025, 7, 7, 23, 59), date(2025, 7, 8), date(2025, 7, 4)),
     (et(2025, 7, 8, 0, 0), date(2025, 7, 8), date(2025, 7, 8)),
     # An instant in another zone is converted, not read as ET wall time.
-    (datetime(2024, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")), date(2024, 11, 28), date(2024, 11, 27)),
+    (
+        datetime(2024, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+        date(2024, 11, 28),
+        date(2024, 11, 27),
+    ),
 ]
 
 
@@ -79,9 +83,9 @@ def test_listing_and_due_dates(instant, listing, due):
 def test_announcement_instant(listing_date, expected_utc):
     assert calendar.announcement_instant(listing_date) == expected_utc
     assert calendar.listing_date_for(expected_utc) == listing_date
-    assert calendar.listing_date_for(expected_utc - timedelta(seconds=1)) == calendar.previous_listing_date(
-        listing_date
-    )
+    assert calendar.listing_date_for(
+        expected_utc - timedelta(seconds=1)
+    ) == calendar.previous_listing_date(listing_date)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +103,9 @@ def test_previous_and_next_listing_dates(day, previous, following):
     assert calendar.next_listing_date(day) == following
 
 
-@pytest.mark.parametrize("day", [date(2024, 11, 29), date(2024, 11, 30), date(2024, 12, 1), date(2025, 7, 7)])
+@pytest.mark.parametrize(
+    "day", [date(2024, 11, 29), date(2024, 11, 30), date(2024, 12, 1), date(2025, 7, 7)]
+)
 def test_no_announcement_for_non_listing_dates(day):
     assert not calendar.is_listing_date(day)
     with pytest.raises(ValueError, match="not an arXiv listing date"):
@@ -123,7 +129,12 @@ def test_listing_date_for_submission(submitted, listing):
 
 @pytest.mark.parametrize(
     "function",
-    [calendar.listing_date_for, calendar.due_listing_date, calendar.listing_date_for_submission, calendar.next_expected],
+    [
+        calendar.listing_date_for,
+        calendar.due_listing_date,
+        calendar.listing_date_for_submission,
+        calendar.next_expected,
+    ],
 )
 def test_naive_datetimes_are_refused(function):
     with pytest.raises(ValueError, match="naive"):
@@ -138,7 +149,9 @@ def test_next_expected_gives_the_feed_rebuild():
 
 def test_holiday_table_is_consistent():
     """Each row's listing date is the day after the evening arXiv skips, and a weekday."""
-    lines = [line for line in calendar.HOLIDAYS_FILE.read_text().splitlines() if not line.startswith("#")]
+    lines = [
+        line for line in calendar.HOLIDAYS_FILE.read_text().splitlines() if not line.startswith("#")
+    ]
     rows = list(csv.DictReader(lines))
     assert len(rows) == len(calendar.holidays()) > 20
     years = {date.fromisoformat(r["listing_date"]).year for r in rows}

@@ -46,14 +46,23 @@ LINKS = {
     "one_click_url": "http://digest.test/unsubscribe/one-click/UNSUB-TOKEN",
     "view_url": "http://digest.test/digest/VIEW-TOKEN",
 }
-ABS_ID = re.compile(r"https://arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5}|[a-z-]+(?:\.[A-Z]{2})?/[0-9]{7})")
+ABS_ID = re.compile(
+    r"https://arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5}|[a-z-]+(?:\.[A-Z]{2})?/[0-9]{7})"
+)
 
 
 def make_paper(arxiv_id: str, **values) -> Paper:
     fields = {
-        "version": 1, "title": f"Paper {arxiv_id}", "authors": ["A. Author"],
-        "categories": ["cs.LG"], "abstract": "An abstract.", "comments": None, "doi": None,
-        "journal_ref": None, "listing_date": DEMO_LISTING_DATE, "announce_type": AnnounceType.NEW,
+        "version": 1,
+        "title": f"Paper {arxiv_id}",
+        "authors": ["A. Author"],
+        "categories": ["cs.LG"],
+        "abstract": "An abstract.",
+        "comments": None,
+        "doi": None,
+        "journal_ref": None,
+        "listing_date": DEMO_LISTING_DATE,
+        "announce_type": AnnounceType.NEW,
     }
     fields.update(values)
     return Paper(arxiv_id=arxiv_id, **fields)
@@ -65,12 +74,19 @@ def sample() -> tuple[dict[str, Paper], dict[str, Translation]]:
     papers, translations = {}, {}
     for record in read_demo()["papers"]:
         papers[record["arxiv_id"]] = make_paper(
-            record["arxiv_id"], title=record["title"], authors=record["authors"],
-            categories=record["categories"], abstract=record["abstract"],
+            record["arxiv_id"],
+            title=record["title"],
+            authors=record["authors"],
+            categories=record["categories"],
+            abstract=record["abstract"],
         )
         translations[record["arxiv_id"]] = Translation(
-            arxiv_id=record["arxiv_id"], version=1, language="zh", status=TranslationStatus.DONE,
-            title=record["zh"]["title"], abstract=record["zh"]["abstract"],
+            arxiv_id=record["arxiv_id"],
+            version=1,
+            language="zh",
+            status=TranslationStatus.DONE,
+            title=record["zh"]["title"],
+            abstract=record["zh"]["abstract"],
         )
     return papers, translations
 
@@ -80,24 +96,47 @@ def full_day() -> dict[str, Paper]:
     feed = parse_feed((DATA / "rss_all-archives_2024-11-28.xml").read_bytes())
     return {
         item.arxiv_id: make_paper(
-            item.arxiv_id, version=item.version, title=item.title, authors=item.authors,
-            categories=item.categories, abstract=item.abstract, comments=item.comments,
-            doi=item.doi, journal_ref=item.journal_ref, listing_date=feed.feed_date,
+            item.arxiv_id,
+            version=item.version,
+            title=item.title,
+            authors=item.authors,
+            categories=item.categories,
+            abstract=item.abstract,
+            comments=item.comments,
+            doi=item.doi,
+            journal_ref=item.journal_ref,
+            listing_date=feed.feed_date,
             announce_type=AnnounceType(item.announce_type),
         )
         for item in feed.items
     }
 
 
-def render(papers, keywords, *, language="en", translations=None, max_per_keyword=25,
-           timezone="Asia/Shanghai", listing_date=DEMO_LISTING_DATE, include_replacements=False,
-           links=LINKS):
+def render(
+    papers,
+    keywords,
+    *,
+    language="en",
+    translations=None,
+    max_per_keyword=25,
+    timezone="Asia/Shanghai",
+    listing_date=DEMO_LISTING_DATE,
+    include_replacements=False,
+    links=LINKS,
+):
     matches = match_papers(list(papers.values()), keywords)
     sections = assign_sections(keywords, matches, papers, include_replacements)
     rendered = render_digest(
-        listing_date=listing_date, sections=sections, papers=papers, translations=translations,
-        language=language, timezone=timezone, keywords=keywords, generated_at=GENERATED,
-        links=links, max_per_keyword=max_per_keyword,
+        listing_date=listing_date,
+        sections=sections,
+        papers=papers,
+        translations=translations,
+        language=language,
+        timezone=timezone,
+        keywords=keywords,
+        generated_at=GENERATED,
+        links=links,
+        max_per_keyword=max_per_keyword,
     )
     return sections, rendered
 
@@ -121,9 +160,15 @@ TYPES = {
     ("keywords", "matches", "include_replacements", "expected"),
     [
         # Subscriber's order, not the matcher's; new, then cross, then replacements, each by id.
-        (["b", "a"], {"a": {"2401.00003"}, "b": set(TYPES)}, True,
-         [("b", ["2401.00003", "2401.00001", "2401.00004", "2401.00005", "2401.00002"]),
-          ("a", ["2401.00003"])]),
+        (
+            ["b", "a"],
+            {"a": {"2401.00003"}, "b": set(TYPES)},
+            True,
+            [
+                ("b", ["2401.00003", "2401.00001", "2401.00004", "2401.00005", "2401.00002"]),
+                ("a", ["2401.00003"]),
+            ],
+        ),
         # Replacements only for subscribers who opted in.
         (["b"], {"b": set(TYPES)}, False, [("b", ["2401.00003", "2401.00001", "2401.00004"])]),
         # A keyword whose only papers are replacements has no section.
@@ -141,11 +186,15 @@ def test_assign_sections(keywords, matches, include_replacements, expected):
 
 # --- the sample digest ---------------------------------------------------------
 
+
 def test_sample_splits_65_2_and_prints_the_shared_paper_once():
     papers, _ = sample()
     # The web page (no limits) shows all 66 in full; the email's limits are tested below.
     sections, rendered = render(papers, SAMPLE_KEYWORDS, max_per_keyword=None)
-    assert [(k, len(ids)) for k, ids in sections] == [("reinforcement learning", 65), ("diffusion policy", 2)]
+    assert [(k, len(ids)) for k, ids in sections] == [
+        ("reinforcement learning", 65),
+        ("diffusion policy", 2),
+    ]
     assert len({i for _, ids in sections for i in ids}) == 66
     assert rendered.subject == (
         "arXiv digest · Fri 29 May 2026 · 66 papers: reinforcement learning (65), diffusion policy (2)"
@@ -157,14 +206,17 @@ def test_sample_splits_65_2_and_prints_the_shared_paper_once():
     assert html.index('id="p-2605.30056"') < html.index('id="k-2"')
     assert len(re.findall(r"^\[\d+\] ", text, re.M)) == 66
     # ... and listed by title with a link to it in the later section.
-    second = html[html.index('id="k-2"'):]
+    second = html[html.index('id="k-2"') :]
     assert 'href="#p-2605.30056"' in second
     assert "(above, under “reinforcement learning”)" in second
-    entry = html[html.index('id="p-2605.30056"'):]
+    entry = html[html.index('id="p-2605.30056"') :]
     entry = entry[: entry.index("</div>\n</div>") if "</div>\n</div>" in entry else 5000]
     assert "matched: reinforcement learning, diffusion policy" in entry
-    text_second = text[text.index("diffusion policy · 2 papers"):]
-    assert re.search(r'Sample-Efficient Diffusion-based[^\[]*?2605\.30056 +\(above, under "reinforcement learning" as \[\d+\]\)', text_second)
+    text_second = text[text.index("diffusion policy · 2 papers") :]
+    assert re.search(
+        r'Sample-Efficient Diffusion-based[^\[]*?2605\.30056 +\(above, under "reinforcement learning" as \[\d+\]\)',
+        text_second,
+    )
     assert ids_in(html) == ids_in(text) == {i for _, ids in sections for i in ids}
 
 
@@ -180,7 +232,10 @@ def test_header_footer_and_entry_details():
         for url in LINKS.values():
             if url != LINKS["one_click_url"]:
                 assert url in part
-        assert "Computation and Language (cs.CL); Artificial Intelligence (cs.AI); Computers and Society (cs.CY)" in part
+        assert (
+            "Computation and Language (cs.CL); Artificial Intelligence (cs.AI); Computers and Society (cs.CY)"
+            in part
+        )
         assert "https://arxiv.org/pdf/2605.28829" in part
         # TeX is readable in both parts.
         assert "1.5–2.2×" in part and "$1.5$" not in part
@@ -191,15 +246,19 @@ def test_header_footer_and_entry_details():
     # Past 25 papers the email lists titles and links to the full digest page.
     # (25 under the first keyword, plus the one new paper of the second.)
     assert rendered.html.count('id="p-') == 26
-    assert f'{LINKS["view_url"]}#p-' in rendered.html
+    assert f"{LINKS['view_url']}#p-" in rendered.html
     assert "(full entry: digest page)" in rendered.text
 
 
 def test_monday_listing_was_announced_sunday():
-    papers = {"2606.00001": make_paper("2606.00001", title="Reinforcement learning on Monday",
-                                       listing_date=date(2026, 6, 1))}
-    _, rendered = render(papers, ["reinforcement learning"], listing_date=date(2026, 6, 1),
-                         timezone="Europe/Berlin")
+    papers = {
+        "2606.00001": make_paper(
+            "2606.00001", title="Reinforcement learning on Monday", listing_date=date(2026, 6, 1)
+        )
+    }
+    _, rendered = render(
+        papers, ["reinforcement learning"], listing_date=date(2026, 6, 1), timezone="Europe/Berlin"
+    )
     assert "Sun 31 May 2026, 20:00 EDT" in rendered.text
     assert "Mon 1 Jun 2026, 02:00 CEST" in rendered.text
     assert rendered.subject == "arXiv digest · Mon 1 Jun 2026 · 1 paper: reinforcement learning (1)"
@@ -209,12 +268,18 @@ def test_entry_badges_comments_journal_ref_doi_and_authors():
     authors = [f"Author {n}" for n in range(1, 19)]
     papers = {
         "2401.00001": make_paper(
-            "2401.00001", title="Graph learning", authors=authors, announce_type=AnnounceType.CROSS,
-            comments="12 pages, $3$ figures", journal_ref="Phys. Rev. D 1 (2024) 2",
-            doi="10.1103/PhysRevD.1.2", categories=["stat.ML", "cs.LG", "xx.UNKNOWN"],
+            "2401.00001",
+            title="Graph learning",
+            authors=authors,
+            announce_type=AnnounceType.CROSS,
+            comments="12 pages, $3$ figures",
+            journal_ref="Phys. Rev. D 1 (2024) 2",
+            doi="10.1103/PhysRevD.1.2",
+            categories=["stat.ML", "cs.LG", "xx.UNKNOWN"],
         ),
-        "2401.00002": make_paper("2401.00002", title="Replaced graph learning",
-                                 announce_type=AnnounceType.REPLACE_CROSS),
+        "2401.00002": make_paper(
+            "2401.00002", title="Replaced graph learning", announce_type=AnnounceType.REPLACE_CROSS
+        ),
     }
     _, email = render(papers, ["graph learning"], include_replacements=True)
     _, page = render(papers, ["graph learning"], include_replacements=True, max_per_keyword=None)
@@ -242,18 +307,31 @@ def test_category_names_cover_the_taxonomy():
 
 # --- bilingual -----------------------------------------------------------------
 
+
 def test_bilingual_shows_chinese_after_english_and_notes_missing_ones():
     papers, translations = sample()
     translations = dict(translations)
-    failed = Translation(arxiv_id="2605.28829", version=1, language="zh",
-                         status=TranslationStatus.FAILED, error="lost placeholder")
-    stale = Translation(arxiv_id="2605.28842", version=0, language="zh",
-                        status=TranslationStatus.DONE, title="旧", abstract="旧版")
+    failed = Translation(
+        arxiv_id="2605.28829",
+        version=1,
+        language="zh",
+        status=TranslationStatus.FAILED,
+        error="lost placeholder",
+    )
+    stale = Translation(
+        arxiv_id="2605.28842",
+        version=0,
+        language="zh",
+        status=TranslationStatus.DONE,
+        title="旧",
+        abstract="旧版",
+    )
     translations["2605.28829"] = failed
     translations["2605.28842"] = stale
     del translations["2605.28860"]
-    _, rendered = render(papers, SAMPLE_KEYWORDS, language="en+zh", translations=translations,
-                         max_per_keyword=4)
+    _, rendered = render(
+        papers, SAMPLE_KEYWORDS, language="en+zh", translations=translations, max_per_keyword=4
+    )
     for part in (rendered.html, rendered.text):
         english = part.index("Micro-Macro Retrieval: Reducing Long-Form")
         chinese = part.index("微观宏观检索:减少大型语言模型中的长形幻觉")
@@ -263,8 +341,12 @@ def test_bilingual_shows_chinese_after_english_and_notes_missing_ones():
         assert part.count("Chinese translation not available today.") == 3
         assert "旧版" not in part
     # TeX inside the recorded Chinese is readable too.
-    _, rendered = render({"2605.30190": papers["2605.30190"]}, ["reinforcement learning"],
-                         language="en+zh", translations=translations)
+    _, rendered = render(
+        {"2605.30190": papers["2605.30190"]},
+        ["reinforcement learning"],
+        language="en+zh",
+        translations=translations,
+    )
     assert "O(H²/√N)" in rendered.text.split("均值场")[1][:40]
     # English subscribers see no Chinese and no note.
     _, english_only = render(papers, SAMPLE_KEYWORDS, translations=translations)
@@ -285,15 +367,31 @@ HOSTILE = [
 def test_untrusted_text_is_escaped(hostile):
     papers = {
         "2401.00001": make_paper(
-            "2401.00001", title=f"Diffusion policy {hostile}", abstract=f"A diffusion policy. {hostile}",
-            authors=[hostile, "B. Author"], comments=hostile, journal_ref=hostile, doi=f'10.1/x"{hostile}',
+            "2401.00001",
+            title=f"Diffusion policy {hostile}",
+            abstract=f"A diffusion policy. {hostile}",
+            authors=[hostile, "B. Author"],
+            comments=hostile,
+            journal_ref=hostile,
+            doi=f'10.1/x"{hostile}',
         ),
     }
     keywords = ["diffusion policy", hostile]
-    _, rendered = render(papers, keywords, language="en+zh", translations={
-        "2401.00001": Translation(arxiv_id="2401.00001", version=1, language="zh",
-                                  status=TranslationStatus.DONE, title=hostile, abstract=hostile),
-    })
+    _, rendered = render(
+        papers,
+        keywords,
+        language="en+zh",
+        translations={
+            "2401.00001": Translation(
+                arxiv_id="2401.00001",
+                version=1,
+                language="zh",
+                status=TranslationStatus.DONE,
+                title=hostile,
+                abstract=hostile,
+            ),
+        },
+    )
     html = rendered.html
     assert "<script" not in html and "<img" not in html and "<mj-raw" not in html
     # Shown as text (escaped), in the title, the abstract, the authors and the footer.
@@ -306,14 +404,27 @@ def test_untrusted_text_is_escaped(hostile):
 def test_text_lines_are_wrapped_and_never_over_998():
     long_word = "x" * 5000
     papers = {
-        "2401.00001": make_paper("2401.00001", title=f"Diffusion policy {long_word}",
-                                 abstract=f"Diffusion policy. {long_word} " + "word " * 400),
+        "2401.00001": make_paper(
+            "2401.00001",
+            title=f"Diffusion policy {long_word}",
+            abstract=f"Diffusion policy. {long_word} " + "word " * 400,
+        ),
     }
-    _, rendered = render(papers, ["diffusion policy"], language="en+zh", translations={
-        "2401.00001": Translation(arxiv_id="2401.00001", version=1, language="zh",
-                                  status=TranslationStatus.DONE, title="扩散策略" * 100,
-                                  abstract="扩散策略" * 2000),
-    })
+    _, rendered = render(
+        papers,
+        ["diffusion policy"],
+        language="en+zh",
+        translations={
+            "2401.00001": Translation(
+                arxiv_id="2401.00001",
+                version=1,
+                language="zh",
+                status=TranslationStatus.DONE,
+                title="扩散策略" * 100,
+                abstract="扩散策略" * 2000,
+            ),
+        },
+    )
     lines = rendered.text.split("\n")
     assert max(len(line.encode()) for line in lines) <= 998
     # Ordinary lines stay readable: at most 76 columns, Chinese counting double.
@@ -328,8 +439,11 @@ def test_text_lines_are_wrapped_and_never_over_998():
         ("a b c", 76, "a b c"),
         ("one two three four", 20, "one two three four"),
         ("aaaa bbbb cccc dddd eeee ffff", 20, "aaaa bbbb cccc dddd\neeee ffff"),
-        ("see https://example.org/a/very/long/path/that/must/not/break now", 20,
-         "see\nhttps://example.org/a/very/long/path/that/must/not/break\nnow"),
+        (
+            "see https://example.org/a/very/long/path/that/must/not/break now",
+            20,
+            "see\nhttps://example.org/a/very/long/path/that/must/not/break\nnow",
+        ),
         ("强化学习" * 6, 20, "强化学习强化学习强化\n学习强化学习强化学习\n强化学习"),
         ("", 76, ""),
     ],
@@ -340,12 +454,21 @@ def test_wrap_text(text, width, expected):
 
 def test_message_parses_back_with_the_stdlib():
     papers, translations = sample()
-    _, shared = render(papers, SAMPLE_KEYWORDS, language="en+zh", translations=translations,
-                       links=PLACEHOLDER_LINKS)
+    _, shared = render(
+        papers,
+        SAMPLE_KEYWORDS,
+        language="en+zh",
+        translations=translations,
+        links=PLACEHOLDER_LINKS,
+    )
     rendered = personalize(shared, LINKS)
     message = build_message(
-        sender="arXiv digest <digest@digest.test>", to="reader@example.org", subject=rendered.subject,
-        text=rendered.text, html=rendered.html, message_id="<1@digest.test>",
+        sender="arXiv digest <digest@digest.test>",
+        to="reader@example.org",
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id="<1@digest.test>",
     )
     parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
     assert parsed["Subject"] == rendered.subject
@@ -365,7 +488,8 @@ def test_personalize_swaps_every_placeholder_and_nothing_else():
     # A paper whose text contains our placeholder's shape must not receive links.
     papers = dict(papers)
     papers["2605.28828"] = make_paper(
-        "2605.28828", title="Reinforcement learning at https://placeholder.invalid/x/manage_url",
+        "2605.28828",
+        title="Reinforcement learning at https://placeholder.invalid/x/manage_url",
     )
     _, shared = render(papers, SAMPLE_KEYWORDS, links=PLACEHOLDER_LINKS)
     other = {name: url.replace("TOKEN", "OTHER&TOKEN") for name, url in LINKS.items()}
@@ -384,6 +508,7 @@ def test_personalize_swaps_every_placeholder_and_nothing_else():
 
 # --- size ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("keywords", "language", "some_hidden"),
     [
@@ -396,8 +521,14 @@ def test_personalize_swaps_every_placeholder_and_nothing_else():
 )
 def test_full_day_stays_under_the_gmail_limit(keywords, language, some_hidden):
     papers = full_day()
-    sections, rendered = render(papers, keywords, language=language, translations={},
-                                listing_date=date(2024, 11, 28), timezone="UTC")
+    sections, rendered = render(
+        papers,
+        keywords,
+        language=language,
+        translations={},
+        listing_date=date(2024, 11, 28),
+        timezone="UTC",
+    )
     size = len(rendered.html.encode())
     assert size <= HTML_BUDGET < 102 * 1024
     listed = ids_in(rendered.html)
@@ -419,14 +550,29 @@ def test_full_day_stays_under_the_gmail_limit(keywords, language, some_hidden):
 
 def test_subject_stays_short_with_many_keywords():
     papers = full_day()
-    keywords = ["learning", "model", "quantum", "network", "data", "graph", "neural", "optimal",
-                "energy", "field", "dynamics", "theory", "algorithm", "language"]
+    keywords = [
+        "learning",
+        "model",
+        "quantum",
+        "network",
+        "data",
+        "graph",
+        "neural",
+        "optimal",
+        "energy",
+        "field",
+        "dynamics",
+        "theory",
+        "algorithm",
+        "language",
+    ]
     _, rendered = render(papers, keywords, listing_date=date(2024, 11, 28))
     assert len(rendered.subject) <= 160
     assert re.search(r"\+\d+ more$", rendered.subject)
 
 
 # --- the database side ---------------------------------------------------------
+
 
 def test_load_demo_is_idempotent_and_load_day_reads_it(app):
     session = db.session()
@@ -437,7 +583,10 @@ def test_load_demo_is_idempotent_and_load_day_reads_it(app):
     assert session.scalar(select(func.count()).select_from(Paper)) == 66
     assert session.scalar(select(func.count()).select_from(Translation)) == 66
     translation = session.scalar(select(Translation).where(Translation.arxiv_id == "2605.28828"))
-    assert translation.model == "recorded (sample digest)" and translation.status == TranslationStatus.DONE
+    assert (
+        translation.model == "recorded (sample digest)"
+        and translation.status == TranslationStatus.DONE
+    )
     day = session.get(ListingDay, DEMO_LISTING_DATE)
     assert day.completed_at is not None and day.translated_at is not None
     session.add(make_paper("2605.99999", listing_date=date(2026, 5, 28)))

@@ -24,8 +24,11 @@ SAMPLE_KEYWORDS = ["reinforcement learning", "diffusion policy"]
 
 def add_subscriber(email: str, keywords: list[str], language: str = "en") -> Subscriber:
     subscriber = Subscriber(
-        email=email, email_key=email.casefold(), status=SubscriberStatus.CONFIRMED,
-        language=language, timezone="Asia/Shanghai",
+        email=email,
+        email_key=email.casefold(),
+        status=SubscriberStatus.CONFIRMED,
+        language=language,
+        timezone="Asia/Shanghai",
         keywords=[Keyword(position=i, text=text) for i, text in enumerate(keywords)],
     )
     db.session().add(subscriber)
@@ -49,7 +52,10 @@ def view_url(app, subscriber: Subscriber, listing_date: date = DEMO_LISTING_DATE
 
 def counts() -> tuple[int, ...]:
     session = db.session()
-    return tuple(session.scalar(select(func.count()).select_from(t)) for t in (Paper, Translation, Delivery, Subscriber))
+    return tuple(
+        session.scalar(select(func.count()).select_from(t))
+        for t in (Paper, Translation, Delivery, Subscriber)
+    )
 
 
 def test_page_shows_the_full_digest_with_a_script_free_csp(app, client, demo):
@@ -89,12 +95,17 @@ def test_bilingual_page_shows_the_recorded_chinese(app, client, demo):
 def test_page_shows_what_the_delivery_held(app, client, demo):
     reader, _ = demo
     session = db.session()
-    session.add(Delivery(
-        subscriber_id=reader.id, listing_date=DEMO_LISTING_DATE, status=DeliveryStatus.SENT,
-        message_id="<page-test@digest.test>", paper_count=2,
-        sections=[["diffusion policy", ["2605.29937", "2605.30056"]]],
-        sent_at=datetime(2026, 5, 29, 1, 0, tzinfo=UTC),
-    ))
+    session.add(
+        Delivery(
+            subscriber_id=reader.id,
+            listing_date=DEMO_LISTING_DATE,
+            status=DeliveryStatus.SENT,
+            message_id="<page-test@digest.test>",
+            paper_count=2,
+            sections=[["diffusion policy", ["2605.29937", "2605.30056"]]],
+            sent_at=datetime(2026, 5, 29, 1, 0, tzinfo=UTC),
+        )
+    )
     session.commit()
     html = client.get(view_url(app, reader)).get_data(as_text=True)
     assert sorted(re.findall(r'id="p-([0-9.]+)"', html)) == ["2605.29937", "2605.30056"]
@@ -117,14 +128,25 @@ def test_keywords_changed_since_are_used_when_no_delivery_exists(app, client, de
         lambda app, reader: "/digest/not-a-token",
         lambda app, reader: view_url(app, reader).replace("digest/", "digest/x"),
         # Right signature, wrong purpose.
-        lambda app, reader: "/digest/" + make_token(app.config["SECRET_KEY"], "manage", reader.public_id),
+        lambda app, reader: (
+            "/digest/" + make_token(app.config["SECRET_KEY"], "manage", reader.public_id)
+        ),
         # Right purpose, malformed payloads.
-        lambda app, reader: "/digest/" + make_token(app.config["SECRET_KEY"], "digest", reader.public_id),
-        lambda app, reader: "/digest/" + make_token(app.config["SECRET_KEY"], "digest", [reader.public_id, "29 May"]),
-        lambda app, reader: "/digest/" + make_token(app.config["SECRET_KEY"], "digest", [reader.public_id]),
+        lambda app, reader: (
+            "/digest/" + make_token(app.config["SECRET_KEY"], "digest", reader.public_id)
+        ),
+        lambda app, reader: (
+            "/digest/"
+            + make_token(app.config["SECRET_KEY"], "digest", [reader.public_id, "29 May"])
+        ),
+        lambda app, reader: (
+            "/digest/" + make_token(app.config["SECRET_KEY"], "digest", [reader.public_id])
+        ),
         lambda app, reader: "/digest/" + make_token(app.config["SECRET_KEY"], "digest", [1, 2]),
         # Unknown subscriber; a date with no papers.
-        lambda app, reader: "/digest/" + make_token(app.config["SECRET_KEY"], "digest", ["0" * 32, "2026-05-29"]),
+        lambda app, reader: (
+            "/digest/" + make_token(app.config["SECRET_KEY"], "digest", ["0" * 32, "2026-05-29"])
+        ),
         lambda app, reader: view_url(app, reader, date(2026, 5, 28)),
         lambda app, reader: "/digest/" + "A" * 5000,
     ],
@@ -133,7 +155,9 @@ def test_invalid_links_get_a_404_page(app, client, demo, make_path):
     reader, _ = demo
     response = client.get(make_path(app, reader))
     assert response.status_code == 404
-    assert "not valid" in response.get_data(as_text=True) or "no digest" in response.get_data(as_text=True)
+    assert "not valid" in response.get_data(as_text=True) or "no digest" in response.get_data(
+        as_text=True
+    )
     # Our own pages keep the strict policy.
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from newsletter import db
 from newsletter.cli import main
-from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
 from newsletter.db import utcnow
+from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
 from worker import arxiv, calendar, ingest, jobs
 
 ET = ZoneInfo("America/New_York")
@@ -41,7 +41,11 @@ def test_full_day_file_is_stored_once(app):
     assert summary.complete
     assert paper_count() == 1504
     session = db.session()
-    by_type = dict(session.execute(select(Paper.announce_type, func.count()).group_by(Paper.announce_type)).all())
+    by_type = dict(
+        session.execute(
+            select(Paper.announce_type, func.count()).group_by(Paper.announce_type)
+        ).all()
+    )
     assert by_type == {AnnounceType.NEW: 926, AnnounceType.CROSS: 9, AnnounceType.REPLACE: 569}
     assert set(session.scalars(select(Paper.listing_date))) == {date(2024, 11, 28)}
     day = session.get(ListingDay, date(2024, 11, 28))
@@ -59,15 +63,24 @@ def test_full_day_file_is_stored_once(app):
 def test_newer_version_updates_and_older_is_ignored(app, tmp_path):
     ingest.ingest_file(DATA / COMBINED)
     assert paper("2009.13987").version == 3
-    newer = fixture(COMBINED).replace(b"2009.13987v3", b"2009.13987v4").replace(
-        b"<title>Random Polytope Descriptors</title>", b"<title>Random Polytope Descriptors, revised</title>"
+    newer = (
+        fixture(COMBINED)
+        .replace(b"2009.13987v3", b"2009.13987v4")
+        .replace(
+            b"<title>Random Polytope Descriptors</title>",
+            b"<title>Random Polytope Descriptors, revised</title>",
+        )
     )
     later = with_pub_date(newer, COMBINED_DATE, "Fri, 25 Sep 2026 00:00:00 -0400")
     (tmp_path / "later.xml").write_bytes(later)
     (summary,) = ingest.ingest_file(tmp_path / "later.xml")
     assert (summary.stored_new, summary.updated, summary.unchanged) == (0, 1, 3)
     row = paper("2009.13987")
-    assert (row.version, row.title, row.listing_date) == (4, "Random Polytope Descriptors, revised", date(2026, 9, 25))
+    assert (row.version, row.title, row.listing_date) == (
+        4,
+        "Random Polytope Descriptors, revised",
+        date(2026, 9, 25),
+    )
     # The older day's file again: v3 does not overwrite v4.
     (summary,) = ingest.ingest_file(DATA / COMBINED)
     assert (summary.stored_new, summary.updated) == (0, 0)
@@ -78,7 +91,8 @@ def test_stronger_announce_type_wins_the_same_day(app, tmp_path):
     cross_first = fixture(COMBINED)
     (tmp_path / "cross.xml").write_bytes(cross_first)
     as_new = cross_first.replace(
-        b"<arxiv:announce_type>cross</arxiv:announce_type>", b"<arxiv:announce_type>new</arxiv:announce_type>"
+        b"<arxiv:announce_type>cross</arxiv:announce_type>",
+        b"<arxiv:announce_type>new</arxiv:announce_type>",
     ).replace(b"rss/cs.LG+cs.AI+cs.CL+stat.ML", b"rss/stat")
     (tmp_path / "new.xml").write_bytes(as_new)
     ingest.ingest_file(tmp_path / "cross.xml")
@@ -97,7 +111,9 @@ def test_partial_feed_does_not_complete_the_day(app):
 
 
 def test_file_with_explicit_date(app):
-    (summary,) = ingest.ingest_file(DATA / "api_legacy_search_cs-RO_2025-10-17.xml", date(2025, 10, 17))
+    (summary,) = ingest.ingest_file(
+        DATA / "api_legacy_search_cs-RO_2025-10-17.xml", date(2025, 10, 17)
+    )
     assert summary.counts == {"new": 2}
     assert paper("2510.14968").listing_date == date(2025, 10, 17)
     assert not summary.complete  # an API search result is never a whole day
@@ -107,7 +123,11 @@ def test_low_count_is_a_warning(app):
     session = db.session()
     group = "cs.LG+cs.AI+cs.CL+stat.ML"
     for day in (date(2026, 9, 21), date(2026, 9, 22), date(2026, 9, 23)):
-        session.add(FeedFetch(listing_date=day, archive_group=group, source="rss", feed_date=day, count_new=300))
+        session.add(
+            FeedFetch(
+                listing_date=day, archive_group=group, source="rss", feed_date=day, count_new=300
+            )
+        )
     session.commit()
     (summary,) = ingest.ingest_file(DATA / COMBINED)
     assert summary.warnings == [f"{group}: only 4 items, far below the recent average of 300"]
@@ -141,13 +161,17 @@ DUE_NOW = datetime(2026, 9, 24, 9, 0, tzinfo=ET)  # Thursday morning: 2026-09-24
 
 
 def test_poll_stores_fresh_groups_and_waits_for_stale_ones(poll_config, server, app):
-    stale = with_pub_date(fixture(EMPTY), "Thu, 28 Nov 2024 00:00:00 -0500", "Wed, 23 Sep 2026 00:00:00 -0400")
+    stale = with_pub_date(
+        fixture(EMPTY), "Thu, 28 Nov 2024 00:00:00 -0500", "Wed, 23 Sep 2026 00:00:00 -0400"
+    )
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", Reply(body=stale))
     summary = ingest.ingest_due(DUE_NOW)
     assert summary.listing_date == date(2026, 9, 24)
     assert not summary.complete
-    assert summary.warnings == ["stat: stale feed, still dated 2026-09-23 (expected 2026-09-24); will retry"]
+    assert summary.warnings == [
+        "stat: stale feed, still dated 2026-09-23 (expected 2026-09-24); will retry"
+    ]
     assert paper_count() == 4
     stat = db.session().scalar(select(FeedFetch).where(FeedFetch.archive_group == "stat"))
     assert (stat.feed_date, stat.warning) == (date(2026, 9, 23), summary.warnings[0])
@@ -187,13 +211,18 @@ def test_before_the_feed_rebuild_the_previous_day_is_due(poll_config, server, ap
 @pytest.mark.parametrize(
     ("reply", "warning"),
     [
-        (Reply(400, fixture(ERROR)), "stat: Feed error for query: http://rss.arxiv.org/rss/astroph: Bad archive"),
+        (
+            Reply(400, fixture(ERROR)),
+            "stat: Feed error for query: http://rss.arxiv.org/rss/astroph: Bad archive",
+        ),
         (Reply(200, fixture(COMBINED)[:5000]), "stat: malformed or truncated XML"),
         (Reply(503, b"down"), "stat: "),
         (Reply(200, b"<html>maintenance</html>"), "stat: not an arXiv"),
         # The weekend's empty feed when the Thursday was expected: never a quiet day.
-        (Reply(200, with_pub_date(fixture(EMPTY), "Thu, 28 Nov 2024", "Sat, 26 Sep 2026")),
-         "stat: feed is dated 2026-09-26, past the expected 2026-09-24"),
+        (
+            Reply(200, with_pub_date(fixture(EMPTY), "Thu, 28 Nov 2024", "Sat, 26 Sep 2026")),
+            "stat: feed is dated 2026-09-26, past the expected 2026-09-24",
+        ),
     ],
 )
 def test_faults_store_nothing_for_the_group(poll_config, server, app, reply, warning):
@@ -243,7 +272,9 @@ def test_backfill_follows_resumption_tokens(poll_config, server, app):
     assert paper("0704.0716").version == 4
     assert paper("0704.0471").announce_type is AnnounceType.NEW
     first, second = server.requests
-    assert first.query == "verb=ListRecords&metadataPrefix=arXivRaw&from=2026-09-19&until=2026-09-25"
+    assert (
+        first.query == "verb=ListRecords&metadataPrefix=arXivRaw&from=2026-09-19&until=2026-09-25"
+    )
     assert second.query == "verb=ListRecords&resumptionToken=page-2"
 
 
@@ -318,8 +349,14 @@ def hostile_files(tmp_path):
         (["ingest", "--since", "2024-11-01", "--date", "2024-11-28"], "cannot be combined"),
         (["ingest", "--date", "2099-01-05"], "has not been announced yet"),
         (["ingest", "--date", "2001-01-05"], "backfill reaches back at most"),
-        (["ingest", "--file", str(DATA / EMPTY).replace(EMPTY, "api_legacy_search_cs-RO_2025-10-17.xml")],
-         "give --date"),
+        (
+            [
+                "ingest",
+                "--file",
+                str(DATA / EMPTY).replace(EMPTY, "api_legacy_search_cs-RO_2025-10-17.xml"),
+            ],
+            "give --date",
+        ),
     ],
 )
 def test_cli_hostile_input(app, hostile_files, args, message):

@@ -135,7 +135,11 @@ OPERATORS = [
     ("reinforcement learning -survey", {"title": "Reinforcement learning, surveyed"}, True),
     ('reinforcement learning -"language model"', {"abstract": RL + " for a language model"}, False),
     ('reinforcement learning -"language model"', {"abstract": RL + " for language models"}, True),
-    ('reinforcement learning -"language model"', {"abstract": RL + " with a language. Model"}, True),
+    (
+        'reinforcement learning -"language model"',
+        {"abstract": RL + " with a language. Model"},
+        True,
+    ),
     # categories: any of the paper's, subcategory or whole archive
     ("cat:cs.RO", {"categories": ["cs.LG", "cs.RO"]}, True),
     ("cat:cs.RO", {"categories": ["cs.LG"]}, False),
@@ -198,7 +202,7 @@ SYNTAX_ERRORS = [
     ('diffusion"policy"', "Quotes go around a whole phrase"),
     ('"diffusion"policy', "Quotes go around a whole phrase"),
     ('""', "no letters or digits"),
-    ('robots ""', "“\"\"” needs a word or a phrase"),
+    ('robots ""', '“""” needs a word or a phrase'),
     ("robots -", "“-” needs a word or a phrase"),
     ("--survey robots", "single “-”"),
     ("-survey", "not only exclusions"),
@@ -272,7 +276,7 @@ TEXTISH = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
 def test_highlight_spans_are_sorted_disjoint_and_inside_the_text(text, lines):
     spans = highlight_spans(text, lines)
     assert all(0 <= start < end <= len(text) for start, end in spans)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
 def test_typographic_quotes_are_quotes():
@@ -341,8 +345,10 @@ def test_orm_paper_rows_fit():
 
 
 def test_sample_digest_splits_65_and_2():
-    papers = [Item(**{k: p[k] for k in ("arxiv_id", "title", "abstract", "authors", "categories")})
-              for p in json.loads(DEMO.read_text())["papers"]]
+    papers = [
+        Item(**{k: p[k] for k in ("arxiv_id", "title", "abstract", "authors", "categories")})
+        for p in json.loads(DEMO.read_text())["papers"]
+    ]
     assert len(papers) == len({p.arxiv_id for p in papers}) == 66
     result = match_papers(papers, ["reinforcement learning", "diffusion policy"])
     assert len(result["reinforcement learning"]) == 65
@@ -360,10 +366,26 @@ def day():
 
 
 REFERENCE_KEYWORDS = [
-    "reinforcement learning", "diffusion model", "language model", "neural network",
-    "dark matter", "black hole", "graph", "transformer", "quantum", "large language model",
-    "machine learning", "deep learning", "gaussian process", "phase transition", "robot",
-    "magnetic field", "optimal control", "state of the art", "data", "time series",
+    "reinforcement learning",
+    "diffusion model",
+    "language model",
+    "neural network",
+    "dark matter",
+    "black hole",
+    "graph",
+    "transformer",
+    "quantum",
+    "large language model",
+    "machine learning",
+    "deep learning",
+    "gaussian process",
+    "phase transition",
+    "robot",
+    "magnetic field",
+    "optimal control",
+    "state of the art",
+    "data",
+    "time series",
 ]
 
 
@@ -406,5 +428,5 @@ def test_real_day_highlights_agree_with_matches(day):
             spans = highlight_spans(item.title, [line]) + highlight_spans(item.abstract, [line])
             assert bool(spans) == (item.arxiv_id in result[line]), (line, item.arxiv_id)
         spans = highlight_spans(item.abstract, lines)
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
         assert all(0 <= start < end <= len(item.abstract) for start, end in spans)

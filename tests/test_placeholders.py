@@ -48,7 +48,11 @@ def must_survive(text: str) -> list[str]:
 
 PROTECT_CASES = [
     # (source, protected text, originals)
-    ("by $1.5$-$2.2\\times$ at 64\\% less", "by ⟦0⟧-⟦1⟧ at 64⟦2⟧ less", ("$1.5$", "$2.2\\times$", "\\%")),
+    (
+        "by $1.5$-$2.2\\times$ at 64\\% less",
+        "by ⟦0⟧-⟦1⟧ at 64⟦2⟧ less",
+        ("$1.5$", "$2.2\\times$", "\\%"),
+    ),
     ("policy \\cite{shenfeld2025rl}.", "policy ⟦0⟧.", ("\\cite{shenfeld2025rl}",)),
     (
         "we introduce \\textbf{Thoughts-as-Planning}, a framework",
@@ -91,7 +95,9 @@ def test_prose_command_keeps_its_argument_translatable_and_paired():
     protected = protect("\\emph{nested \\textbf{bold $x$} text}")
     assert protected.text == "⟦0⟧nested ⟦1⟧bold ⟦2⟧⟦3⟧ text⟦4⟧"
     assert set(protected.pairs) == {(1, 3), (0, 4)}
-    assert restore("⟦0⟧嵌套⟦1⟧粗体 ⟦2⟧⟦3⟧文本⟦4⟧", protected) == "\\emph{嵌套\\textbf{粗体 $x$}文本}"
+    assert (
+        restore("⟦0⟧嵌套⟦1⟧粗体 ⟦2⟧⟦3⟧文本⟦4⟧", protected) == "\\emph{嵌套\\textbf{粗体 $x$}文本}"
+    )
 
 
 RESTORE_ERRORS = [
@@ -150,7 +156,10 @@ def test_tex_and_urls_survive_any_translation_that_keeps_the_placeholders(data):
             i, j = position[opener], position[closer]
             order[i], order[j] = order[j], order[i]
             position[opener], position[closer] = j, i
-    prose = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4FFF) | st.sampled_from(",。 ()"))
+    prose = st.text(
+        alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4FFF)
+        | st.sampled_from(",。 ()")
+    )
     pieces = [data.draw(prose, label="prose")]
     for k in order:
         pieces += [f"⟦{k}⟧", data.draw(prose, label="prose")]

@@ -25,8 +25,13 @@ def csrf_from(client, url: str = "/") -> str:
 
 
 def sign_up(client, **fields):
-    form = {"email": "ada@example.org", "keywords": "reinforcement learning\ndiffusion policy",
-            "language": "en", "timezone": "Europe/Berlin", "delivery_hour": "asap"}
+    form = {
+        "email": "ada@example.org",
+        "keywords": "reinforcement learning\ndiffusion policy",
+        "language": "en",
+        "timezone": "Europe/Berlin",
+        "delivery_hour": "asap",
+    }
     form.update(fields)
     form.setdefault("csrf_token", csrf_from(client))
     return client.post("/", data=form)
@@ -71,15 +76,25 @@ def test_sign_up_confirm_manage_unsubscribe(client, outbox):
 
     manage = path_of(response.location.split("?")[0])
     token = csrf_from(client, manage)
-    response = client.post(manage, data={
-        "csrf_token": token, "keywords": "  Diffusion   Policy \ndiffusion policy\ncat:cs.RO grasping",
-        "language": "en", "timezone": "Asia/Shanghai", "delivery_hour": "7",
-        "include_replacements": "on"})
+    response = client.post(
+        manage,
+        data={
+            "csrf_token": token,
+            "keywords": "  Diffusion   Policy \ndiffusion policy\ncat:cs.RO grasping",
+            "language": "en",
+            "timezone": "Asia/Shanghai",
+            "delivery_hour": "7",
+            "include_replacements": "on",
+        },
+    )
     assert response.status_code == 302
     db.session().expire_all()
     assert subscriber.keyword_lines == ["Diffusion Policy", "cat:cs.RO grasping"]
     assert (subscriber.timezone, subscriber.delivery_hour, subscriber.include_replacements) == (
-        "Asia/Shanghai", 7, True)
+        "Asia/Shanghai",
+        7,
+        True,
+    )
 
     response = client.post(manage + "/pause", data={"csrf_token": token})
     db.session().expire_all()
@@ -88,7 +103,9 @@ def test_sign_up_confirm_manage_unsubscribe(client, outbox):
     db.session().expire_all()
     assert subscriber.status is SubscriberStatus.CONFIRMED
 
-    unsubscribe = f"/unsubscribe/{make_token('test-secret-key', 'unsubscribe', subscriber.public_id)}"
+    unsubscribe = (
+        f"/unsubscribe/{make_token('test-secret-key', 'unsubscribe', subscriber.public_id)}"
+    )
     assert b"Unsubscribe" in client.get(unsubscribe).data
     response = client.post(unsubscribe, data={"csrf_token": csrf_from(client, unsubscribe)})
     assert response.status_code == 200 and b"You are unsubscribed" in response.data
@@ -162,8 +179,11 @@ def test_one_click_unsubscribe_needs_no_cookie_or_csrf(app, client):
 
     wrong = bare.post(f"/unsubscribe/one-click/{token}", data={"List-Unsubscribe": "Nope"})
     assert wrong.status_code == 400
-    response = bare.post(f"/unsubscribe/one-click/{token}", data="List-Unsubscribe=One-Click",
-                         content_type="application/x-www-form-urlencoded")
+    response = bare.post(
+        f"/unsubscribe/one-click/{token}",
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 200 and "Location" not in response.headers
     db.session().expire_all()
     assert subscriber.status is SubscriberStatus.UNSUBSCRIBED
@@ -203,7 +223,11 @@ HOSTILE_SIGNUPS = [
     ("empty address", {"email": ""}, "email"),
     ("no at sign", {"email": "ada.example.org"}, "email"),
     ("two at signs", {"email": "a@b@example.org"}, "email"),
-    ("CR/LF header injection in address", {"email": "ada@example.org\r\nBcc: x@evil.test"}, "email"),
+    (
+        "CR/LF header injection in address",
+        {"email": "ada@example.org\r\nBcc: x@evil.test"},
+        "email",
+    ),
     ("oversized address", {"email": "a" * 300 + "@example.org"}, "email"),
     ("NUL in address", {"email": "ada\x00@example.org"}, "email"),
     ("no keywords", {"keywords": "  \n \n"}, "keywords"),
@@ -221,9 +245,14 @@ HOSTILE_SIGNUPS = [
 ]
 
 
-@pytest.mark.parametrize("fields, field", [(f, n) for _, f, n in HOSTILE_SIGNUPS],
-                         ids=[name for name, _, _ in HOSTILE_SIGNUPS])
-def test_bad_sign_up_input_is_refused_with_a_message_and_stores_nothing(client, outbox, fields, field):
+@pytest.mark.parametrize(
+    "fields, field",
+    [(f, n) for _, f, n in HOSTILE_SIGNUPS],
+    ids=[name for name, _, _ in HOSTILE_SIGNUPS],
+)
+def test_bad_sign_up_input_is_refused_with_a_message_and_stores_nothing(
+    client, outbox, fields, field
+):
     response = sign_up(client, **fields)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
@@ -236,8 +265,10 @@ def test_bad_sign_up_input_is_refused_with_a_message_and_stores_nothing(client, 
 
 def test_invalid_utf8_is_refused(client):
     token = csrf_from(client)
-    body = (b"csrf_token=" + token.encode() + b"&email=ada%40example.org&language=en&timezone=UTC"
-            b"&keywords=caf%C3%28+learning")
+    body = (
+        b"csrf_token=" + token.encode() + b"&email=ada%40example.org&language=en&timezone=UTC"
+        b"&keywords=caf%C3%28+learning"
+    )
     response = client.post("/", data=body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400 and b"not valid UTF-8" in response.data
     assert subscriber_count() == 0
@@ -247,8 +278,13 @@ def test_invalid_utf8_is_refused(client):
 def test_missing_or_wrong_csrf_token_is_refused(client, csrf_token):
     client.get("/")
     fields = {} if csrf_token is None else {"csrf_token": csrf_token}
-    form = {"email": "ada@example.org", "keywords": "learning", "language": "en", "timezone": "UTC",
-            **fields}
+    form = {
+        "email": "ada@example.org",
+        "keywords": "learning",
+        "language": "en",
+        "timezone": "UTC",
+        **fields,
+    }
     response = client.post("/", data=form)
     assert response.status_code == 400 and b"expired" in response.data
     assert subscriber_count() == 0
@@ -265,12 +301,21 @@ def test_manage_form_rejects_bad_input_and_keeps_the_old_settings(client):
     sign_up(client)
     subscriber = db.session().scalars(select(Subscriber)).one()
     manage = f"/manage/{make_token('test-secret-key', 'manage', subscriber.public_id)}"
-    response = client.post(manage, data={"csrf_token": csrf_from(client, manage),
-                                         "keywords": "x" * 101, "timezone": "Nowhere"})
+    response = client.post(
+        manage,
+        data={
+            "csrf_token": csrf_from(client, manage),
+            "keywords": "x" * 101,
+            "timezone": "Nowhere",
+        },
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert 'id="keywords-error"' in page and 'id="timezone-error"' in page
     db.session().expire_all()
     assert subscriber.keyword_lines == ["reinforcement learning", "diffusion policy"]
     assert subscriber.timezone == "Europe/Berlin"
-    assert client.post(manage + "/explode", data={"csrf_token": csrf_from(client, manage)}).status_code == 404
+    assert (
+        client.post(manage + "/explode", data={"csrf_token": csrf_from(client, manage)}).status_code
+        == 404
+    )

@@ -89,7 +89,9 @@ def test_sample_digest_abstracts_lose_their_markup():
     papers = json.loads(DEMO.read_text(encoding="utf-8"))["papers"]
     for paper in papers:
         text = tex_to_text(paper["abstract"])
-        assert not re.search(r"\\(textbf|textit|texttt|cite|times|geq|text)\b", text), paper["arxiv_id"]
+        assert not re.search(r"\\(textbf|textit|texttt|cite|times|geq|text)\b", text), paper[
+            "arxiv_id"
+        ]
         # Only the one unbalanced \footnote{ (as recorded) keeps a backslash.
         assert "\\" not in text or paper["arxiv_id"] == "2605.30219"
         assert "$" not in text, paper["arxiv_id"]
@@ -126,10 +128,30 @@ def test_text_without_tex_is_unchanged(source):
 
 
 FRAGMENTS = [
-    r"$\alpha$", r"\textbf{bold}", r"\emph{x}", r"64\%", r"$1.5$-$2.2\times$", r"$O(n^2)$",
-    r"\cite{key2025}", "~", "``q''", r"\&", r"$\mathbb{R}$", r"$\foo{x}$", r"\unknown",
-    r"\unknown{arg}", r"{\em e}", r"$", r"\(", r"\footnote{f}", r"\"{o}", r"$x_{t}^{2}$",
-    r"\href{u}{t}", r"\\", "{", "}",
+    r"$\alpha$",
+    r"\textbf{bold}",
+    r"\emph{x}",
+    r"64\%",
+    r"$1.5$-$2.2\times$",
+    r"$O(n^2)$",
+    r"\cite{key2025}",
+    "~",
+    "``q''",
+    r"\&",
+    r"$\mathbb{R}$",
+    r"$\foo{x}$",
+    r"\unknown",
+    r"\unknown{arg}",
+    r"{\em e}",
+    r"$",
+    r"\(",
+    r"\footnote{f}",
+    r"\"{o}",
+    r"$x_{t}^{2}$",
+    r"\href{u}{t}",
+    r"\\",
+    "{",
+    "}",
 ]
 WORDS = st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True)
 

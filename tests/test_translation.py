@@ -110,7 +110,9 @@ def with_placeholders(english: str, chinese: str) -> str:
 def chinese_for(paper: dict) -> dict:
     """A faithful answer for one requested paper: recorded Chinese, placeholders kept."""
     arxiv_id = paper["id"].rsplit("v", 1)[0]
-    recorded = RECORDED.get(arxiv_id, {"zh": {"title": "一篇论文的标题", "abstract": "这是一篇论文的摘要。" * 20}})
+    recorded = RECORDED.get(
+        arxiv_id, {"zh": {"title": "一篇论文的标题", "abstract": "这是一篇论文的摘要。" * 20}}
+    )
     return {
         "id": paper["id"],
         "title": with_placeholders(paper["title"], recorded["zh"]["title"]),
@@ -122,8 +124,16 @@ def completion(content: str, usage: dict | None = None) -> dict:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": usage if usage is not None else {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": TOKENS_PER_REQUEST},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage
+        if usage is not None
+        else {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": TOKENS_PER_REQUEST},
     }
 
 
@@ -156,9 +166,17 @@ class ChatServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    reply = make(request) if self.path == "/v1/chat/completions" else Reply(404, "no such path")
+                    reply = (
+                        make(request)
+                        if self.path == "/v1/chat/completions"
+                        else Reply(404, "no such path")
+                    )
                     time.sleep(reply.delay)
-                    payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body, ensure_ascii=False)
+                    payload = (
+                        reply.body
+                        if isinstance(reply.body, str)
+                        else json.dumps(reply.body, ensure_ascii=False)
+                    )
                     data = payload.encode()
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
@@ -277,7 +295,11 @@ def test_target_language_is_configuration():
     target = target_from_config({"TRANSLATION_LANGUAGE": "ja", "TRANSLATION_GLOSSARY_PATH": None})
     assert (target.language, target.name) == ("ja", "Japanese")
     named = target_from_config(
-        {"TRANSLATION_LANGUAGE": "eo", "TRANSLATION_LANGUAGE_NAME": "Esperanto", "TRANSLATION_GLOSSARY_PATH": None}
+        {
+            "TRANSLATION_LANGUAGE": "eo",
+            "TRANSLATION_LANGUAGE_NAME": "Esperanto",
+            "TRANSLATION_GLOSSARY_PATH": None,
+        }
     )
     assert named.name == "Esperanto"
 
@@ -286,7 +308,10 @@ def test_target_language_is_configuration():
     ("environ", "error"),
     [
         ({"TRANSLATION_BACKEND": "deepl"}, "TRANSLATION_BACKEND must be none, openai or recorded"),
-        ({"TRANSLATION_LANGUAGE": "../../etc/passwd"}, "TRANSLATION_LANGUAGE must be a language code"),
+        (
+            {"TRANSLATION_LANGUAGE": "../../etc/passwd"},
+            "TRANSLATION_LANGUAGE must be a language code",
+        ),
         ({"TRANSLATION_LANGUAGE": "zh cn"}, "TRANSLATION_LANGUAGE must be a language code"),
         ({"TRANSLATION_RETRY_BACKOFF": "fast"}, "TRANSLATION_RETRY_BACKOFF must be a number"),
     ],
@@ -374,7 +399,11 @@ def test_parse_answer(content, ids):
 
 @pytest.mark.parametrize(
     ("content", "error"),
-    [("Sure! 这是翻译", "not JSON"), ('{"papers": []}', "no \"translations\" list"), ("", "not JSON")],
+    [
+        ("Sure! 这是翻译", "not JSON"),
+        ('{"papers": []}', 'no "translations" list'),
+        ("", "not JSON"),
+    ],
 )
 def test_parse_answer_rejects(content, error):
     with pytest.raises(ValueError, match=error):
@@ -403,7 +432,10 @@ def test_translates_several_papers_per_request_with_tex_and_urls_intact(chat_ser
     assert len(chat_server.requests) == 3  # 11 papers, 4 per request
     assert sorted(chat_server.id_counts().values()) == [1] * 11
     assert sum(o.tokens for o in outcomes.values()) == 3 * TOKENS_PER_REQUEST
-    assert "$1.5$" in outcomes["2605.29032"].abstract and "$2.2\\times$" in outcomes["2605.29032"].abstract
+    assert (
+        "$1.5$" in outcomes["2605.29032"].abstract
+        and "$2.2\\times$" in outcomes["2605.29032"].abstract
+    )
     assert "美元" not in outcomes["2605.29032"].abstract
     assert "\\cite{shenfeld2025rl}" in outcomes["2605.28860"].abstract
     assert re.search(r"\\textbf\{[^}]*\}", outcomes["2605.28842"].abstract)
@@ -418,7 +450,10 @@ def test_translates_several_papers_per_request_with_tex_and_urls_intact(chat_ser
 
 
 def test_glossary_terms_of_the_batch_are_in_the_prompt(chat_server):
-    run(OpenAIBackend(settings(chat_server.url, TRANSLATION_BATCH_SIZE=1)), [source("2605.29009"), source("2605.29003")])
+    run(
+        OpenAIBackend(settings(chat_server.url, TRANSLATION_BATCH_SIZE=1)),
+        [source("2605.29009"), source("2605.29003")],
+    )
     by_id = {r.ids[0]: r.system for r in chat_server.requests}
     assert "reward hacking → 奖励投机" in by_id["2605.29009v1"]
     assert "reinforcement learning → 强化学习" in by_id["2605.29009v1"]
@@ -457,8 +492,13 @@ def test_a_slow_response_times_out_and_is_retried(chat_server):
 
 def test_always_slow_fails_with_the_reason(chat_server):
     chat_server.respond = lambda r: Reply(body=answer(r).body, delay=1.0)
-    outcomes = run(OpenAIBackend(settings(chat_server.url, TRANSLATION_TIMEOUT=0.2, TRANSLATION_RETRIES=1)), SAMPLE[:2])
-    assert {o.error for o in outcomes.values()} == {"endpoint unavailable after 2 attempts: no answer within 0.2 s"}
+    outcomes = run(
+        OpenAIBackend(settings(chat_server.url, TRANSLATION_TIMEOUT=0.2, TRANSLATION_RETRIES=1)),
+        SAMPLE[:2],
+    )
+    assert {o.error for o in outcomes.values()} == {
+        "endpoint unavailable after 2 attempts: no answer within 0.2 s"
+    }
 
 
 @pytest.mark.parametrize(
@@ -484,10 +524,17 @@ def drop_first_placeholder(item: dict) -> dict:
 
 def test_a_lost_placeholder_is_asked_again_for_that_paper_only(chat_server):
     papers = [source("2605.29032"), source("2605.28828")]
-    chat_server.script = [lambda r: answer(r, lambda item: drop_first_placeholder(item) if item["id"] == "2605.29032v1" else item)]
+    chat_server.script = [
+        lambda r: answer(
+            r, lambda item: drop_first_placeholder(item) if item["id"] == "2605.29032v1" else item
+        )
+    ]
     outcomes = run(OpenAIBackend(settings(chat_server.url)), papers)
     assert all(o.error is None for o in outcomes.values())
-    assert [r.ids for r in chat_server.requests] == [["2605.29032v1", "2605.28828v1"], ["2605.29032v1"]]
+    assert [r.ids for r in chat_server.requests] == [
+        ["2605.29032v1", "2605.28828v1"],
+        ["2605.29032v1"],
+    ]
     assert "$1.5$" in outcomes["2605.29032"].abstract
 
 
@@ -495,7 +542,10 @@ def test_a_lost_placeholder_is_asked_again_for_that_paper_only(chat_server):
     ("edit", "error"),
     [
         (drop_first_placeholder, "abstract: placeholder(s) ⟦0⟧ lost"),
-        (lambda item: {**item, "abstract": "Here is the translation:\n" + item["abstract"]}, "commentary"),
+        (
+            lambda item: {**item, "abstract": "Here is the translation:\n" + item["abstract"]},
+            "commentary",
+        ),
         (lambda item: {**item, "title": "```" + item["title"] + "```"}, "Markdown fence"),
         (lambda item: {k: v for k, v in item.items() if k != "abstract"}, "abstract: empty"),
         (lambda item: {**item, "id": "someone-else"}, "missing from the answer"),
@@ -518,7 +568,10 @@ def test_endpoint_down_fails_fast_for_every_paper():
     outcomes = run(OpenAIBackend(config), SAMPLE, concurrency=2)
     assert time.monotonic() - started < 5
     assert len(outcomes) == 8
-    assert all(o.error.startswith("endpoint unavailable after 3 attempts: cannot reach") for o in outcomes.values())
+    assert all(
+        o.error.startswith("endpoint unavailable after 3 attempts: cannot reach")
+        for o in outcomes.values()
+    )
 
 
 def test_a_refusing_endpoint_is_not_retried(chat_server):
@@ -533,14 +586,21 @@ def test_a_rejected_request_fails_only_its_batch(chat_server):
     outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE)
     assert len(chat_server.requests) == 2  # not retried, and the endpoint is still used
     failed = [o for o in outcomes.values() if o.error]
-    assert len(failed) == 4 and all("HTTP 400" in o.error and "context length" in o.error for o in failed)
+    assert len(failed) == 4 and all(
+        "HTTP 400" in o.error and "context length" in o.error for o in failed
+    )
 
 
 def test_a_long_retry_after_counts_as_down(chat_server):
     chat_server.respond = lambda r: Reply(429, "quota", {"Retry-After": "3600"})
     outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE)
     assert len(chat_server.requests) == 1
-    assert all(o.error.endswith("HTTP 429 from " + chat_server.url + "/chat/completions, Retry-After 3600 s") for o in outcomes.values())
+    assert all(
+        o.error.endswith(
+            "HTTP 429 from " + chat_server.url + "/chat/completions, Retry-After 3600 s"
+        )
+        for o in outcomes.values()
+    )
 
 
 def test_concurrency_is_limited(chat_server):
@@ -552,7 +612,9 @@ def test_concurrency_is_limited(chat_server):
 
 
 def test_requests_per_minute_is_limited(chat_server):
-    backend = OpenAIBackend(settings(chat_server.url, TRANSLATION_BATCH_SIZE=1, TRANSLATION_REQUESTS_PER_MINUTE=600))
+    backend = OpenAIBackend(
+        settings(chat_server.url, TRANSLATION_BATCH_SIZE=1, TRANSLATION_REQUESTS_PER_MINUTE=600)
+    )
     run(backend, SAMPLE[:4], concurrency=4)
     times = sorted(r.at for r in chat_server.requests)
     assert len(times) == 4
@@ -569,8 +631,10 @@ def test_token_budget_stops_with_one_log_line(chat_server, caplog):
     assert len(done) == 8
     assert {o.error for o in outcomes.values() if o.error} == {"daily token budget reached"}
     lines = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
-    assert lines == ["translation: daily token budget reached (300 of 300 tokens used today, "
-                     "TRANSLATION_DAILY_TOKEN_BUDGET); the remaining papers stay English-only"]
+    assert lines == [
+        "translation: daily token budget reached (300 of 300 tokens used today, "
+        "TRANSLATION_DAILY_TOKEN_BUDGET); the remaining papers stay English-only"
+    ]
 
 
 def test_usage_missing_is_estimated(chat_server):
@@ -602,11 +666,22 @@ def store_sample_day(session, completed_minutes_ago: int = 5) -> None:
                 announce_type=AnnounceType(record["announce_type"]),
             )
         )
-    session.add(ListingDay(listing_date=DEMO_DATE, completed_at=utcnow() - timedelta(minutes=completed_minutes_ago)))
+    session.add(
+        ListingDay(
+            listing_date=DEMO_DATE, completed_at=utcnow() - timedelta(minutes=completed_minutes_ago)
+        )
+    )
     session.commit()
 
 
-def add_subscriber(session, number: int, lines: list[str], language="en+zh", status=SubscriberStatus.CONFIRMED, replacements=False):
+def add_subscriber(
+    session,
+    number: int,
+    lines: list[str],
+    language="en+zh",
+    status=SubscriberStatus.CONFIRMED,
+    replacements=False,
+):
     email = f"reader{number}@example.org"
     subscriber = Subscriber(
         email=email,
@@ -636,7 +711,12 @@ ENGLISH_ONLY_LINE = "cat:eess.SY"
 
 
 def translated_ids(session) -> set[str]:
-    return {t.arxiv_id for t in session.scalars(select(Translation).where(Translation.status == TranslationStatus.DONE))}
+    return {
+        t.arxiv_id
+        for t in session.scalars(
+            select(Translation).where(Translation.status == TranslationStatus.DONE)
+        )
+    }
 
 
 @pytest.fixture
@@ -645,7 +725,9 @@ def openai_settings(config, chat_server):
     return config
 
 
-def test_thousand_bilingual_subscribers_each_needed_paper_translated_once(openai_settings, app, chat_server):
+def test_thousand_bilingual_subscribers_each_needed_paper_translated_once(
+    openai_settings, app, chat_server
+):
     session = db.session()
     store_sample_day(session)
     for n in range(1000):
@@ -671,7 +753,11 @@ def test_thousand_bilingual_subscribers_each_needed_paper_translated_once(openai
     assert session.get(ListingDay, DEMO_DATE).translated_at is not None
     fixed = session.scalars(select(Translation).where(Translation.arxiv_id == "2605.29032")).one()
     assert "$1.5$-$2.2\\times$" in RECORDED["2605.29032"]["abstract"]
-    assert "$1.5$" in fixed.abstract and "$2.2\\times$" in fixed.abstract and "美元" not in fixed.abstract
+    assert (
+        "$1.5$" in fixed.abstract
+        and "$2.2\\times$" in fixed.abstract
+        and "美元" not in fixed.abstract
+    )
     assert fixed.model == "test-model" and fixed.language == "zh"
 
     requests_before = len(chat_server.requests)
@@ -680,10 +766,14 @@ def test_thousand_bilingual_subscribers_each_needed_paper_translated_once(openai
     assert len(chat_server.requests) == requests_before
 
 
-def test_replacements_are_translated_only_for_subscribers_who_want_them(openai_settings, app, chat_server):
+def test_replacements_are_translated_only_for_subscribers_who_want_them(
+    openai_settings, app, chat_server
+):
     session = db.session()
     store_sample_day(session)
-    replaced = session.get(Paper, session.scalar(select(Paper.id).where(Paper.arxiv_id == "2605.29032")))
+    replaced = session.get(
+        Paper, session.scalar(select(Paper.id).where(Paper.arxiv_id == "2605.29032"))
+    )
     replaced.announce_type = AnnounceType.REPLACE
     add_subscriber(session, 1, ["minimax"])
     session.commit()
@@ -743,7 +833,15 @@ def test_budget_spent_earlier_today_counts(openai_settings, app, chat_server, ca
     session = db.session()
     store_sample_day(session)
     add_subscriber(session, 1, ["reinforcement learning"])
-    session.add(Translation(arxiv_id="2401.00001", version=1, language="zh", status=TranslationStatus.DONE, tokens=1000))
+    session.add(
+        Translation(
+            arxiv_id="2401.00001",
+            version=1,
+            language="zh",
+            status=TranslationStatus.DONE,
+            tokens=1000,
+        )
+    )
     session.commit()
     app.config["TRANSLATION_DAILY_TOKEN_BUDGET"] = 1000
     report = translate_day(session, app.config, DEMO_DATE)
@@ -795,9 +893,14 @@ def test_cli_prints_what_was_done(openai_settings, app, chat_server):
     runner = app.test_cli_runner()
     result = runner.invoke(main, ["translate"])
     assert result.exit_code == 0, result.output
-    assert result.output == "2026-05-29: translated 3, reused from cache 0, failed 0, tokens used 150\n"
+    assert (
+        result.output
+        == "2026-05-29: translated 3, reused from cache 0, failed 0, tokens used 150\n"
+    )
     result = runner.invoke(main, ["translate", "--date", "2026-05-29"])
-    assert result.output == "2026-05-29: translated 0, reused from cache 3, failed 0, tokens used 0\n"
+    assert (
+        result.output == "2026-05-29: translated 0, reused from cache 3, failed 0, tokens used 0\n"
+    )
     result = runner.invoke(main, ["translate", "--date", "29/05/2026"])
     assert result.exit_code != 0 and "must be a date like" in result.output
 
@@ -818,7 +921,9 @@ def test_job_is_idempotent(openai_settings, app, chat_server):
     assert translate_listing_date("2026-05-29") == (
         f"2026-05-29: translated 1, reused from cache 0, failed 0, tokens used {TOKENS_PER_REQUEST}"
     )
-    assert translate_listing_date("2026-05-29").endswith("translated 0, reused from cache 1, failed 0, tokens used 0")
+    assert translate_listing_date("2026-05-29").endswith(
+        "translated 0, reused from cache 1, failed 0, tokens used 0"
+    )
     assert len(chat_server.requests) == 1
 
 
@@ -851,11 +956,17 @@ def test_with_the_endpoint_down_every_digest_still_goes_out(config, app, outbox)
     assert summary.held == 0
     messages = outbox.messages()
     assert len(messages) == readers
-    bilingual = [m for m in messages if "translation not available today" in m.get_body(("plain",)).get_content()]
+    bilingual = [
+        m
+        for m in messages
+        if "translation not available today" in m.get_body(("plain",)).get_content()
+    ]
     assert len(bilingual) == 20
 
 
-def test_a_translation_job_that_never_finishes_holds_digests_only_until_the_deadline(openai_settings, app, outbox):
+def test_a_translation_job_that_never_finishes_holds_digests_only_until_the_deadline(
+    openai_settings, app, outbox
+):
     from worker.delivery import dispatch_digests
 
     session = db.session()
@@ -863,13 +974,17 @@ def test_a_translation_job_that_never_finishes_holds_digests_only_until_the_dead
     readers = bilingual_and_english_readers(session)
     completed_at = session.get(ListingDay, DEMO_DATE).completed_at
 
-    assert dispatch_digests(DEMO_DATE, completed_at + timedelta(minutes=59), send_now=True).held == 20
+    assert (
+        dispatch_digests(DEMO_DATE, completed_at + timedelta(minutes=59), send_now=True).held == 20
+    )
     assert len(outbox.messages()) == 5
     summary = dispatch_digests(DEMO_DATE, completed_at + timedelta(minutes=60), send_now=True)
     assert summary.held == 0 and len(outbox.messages()) == readers
 
 
-def test_translated_digests_show_the_chinese_and_english_ones_do_not(openai_settings, app, outbox, chat_server):
+def test_translated_digests_show_the_chinese_and_english_ones_do_not(
+    openai_settings, app, outbox, chat_server
+):
     from worker.delivery import dispatch_digests
 
     session = db.session()
@@ -878,7 +993,10 @@ def test_translated_digests_show_the_chinese_and_english_ones_do_not(openai_sett
     report = translate_day(session, app.config, DEMO_DATE)
     assert report.failed == 0 and report.translated > 30
     dispatch_digests(DEMO_DATE, utcnow(), send_now=True)
-    texts = {m["To"].addresses[0].addr_spec: m.get_body(("plain",)).get_content() for m in outbox.messages()}
+    texts = {
+        m["To"].addresses[0].addr_spec: m.get_body(("plain",)).get_content()
+        for m in outbox.messages()
+    }
     assert len(texts) == readers
     llm_reader = texts["reader0@example.org"]  # "large language model": has 2605.28828
     assert "微观宏观检索" in llm_reader and "translation not available" not in llm_reader

@@ -108,7 +108,9 @@ def _parse_xml(data: bytes) -> ET.Element:
     if not isinstance(data, bytes | bytearray):
         raise FeedError("document must be bytes")
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise FeedError(f"document is {len(data):,} bytes, more than the {MAX_DOCUMENT_BYTES:,} allowed")
+        raise FeedError(
+            f"document is {len(data):,} bytes, more than the {MAX_DOCUMENT_BYTES:,} allowed"
+        )
     if not data.strip():
         raise FeedError("document is empty")
     # arXiv never sends a DTD; refusing them rules out entity-expansion attacks
@@ -222,7 +224,13 @@ def _parse_atom(root: ET.Element) -> ParsedFeed:
                 version=version,
                 title=_text(entry.find("atom:title", NS)) or "",
                 abstract=_text(entry.find("atom:summary", NS)) or "",
-                authors=[n for n in (_text(a.find("atom:name", NS)) for a in entry.findall("atom:author", NS)) if n],
+                authors=[
+                    n
+                    for n in (
+                        _text(a.find("atom:name", NS)) for a in entry.findall("atom:author", NS)
+                    )
+                    if n
+                ],
                 categories=categories,
                 # The API does not say how a version was announced; v1 is new.
                 announce_type="new" if version == 1 else "replace",
@@ -365,7 +373,10 @@ def fetch_feed(group: str) -> bytes:
 
 
 def fetch_oai_page(
-    *, from_date: date | None = None, until_date: date | None = None, resumption_token: str | None = None
+    *,
+    from_date: date | None = None,
+    until_date: date | None = None,
+    resumption_token: str | None = None,
 ) -> bytes:
     """Fetch one ListRecords page of arXivRaw records (the first by dates, later ones by token)."""
     params = {"verb": "ListRecords"}
@@ -386,7 +397,9 @@ def user_agent() -> str:
     return f"arxiv-digest-newsletter/1.0 (+{config['BASE_URL']}; mailto:{config['ARXIV_CONTACT']})"
 
 
-def fetch_url(url: str, params: dict | None = None, *, sleep: Callable[[float], None] = time.sleep) -> bytes:
+def fetch_url(
+    url: str, params: dict | None = None, *, sleep: Callable[[float], None] = time.sleep
+) -> bytes:
     """GET `url` politely: shared rate limit, timeouts, retries with backoff; return the body.
 
     HTTP 400 is arXiv's answer to a bad query (its error channel): a FeedError,
@@ -410,7 +423,11 @@ def fetch_url(url: str, params: dict | None = None, *, sleep: Callable[[float], 
                 body = _read_capped(response, deadline=time.monotonic() + 4 * timeout)
                 status = response.status_code
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except (
+            requests.Timeout,
+            requests.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             problem = f"{type(exc).__name__}"
         else:
             if status == 200:
@@ -424,11 +441,20 @@ def fetch_url(url: str, params: dict | None = None, *, sleep: Callable[[float], 
         if attempt == attempts - 1:
             raise FetchError(f"{url}: {problem}, giving up after {attempts} attempts")
         if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-            raise FetchError(f"{url}: {problem}, arXiv asks to wait {retry_after:.0f} s; giving up for now")
+            raise FetchError(
+                f"{url}: {problem}, arXiv asks to wait {retry_after:.0f} s; giving up for now"
+            )
         delay = backoff_delay(attempt, config["ARXIV_BACKOFF"])
         if retry_after is not None:
             delay = max(delay, retry_after)
-        log.warning("arXiv %s: %s (attempt %d/%d); retrying in %.1f s", url, problem, attempt + 1, attempts, delay)
+        log.warning(
+            "arXiv %s: %s (attempt %d/%d); retrying in %.1f s",
+            url,
+            problem,
+            attempt + 1,
+            attempts,
+            delay,
+        )
         sleep(delay)
     raise AssertionError("unreachable")
 

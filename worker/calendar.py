@@ -39,7 +39,11 @@ _MAX_GAP_DAYS = 30
 @cache
 def holidays() -> frozenset[date]:
     """Listing dates that arXiv skips (its holidays), from data/arxiv_holidays.csv."""
-    rows = (line for line in HOLIDAYS_FILE.read_text(encoding="utf-8").splitlines() if not line.startswith("#"))
+    rows = (
+        line
+        for line in HOLIDAYS_FILE.read_text(encoding="utf-8").splitlines()
+        if not line.startswith("#")
+    )
     return frozenset(date.fromisoformat(row["listing_date"]) for row in csv.DictReader(rows))
 
 
@@ -69,7 +73,9 @@ def _walk(day: date, step: int) -> date:
         if is_listing_date(day):
             return day
         day += timedelta(days=step)
-    raise ValueError(f"no listing date within {_MAX_GAP_DAYS} days of {day}; check the holiday table")
+    raise ValueError(
+        f"no listing date within {_MAX_GAP_DAYS} days of {day}; check the holiday table"
+    )
 
 
 def _at_or_before(day: date) -> date:

@@ -53,10 +53,17 @@ PLACEHOLDER_LINKS: dict[str, str] = {
     for name in ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
 }
 
-_TYPE_ORDER = {AnnounceType.NEW: 0, AnnounceType.CROSS: 1, AnnounceType.REPLACE: 2,
-               AnnounceType.REPLACE_CROSS: 3}
-_BADGES = {AnnounceType.CROSS: "cross-list", AnnounceType.REPLACE: "replacement",
-           AnnounceType.REPLACE_CROSS: "replacement, cross-list"}
+_TYPE_ORDER = {
+    AnnounceType.NEW: 0,
+    AnnounceType.CROSS: 1,
+    AnnounceType.REPLACE: 2,
+    AnnounceType.REPLACE_CROSS: 3,
+}
+_BADGES = {
+    AnnounceType.CROSS: "cross-list",
+    AnnounceType.REPLACE: "replacement",
+    AnnounceType.REPLACE_CROSS: "replacement, cross-list",
+}
 _ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
 # Target languages the digest knows how to label; adding one is a line here.
 LANGUAGE_NAMES = {"zh": "Chinese"}
@@ -100,6 +107,7 @@ def personalize(rendered: RenderedEmail, links: dict[str, str]) -> RenderedEmail
 
 
 # --- rendering ---------------------------------------------------------------
+
 
 @cache
 def category_names() -> dict[str, str]:
@@ -183,8 +191,14 @@ def render_digest(
     }
     plan = _plan(sections, entries, max_per_keyword)
     context = dict(
-        listing_date=listing_date, zone=zone, timezone=timezone, generated_at=generated_at,
-        keywords=keywords, links=links, paper_count=len(entries), full_page=full_page,
+        listing_date=listing_date,
+        zone=zone,
+        timezone=timezone,
+        generated_at=generated_at,
+        keywords=keywords,
+        links=links,
+        paper_count=len(entries),
+        full_page=full_page,
     )
     if not full_page and _FIXED_HTML + _weight(plan) > HTML_BUDGET:
         _shrink(plan, HTML_BUDGET - _FIXED_HTML - 1_000)
@@ -192,8 +206,14 @@ def render_digest(
     for section in plan:
         for item in section.items:
             if item.kind == "full":
-                _fill(item.entry, papers[item.entry.arxiv_id], bilingual, translations,
-                      target_language, full_page)
+                _fill(
+                    item.entry,
+                    papers[item.entry.arxiv_id],
+                    bilingual,
+                    translations,
+                    target_language,
+                    full_page,
+                )
     rendered = render("digest", **_values(sections=plan, **context))
     if not full_page:
         # Estimates are rough: cut by the measured overshoot, scaled from bytes
@@ -206,7 +226,9 @@ def render_digest(
             scale = weight / max(size - _FIXED_HTML, 1)
             _shrink(plan, weight - (size - HTML_BUDGET + 1_000) * scale)
             rendered = render("digest", **_values(sections=plan, **context))
-    return RenderedEmail(subject=rendered.subject, text=_limit_lines(rendered.text), html=rendered.html)
+    return RenderedEmail(
+        subject=rendered.subject, text=_limit_lines(rendered.text), html=rendered.html
+    )
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -224,9 +246,16 @@ def _entry(
 ) -> _Entry:
     """The entry with what every listing needs, and the estimated size of its full form."""
     translation = _translation(paper, translations) if bilingual else None
-    raw = (paper.title, paper.abstract, paper.comments or "", paper.journal_ref or "", paper.doi or "",
-           ", ".join(paper.authors[: MAX_AUTHORS + 1]),
-           translation.title if translation else "", translation.abstract if translation else "")
+    raw = (
+        paper.title,
+        paper.abstract,
+        paper.comments or "",
+        paper.journal_ref or "",
+        paper.doi or "",
+        ", ".join(paper.authors[: MAX_AUTHORS + 1]),
+        translation.title if translation else "",
+        translation.abstract if translation else "",
+    )
     return _Entry(
         arxiv_id=paper.arxiv_id,
         anchor=f"p-{paper.arxiv_id}",
@@ -394,7 +423,10 @@ def _values(
         item.entry.arxiv_id for section in sections for item in section.items if item.kind == "full"
     }
     listed = {
-        item.entry.arxiv_id for section in sections for item in section.items if item.kind != "above"
+        item.entry.arxiv_id
+        for section in sections
+        for item in section.items
+        if item.kind != "above"
     }
     for section in sections:
         for item in section.items:
@@ -448,6 +480,7 @@ def _subject_keywords(sections: list[_Section]) -> str:
 
 
 # --- text part ---------------------------------------------------------------
+
 
 def _width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
@@ -514,4 +547,3 @@ def _limit_lines(text: str, limit: int = 998) -> str:
             line = line[cut:]
         out.append(line)
     return "\n".join(out)
-

@@ -148,10 +148,14 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
         _check_listing_date(listing_date)
     if parsed.kind == "oai" and listing_date is None:
         # Each record goes to the listing date its version dates point to.
-        return _store_backfill(_backfill_items(parsed.items, None, None), source="file", complete=False)
+        return _store_backfill(
+            _backfill_items(parsed.items, None, None), source="file", complete=False
+        )
     day = listing_date or parsed.feed_date
     if day is None:
-        raise IngestError(f"{path}: the document has no date (an {parsed.kind} document); give --date")
+        raise IngestError(
+            f"{path}: the document has no date (an {parsed.kind} document); give --date"
+        )
     if listing_date is None:
         _check_listing_date(day)
     group = "+".join(parsed.archives) if parsed.archives else FILE_GROUP
@@ -161,7 +165,9 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
     feed_date = parsed.feed_date if parsed.kind == "rss" else None
     items = parsed.items if parsed.kind == "rss" else [_typed_for_archives(i) for i in parsed.items]
     summary = IngestSummary(day)
-    _store_group(summary, day, group, "file", [i for i in items if i is not None], feed_date=feed_date)
+    _store_group(
+        summary, day, group, "file", [i for i in items if i is not None], feed_date=feed_date
+    )
     summary.complete = _update_listing_day(day)
     _commit()
     return [summary]
@@ -174,7 +180,9 @@ def _read_document(path: Path) -> bytes:
         raise IngestError(f"{path}: not a regular file")
     size = path.stat().st_size
     if size > arxiv.MAX_DOCUMENT_BYTES:
-        raise IngestError(f"{path}: {size:,} bytes, more than the {arxiv.MAX_DOCUMENT_BYTES:,} allowed")
+        raise IngestError(
+            f"{path}: {size:,} bytes, more than the {arxiv.MAX_DOCUMENT_BYTES:,} allowed"
+        )
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -215,8 +223,10 @@ def ingest_oai(first: date, last: date, now: datetime | None = None) -> list[Ing
     items: list[FeedItem] = []
     token = None
     for page in range(MAX_OAI_PAGES):
-        data = arxiv.fetch_oai_page(from_date=from_date, until_date=today) if page == 0 else (
-            arxiv.fetch_oai_page(resumption_token=token)
+        data = (
+            arxiv.fetch_oai_page(from_date=from_date, until_date=today)
+            if page == 0
+            else (arxiv.fetch_oai_page(resumption_token=token))
         )
         parsed = arxiv.parse_feed(data)
         if parsed.kind != "oai":
@@ -242,7 +252,9 @@ def _listing_dates_between(first: date, last: date) -> list[date]:
     return days
 
 
-def _backfill_items(items: list[FeedItem], first: date | None, last: date | None) -> dict[date, list[FeedItem]]:
+def _backfill_items(
+    items: list[FeedItem], first: date | None, last: date | None
+) -> dict[date, list[FeedItem]]:
     """Sort dated records (OAI-PMH, Atom) into listing dates, typed against our archives."""
     by_day: dict[date, list[FeedItem]] = {}
     for item in items:
@@ -256,7 +268,9 @@ def _backfill_items(items: list[FeedItem], first: date | None, last: date | None
         day, version = max(announced, key=lambda a: a[1])
         if first is not None and day < first:
             continue
-        typed = _typed_for_archives(replace(item, version=version, announce_type="new" if version == 1 else "replace"))
+        typed = _typed_for_archives(
+            replace(item, version=version, announce_type="new" if version == 1 else "replace")
+        )
         if typed is not None:
             by_day.setdefault(day, []).append(typed)
     return by_day
@@ -287,7 +301,9 @@ def _typed_for_archives(item: FeedItem) -> FeedItem | None:
     return replace(item, announce_type=kind)
 
 
-def _store_backfill(by_day: dict[date, list[FeedItem]], *, source: str, complete: bool) -> list[IngestSummary]:
+def _store_backfill(
+    by_day: dict[date, list[FeedItem]], *, source: str, complete: bool
+) -> list[IngestSummary]:
     if not by_day:
         raise IngestError("the document holds no records for our archives")
     summaries = []
@@ -309,7 +325,9 @@ def _commit() -> None:
         db.session().commit()
     except IntegrityError:
         db.session().rollback()
-        raise IngestError("another ingest stored the same papers at the same time; run it again") from None
+        raise IngestError(
+            "another ingest stored the same papers at the same time; run it again"
+        ) from None
 
 
 def _store_group(
@@ -332,7 +350,9 @@ def _store_group(
     if warning:
         log.warning("ingest %s: %s", listing_date, warning)
         summary.warnings.append(warning)
-    fetch = _feed_fetch(listing_date, group) or FeedFetch(listing_date=listing_date, archive_group=group)
+    fetch = _feed_fetch(listing_date, group) or FeedFetch(
+        listing_date=listing_date, archive_group=group
+    )
     fetch.source = source
     fetch.feed_date = feed_date
     fetch.fetched_at = utcnow()
@@ -359,7 +379,9 @@ def store_items(listing_date: date, items: list[FeedItem]) -> tuple[int, int, in
     existing: dict[str, Paper] = {}
     for start in range(0, len(ids), _SELECT_CHUNK):
         chunk = ids[start : start + _SELECT_CHUNK]
-        existing.update((p.arxiv_id, p) for p in session.scalars(select(Paper).where(Paper.arxiv_id.in_(chunk))))
+        existing.update(
+            (p.arxiv_id, p) for p in session.scalars(select(Paper).where(Paper.arxiv_id.in_(chunk)))
+        )
     new = updated = unchanged = 0
     fresh_rows = []
     for arxiv_id, item in best.items():
@@ -402,14 +424,20 @@ def _paper_fields(item: FeedItem) -> dict:
 
 def _feed_fetch(listing_date: date, group: str) -> FeedFetch | None:
     return db.session().scalar(
-        select(FeedFetch).where(FeedFetch.listing_date == listing_date, FeedFetch.archive_group == group)
+        select(FeedFetch).where(
+            FeedFetch.listing_date == listing_date, FeedFetch.archive_group == group
+        )
     )
 
 
-def _record_failure(listing_date: date, group: str, source: str, message: str, feed_date: date | None = None) -> None:
+def _record_failure(
+    listing_date: date, group: str, source: str, message: str, feed_date: date | None = None
+) -> None:
     """Keep a failed or stale fetch visible in `newsletter status`; stores no papers."""
     session = db.session()
-    fetch = _feed_fetch(listing_date, group) or FeedFetch(listing_date=listing_date, archive_group=group)
+    fetch = _feed_fetch(listing_date, group) or FeedFetch(
+        listing_date=listing_date, archive_group=group
+    )
     fetch.source = source
     fetch.feed_date = feed_date
     fetch.fetched_at = utcnow()
@@ -420,16 +448,20 @@ def _record_failure(listing_date: date, group: str, source: str, message: str, f
 
 
 def _low_count_warning(listing_date: date, group: str, count: int) -> str | None:
-    history = db.session().scalars(
-        select(FeedFetch)
-        .where(
-            FeedFetch.archive_group == group,
-            FeedFetch.listing_date < listing_date,
-            FeedFetch.feed_date == FeedFetch.listing_date,
+    history = (
+        db.session()
+        .scalars(
+            select(FeedFetch)
+            .where(
+                FeedFetch.archive_group == group,
+                FeedFetch.listing_date < listing_date,
+                FeedFetch.feed_date == FeedFetch.listing_date,
+            )
+            .order_by(FeedFetch.listing_date.desc())
+            .limit(LOW_COUNT_HISTORY)
         )
-        .order_by(FeedFetch.listing_date.desc())
-        .limit(LOW_COUNT_HISTORY)
-    ).all()
+        .all()
+    )
     if len(history) < LOW_COUNT_MIN_HISTORY:
         return None
     average = sum(total_items(f) for f in history) / len(history)
@@ -479,8 +511,12 @@ class DayStatus:
         counts: Counter = Counter()
         for f in self.fetches:
             counts.update(
-                {"new": f.count_new, "cross": f.count_cross, "replace": f.count_replace,
-                 "replace-cross": f.count_replace_cross}
+                {
+                    "new": f.count_new,
+                    "cross": f.count_cross,
+                    "replace": f.count_replace,
+                    "replace-cross": f.count_replace_cross,
+                }
             )
         return counts
 
@@ -488,11 +524,15 @@ class DayStatus:
 def recent_days(limit: int = 7) -> list[DayStatus]:
     """The latest listing dates ingested, newest first, with their fetch records."""
     session = db.session()
-    days = session.scalars(select(ListingDay).order_by(ListingDay.listing_date.desc()).limit(limit)).all()
+    days = session.scalars(
+        select(ListingDay).order_by(ListingDay.listing_date.desc()).limit(limit)
+    ).all()
     result = []
     for day in days:
         fetches = session.scalars(
-            select(FeedFetch).where(FeedFetch.listing_date == day.listing_date).order_by(FeedFetch.archive_group)
+            select(FeedFetch)
+            .where(FeedFetch.listing_date == day.listing_date)
+            .order_by(FeedFetch.archive_group)
         ).all()
         result.append(DayStatus(day.listing_date, day.completed_at, list(fetches)))
     return result

@@ -4,10 +4,104 @@ A worker runs each job inside an app context (see `newsletter worker`); without
 Redis, `worker.queue.enqueue` runs them in-process.
 """
 
+from flask import current_app
+
+import emails
+from newsletter import db
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.tokens import confirm_url, subscriber_links
+from worker.mail import Mailer, build_message, new_message_id
+
 # --- subscriptions ---
+
+
+def send_confirmation(subscriber_id: int) -> None:
+    """Email the double opt-in link to a subscriber who has not confirmed yet."""
+    session = db.session()
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status is not SubscriberStatus.UNCONFIRMED:
+        return
+    config = current_app.config
+    rendered = emails.render(
+        "confirm",
+        keywords=subscriber.keyword_lines,
+        confirm_url=confirm_url(config, subscriber.public_id),
+    )
+    _send_account_email(subscriber, rendered)
+    subscriber.confirmation_sent_at = db.utcnow()
+    session.commit()
+
+
+def send_manage_link(subscriber_id: int) -> None:
+    """Email a known address its manage link (a repeated sign-up)."""
+    subscriber = db.session().get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status is SubscriberStatus.BLOCKLISTED:
+        return
+    links = subscriber_links(current_app.config, subscriber.public_id)
+    _send_account_email(subscriber, emails.render("already_subscribed", **links))
+
+
+def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) -> None:
+    config = current_app.config
+    message = build_message(
+        sender=config["MAIL_FROM"],
+        to=subscriber.email,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=new_message_id(config["MAIL_FROM"]),
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    with Mailer(config) as mailer:
+        mailer.send(message)
+
 
 # --- ingest ---
 
+
+def poll_arxiv() -> str:
+    """The scheduled poll: ingest the due listing date unless it is complete (idempotent)."""
+    from worker.ingest import ingest_due
+
+    return ingest_due(db.utcnow()).line()
+
+
 # --- translation ---
 
+
+def translate_listing_date(listing_date_iso: str) -> str:
+    """Translate what the day's bilingual digests need, once; mark the day translated."""
+    from datetime import date
+
+    from worker.translation import translate_day
+
+    report = translate_day(db.session(), current_app.config, date.fromisoformat(listing_date_iso))
+    return str(report)
+
+
 # --- digest ---
+
+
+def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None = None) -> dict:
+    """Make the day's missing deliveries and queue what is left to send (run by every poll)."""
+    from dataclasses import asdict
+    from datetime import date, datetime
+
+    from worker.delivery import dispatch_digests
+
+    confirmed_before = (
+        datetime.fromisoformat(confirmed_before_iso) if confirmed_before_iso else None
+    )
+    summary = dispatch_digests(
+        date.fromisoformat(listing_date_iso), confirmed_before=confirmed_before
+    )
+    return asdict(summary)
+
+
+def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
+    """Send one chunk of a day's deliveries over one SMTP connection, claiming each row."""
+    from dataclasses import asdict
+
+    from worker import delivery
+
+    return asdict(delivery.send_digest_chunk(listing_date_iso, delivery_ids))

@@ -183,8 +183,11 @@ def parse_keyword(line: str) -> Query:
         if not value.strip():
             if operator:
                 example = {"cat": "cat:cs.RO", "au": 'au:"Ada Lovelace"'}.get(operator, "")
-                raise KeywordError(f"“{operator}:” needs a value, e.g. {example}."
-                                   if example else f"Unknown operator “{operator}:”.")
+                raise KeywordError(
+                    f"“{operator}:” needs a value, e.g. {example}."
+                    if example
+                    else f"Unknown operator “{operator}:”."
+                )
             raise KeywordError(f"“{term}” needs a word or a phrase.")
         if operator and operator not in ("cat", "au"):
             raise KeywordError(f"Unknown operator “{operator}:”: use cat: or au:.")
@@ -210,11 +213,13 @@ def parse_keyword(line: str) -> Query:
 def _phrase(text: str, exact: bool) -> Phrase:
     bad = _PHRASE_CHARS.search(text)
     if bad and bad.group() == ".":
-        raise KeywordError(f"“{text}”: “.” fits only in numbers (2.0); "
-                           "for a category write cat:cs.RO.")
+        raise KeywordError(
+            f"“{text}”: “.” fits only in numbers (2.0); for a category write cat:cs.RO."
+        )
     if bad:
-        raise KeywordError(f"“{text}”: “{bad.group()}” cannot be matched; "
-                           "use letters, digits, spaces and hyphens.")
+        raise KeywordError(
+            f"“{text}”: “{bad.group()}” cannot be matched; use letters, digits, spaces and hyphens."
+        )
     words = tuple(word for word, _, _ in tokenize(text))
     if not words:
         raise KeywordError(f"“{text}” has no letters or digits.")

@@ -50,7 +50,12 @@ def enqueue(
     queue = Queue(QUEUE_NAME, connection=connection)
     if job_id is not None:
         existing = queue.fetch_job(job_id)
-        if existing is not None and existing.get_status(refresh=True) in ("queued", "started", "deferred", "scheduled"):
+        if existing is not None and existing.get_status(refresh=True) in (
+            "queued",
+            "started",
+            "deferred",
+            "scheduled",
+        ):
             log.info("job %s already %s; not queued again", job_id, existing.get_status())
             return
     queue.enqueue(func, *args, job_id=job_id, retry=retry, job_timeout=job_timeout)

@@ -10,7 +10,7 @@ step is idempotent, so a poll that overlaps another, or repeats, is harmless.
 import logging
 import threading
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 
 from flask import Flask, current_app
 from redis import Redis
@@ -31,18 +31,28 @@ SCHEDULER_LOCK_SECONDS = 180
 
 
 def poll() -> None:
-    """Ingest what is due, then queue translation and digests of the due date."""
+    """Ingest what is due, then queue translation and digests of the due date.
+
+    The previous listing date is queued again too, so its deliveries left
+    queued by a temporary SMTP failure are retried after the day moves on.
+    """
     now = db.utcnow()
     jobs.poll_arxiv()
     due = calendar.due_listing_date(now)
-    day = db.session().get(ListingDay, due)
-    if day is None or day.completed_at is None:
-        log.info("listing date %s is not complete yet; digests wait", due)
-        return
-    queue_day(due)
+    previous = calendar.previous_listing_date(due)
+    # Whoever confirmed after the due date took over starts with the due date.
+    for listing_date, confirmed_before in (
+        (previous, calendar.feed_rebuild_instant(due)),
+        (due, None),
+    ):
+        day = db.session().get(ListingDay, listing_date)
+        if day is None or day.completed_at is None:
+            log.info("listing date %s is not complete yet; its digests wait", listing_date)
+            continue
+        queue_day(listing_date, confirmed_before)
 
 
-def queue_day(listing_date: date) -> None:
+def queue_day(listing_date: date, confirmed_before: datetime | None = None) -> None:
     """Queue a complete day's translation (if needed) and its digest dispatch."""
     iso = listing_date.isoformat()
     day = db.session().get(ListingDay, listing_date)
@@ -50,9 +60,15 @@ def queue_day(listing_date: date) -> None:
         # Even with no backend the job runs: it marks the day translated, so
         # bilingual digests (if any) need not wait for the deadline.
         deadline = current_app.config["TRANSLATION_DEADLINE_MINUTES"] * 60
-        enqueue(jobs.translate_listing_date, iso, job_id=f"translate-{iso}",
-                job_timeout=deadline + 600)
-    enqueue(jobs.dispatch_digests_job, iso, job_id=f"dispatch-{iso}")
+        enqueue(
+            jobs.translate_listing_date, iso, job_id=f"translate-{iso}", job_timeout=deadline + 600
+        )
+    enqueue(
+        jobs.dispatch_digests_job,
+        iso,
+        confirmed_before.isoformat() if confirmed_before else None,
+        job_id=f"dispatch-{iso}",
+    )
 
 
 def latest_complete_day() -> date | None:

@@ -419,11 +419,15 @@ class OpenAIBackend:
                 try:
                     answers = parse_answer(content)
                 except ValueError as exc:
-                    errors.update(dict.fromkeys((p.key for p in pending), f"malformed answer: {exc}"))
+                    errors.update(
+                        dict.fromkeys((p.key for p in pending), f"malformed answer: {exc}")
+                    )
                     continue
                 for paper in pending:
                     try:
-                        done[paper.key] = _accept(paper, answers.get(paper.key), protected[paper.key], target)
+                        done[paper.key] = _accept(
+                            paper, answers.get(paper.key), protected[paper.key], target
+                        )
                     except TranslationError as exc:
                         errors[paper.key] = str(exc)
                 pending = [p for p in pending if p.key not in done]
@@ -456,9 +460,7 @@ class OpenAIBackend:
             self.limiter.wait()
             delay = self.backoff * 2**attempt
             try:
-                response = http.post(
-                    self.url, json=payload, headers=headers, timeout=self.timeout
-                )
+                response = http.post(self.url, json=payload, headers=headers, timeout=self.timeout)
             except requests.Timeout:
                 problem = f"no answer within {self.timeout:g} s"
                 continue
@@ -723,7 +725,10 @@ def _translate_and_store(
             row = existing.get((paper.arxiv_id, paper.version))
             if row is None:
                 row = Translation(
-                    arxiv_id=paper.arxiv_id, version=paper.version, language=target.language, tokens=0
+                    arxiv_id=paper.arxiv_id,
+                    version=paper.version,
+                    language=target.language,
+                    tokens=0,
                 )
                 session.add(row)
             row.status = TranslationStatus.FAILED if outcome.error else TranslationStatus.DONE

@@ -1,0 +1,572 @@
+"""worker/delivery.py: exactly-once digests over real SMTP (aiosmtpd on 127.0.0.1).
+
+Every test runs the real dispatch and chunk sender on the test database with
+the bundled demo day (2026-05-29, 66 papers); messages are read back from the
+SMTP server's log and parsed with the stdlib email package.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlparse
+
+import pytest
+from smtp_server import SmtpSink, run_smtp
+from sqlalchemy import select
+
+from newsletter import db
+from newsletter.cli import main as cli_main
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Keyword,
+    ListingDay,
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.tokens import read_token
+from worker import digest
+from worker.delivery import chunk_ids, dispatch_digests, is_due, release_instant, send_digest_chunk
+from worker.demo import load_demo
+
+DEMO = date(2026, 5, 29)
+RL, DP = "reinforcement learning", "diffusion policy"
+NO_MATCH = "quantum chromodynamics lattice"
+LINK = re.compile(r"http://digest\.test/[^\s\"'<>]+")
+# Link path -> token purpose.
+PURPOSES = {
+    "manage": "manage",
+    "unsubscribe": "unsubscribe",
+    "one-click": "unsubscribe",
+    "digest": "digest",
+}
+CJK = re.compile("[\u4e00-\u9fff]")
+
+
+@pytest.fixture
+def sink(config):
+    """A recording SMTP server; the app under test sends to it."""
+    handler = SmtpSink()
+    with run_smtp(handler) as port:
+        config.update(
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=port,
+            SMTP_SECURITY="none",
+            SMTP_TIMEOUT=10,
+            SMTP_RETRY_DELAY=0.01,
+            DIGEST_CHUNK_SIZE=4,
+        )
+        yield handler
+
+
+@pytest.fixture
+def demo(app) -> date:
+    session = db.session()
+    listing_date = load_demo(session)
+    session.commit()
+    return listing_date
+
+
+def add_subscriber(
+    email: str,
+    keywords: list[str],
+    *,
+    language: str = "en",
+    timezone: str = "UTC",
+    status: SubscriberStatus = SubscriberStatus.CONFIRMED,
+    delivery_hour: int | None = None,
+) -> Subscriber:
+    session = db.session()
+    subscriber = Subscriber(
+        email=email,
+        email_key=email.casefold(),
+        status=status,
+        language=language,
+        timezone=timezone,
+        delivery_hour=delivery_hour,
+    )
+    subscriber.keywords = [Keyword(position=n, text=text) for n, text in enumerate(keywords)]
+    session.add(subscriber)
+    session.commit()
+    return subscriber
+
+
+def add_many(count: int, prefix: str = "reader") -> list[Subscriber]:
+    # A few keyword lists and languages, so some renders are shared and some are not.
+    choices = [([RL, DP], "en"), ([DP], "en"), ([RL, DP], "en+zh"), ([DP, RL], "en+zh")]
+    subscribers = []
+    for n in range(count):
+        keywords, language = choices[n % len(choices)]
+        subscribers.append(add_subscriber(f"{prefix}{n}@example.com", keywords, language=language))
+    return subscribers
+
+
+def deliveries() -> list[Delivery]:
+    session = db.session()
+    session.expire_all()
+    return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def recipients(sink: SmtpSink) -> Counter:
+    return Counter(message["To"] for message in sink.messages())
+
+
+def assert_own_digest(message, subscriber: Subscriber, delivery: Delivery):
+    """The message is this subscriber's, and every link in it names this subscriber only."""
+    assert message["To"] == subscriber.email
+    assert message["Message-ID"] == delivery.message_id
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert digest.PLACEHOLDER_LINKS["manage_url"].rsplit("/", 1)[0] not in text + html
+    urls = LINK.findall(text) + LINK.findall(html) + LINK.findall(message["List-Unsubscribe"])
+    seen = set()
+    for url in urls:
+        segments = urlparse(url).path.strip("/").split("/")
+        kind = segments[1] if segments[:2] == ["unsubscribe", "one-click"] else segments[0]
+        payload = read_token("test-secret-key", PURPOSES[kind], segments[-1])
+        public_id = payload[0] if kind == "digest" else payload
+        assert public_id == subscriber.public_id, url
+        if kind == "digest":
+            assert payload[1] == delivery.listing_date.isoformat()
+        seen.add(kind)
+    assert seen == set(PURPOSES)
+    assert f"<{urls[-1]}>" in message["List-Unsubscribe"] and "/unsubscribe/one-click/" in urls[-1]
+
+
+def test_a_normal_run_then_a_rerun_send_exactly_one_digest_each(sink, demo, config):
+    both = add_subscriber("both@example.com", [RL, DP], timezone="Asia/Shanghai")
+    zh = add_subscriber("zh@example.com", [RL, DP], language="en+zh", timezone="Europe/Berlin")
+    twin = add_subscriber("Twin@Example.com", [RL, DP], timezone="Asia/Shanghai")
+    policy_only = add_subscriber("dp@example.com", [DP])
+    nothing = add_subscriber("nothing@example.com", [NO_MATCH])
+    add_subscriber("pending@example.com", [RL], status=SubscriberStatus.UNCONFIRMED)
+    add_subscriber("gone@example.com", [RL], status=SubscriberStatus.UNSUBSCRIBED)
+
+    summary = dispatch_digests(demo)
+
+    assert (summary.queued, summary.skipped, summary.held) == (4, 1, 0)
+    assert recipients(sink) == Counter({s.email: 1 for s in (both, zh, twin, policy_only)})
+    rows = {row.subscriber_id: row for row in deliveries()}
+    assert set(rows) == {both.id, zh.id, twin.id, policy_only.id, nothing.id}
+    assert rows[nothing.id].status is DeliveryStatus.SKIPPED
+    messages = {message["To"]: message for message in sink.messages()}
+    for subscriber in (both, zh, twin, policy_only):
+        row = rows[subscriber.id]
+        assert row.status is DeliveryStatus.SENT and row.sent_at is not None and row.attempts == 1
+        assert_own_digest(messages[subscriber.email], subscriber, row)
+    # The sample's split: 66 unique papers, 65 + 2, the shared one in full once.
+    assert rows[both.id].paper_count == 66
+    assert [(kw, len(ids)) for kw, ids in rows[both.id].sections] == [(RL, 65), (DP, 2)]
+    subject = messages["both@example.com"]["Subject"]
+    assert subject.startswith("arXiv digest · Fri 29 May 2026 · 66 papers")
+    assert rows[policy_only.id].paper_count == 2
+    # Bilingual digests carry the recorded Chinese translations; English ones none.
+    assert CJK.search(messages["zh@example.com"].get_body(("plain",)).get_content())
+    assert not CJK.search(messages["both@example.com"].get_body(("plain",)).get_content())
+    # Identical digests share a render: only the links differ.
+    own, twins = messages["both@example.com"], messages["Twin@Example.com"]
+    strip = lambda m: LINK.sub("LINK", m.get_body(("html",)).get_content())  # noqa: E731
+    assert strip(own) == strip(twins)
+
+    again = dispatch_digests(demo)
+    assert (again.queued, again.skipped, again.chunks) == (0, 0, 0)
+    assert sink.count() == 4
+
+
+def test_two_workers_at_once_send_each_digest_once(sink, demo, app):
+    subscribers = add_many(16)
+    sink.hold = 0.01  # keep both workers busy at the same time
+    start = threading.Barrier(2)
+    results, errors = [], []
+
+    def worker():
+        with app.app_context():
+            try:
+                start.wait()
+                results.append(dispatch_digests(demo, send_now=True))
+            except Exception as error:  # reported below; a thread cannot fail the test itself
+                errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
+    assert sum(r.sending.sent for r in results) == 16
+    assert sum(r.queued for r in results) == 16  # each row made by exactly one of them
+    assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
+    assert len(deliveries()) == 16
+
+
+def test_rq_workers_run_the_chunks_and_a_double_dispatch_adds_no_job(redis_url, sink, demo, app):
+    from redis import Redis
+    from rq import Queue
+
+    from worker.schedule import run_worker
+
+    app.config["REDIS_URL"] = redis_url
+    subscribers = add_many(10)
+    first = dispatch_digests(demo)
+    second = dispatch_digests(demo)  # before any worker ran: same chunks, same job ids
+    queue = Queue("default", connection=Redis.from_url(redis_url))
+    ids = [row.id for row in deliveries()]
+    assert first.chunks == second.chunks == len(chunk_ids(demo, ids, 4)) >= 3
+    assert sorted(queue.job_ids) == sorted(job_id for job_id, _ in chunk_ids(demo, ids, 4))
+    assert sink.count() == 0
+
+    run_worker(app, burst=True)
+
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
+    assert dispatch_digests(demo).chunks == 0
+
+
+WORKER_SCRIPT = """
+import json, sys
+from newsletter import create_app
+from worker.delivery import send_digest_chunk
+app = create_app(json.loads(sys.argv[1]))
+with app.app_context():
+    send_digest_chunk(sys.argv[2], json.loads(sys.argv[3]))
+"""
+
+
+def test_a_worker_killed_mid_chunk_resumes_and_repeats_at_most_the_message_in_flight(
+    config, redis_url, sink, demo, app, tmp_path
+):
+    app.config["REDIS_URL"] = redis_url  # dispatch only queues; the chunk runs in a subprocess
+    subscribers = add_many(8)
+    dispatch_digests(demo)
+    ids = [row.id for row in deliveries()]
+    assert sink.count() == 0
+
+    # The server records each message, then takes 1 s to say 250: the worker is
+    # killed while the third message is received but not yet acknowledged.
+    sink.hold = 1.0
+    worker_config = {**config, "REDIS_URL": None}
+    with (tmp_path / "worker.err").open("w") as stderr:
+        arguments = [json.dumps(worker_config), demo.isoformat(), json.dumps(ids)]
+        process = subprocess.Popen(
+            [sys.executable, "-c", WORKER_SCRIPT, *arguments],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
+        deadline = time.monotonic() + 60
+        while sink.count() < 3 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    assert sink.count() == 3, (tmp_path / "worker.err").read_text()
+    rows = deliveries()
+    sent, sending = DeliveryStatus.SENT, DeliveryStatus.SENDING
+    assert [row.status for row in rows[:3]] == [sent, sent, sending]
+    assert {row.status for row in rows[3:]} == {DeliveryStatus.QUEUED}
+
+    # Restarted at once: the rest goes, the message in flight waits for its lease.
+    sink.hold = 0.0
+    app.config["REDIS_URL"] = None
+    dispatch_digests(demo)
+    assert sink.count() == 8
+    assert rows[2].id in [row.id for row in deliveries() if row.status is DeliveryStatus.SENDING]
+
+    # Past the lease it is sent again, with the same Message-ID.
+    app.config["DELIVERY_LEASE_SECONDS"] = 1
+    time.sleep(1.1)
+    dispatch_digests(demo)
+    counts = recipients(sink)
+    assert set(counts) == {s.email for s in subscribers}
+    repeated = [email for email, n in counts.items() if n > 1]
+    assert len(repeated) == 1 and counts[repeated[0]] == 2
+    ids_of_repeat = {m["Message-ID"] for m in sink.messages() if m["To"] == repeated[0]}
+    assert len(ids_of_repeat) == 1
+    assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
+    time.sleep(1.1)
+    assert dispatch_digests(demo).chunks == 0
+    assert sink.count() == 9
+
+
+@pytest.mark.parametrize(
+    ("where", "replies", "status", "error", "bounces", "attempts", "received"),
+    [
+        # A greylisting 4xx is retried with backoff within the chunk, then sent.
+        ("rcpt", ["451 4.7.1 Greylisted"] * 2, DeliveryStatus.SENT, None, 0, 1, 1),
+        # Still 4xx after the retries: left queued for the next dispatch.
+        ("rcpt", ["451 4.7.1 Later"] * 4, DeliveryStatus.QUEUED, "451 4.7.1 Later", 0, 1, 0),
+        # 5xx: failed with the reply text, counted as a hard bounce.
+        ("rcpt", ["550 5.1.1 No user"], DeliveryStatus.FAILED, "550 5.1.1 No user", 1, 1, 0),
+        ("data", ["554 5.7.1 Spam"], DeliveryStatus.FAILED, "554 5.7.1 Spam", 1, 1, 0),
+    ],
+)
+def test_smtp_replies_decide_a_delivery(
+    sink, demo, where, replies, status, error, bounces, attempts, received
+):
+    target = add_subscriber("target@example.com", [DP])
+    bystander = add_subscriber("bystander@example.com", [DP])
+    (sink.rcpt_replies if where == "rcpt" else sink.data_replies)[target.email].extend(replies)
+
+    summary = dispatch_digests(demo)
+
+    row = next(r for r in deliveries() if r.subscriber_id == target.id)
+    assert (row.status, row.error, row.attempts) == (status, error, attempts)
+    assert row.claimed_by is None if status is DeliveryStatus.QUEUED else row.claimed_by
+    assert db.session().get(Subscriber, target.id).bounce_count == bounces
+    assert db.session().get(Subscriber, target.id).status is SubscriberStatus.CONFIRMED
+    assert recipients(sink) == +Counter({bystander.email: 1, target.email: received})
+    assert summary.chunks == 1
+
+    # The next dispatch retries only what was left queued.
+    dispatch_digests(demo)
+    final = next(r for r in deliveries() if r.subscriber_id == target.id)
+    expected_after = DeliveryStatus.SENT if status is DeliveryStatus.QUEUED else status
+    assert final.status is expected_after
+    assert recipients(sink)[bystander.email] == 1
+    assert recipients(sink)[target.email] == (1 if expected_after is DeliveryStatus.SENT else 0)
+
+
+def test_hard_bounces_past_the_limit_suppress_the_subscriber(config, sink, demo, app):
+    app.config["BOUNCE_LIMIT"] = 2
+    target = add_subscriber("bouncy@example.com", [DP])
+    target.bounce_count = 1  # one earlier hard bounce
+    db.session().commit()
+    sink.rcpt_replies[target.email].append("550 5.1.1 Mailbox does not exist")
+
+    dispatch_digests(demo)
+
+    subscriber = db.session().get(Subscriber, target.id)
+    db.session().refresh(subscriber)
+    assert (subscriber.bounce_count, subscriber.status) == (2, SubscriberStatus.BLOCKLISTED)
+    # Suppressed: no row for the next listing date.
+    next_day = date(2026, 6, 1)
+    now = datetime.now(UTC)
+    db.session().add(ListingDay(listing_date=next_day, completed_at=now, translated_at=now))
+    db.session().commit()
+    assert dispatch_digests(next_day).queued == 0
+    assert [r.listing_date for r in deliveries()] == [DEMO]
+
+
+def test_temporary_failures_give_up_after_max_attempts(sink, demo, app):
+    app.config["DELIVERY_MAX_ATTEMPTS"] = 2
+    target = add_subscriber("grey@example.com", [DP])
+    sink.rcpt_replies[target.email].extend(["451 4.3.0 Try later"] * 100)
+    dispatch_digests(demo)
+    assert deliveries()[0].status is DeliveryStatus.QUEUED
+    dispatch_digests(demo)
+    row = deliveries()[0]
+    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 2)
+    assert row.error == "451 4.3.0 Try later"
+    assert db.session().get(Subscriber, target.id).bounce_count == 0  # not a hard bounce
+    assert sink.count() == 0
+
+
+def test_an_unreachable_server_stops_the_chunk_and_leaves_rows_queued(config, demo, app):
+    from conftest import free_port
+
+    port = free_port()
+    app.config.update(
+        SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none", SMTP_RETRY_DELAY=0.01
+    )
+    subscribers = add_many(3)
+
+    summary = dispatch_digests(demo, send_now=True)
+
+    assert summary.sending.stopped and "connection" in summary.sending.stopped
+    assert summary.sending.deferred == 1 and summary.sending.sent == 0
+    assert [(r.status.value, r.attempts) for r in deliveries()] == [
+        ("queued", 1),
+        ("queued", 0),
+        ("queued", 0),
+    ]
+
+    handler = SmtpSink()
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        dispatch_digests(demo)
+    finally:
+        controller.stop()
+    assert recipients(handler) == Counter({s.email: 1 for s in subscribers})
+
+
+def test_a_subscriber_who_left_after_dispatch_is_skipped(config, redis_url, sink, demo, app):
+    app.config["REDIS_URL"] = redis_url
+    stays = add_subscriber("stays@example.com", [DP])
+    leaves = add_subscriber("leaves@example.com", [DP])
+    dispatch_digests(demo)  # rows made, chunk queued on Redis
+    leaves.status = SubscriberStatus.UNSUBSCRIBED
+    db.session().commit()
+
+    ids = [row.id for row in deliveries()]
+    summary = send_digest_chunk(demo.isoformat(), ids)
+
+    assert (summary.sent, summary.skipped) == (1, 1)
+    assert recipients(sink) == Counter({stays.email: 1})
+    statuses = {row.subscriber_id: (row.status, row.error) for row in deliveries()}
+    assert statuses[leaves.id] == (DeliveryStatus.SKIPPED, "subscriber unsubscribed")
+    # A chunk run again (an RQ retry) sends nothing.
+    assert send_digest_chunk(demo.isoformat(), ids).not_claimed == 2
+
+
+@pytest.mark.parametrize("send_empty", [False, True])
+def test_no_matching_paper_means_no_email_unless_configured(sink, demo, app, send_empty):
+    app.config["DIGEST_SEND_EMPTY"] = send_empty
+    subscriber = add_subscriber("empty@example.com", [NO_MATCH])
+    dispatch_digests(demo)
+    row = deliveries()[0]
+    if send_empty:
+        assert row.status is DeliveryStatus.SENT
+        (message,) = sink.messages()
+        assert_own_digest(message, subscriber, row)
+    else:
+        assert (row.status, row.error) == (DeliveryStatus.SKIPPED, "no matching papers")
+        assert sink.count() == 0
+
+
+def test_held_subscribers_wait_for_their_hour_and_the_translation(sink, demo, app):
+    announced = datetime(2026, 5, 29, 0, 0, tzinfo=UTC)  # Thu 28 May 20:00 EDT
+    day = db.session().get(ListingDay, DEMO)
+    day.completed_at = announced + timedelta(hours=4)  # ingested at midnight ET
+    day.translated_at = None
+    db.session().commit()
+    app.config.update(TRANSLATION_DEADLINE_MINUTES=60, TRANSLATION_BACKEND="recorded")
+    early_bird = add_subscriber("soon@example.com", [DP])
+    morning = add_subscriber(
+        "morning@example.com", [DP], timezone="America/New_York", delivery_hour=7
+    )
+    bilingual = add_subscriber("zh@example.com", [DP], language="en+zh")
+    completed = day.completed_at
+
+    first = dispatch_digests(DEMO, now=completed + timedelta(minutes=1))
+    assert (first.queued, first.held) == (1, 2)
+    assert recipients(sink) == Counter({early_bird.email: 1})
+
+    # 07:00 in New York; past the translation deadline the bilingual digest goes too.
+    second = dispatch_digests(DEMO, now=datetime(2026, 5, 29, 11, 0, tzinfo=UTC))
+    assert (second.queued, second.held) == (2, 0)
+    assert recipients(sink) == Counter({s.email: 1 for s in (early_bird, morning, bilingual)})
+
+
+@pytest.mark.parametrize(("backend", "held"), [("recorded", 1), ("none", 0)])
+def test_without_a_translation_backend_bilingual_digests_do_not_wait(
+    sink, demo, app, backend, held
+):
+    day = db.session().get(ListingDay, DEMO)
+    day.translated_at = None
+    db.session().commit()
+    app.config["TRANSLATION_BACKEND"] = backend
+    add_subscriber("zh@example.com", [DP], language="en+zh")
+    summary = dispatch_digests(DEMO, now=day.completed_at + timedelta(minutes=1))
+    assert (summary.held, sink.count()) == (held, 1 - held)
+
+
+@pytest.mark.parametrize(
+    ("listing_date", "timezone", "hour", "expected_utc"),
+    [
+        (DEMO, "UTC", None, datetime(2026, 5, 29, 0, 0)),  # as soon as announced
+        (DEMO, "America/New_York", 7, datetime(2026, 5, 29, 11, 0)),
+        (DEMO, "America/New_York", 20, datetime(2026, 5, 29, 0, 0)),  # the announcement itself
+        (DEMO, "America/New_York", 19, datetime(2026, 5, 29, 23, 0)),
+        (DEMO, "Asia/Shanghai", 8, datetime(2026, 5, 29, 0, 0)),  # 08:00 CST is 20:00 EDT
+        (DEMO, "Asia/Shanghai", 7, datetime(2026, 5, 29, 23, 0)),  # the next morning
+        (DEMO, "Europe/Berlin", 7, datetime(2026, 5, 29, 5, 0)),
+        (DEMO, "No/Such_Zone", 9, datetime(2026, 5, 29, 9, 0)),  # unknown: UTC
+        # Winter (EST): announced 01:00 UTC = 09:00 CST, so 08:00 CST is the next day.
+        (date(2026, 1, 16), "Asia/Shanghai", 8, datetime(2026, 1, 17, 0, 0)),
+        (date(2026, 1, 16), "America/Los_Angeles", 0, datetime(2026, 1, 16, 8, 0)),
+    ],
+)
+def test_release_instant_is_the_first_delivery_hour_after_the_announcement(
+    listing_date, timezone, hour, expected_utc
+):
+    assert release_instant(listing_date, timezone, hour) == expected_utc.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("language", "translated", "minutes_after_completion", "due"),
+    [
+        ("en", False, 0, True),
+        ("en+zh", True, 0, True),
+        ("en+zh", False, 59, False),
+        ("en+zh", False, 60, True),  # the deadline: never held indefinitely
+    ],
+)
+def test_bilingual_digests_wait_for_translation_until_the_deadline(
+    language, translated, minutes_after_completion, due
+):
+    completed = datetime(2026, 5, 29, 5, 0, tzinfo=UTC)
+    translated_at = completed if translated else None
+    day = ListingDay(listing_date=DEMO, completed_at=completed, translated_at=translated_at)
+    subscriber = Subscriber(language=language, timezone="UTC", delivery_hour=None)
+    now = completed + timedelta(minutes=minutes_after_completion)
+    assert is_due(subscriber, day, now, timedelta(minutes=60)) is due
+
+
+@pytest.mark.parametrize(
+    ("ids", "size", "expected"),
+    [
+        ([], 4, []),
+        ([1, 2, 3, 4, 5], 4, [("digest-2026-05-29-0", [1, 2, 3]), ("digest-2026-05-29-1", [4, 5])]),
+        ([9, 10, 17], 4, [("digest-2026-05-29-2", [9, 10]), ("digest-2026-05-29-4", [17])]),
+    ],
+)
+def test_chunks_are_named_by_id_range(ids, size, expected):
+    assert chunk_ids(DEMO, ids, size) == expected
+
+
+def test_cli_send_and_preview(sink, demo, app):
+    add_subscriber("reader@example.com", [RL, DP], language="en+zh")
+    add_subscriber("nothing@example.com", [NO_MATCH])
+    runner = app.test_cli_runner()
+
+    sent = runner.invoke(cli_main, ["digest", "send", "--date", "2026-05-29"])
+    assert sent.exit_code == 0, sent.output
+    assert "2026-05-29: sent 1, skipped 1, failed 0" in sent.output
+    again = runner.invoke(cli_main, ["digest", "send"])  # default: the latest complete date
+    assert again.exit_code == 0 and "2026-05-29: sent 0, skipped 0, failed 0" in again.output
+    assert sink.count() == 1
+
+    preview = runner.invoke(cli_main, ["digest", "preview", "READER@example.com"])
+    assert preview.exit_code == 0, preview.output
+    assert preview.output.startswith("Subject: arXiv digest · Fri 29 May 2026 · 66 papers")
+    html = runner.invoke(
+        cli_main, ["digest", "preview", "reader@example.com", "--html", "--date", "2026-05-29"]
+    )
+    assert html.exit_code == 0 and "<html" in html.output.lower()
+    assert sink.count() == 1  # previews send nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["digest", "preview", "nobody@example.com"], "no subscriber with the address"),
+        (["digest", "preview", "reader@example.com", "--date", "2026-05-30"], "not completely"),
+        (["digest", "preview", "reader@example.com", "--date", "yesterday"], "must be a date"),
+        (["digest", "send", "--date", "2026-05-30"], "not completely ingested"),
+        (["digest", "send", "--date", "2026-13-01"], "must be a date"),
+    ],
+)
+def test_cli_refuses_unknown_addresses_and_dates(demo, app, args, message):
+    add_subscriber("reader@example.com", [DP])
+    result = app.test_cli_runner().invoke(cli_main, args)
+    assert result.exit_code != 0
+    assert message in result.output
+    # A ClickException (exit code 1, "Error: ..."), not an exception escaping the command.
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+
+
+def test_cli_send_before_any_ingest_says_so(app):
+    result = app.test_cli_runner().invoke(cli_main, ["digest", "send"])
+    assert result.exit_code != 0 and "no complete listing date yet" in result.output
