@@ -283,6 +283,8 @@ def dev_command(host: str, port: int) -> None:
     import os
     import threading
 
+    from werkzeug.serving import run_simple
+
     from worker.demo import load_demo
     from worker.schedule import POLL_INTERVAL_SECONDS, poll, queue_day, run_every
 
@@ -308,6 +310,10 @@ def dev_command(host: str, port: int) -> None:
         f"  'diffusion policy' to get its digest within a minute of confirming.\n"
     )
     try:
-        app.run(host=host, port=port, use_reloader=False, threaded=True)
+        run_simple(host, port, app, threaded=True)
     finally:
         stop.set()
+
+
+if __name__ == "__main__":
+    main()

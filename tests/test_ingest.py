@@ -8,9 +8,8 @@ from sqlalchemy import func, select
 
 from newsletter import db
 from newsletter.cli import main
-from newsletter.db import utcnow
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
-from worker import arxiv, calendar, ingest, jobs
+from worker import arxiv, ingest
 
 ET = ZoneInfo("America/New_York")
 ALL = DATA / "rss_all-archives_2024-11-28.xml"
@@ -184,18 +183,6 @@ def test_poll_stores_fresh_groups_and_waits_for_stale_ones(poll_config, server, 
     # Complete: the poll after that sends nothing.
     assert ingest.ingest_due(DUE_NOW).note == "already complete; nothing to do"
     assert len(server.requests) == 3
-
-
-def test_poll_job_ingests_the_due_date(poll_config, server, app):
-    """The RQ job runs on the real clock; the recorded feeds are older, so nothing is stored."""
-    server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
-    server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
-    due = calendar.due_listing_date(utcnow())
-    line = jobs.poll_arxiv()
-    assert line.startswith(f"{due}: 0 items")
-    assert "feed is dated 2026-09-24" in line or "stale feed, still dated 2026-09-24" in line
-    assert paper_count() == 0
-    assert db.session().get(ListingDay, due).completed_at is None
 
 
 def test_before_the_feed_rebuild_the_previous_day_is_due(poll_config, server, app):

@@ -449,6 +449,7 @@ def _values(
         "timezone": zone.key if zone.key == timezone else "UTC",
         "generated": _instant(generated_at.astimezone(zone)),
         "paper_count": paper_count,
+        "full_count": len(number),
         "papers_word": "paper" if paper_count == 1 else "papers",
         "subject_keywords": _subject_keywords(sections),
         "keywords": keywords,

@@ -1,6 +1,6 @@
 """Storing arXiv's announcements: papers, per-group fetch records, complete listing days.
 
-Run by the scheduled poll (`worker.jobs.poll_arxiv` -> `ingest_due`), and by
+Run by the scheduled poll (`worker.schedule.poll` -> `ingest_due`), and by
 `newsletter ingest` (a saved file, or OAI-PMH backfill). Owns the rows of
 Paper, FeedFetch and ListingDay; commits its own unit of work.
 

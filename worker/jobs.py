@@ -59,11 +59,7 @@ def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) 
 # --- ingest ---
 
 
-def poll_arxiv() -> str:
-    """The scheduled poll: ingest the due listing date unless it is complete (idempotent)."""
-    from worker.ingest import ingest_due
-
-    return ingest_due(db.utcnow()).line()
+# The scheduled poll itself is worker.schedule.poll.
 
 
 # --- translation ---

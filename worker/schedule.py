@@ -21,6 +21,7 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.models import ListingDay
 from worker import calendar, jobs
+from worker.ingest import ingest_due
 from worker.queue import QUEUE_NAME, enqueue
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,14 @@ SCHEDULER_LOCK = "newsletter:scheduler-lock"
 SCHEDULER_LOCK_SECONDS = 180
 
 
-def poll() -> None:
+def poll(now: datetime | None = None) -> None:
     """Ingest what is due, then queue translation and digests of the due date.
 
     The previous listing date is queued again too, so its deliveries left
     queued by a temporary SMTP failure are retried after the day moves on.
     """
-    now = db.utcnow()
-    jobs.poll_arxiv()
+    now = now or db.utcnow()
+    log.info("poll: %s", ingest_due(now).line())
     due = calendar.due_listing_date(now)
     previous = calendar.previous_listing_date(due)
     # Whoever confirmed after the due date took over starts with the due date.
