@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import emails  # noqa: E402
 from newsletter.models import AnnounceType, Paper  # noqa: E402
-from worker import digest  # noqa: E402
+from worker import digest_entries, digest_text  # noqa: E402
 from worker.arxiv import parse_feed  # noqa: E402
 from worker.digest import PLACEHOLDER_LINKS, assign_sections, personalize, render_digest  # noqa: E402
 from worker.matching import match_papers  # noqa: E402
@@ -114,7 +114,7 @@ def make_subscribers(n: int, phrases: Counter, papers: dict[str, Paper], seed: i
 
 
 def clear_caches() -> None:
-    for cached in (digest._readable, digest._highlight, digest.wrap_text):
+    for cached in (digest_entries._readable, digest_entries._highlight, digest_text.wrap_text):
         cached.cache_clear()
 
 

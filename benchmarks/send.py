@@ -13,7 +13,7 @@ the same sink (aiosmtpd in a third process, counting and discarding):
 - `bare smtplib` (the baseline, this machine's limit): one connection, a loop
   of `sendmail` over pre-serialized personalized digests (100 distinct ones,
   cycled, so the loop holds no 1.5 GB of messages);
-- `real send path`: `worker.delivery.send_digest_chunk` over the rows in chunks
+- `real send path`: `worker.sending.send_digest_chunk` over the rows in chunks
   of 500, i.e. per message an atomic claim + commit, the shared render
   personalized with the subscriber's signed links, the MIME message built,
   SMTP, then marked sent + commit;
@@ -150,7 +150,7 @@ def phase_bare(config: dict, messages: int) -> dict:
 
     from newsletter import create_app, db
     from newsletter.models import Delivery, Subscriber
-    from worker.delivery import DigestRenderer
+    from worker.sending import DigestRenderer
 
     app = create_app(config)
     with app.app_context():
@@ -177,7 +177,8 @@ def phase_real(config: dict, messages: int, chunk: int, synchronous: str | None 
 
     from newsletter import create_app, db
     from newsletter.models import Delivery, DeliveryStatus
-    from worker.delivery import chunk_ids, send_digest_chunk
+    from worker.delivery import chunk_ids
+    from worker.sending import send_digest_chunk
 
     app = create_app({**config, "DIGEST_CHUNK_SIZE": chunk})
     with app.app_context():

@@ -1,8 +1,9 @@
-"""worker/delivery.py: exactly-once digests over real SMTP (aiosmtpd on 127.0.0.1).
+"""worker/delivery.py and worker/sending.py: exactly-once digests over real SMTP.
 
 Every test runs the real dispatch and chunk sender on the test database with
-the bundled demo day (2026-05-29, 66 papers); messages are read back from the
-SMTP server's log and parsed with the stdlib email package.
+the bundled demo day (2026-05-29, 66 papers) against aiosmtpd on 127.0.0.1;
+messages are read back from the SMTP server's log and parsed with the stdlib
+email package.
 """
 
 import json
@@ -33,8 +34,9 @@ from newsletter.models import (
 )
 from newsletter.tokens import read_token
 from worker import digest
-from worker.delivery import chunk_ids, dispatch_digests, is_due, release_instant, send_digest_chunk
+from worker.delivery import chunk_ids, dispatch_digests, is_due, release_instant
 from worker.demo import load_demo
+from worker.sending import send_digest_chunk
 
 DEMO = date(2026, 5, 29)
 RL, DP = "reinforcement learning", "diffusion policy"
@@ -234,7 +236,7 @@ def test_rq_workers_run_the_chunks_and_a_double_dispatch_adds_no_job(redis_url, 
 WORKER_SCRIPT = """
 import json, sys
 from newsletter import create_app
-from worker.delivery import send_digest_chunk
+from worker.sending import send_digest_chunk
 app = create_app(json.loads(sys.argv[1]))
 with app.app_context():
     send_digest_chunk(sys.argv[2], json.loads(sys.argv[3]))

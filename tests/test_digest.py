@@ -1,5 +1,8 @@
 """worker/digest.py and worker/demo.py: sections, the rendered email, the demo day.
 
+The digest's parts (worker/digest_entries.py, digest_layout.py, digest_text.py)
+are tested through `render_digest`, plus the few names they export.
+
 Rendering runs on real data: the bundled sample listing (66 papers with their
 recorded Chinese translations) and the full 1,504-item day of 2024-11-28.
 """
@@ -25,15 +28,15 @@ from newsletter.models import (
 from worker.arxiv import parse_feed
 from worker.demo import DEMO_LISTING_DATE, load_demo, read_demo
 from worker.digest import (
-    HTML_BUDGET,
     PLACEHOLDER_LINKS,
     assign_sections,
-    category_names,
     load_day,
     personalize,
     render_digest,
-    wrap_text,
 )
+from worker.digest_entries import category_names
+from worker.digest_layout import HTML_BUDGET
+from worker.digest_text import wrap_text
 from worker.mail import build_message
 from worker.matching import match_papers
 

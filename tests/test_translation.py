@@ -1,6 +1,6 @@
-"""worker/translation.py against a real OpenAI-compatible HTTP server on 127.0.0.1.
+"""worker/translators.py and worker/translation.py against a real OpenAI-compatible server.
 
-`ChatServer` speaks the Chat Completions protocol and answers, by default, with
+`ChatServer`, on 127.0.0.1, speaks the Chat Completions protocol and answers, by default, with
 the recorded real Chinese translations of the sample listing date
 (newsletter/data/demo_2026-05-29.json). Those recordings have their TeX broken
 ("美元"), so the server first strips what it cannot place and then puts our
@@ -40,23 +40,21 @@ from newsletter.models import (
     TranslationStatus,
 )
 from worker.demo import read_demo
+from worker.http import retry_after_seconds
 from worker.matching import match_papers
 from worker.placeholders import PLACEHOLDER, protect
-from worker.translation import (
+from worker.translation import load_glossary, target_from_config, translate_day
+from worker.translators import (
     OpenAIBackend,
     RecordedBackend,
     SourcePaper,
     Target,
     TokenBudget,
     TranslationError,
-    _retry_after_seconds,
     check_translation,
-    load_glossary,
     make_batches,
     parse_answer,
     relevant_terms,
-    target_from_config,
-    translate_day,
     translate_papers,
 )
 
@@ -411,10 +409,10 @@ def test_parse_answer_rejects(content, error):
 
 
 def test_retry_after_takes_seconds_and_dates():
-    assert _retry_after_seconds("3") == 3.0
-    assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     in_ten = format_datetime(utcnow() + timedelta(seconds=10), usegmt=True)
-    assert 8 <= _retry_after_seconds(in_ten) <= 10
+    assert 8 <= retry_after_seconds(in_ten) <= 10
 
 
 # --- the openai backend over HTTP ---
@@ -624,7 +622,7 @@ def test_requests_per_minute_is_limited(chat_server):
 def test_token_budget_stops_with_one_log_line(chat_server, caplog):
     budget = TokenBudget(limit=2 * TOKENS_PER_REQUEST)
     backend = OpenAIBackend(settings(chat_server.url), budget)
-    with caplog.at_level(logging.WARNING, logger="worker.translation"):
+    with caplog.at_level(logging.WARNING, logger="worker.translators"):
         outcomes = run(backend, SAMPLE + [source(i) for i in TEX_PAPERS])
     assert len(chat_server.requests) == 2
     done = [o for o in outcomes.values() if o.error is None]

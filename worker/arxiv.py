@@ -10,7 +10,6 @@ retries with exponential backoff and jitter, Retry-After honoured.
 """
 
 import logging
-import random
 import re
 import threading
 import time
@@ -22,6 +21,8 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from flask import current_app
+
+from worker.http import backoff_delay, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +423,7 @@ def fetch_url(
             ) as response:
                 body = _read_capped(response, deadline=time.monotonic() + 4 * timeout)
                 status = response.status_code
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         except (
             requests.Timeout,
             requests.ConnectionError,
@@ -444,7 +445,7 @@ def fetch_url(
             raise FetchError(
                 f"{url}: {problem}, arXiv asks to wait {retry_after:.0f} s; giving up for now"
             )
-        delay = backoff_delay(attempt, config["ARXIV_BACKOFF"])
+        delay = backoff_delay(attempt, config["ARXIV_BACKOFF"], MAX_BACKOFF)
         if retry_after is not None:
             delay = max(delay, retry_after)
         log.warning(
@@ -457,27 +458,6 @@ def fetch_url(
         )
         sleep(delay)
     raise AssertionError("unreachable")
-
-
-def backoff_delay(attempt: int, base: float) -> float:
-    """Exponential backoff with jitter: base * 2**attempt, times 0.5-1.5, capped."""
-    return min(MAX_BACKOFF, base * 2**attempt * random.uniform(0.5, 1.5))
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After in seconds, from either form (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _read_capped(response: requests.Response, deadline: float) -> bytes:

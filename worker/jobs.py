@@ -98,6 +98,6 @@ def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
     """Send one chunk of a day's deliveries over one SMTP connection, claiming each row."""
     from dataclasses import asdict
 
-    from worker import delivery
+    from worker import sending
 
-    return asdict(delivery.send_digest_chunk(listing_date_iso, delivery_ids))
+    return asdict(sending.send_digest_chunk(listing_date_iso, delivery_ids))

@@ -8,40 +8,19 @@ finishes or gives up it sets ListingDay.translated_at, which releases the
 bilingual digests held by the dispatcher (which also stops waiting at
 completed_at + TRANSLATION_DEADLINE_MINUTES, whatever happens here).
 
-Backends share one small interface, `translate_batch(papers, target)`:
-- `openai`: any OpenAI-compatible Chat Completions endpoint (hosted, vLLM,
-  llama.cpp's server, Ollama). Several papers per request as a JSON array;
-  TeX, URLs and identifiers are swapped for placeholders (worker/placeholders.py)
-  and every answer is validated; a rejected answer is asked again, then the
-  paper stays English-only for the day (a `failed` row with the reason).
-- `recorded`: no network; answers from the recorded translations bundled in
-  newsletter/data/demo_*.json (the sample digest's), for the dev demo.
-  worker/demo.py already stores those as rows, so normally they are reused from
-  the cache; the backend covers a demo database whose rows were removed.
-- `none`: English only; the job just marks the day translated.
-
+The backend doing the translating is TRANSLATION_BACKEND (worker/translators.py:
+`openai` or `recorded`); with `none` the job just marks the day translated.
 Language is a parameter: TRANSLATION_LANGUAGE (e.g. "ja"), its name
 (TRANSLATION_LANGUAGE_NAME, known for common codes) and a glossary file
-worker/data/glossary_<code>.tsv. Scripts checked and length ratios per
-language are in the two tables below; a language missing there is checked
-for placeholders and commentary only.
+worker/data/glossary_<code>.tsv, overlaid by TRANSLATION_GLOSSARY_PATH.
 """
 
-import json
 import logging
-import re
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
 
-import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -54,13 +33,14 @@ from newsletter.models import (
     Translation,
     TranslationStatus,
 )
-from worker.placeholders import PLACEHOLDER, PlaceholderError, Protected, protect, restore
+from worker.translators import SourcePaper, Target, TokenBudget, make_backend, translate_papers
 
 log = logging.getLogger(__name__)
 
 GLOSSARY_DIR = Path(__file__).resolve().parent / "data"
-RECORDED_DIR = Path(__file__).resolve().parent.parent / "newsletter" / "data"
+COMMIT_INTERVAL = 1.0  # seconds between commits of finished translations
 
+# The prompt's name for a language when TRANSLATION_LANGUAGE_NAME is unset.
 LANGUAGE_NAMES = {
     "zh": "Simplified Chinese",
     "zh-tw": "Traditional Chinese",
@@ -75,96 +55,9 @@ LANGUAGE_NAMES = {
     "uk": "Ukrainian",
     "vi": "Vietnamese",
 }
-# Characters an answer in the language must mostly consist of.
-SCRIPTS = {
-    "zh": r"[\u3400-\u4dbf\u4e00-\u9fff]",
-    "zh-tw": r"[\u3400-\u4dbf\u4e00-\u9fff]",
-    "ja": r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]",
-    "ko": r"[\uac00-\ud7af]",
-    "ru": r"[\u0400-\u04ff]",
-    "uk": r"[\u0400-\u04ff]",
-}
-# Answer length / source length (both with placeholders) of a sane abstract.
-# Chinese runs at 0.25-0.36 of the English on the sample digest.
-LENGTH_RATIOS = {"zh": (0.1, 1.0), "zh-tw": (0.1, 1.0), "ja": (0.15, 1.3), "ko": (0.15, 1.3)}
-DEFAULT_LENGTH_RATIO = (0.4, 3.0)
-# An abstract shorter than this says little about a ratio.
-MIN_CHARS_FOR_RATIO = 200
-
-# Bounds one request: a model answers a few papers as well as one, and a
-# small request fails (and is retried) cheaply.
-MAX_BATCH_CHARS = 12_000
-MAX_ATTEMPTS = 3  # asks per paper before it stays English-only for the day
-MAX_RETRY_AFTER = 300.0  # seconds; a longer Retry-After is treated as "down"
-COMMIT_INTERVAL = 1.0  # seconds between commits of finished translations
-
-# A line that talks about the translation instead of being one. ("这是..." alone
-# is a normal sentence start: "This is the first ..." → "这是首个 ...".)
-_COMMENTARY = re.compile(
-    r"^\s*(?:here(?: is|'s)|sure\b|certainly\b|translation\s*[:：]|translated\s*[:：]|"
-    r"(?:以下|下面)是[^。\n]{0,12}(?:翻译|译文)|翻译[:：]|译文[:：]|note\s*[:：]|\(note|注[:：])",
-    re.IGNORECASE | re.MULTILINE,
-)
-_THINKING = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
-_FENCED = re.compile(r"^```[A-Za-z]*\s*(.*?)\s*```$", re.DOTALL)
-_ENGLISH_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
-class TranslationError(ValueError):
-    """An answer is unusable for one paper; the message is stored on its row."""
-
-
-class EndpointError(RuntimeError):
-    """The endpoint cannot serve us now (down, refusing, misconfigured)."""
-
-
-class RequestRejected(RuntimeError):
-    """The endpoint refused this one request (too large, invalid); others may pass."""
-
-
-# --- what is translated, into what ---
-
-
-@dataclass(frozen=True)
-class SourcePaper:
-    """One paper version's English title and abstract."""
-
-    arxiv_id: str
-    version: int
-    title: str
-    abstract: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.arxiv_id}v{self.version}"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The language to translate into and the field terms to use."""
-
-    language: str
-    name: str
-    glossary: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one paper: a translation, or why it has none."""
-
-    paper: SourcePaper
-    title: str | None = None
-    abstract: str | None = None
-    error: str | None = None
-    tokens: int = 0
-
-
-class TranslationBackend(Protocol):
-    """Turns a few papers into the target language; never raises for one paper's fault."""
-
-    model: str
-
-    def translate_batch(self, papers: Sequence[SourcePaper], target: Target) -> list[Outcome]: ...
+# --- into what ---
 
 
 def load_glossary(language: str, extra_path: str | None = None) -> dict[str, str]:
@@ -194,399 +87,6 @@ def target_from_config(config: dict) -> Target:
     language = config["TRANSLATION_LANGUAGE"]
     name = config.get("TRANSLATION_LANGUAGE_NAME") or LANGUAGE_NAMES.get(language, language)
     return Target(language, name, load_glossary(language, config.get("TRANSLATION_GLOSSARY_PATH")))
-
-
-def relevant_terms(glossary: dict[str, str], texts: Iterable[str]) -> dict[str, str]:
-    """The glossary entries whose English term occurs in `texts` (whole words, plurals too)."""
-    pattern, by_lower = _glossary_pattern(tuple(glossary))
-    if pattern is None:
-        return {}
-    found = (by_lower[m.group(1).lower()] for m in pattern.finditer("\n".join(texts)))
-    return {term: glossary[term] for term in sorted(set(found), key=list(glossary).index)}
-
-
-@lru_cache(maxsize=8)
-def _glossary_pattern(terms: tuple[str, ...]) -> tuple[re.Pattern | None, dict[str, str]]:
-    # One pass for all terms; longest first, so "offline reinforcement learning"
-    # wins over the "reinforcement learning" inside it.
-    if not terms:
-        return None, {}
-    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w-])({alternatives})(?:s|es)?(?![\w-])", re.IGNORECASE)
-    return pattern, {t.lower(): t for t in terms}
-
-
-# --- prompt and answer (pure) ---
-
-
-def build_messages(items: Sequence[tuple[str, Protected, Protected]], target: Target) -> list[dict]:
-    """The chat messages asking for `items` (key, protected title, protected abstract)."""
-    terms = relevant_terms(target.glossary, (t.text + "\n" + a.text for _, t, a in items))
-    rules = [
-        "You translate the titles and abstracts of scientific papers from English into "
-        f"{target.name}.",
-        "Translate faithfully and completely, in the register of a scientific abstract.",
-        "Tokens such as ⟦0⟧ stand for formulas, links and identifiers: copy every one exactly "
-        "once, unchanged, where it belongs in the sentence; never add, drop or alter one.",
-        "Keep names of methods, models, datasets, software and people as they are.",
-    ]
-    if terms:
-        hints = "\n".join(f"- {english} → {rendering}" for english, rendering in terms.items())
-        rules.append("Use these renderings of field terms:\n" + hints)
-    rules.append(
-        'Answer with JSON only, no Markdown and no commentary: {"translations": '
-        '[{"id": ..., "title": ..., "abstract": ...}]}, one entry per paper, same ids.'
-    )
-    papers = [{"id": key, "title": t.text, "abstract": a.text} for key, t, a in items]
-    return [
-        {"role": "system", "content": "\n".join(rules)},
-        {"role": "user", "content": json.dumps({"papers": papers}, ensure_ascii=False)},
-    ]
-
-
-def parse_answer(content: str) -> dict[str, dict]:
-    """The translations in a model's answer, by id; ValueError if it is not the JSON asked for."""
-    text = _THINKING.sub("", content).strip()
-    fenced = _FENCED.match(text)
-    if fenced:  # the envelope in a fence is harmless; fences inside a text are not
-        text = fenced.group(1)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"answer is not JSON ({exc.msg} at {exc.pos})") from None
-    if isinstance(data, dict):
-        data = data.get("translations")
-    if not isinstance(data, list):
-        raise ValueError('answer has no "translations" list')
-    answers = {}
-    for item in data:
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            answers[item["id"]] = item
-    return answers
-
-
-def check_translation(source: Protected, answer: object, target: Target, field: str) -> str:
-    """`answer` with its placeholders restored; TranslationError unless it is a sane translation."""
-    if not isinstance(answer, str) or not answer.strip():
-        raise TranslationError(f"{field}: empty")
-    text = answer.strip()
-    if "```" in text:
-        raise TranslationError(f"{field}: contains a Markdown fence")
-    if _COMMENTARY.search(text):
-        raise TranslationError(f"{field}: contains commentary")
-    if field == "title" and "\n" in text:
-        raise TranslationError("title: more than one line")
-    try:
-        restored = restore(text, source)
-    except PlaceholderError as exc:
-        raise TranslationError(f"{field}: {exc}") from None
-    script = SCRIPTS.get(target.language)
-    words = len(_ENGLISH_WORD.findall(PLACEHOLDER.sub(" ", source.text)))
-    if script and words >= 2:
-        prose = PLACEHOLDER.sub("", text)
-        in_script = len(re.findall(script, prose))
-        letters = sum(1 for c in prose if c.isalpha())
-        needed = 1 if field == "title" else max(1, int(0.3 * letters))
-        if in_script < needed:
-            raise TranslationError(f"{field}: not in {target.name}")
-    if field == "abstract" and len(source.text) >= MIN_CHARS_FOR_RATIO:
-        low, high = LENGTH_RATIOS.get(target.language, DEFAULT_LENGTH_RATIO)
-        ratio = len(text) / len(source.text)
-        if not low <= ratio <= high:
-            raise TranslationError(f"abstract: length ratio {ratio:.2f} outside {low}-{high}")
-    return restored
-
-
-def make_batches(
-    papers: Sequence[SourcePaper], max_papers: int, max_chars: int = MAX_BATCH_CHARS
-) -> list[list[SourcePaper]]:
-    """Consecutive groups of at most `max_papers` papers and about `max_chars` characters."""
-    batches: list[list[SourcePaper]] = []
-    size = 0
-    for paper in papers:
-        length = len(paper.title) + len(paper.abstract)
-        if not batches or len(batches[-1]) >= max_papers or size + length > max_chars:
-            batches.append([])
-            size = 0
-        batches[-1].append(paper)
-        size += length
-    return batches
-
-
-# --- shared limits ---
-
-
-class TokenBudget:
-    """Tokens left today across every thread; logs one line when it runs out."""
-
-    def __init__(self, limit: int, used: int = 0):
-        self.limit = limit
-        self.used = used
-        self._lock = threading.Lock()
-        self._announced = False
-        if self.exhausted:
-            self._announce()
-
-    @property
-    def exhausted(self) -> bool:
-        return self.limit > 0 and self.used >= self.limit
-
-    def spend(self, tokens: int) -> None:
-        with self._lock:
-            self.used += tokens
-            if self.exhausted:
-                self._announce()
-
-    def _announce(self) -> None:
-        if not self._announced:
-            self._announced = True
-            log.warning(
-                "translation: daily token budget reached (%d of %d tokens used today, "
-                "TRANSLATION_DAILY_TOKEN_BUDGET); the remaining papers stay English-only",
-                self.used,
-                self.limit,
-            )
-
-
-class RateLimiter:
-    """At most `per_minute` requests a minute, evenly spaced, across threads."""
-
-    def __init__(self, per_minute: int):
-        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
-        self._lock = threading.Lock()
-        self._next = 0.0
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            at = max(now, self._next)
-            self._next = at + self.interval
-        if at > now:
-            time.sleep(at - now)
-
-
-# --- backends ---
-
-
-class OpenAIBackend:
-    """An OpenAI-compatible Chat Completions endpoint over HTTP."""
-
-    def __init__(
-        self,
-        config: dict,
-        budget: TokenBudget | None = None,
-        stop_at: datetime | None = None,
-    ):
-        self.url = config["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions"
-        self.api_key = config.get("OPENAI_API_KEY")
-        self.model = config["TRANSLATION_MODEL"]
-        self.timeout = config["TRANSLATION_TIMEOUT"]
-        self.max_batch = max(1, config["TRANSLATION_BATCH_SIZE"])
-        self.retries = config["TRANSLATION_RETRIES"]
-        self.backoff = config["TRANSLATION_RETRY_BACKOFF"]
-        self.limiter = RateLimiter(config["TRANSLATION_REQUESTS_PER_MINUTE"])
-        self.budget = budget or TokenBudget(0)
-        self.stop_at = stop_at
-        # Once the endpoint has failed a whole retry cycle the rest of the day
-        # is not worth waiting for: later batches fail at once with this reason.
-        self.unavailable: str | None = None
-
-    def translate_batch(self, papers: Sequence[SourcePaper], target: Target) -> list[Outcome]:
-        """Ask for `papers`, re-ask for those whose answer was rejected, up to MAX_ATTEMPTS."""
-        protected = {p.key: (protect(p.title), protect(p.abstract)) for p in papers}
-        done: dict[str, Outcome] = {}
-        errors: dict[str, str] = {}
-        tokens = dict.fromkeys(protected, 0)
-        pending = list(papers)
-        with requests.Session() as http:
-            for _attempt in range(MAX_ATTEMPTS):
-                reason = self._reason_not_to_send()
-                if reason:
-                    errors.update(dict.fromkeys((p.key for p in pending), reason))
-                    break
-                items = [(p.key, *protected[p.key]) for p in pending]
-                try:
-                    content, used = self._complete(http, build_messages(items, target))
-                except (EndpointError, RequestRejected) as exc:
-                    if isinstance(exc, EndpointError):
-                        self.unavailable = self.unavailable or str(exc)
-                    errors.update(dict.fromkeys((p.key for p in pending), str(exc)))
-                    break
-                self.budget.spend(used)
-                share, remainder = divmod(used, len(pending))
-                for index, paper in enumerate(pending):
-                    tokens[paper.key] += share + (1 if index < remainder else 0)
-                try:
-                    answers = parse_answer(content)
-                except ValueError as exc:
-                    errors.update(
-                        dict.fromkeys((p.key for p in pending), f"malformed answer: {exc}")
-                    )
-                    continue
-                for paper in pending:
-                    try:
-                        done[paper.key] = _accept(
-                            paper, answers.get(paper.key), protected[paper.key], target
-                        )
-                    except TranslationError as exc:
-                        errors[paper.key] = str(exc)
-                pending = [p for p in pending if p.key not in done]
-                if not pending:
-                    break
-        return [
-            replace(done.get(p.key) or Outcome(p, error=errors[p.key]), tokens=tokens[p.key])
-            for p in papers
-        ]
-
-    def _reason_not_to_send(self) -> str | None:
-        if self.unavailable:
-            return self.unavailable
-        if self.budget.exhausted:
-            return "daily token budget reached"
-        if self.stop_at is not None and utcnow() >= self.stop_at:
-            return "translation deadline passed"
-        return None
-
-    def _complete(self, http: requests.Session, messages: list[dict]) -> tuple[str, int]:
-        """One chat completion's text and tokens, retrying 429, 5xx and timeouts with backoff."""
-        payload = {"model": self.model, "messages": messages, "temperature": 0}
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        problem, delay = "", 0.0
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(delay)
-                if self.stop_at is not None and utcnow() >= self.stop_at:
-                    raise EndpointError(f"translation deadline passed (last error: {problem})")
-            self.limiter.wait()
-            delay = self.backoff * 2**attempt
-            try:
-                response = http.post(self.url, json=payload, headers=headers, timeout=self.timeout)
-            except requests.Timeout:
-                problem = f"no answer within {self.timeout:g} s"
-                continue
-            except requests.RequestException as exc:
-                problem = f"cannot reach {self.url}: {type(exc).__name__}"
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                problem = f"HTTP {response.status_code} from {self.url}"
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    if retry_after > MAX_RETRY_AFTER:
-                        raise EndpointError(f"{problem}, Retry-After {retry_after:.0f} s")
-                    delay = retry_after
-                continue
-            if response.status_code >= 400:
-                problem = f"HTTP {response.status_code} from {self.url}: {response.text[:200]}"
-                if response.status_code in (400, 413, 422):
-                    raise RequestRejected(problem)  # e.g. this batch is over the context size
-                raise EndpointError(problem)  # a wrong key, model or URL: retrying will not help
-            return _completion_text(response, payload)
-        raise EndpointError(f"endpoint unavailable after {self.retries + 1} attempts: {problem}")
-
-
-def _accept(
-    paper: SourcePaper, answer: dict | None, protected: tuple[Protected, Protected], target: Target
-) -> Outcome:
-    """The paper translated as `answer` says; TranslationError if the answer will not do."""
-    if answer is None:
-        raise TranslationError("missing from the answer")
-    title, abstract = protected
-    return Outcome(
-        paper,
-        title=check_translation(title, answer.get("title"), target, "title"),
-        abstract=check_translation(abstract, answer.get("abstract"), target, "abstract"),
-    )
-
-
-def _completion_text(response: requests.Response, payload: dict) -> tuple[str, int]:
-    try:
-        data = response.json()
-        content = data["choices"][0]["message"]["content"]
-        if not isinstance(content, str):
-            raise TypeError
-    except (ValueError, KeyError, IndexError, TypeError):
-        # Counted as a malformed answer for every paper asked; retried.
-        return "", _estimated_tokens(payload, "")
-    usage = data.get("usage") or {}
-    tokens = usage.get("total_tokens")
-    if isinstance(tokens, int):
-        return content, tokens
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int):
-        return content, prompt + completion
-    return content, _estimated_tokens(payload, content)
-
-
-def _estimated_tokens(payload: dict, content: str) -> int:
-    # A server that reports no usage still spends the budget: ~3 characters a token.
-    return (len(json.dumps(payload["messages"], ensure_ascii=False)) + len(content)) // 3
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - utcnow()).total_seconds())
-
-
-class RecordedBackend:
-    """Recorded translations (newsletter/data/demo_*.json) served without a network."""
-
-    model = "recorded"
-
-    def __init__(self, directory: Path = RECORDED_DIR):
-        self.max_batch = 50
-        self.recorded: dict[tuple[str, int], dict] = {}
-        for path in sorted(directory.glob("demo_*.json")):
-            for paper in json.loads(path.read_text(encoding="utf-8"))["papers"]:
-                self.recorded[(paper["arxiv_id"], paper["version"])] = paper
-
-    def translate_batch(self, papers: Sequence[SourcePaper], target: Target) -> list[Outcome]:
-        outcomes = []
-        for paper in papers:
-            answer = self.recorded.get((paper.arxiv_id, paper.version), {}).get(target.language)
-            if answer is None:
-                outcomes.append(Outcome(paper, error="no recorded translation"))
-            else:
-                outcomes.append(Outcome(paper, title=answer["title"], abstract=answer["abstract"]))
-        return outcomes
-
-
-def make_backend(
-    config: dict, budget: TokenBudget, stop_at: datetime | None
-) -> TranslationBackend | None:
-    """The backend TRANSLATION_BACKEND names, or None for English only."""
-    name = config["TRANSLATION_BACKEND"]
-    if name == "openai":
-        return OpenAIBackend(config, budget, stop_at)
-    if name == "recorded":
-        return RecordedBackend()
-    return None
-
-
-def translate_papers(
-    backend: TranslationBackend, papers: Sequence[SourcePaper], target: Target, concurrency: int
-) -> Iterator[list[Outcome]]:
-    """Each batch's outcomes as the batch finishes, `concurrency` batches at a time."""
-    batches = make_batches(papers, getattr(backend, "max_batch", 1))
-    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="translate") as pool:
-        futures = {pool.submit(backend.translate_batch, batch, target): batch for batch in batches}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as exc:  # a bug must not keep the day from finishing
-                log.exception("translation batch failed")
-                error = f"internal error: {type(exc).__name__}"
-                yield [Outcome(paper, error=error) for paper in futures[future]]
 
 
 # --- the day's job (database) ---
@@ -713,7 +213,6 @@ def _translate_and_store(
             return
     budget = TokenBudget(config["TRANSLATION_DAILY_TOKEN_BUDGET"], tokens_used_today(session, now))
     backend = make_backend(config, budget, stop_at)
-    assert backend is not None
     target = target_from_config(config)
     # The database is written from this thread only. Committing at most every
     # COMMIT_INTERVAL keeps a fast endpoint from waiting on fsyncs; a crash
