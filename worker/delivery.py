@@ -22,7 +22,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -76,15 +75,6 @@ class DispatchSummary:
 # --- when a subscriber is due (pure) ---
 
 
-def subscriber_zone(name: str) -> ZoneInfo:
-    """The subscriber's timezone; UTC if the name is unknown (validated at sign-up)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        log.warning("unknown timezone %r; using UTC", name)
-        return ZoneInfo("UTC")
-
-
 def release_instant(listing_date: date, timezone: str, delivery_hour: int | None) -> datetime:
     """The first `delivery_hour`:00 local time at or after the day's announcement.
 
@@ -94,7 +84,7 @@ def release_instant(listing_date: date, timezone: str, delivery_hour: int | None
     announced = calendar.announcement_instant(listing_date)
     if delivery_hour is None:
         return announced
-    zone = subscriber_zone(timezone)
+    zone = digest.subscriber_zone(timezone)
     local_day = announced.astimezone(zone).date()
     candidate = datetime.combine(local_day, time(delivery_hour), zone)
     if candidate < announced:

@@ -14,6 +14,7 @@ timezone and sections) share one render made with `PLACEHOLDER_LINKS`;
 `personalize` then puts each subscriber's own links in.
 """
 
+import logging
 import secrets
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +36,8 @@ from worker.digest_layout import (
     refit_plan,
 )
 from worker.digest_text import limit_lines, wrap_text
+
+log = logging.getLogger(__name__)
 
 # Subject lines stay readable; keywords past this many characters become "+N more".
 SUBJECT_MAX = 150
@@ -109,7 +112,7 @@ def render_digest(
     target_language: str = "zh",
 ) -> RenderedEmail:
     """The digest email (subject, text, HTML); max_per_keyword None = the full web page."""
-    zone = _zone(timezone)
+    zone = subscriber_zone(timezone)
     bilingual = language == f"en+{target_language}"
     full_page = max_per_keyword is None
     entries = _entries(sections, papers, bilingual, translations)
@@ -174,10 +177,12 @@ def _entries(
     return entries
 
 
-def _zone(name: str) -> ZoneInfo:
+def subscriber_zone(name: str) -> ZoneInfo:
+    """The subscriber's timezone; UTC if the name is unknown (validated at sign-up)."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
+        log.warning("unknown timezone %r; using UTC", name)
         return ZoneInfo("UTC")
 
 
