@@ -8,9 +8,18 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from newsletter import create_app, migrate
+from newsletter.config import ConfigError
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
+def create_cli_app():
+    """The app for a command; a missing or bad setting is a message, not a traceback."""
+    try:
+        return create_app()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=create_cli_app, add_version_option=False)
 def main() -> None:
     """arXiv digest newsletter: web, worker, scheduler and operator commands."""
 

@@ -25,12 +25,12 @@ DEFAULT_ARCHIVE_GROUPS = (
 )
 
 
-def _bool(value: str) -> bool:
+def _bool(name: str, value: str) -> bool:
     if value.strip().lower() in ("1", "true", "yes", "on"):
         return True
     if value.strip().lower() in ("0", "false", "no", "off", ""):
         return False
-    raise ConfigError(f"not a boolean: {value!r}")
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), got {value!r}")
 
 
 def _int(name: str, value: str) -> int:
@@ -51,7 +51,7 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
     """Read every setting from `environ`; raise ConfigError on a missing secret."""
     env = lambda name, default="": environ.get(name, default).strip()  # noqa: E731
     instance = Path(instance_path)
-    dev = dev or _bool(env("NEWSLETTER_DEV", "0"))
+    dev = dev or _bool("NEWSLETTER_DEV", env("NEWSLETTER_DEV", "0"))
 
     secret_key = env("SECRET_KEY")
     if not secret_key:
@@ -121,7 +121,7 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "DIGEST_MAX_PER_KEYWORD": _int(
             "DIGEST_MAX_PER_KEYWORD", env("DIGEST_MAX_PER_KEYWORD", "25")
         ),
-        "DIGEST_SEND_EMPTY": _bool(env("DIGEST_SEND_EMPTY", "0")),
+        "DIGEST_SEND_EMPTY": _bool("DIGEST_SEND_EMPTY", env("DIGEST_SEND_EMPTY", "0")),
         "DIGEST_CHUNK_SIZE": _int("DIGEST_CHUNK_SIZE", env("DIGEST_CHUNK_SIZE", "500")),
         # arXiv.
         "ARXIV_ARCHIVE_GROUPS": archive_groups,
@@ -177,6 +177,8 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         ),
         # Number of proxies in front of gunicorn whose X-Forwarded-For to trust.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", env("TRUSTED_PROXIES", "0")),
-        "EMAIL_CHECK_DELIVERABILITY": _bool(env("EMAIL_CHECK_DELIVERABILITY", "0")),
+        "EMAIL_CHECK_DELIVERABILITY": _bool(
+            "EMAIL_CHECK_DELIVERABILITY", env("EMAIL_CHECK_DELIVERABILITY", "0")
+        ),
         "LOG_LEVEL": env("LOG_LEVEL", "INFO").upper(),
     }
