@@ -3,12 +3,35 @@
 Each command runs inside an app context made by `create_app`.
 """
 
+import os
+import threading
+from datetime import date
+
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, with_appcontext
+from sqlalchemy import select
+from werkzeug.serving import run_simple
 
-from newsletter import create_app, migrate
+from newsletter import create_app, db, migrate
 from newsletter.config import ConfigError
+from newsletter.db import utcnow
+from newsletter.models import ListingDay, Subscriber
+from worker import calendar, ingest
+from worker.arxiv import ArxivError
+from worker.delivery import dispatch_digests, preview_digest
+from worker.demo import load_demo
+from worker.mail import DeliveryFailure
+from worker.schedule import (
+    POLL_INTERVAL_SECONDS,
+    latest_complete_day,
+    poll,
+    queue_day,
+    run_every,
+    run_scheduler,
+    run_worker,
+)
+from worker.translation import translate_day
 
 
 def create_cli_app():
@@ -16,7 +39,7 @@ def create_cli_app():
     try:
         return create_app()
     except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        raise NoAppException(str(error)) from None
 
 
 @click.group(cls=FlaskGroup, create_app=create_cli_app, add_version_option=False)
@@ -24,12 +47,12 @@ def main() -> None:
     """arXiv digest newsletter: web, worker, scheduler and operator commands."""
 
 
-@main.group()
-def db() -> None:
+@main.group("db")
+def db_group() -> None:
     """Database migrations (Alembic)."""
 
 
-@db.command("upgrade")
+@db_group.command("upgrade")
 @click.argument("revision", default="head")
 @with_appcontext
 def db_upgrade(revision: str) -> None:
@@ -40,7 +63,6 @@ def db_upgrade(revision: str) -> None:
 
 # --- ingest (worker/ingest.py) ---
 def _parse_date_option(name: str, value: str | None):
-    from datetime import date
 
     if value is None:
         return None
@@ -69,9 +91,6 @@ def _parse_date_option(name: str, value: str | None):
 @with_appcontext
 def ingest_command(path: str | None, date_text: str | None, since_text: str | None) -> None:
     """Ingest arXiv announcements: the due listing date, a saved file, or a backfill."""
-    from newsletter.db import utcnow
-    from worker import calendar, ingest
-    from worker.arxiv import ArxivError
 
     day = _parse_date_option("--date", date_text)
     since = _parse_date_option("--since", since_text)
@@ -100,8 +119,6 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
 @with_appcontext
 def status_command(days: int) -> None:
     """Show the last listing dates ingested (counts, warnings) and the next one expected."""
-    from newsletter.db import utcnow
-    from worker import calendar, ingest
 
     now = utcnow()
     due = calendar.due_listing_date(now)
@@ -144,11 +161,7 @@ def digest_group() -> None:
 
 def _digest_date(date_text: str | None):
     """The --date given, or the latest complete listing date; refuse one not ingested."""
-    from newsletter import db as database
-    from newsletter.models import ListingDay
-    from worker.schedule import latest_complete_day
-
-    session = database.session()
+    session = db.session()
     listing_date = _parse_date_option("--date", date_text)
     if listing_date is None:
         listing_date = latest_complete_day()
@@ -170,13 +183,8 @@ def _digest_date(date_text: str | None):
 @with_appcontext
 def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> None:
     """Print EMAIL's digest of a listing date without sending it."""
-    from sqlalchemy import select
 
-    from newsletter import db as database
-    from newsletter.models import Subscriber
-    from worker.delivery import preview_digest
-
-    session = database.session()
+    session = db.session()
     key = email.strip().casefold()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if subscriber is None:
@@ -198,8 +206,6 @@ def digest_send_command(date_text: str | None) -> None:
     Deliveries already sent are never sent again; subscribers whose delivery
     hour has not come (or waiting for translations) are left for later.
     """
-    from worker.delivery import dispatch_digests
-    from worker.mail import DeliveryFailure
 
     listing_date = _digest_date(date_text)
     try:
@@ -229,28 +235,13 @@ def digest_send_command(date_text: str | None) -> None:
 @with_appcontext
 def translate_command(date_text: str | None) -> None:
     """Translate what a listing date's bilingual digests need; print what was done."""
-    from sqlalchemy import select
-
-    from newsletter import db as database
-    from newsletter.models import ListingDay
-    from worker.translation import translate_day
 
     config = current_app.config
     if config["TRANSLATION_BACKEND"] == "none":
         raise click.ClickException("TRANSLATION_BACKEND is none: digests are English only")
-    session = database.session()
-    listing_date = _parse_date_option("--date", date_text)
-    if listing_date is None:
-        listing_date = session.scalar(
-            select(ListingDay.listing_date)
-            .where(ListingDay.completed_at.is_not(None))
-            .order_by(ListingDay.listing_date.desc())
-            .limit(1)
-        )
-        if listing_date is None:
-            raise click.ClickException("no complete listing date yet; ingest one first")
+    listing_date = _digest_date(date_text)
     # By hand the deadline does not apply: an operator may fill gaps after the digests went out.
-    click.echo(translate_day(session, config, listing_date, respect_deadline=False))
+    click.echo(translate_day(db.session(), config, listing_date, respect_deadline=False))
 
 
 # --- processes ---
@@ -261,7 +252,6 @@ def translate_command(date_text: str | None) -> None:
 @with_appcontext
 def worker_command(burst: bool) -> None:
     """Run an RQ worker (needs REDIS_URL)."""
-    from worker.schedule import run_worker
 
     if not current_app.config["REDIS_URL"]:
         raise click.ClickException(
@@ -274,7 +264,6 @@ def worker_command(burst: bool) -> None:
 @with_appcontext
 def scheduler_command() -> None:
     """Run the one scheduler of the deployment: polls arXiv every 15 minutes (needs REDIS_URL)."""
-    from worker.schedule import run_scheduler
 
     if not current_app.config["REDIS_URL"]:
         raise click.ClickException("REDIS_URL is not set: `newsletter dev` has its own scheduler")
@@ -289,24 +278,14 @@ def scheduler_command() -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 def dev_command(host: str, port: int) -> None:
     """Run everything in one process on embedded defaults: web, jobs, scheduler, outbox."""
-    import os
-    import threading
-
-    from werkzeug.serving import run_simple
-
-    from worker.demo import load_demo
-    from worker.schedule import POLL_INTERVAL_SECONDS, poll, queue_day, run_every
-
     os.environ.setdefault("BASE_URL", f"http://{host}:{port}")
     # Bilingual digests from the sample day's recorded translations, no API key.
     os.environ.setdefault("TRANSLATION_BACKEND", "recorded")
     app = create_app(dev=True)
     with app.app_context():
         migrate.upgrade()
-        from newsletter import db as database
-
-        demo_date = load_demo(database.session())
-        database.session().commit()
+        demo_date = load_demo(db.session())
+        db.session().commit()
     stop = threading.Event()
     steps = [(poll, POLL_INTERVAL_SECONDS), (lambda: queue_day(demo_date), 15.0)]
     for step, seconds in steps:
