@@ -91,4 +91,8 @@ def render_error(error):
     description = getattr(error, "description", None) or "Something went wrong."
     if code == 500:
         description = "Something went wrong on our side. Please try again later."
-    return render_template("error.html", code=code, description=description), code
+    response = render_template("error.html", code=code, description=description), code
+    if code == 429:
+        # Rate-limit windows are an hour long.
+        return (*response, {"Retry-After": "3600"})
+    return response

@@ -5,9 +5,11 @@ import re
 import time
 
 import pytest
+from conftest import empty_tables
+from smtp_server import SmtpSink, run_smtp
 from sqlalchemy import func, select
 
-from newsletter import db, ratelimit
+from newsletter import create_app, db, ratelimit
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import make_token
 
@@ -113,6 +115,21 @@ def test_sign_up_confirm_manage_unsubscribe(client, outbox):
     assert subscriber.status is SubscriberStatus.UNSUBSCRIBED and subscriber.unsubscribed_at
 
 
+def test_the_confirmation_email_goes_out_over_smtp(app, client):
+    sink = SmtpSink()
+    with run_smtp(sink) as port:
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none")
+        assert sign_up(client).status_code == 302
+    [message] = sink.messages()
+    assert message["To"] == "ada@example.org"
+    assert message["From"] == "arXiv digest <digest@digest.test>"
+    assert message["Message-ID"] and message["Date"]
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = (part.get_content() for part in message.iter_parts())
+    [confirm] = [link for link in re.findall(r"https?://\S+", text) if "/confirm/" in link]
+    assert confirm.replace("&", "&amp;") in html
+
+
 def test_known_address_gets_its_manage_link_and_the_same_answer(client, outbox):
     first = sign_up(client)
     subscriber = db.session().scalars(select(Subscriber)).one()
@@ -204,6 +221,7 @@ def test_sign_ups_are_rate_limited_per_address_and_per_ip(app, client):
         assert sign_up(client).status_code == 302
     limited = sign_up(client)
     assert limited.status_code == 429 and b"Too many" in limited.data
+    assert limited.headers["Retry-After"] == "3600"
 
     app.config["SIGNUP_LIMIT_PER_IP"] = 3
     responses = [sign_up(client, email=f"user{i}@example.org").status_code for i in range(3)]
@@ -319,3 +337,20 @@ def test_manage_form_rejects_bad_input_and_keeps_the_old_settings(client):
         client.post(manage + "/explode", data={"csrf_token": csrf_from(client, manage)}).status_code
         == 404
     )
+
+
+def test_rate_limits_are_shared_by_every_web_process_through_redis(config, redis_url, database_url):
+    """Two app instances (two gunicorn workers) count against one limit."""
+    empty_tables(database_url)
+    config.update(REDIS_URL=redis_url, SIGNUP_LIMIT_PER_ADDRESS=100, SIGNUP_LIMIT_PER_IP=3)
+    answers = []
+    for _ in range(2):
+        app = create_app(config)
+        with app.app_context():
+            client = app.test_client()
+            answers += [
+                sign_up(client, email=f"u{len(answers)}-{i}@example.org").status_code
+                for i in range(2)
+            ]
+        app.extensions["db_engine"].dispose()
+    assert answers == [302, 302, 302, 429]
