@@ -4,13 +4,19 @@ A worker runs each job inside an app context (see `newsletter worker`); without
 Redis, `worker.queue.enqueue` runs them in-process.
 """
 
+from dataclasses import asdict
+from datetime import date, datetime
+
 from flask import current_app
 
 import emails
 from newsletter import db
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
+from worker import sending
+from worker.delivery import dispatch_digests
 from worker.mail import Mailer, build_message, new_message_id
+from worker.translation import translate_day
 
 # --- subscriptions ---
 
@@ -56,10 +62,7 @@ def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) 
         mailer.send(message)
 
 
-# --- ingest ---
-
-
-# The scheduled poll itself is worker.schedule.poll.
+# --- ingest: the scheduled poll itself is worker.schedule.poll ---
 
 
 # --- translation ---
@@ -67,9 +70,6 @@ def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) 
 
 def translate_listing_date(listing_date_iso: str) -> str:
     """Translate what the day's bilingual digests need, once; mark the day translated."""
-    from datetime import date
-
-    from worker.translation import translate_day
 
     report = translate_day(db.session(), current_app.config, date.fromisoformat(listing_date_iso))
     return str(report)
@@ -80,10 +80,6 @@ def translate_listing_date(listing_date_iso: str) -> str:
 
 def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None = None) -> dict:
     """Make the day's missing deliveries and queue what is left to send (run by every poll)."""
-    from dataclasses import asdict
-    from datetime import date, datetime
-
-    from worker.delivery import dispatch_digests
 
     confirmed_before = (
         datetime.fromisoformat(confirmed_before_iso) if confirmed_before_iso else None
@@ -96,8 +92,5 @@ def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None
 
 def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
     """Send one chunk of a day's deliveries over one SMTP connection, claiming each row."""
-    from dataclasses import asdict
-
-    from worker import sending
 
     return asdict(sending.send_digest_chunk(listing_date_iso, delivery_ids))
