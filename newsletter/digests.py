@@ -12,9 +12,9 @@ from flask import Blueprint, abort, current_app
 from sqlalchemy import select
 
 from newsletter import db
-from newsletter.models import Delivery, Subscriber, Translation
+from newsletter.models import Delivery, Subscriber
 from newsletter.tokens import read_token, subscriber_links
-from worker.digest import assign_sections, load_day, render_digest
+from worker.digest import assign_sections, load_day, load_translations, render_digest
 from worker.matching import match_papers
 
 bp = Blueprint("digests", __name__)
@@ -67,18 +67,11 @@ def show(token: str):
     if not sections:
         abort(404, description="There is no digest for this date any more.")
 
-    target = current_app.config.get("TRANSLATION_LANGUAGE", "zh")
+    target = current_app.config["TRANSLATION_LANGUAGE"]
     translations = None
     if subscriber.language == f"en+{target}":
-        ids = sorted({i for _, section_ids in sections for i in section_ids})
-        rows = session.scalars(
-            select(Translation).where(Translation.arxiv_id.in_(ids), Translation.language == target)
-        )
-        translations = {}
-        for row in rows:
-            # Several versions may be stored; the renderer uses the one matching the paper.
-            if row.version == papers[row.arxiv_id].version:
-                translations[row.arxiv_id] = row
+        shown = {i for _, ids in sections for i in ids}
+        translations = load_translations(session, {i: papers[i] for i in shown}, target)
     generated_at = (
         (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
     )

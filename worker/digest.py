@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from emails import RenderedEmail, render
-from newsletter.models import AnnounceType, Paper, Translation
+from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
 from worker.calendar import announcement_instant
 from worker.digest_entries import Entry, fill_entry, finished_translation, make_entry
 from worker.digest_layout import (
@@ -38,6 +38,9 @@ from worker.digest_layout import (
 from worker.digest_text import limit_lines, wrap_text
 
 log = logging.getLogger(__name__)
+
+# Ids per IN (...) query, well under every backend's parameter limit.
+_IN_BATCH = 500
 
 # Subject lines stay readable; keywords past this many characters become "+N more".
 SUBJECT_MAX = 150
@@ -64,6 +67,25 @@ def load_day(session: Session, listing_date: date) -> dict[str, Paper]:
     """The papers announced for `listing_date`, by arXiv id."""
     papers = session.scalars(select(Paper).where(Paper.listing_date == listing_date))
     return {paper.arxiv_id: paper for paper in papers}
+
+
+def load_translations(
+    session: Session, papers: dict[str, Paper], language: str
+) -> dict[str, Translation]:
+    """The finished translations of exactly the versions in `papers`, by arXiv id."""
+    wanted = {(p.arxiv_id, p.version) for p in papers.values()}
+    ids = sorted(papers)
+    found: dict[str, Translation] = {}
+    for start in range(0, len(ids), _IN_BATCH):
+        rows = session.scalars(
+            select(Translation).where(
+                Translation.arxiv_id.in_(ids[start : start + _IN_BATCH]),
+                Translation.language == language,
+                Translation.status == TranslationStatus.DONE,
+            )
+        )
+        found.update({t.arxiv_id: t for t in rows if (t.arxiv_id, t.version) in wanted})
+    return found
 
 
 def assign_sections(

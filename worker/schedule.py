@@ -73,6 +73,7 @@ def queue_day(listing_date: date, confirmed_before: datetime | None = None) -> N
 
 
 def latest_complete_day() -> date | None:
+    """The most recent listing date that is completely ingested, if any."""
     return db.session().scalar(
         select(ListingDay.listing_date)
         .where(ListingDay.completed_at.is_not(None))

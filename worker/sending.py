@@ -32,7 +32,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Translation,
-    TranslationStatus,
 )
 from newsletter.tokens import subscriber_links
 from worker import digest
@@ -48,9 +47,6 @@ log = logging.getLogger(__name__)
 
 # (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
 Sections = list[tuple[str, list[str]]]
-
-# Ids per IN (...) when loading translations (well under every backend's parameter limit).
-_BATCH = 500
 # Longest error text kept on a row.
 _ERROR_MAX = 2000
 
@@ -164,25 +160,6 @@ def wants_translation(language: str) -> bool:
     return "+" in language
 
 
-def load_translations(
-    session: Session, papers: dict[str, Paper], language: str
-) -> dict[str, Translation]:
-    """The finished translations of exactly the versions in `papers`, by arXiv id."""
-    wanted = {(p.arxiv_id, p.version) for p in papers.values()}
-    ids = sorted(papers)
-    found: dict[str, Translation] = {}
-    for start in range(0, len(ids), _BATCH):
-        rows = session.scalars(
-            select(Translation).where(
-                Translation.arxiv_id.in_(ids[start : start + _BATCH]),
-                Translation.language == language,
-                Translation.status == TranslationStatus.DONE,
-            )
-        )
-        found.update({t.arxiv_id: t for t in rows if (t.arxiv_id, t.version) in wanted})
-    return found
-
-
 class DigestRenderer:
     """Renders a chunk's digests, sharing one render among identical digests.
 
@@ -208,7 +185,7 @@ class DigestRenderer:
             return {}
         if self._translations is None:
             target = self.config["TRANSLATION_LANGUAGE"]
-            self._translations = load_translations(self.session, self.papers, target)
+            self._translations = digest.load_translations(self.session, self.papers, target)
         return self._translations
 
     def render(
