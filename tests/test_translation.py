@@ -1,4 +1,5 @@
-"""worker/translators.py and worker/translation.py against a real OpenAI-compatible server.
+"""worker/translators.py, worker/translation_prompt.py and worker/translation.py
+against a real OpenAI-compatible server.
 
 `ChatServer`, on 127.0.0.1, speaks the Chat Completions protocol and answers, by default, with
 the recorded real Chinese translations of the sample listing date
@@ -44,17 +45,19 @@ from worker.http import retry_after_seconds
 from worker.matching import match_papers
 from worker.placeholders import PLACEHOLDER, protect
 from worker.translation import load_glossary, target_from_config, translate_day
+from worker.translation_prompt import (
+    Target,
+    TranslationError,
+    check_translation,
+    parse_answer,
+    relevant_terms,
+)
 from worker.translators import (
     OpenAIBackend,
     RecordedBackend,
     SourcePaper,
-    Target,
     TokenBudget,
-    TranslationError,
-    check_translation,
     make_batches,
-    parse_answer,
-    relevant_terms,
     translate_papers,
 )
 

@@ -1,7 +1,8 @@
 """Keep what must not be translated out of the translator's hands (pure).
 
 The openai backend (worker/translators.py) runs `protect` on each title and
-abstract before it is sent to a model and `restore` on the answer. Every span below becomes a
+abstract before it is sent to a model, and the answer check
+(worker/translation_prompt.py) runs `restore` on the answer. Every span below becomes a
 numbered placeholder ⟦n⟧ (brackets that never occur in arXiv metadata and that
 models copy verbatim); `restore` puts the spans back and rejects an answer
 that lost, duplicated, invented or reordered-out-of-pairs a placeholder, so a

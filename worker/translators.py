@@ -8,30 +8,25 @@ which runs a backend over many papers a few batches at a time:
 - `openai`: any OpenAI-compatible Chat Completions endpoint (hosted, vLLM,
   llama.cpp's server, Ollama). Several papers per request as a JSON array;
   TeX, URLs and identifiers are swapped for placeholders (worker/placeholders.py)
-  and every answer is validated; a rejected answer is asked again, then the
-  paper stays English-only for the day (its Outcome carries the reason).
+  and every answer is validated (worker/translation_prompt.py, which also
+  writes the prompt); a rejected answer is asked again, then the paper stays
+  English-only for the day (its Outcome carries the reason).
   Requests are spaced, retried with backoff and stopped by the daily token
   budget and the job's deadline.
 - `recorded`: no network; answers from the recorded translations bundled in
   newsletter/data/demo_*.json (the sample digest's), for the dev demo.
   worker/demo.py already stores those as rows, so normally they are reused from
   the cache; the backend covers a demo database whose rows were removed.
-
-An answer in a language of SCRIPTS must be mostly in that script and an
-abstract's length must fit LENGTH_RATIOS; a language missing there is checked
-for placeholders and commentary only.
 """
 
 import json
 import logging
-import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -39,48 +34,25 @@ import requests
 
 from newsletter.db import utcnow
 from worker.http import backoff_delay, retry_after_seconds
-from worker.placeholders import PLACEHOLDER, PlaceholderError, Protected, protect, restore
+from worker.placeholders import protect
+from worker.translation_prompt import (
+    Target,
+    TranslationError,
+    build_messages,
+    check_entry,
+    parse_answer,
+    parse_completion,
+)
 
 log = logging.getLogger(__name__)
 
 RECORDED_DIR = Path(__file__).resolve().parent.parent / "newsletter" / "data"
-
-# Characters an answer in the language must mostly consist of.
-SCRIPTS = {
-    "zh": r"[\u3400-\u4dbf\u4e00-\u9fff]",
-    "zh-tw": r"[\u3400-\u4dbf\u4e00-\u9fff]",
-    "ja": r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]",
-    "ko": r"[\uac00-\ud7af]",
-    "ru": r"[\u0400-\u04ff]",
-    "uk": r"[\u0400-\u04ff]",
-}
-# Answer length / source length (both with placeholders) of a sane abstract.
-# Chinese runs at 0.25-0.36 of the English on the sample digest.
-LENGTH_RATIOS = {"zh": (0.1, 1.0), "zh-tw": (0.1, 1.0), "ja": (0.15, 1.3), "ko": (0.15, 1.3)}
-DEFAULT_LENGTH_RATIO = (0.4, 3.0)
-# An abstract shorter than this says little about a ratio.
-MIN_CHARS_FOR_RATIO = 200
 
 # Bounds one request: a model answers a few papers as well as one, and a
 # small request fails (and is retried) cheaply.
 MAX_BATCH_CHARS = 12_000
 MAX_ATTEMPTS = 3  # asks per paper before it stays English-only for the day
 MAX_RETRY_AFTER = 300.0  # seconds; a longer Retry-After is treated as "down"
-
-# A line that talks about the translation instead of being one. ("这是..." alone
-# is a normal sentence start: "This is the first ..." → "这是首个 ...".)
-_COMMENTARY = re.compile(
-    r"^\s*(?:here(?: is|'s)|sure\b|certainly\b|translation\s*[:：]|translated\s*[:：]|"
-    r"(?:以下|下面)是[^。\n]{0,12}(?:翻译|译文)|翻译[:：]|译文[:：]|note\s*[:：]|\(note|注[:：])",
-    re.IGNORECASE | re.MULTILINE,
-)
-_THINKING = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
-_FENCED = re.compile(r"^```[A-Za-z]*\s*(.*?)\s*```$", re.DOTALL)
-_ENGLISH_WORD = re.compile(r"[A-Za-z]{2,}")
-
-
-class TranslationError(ValueError):
-    """An answer is unusable for one paper; the message is stored on its row."""
 
 
 class EndpointError(RuntimeError):
@@ -106,15 +78,6 @@ class SourcePaper:
     @property
     def key(self) -> str:
         return f"{self.arxiv_id}v{self.version}"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The language to translate into and the field terms to use."""
-
-    language: str
-    name: str
-    glossary: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -167,121 +130,6 @@ def make_batches(
         batches[-1].append(paper)
         size += length
     return batches
-
-
-# --- prompt and answer (pure) ---
-
-
-def relevant_terms(glossary: dict[str, str], texts: Iterable[str]) -> dict[str, str]:
-    """The glossary entries whose English term occurs in `texts` (whole words, plurals too)."""
-    pattern, by_lower = _glossary_pattern(tuple(glossary))
-    if pattern is None:
-        return {}
-    found = (by_lower[m.group(1).lower()] for m in pattern.finditer("\n".join(texts)))
-    return {term: glossary[term] for term in sorted(set(found), key=list(glossary).index)}
-
-
-@lru_cache(maxsize=8)
-def _glossary_pattern(terms: tuple[str, ...]) -> tuple[re.Pattern | None, dict[str, str]]:
-    # One pass for all terms; longest first, so "offline reinforcement learning"
-    # wins over the "reinforcement learning" inside it.
-    if not terms:
-        return None, {}
-    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w-])({alternatives})(?:s|es)?(?![\w-])", re.IGNORECASE)
-    return pattern, {t.lower(): t for t in terms}
-
-
-def build_messages(items: Sequence[tuple[str, Protected, Protected]], target: Target) -> list[dict]:
-    """The chat messages asking for `items` (key, protected title, protected abstract)."""
-    terms = relevant_terms(target.glossary, (t.text + "\n" + a.text for _, t, a in items))
-    rules = [
-        "You translate the titles and abstracts of scientific papers from English into "
-        f"{target.name}.",
-        "Translate faithfully and completely, in the register of a scientific abstract.",
-        "Tokens such as ⟦0⟧ stand for formulas, links and identifiers: copy every one exactly "
-        "once, unchanged, where it belongs in the sentence; never add, drop or alter one.",
-        "Keep names of methods, models, datasets, software and people as they are.",
-    ]
-    if terms:
-        hints = "\n".join(f"- {english} → {rendering}" for english, rendering in terms.items())
-        rules.append("Use these renderings of field terms:\n" + hints)
-    rules.append(
-        'Answer with JSON only, no Markdown and no commentary: {"translations": '
-        '[{"id": ..., "title": ..., "abstract": ...}]}, one entry per paper, same ids.'
-    )
-    papers = [{"id": key, "title": t.text, "abstract": a.text} for key, t, a in items]
-    return [
-        {"role": "system", "content": "\n".join(rules)},
-        {"role": "user", "content": json.dumps({"papers": papers}, ensure_ascii=False)},
-    ]
-
-
-def parse_answer(content: str) -> dict[str, dict]:
-    """The translations in a model's answer, by id; ValueError if it is not the JSON asked for."""
-    text = _THINKING.sub("", content).strip()
-    fenced = _FENCED.match(text)
-    if fenced:  # the envelope in a fence is harmless; fences inside a text are not
-        text = fenced.group(1)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"answer is not JSON ({exc.msg} at {exc.pos})") from None
-    if isinstance(data, dict):
-        data = data.get("translations")
-    if not isinstance(data, list):
-        raise ValueError('answer has no "translations" list')
-    answers = {}
-    for item in data:
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            answers[item["id"]] = item
-    return answers
-
-
-def check_translation(source: Protected, answer: object, target: Target, field: str) -> str:
-    """`answer` with its placeholders restored; TranslationError unless it is a sane translation."""
-    if not isinstance(answer, str) or not answer.strip():
-        raise TranslationError(f"{field}: empty")
-    text = answer.strip()
-    if "```" in text:
-        raise TranslationError(f"{field}: contains a Markdown fence")
-    if _COMMENTARY.search(text):
-        raise TranslationError(f"{field}: contains commentary")
-    if field == "title" and "\n" in text:
-        raise TranslationError("title: more than one line")
-    try:
-        restored = restore(text, source)
-    except PlaceholderError as exc:
-        raise TranslationError(f"{field}: {exc}") from None
-    script = SCRIPTS.get(target.language)
-    words = len(_ENGLISH_WORD.findall(PLACEHOLDER.sub(" ", source.text)))
-    if script and words >= 2:
-        prose = PLACEHOLDER.sub("", text)
-        in_script = len(re.findall(script, prose))
-        letters = sum(1 for c in prose if c.isalpha())
-        needed = 1 if field == "title" else max(1, int(0.3 * letters))
-        if in_script < needed:
-            raise TranslationError(f"{field}: not in {target.name}")
-    if field == "abstract" and len(source.text) >= MIN_CHARS_FOR_RATIO:
-        low, high = LENGTH_RATIOS.get(target.language, DEFAULT_LENGTH_RATIO)
-        ratio = len(text) / len(source.text)
-        if not low <= ratio <= high:
-            raise TranslationError(f"abstract: length ratio {ratio:.2f} outside {low}-{high}")
-    return restored
-
-
-def _accept(
-    paper: SourcePaper, answer: dict | None, protected: tuple[Protected, Protected], target: Target
-) -> Outcome:
-    """The paper translated as `answer` says; TranslationError if the answer will not do."""
-    if answer is None:
-        raise TranslationError("missing from the answer")
-    title, abstract = protected
-    return Outcome(
-        paper,
-        title=check_translation(title, answer.get("title"), target, "title"),
-        abstract=check_translation(abstract, answer.get("abstract"), target, "abstract"),
-    )
 
 
 # --- limits shared by a backend's threads ---
@@ -407,12 +255,13 @@ class OpenAIBackend:
                     fail_pending(f"malformed answer: {exc}")
                     continue
                 for paper in pending:
+                    entry = answers.get(paper.key)
                     try:
-                        done[paper.key] = _accept(
-                            paper, answers.get(paper.key), protected[paper.key], target
-                        )
+                        title, abstract = check_entry(entry, *protected[paper.key], target)
                     except TranslationError as exc:
                         errors[paper.key] = str(exc)
+                    else:
+                        done[paper.key] = Outcome(paper, title=title, abstract=abstract)
                 pending = [p for p in pending if p.key not in done]
                 if not pending:
                     break
@@ -466,32 +315,12 @@ class OpenAIBackend:
                 if response.status_code in (400, 413, 422):
                     raise RequestRejected(problem)  # e.g. this batch is over the context size
                 raise EndpointError(problem)  # a wrong key, model or URL: retrying will not help
-            return _completion_text(response, payload)
+            try:
+                data = response.json()
+            except ValueError:
+                data = None  # no text: a malformed answer for every paper asked
+            return parse_completion(data, messages)
         raise EndpointError(f"endpoint unavailable after {self.retries + 1} attempts: {problem}")
-
-
-def _completion_text(response: requests.Response, payload: dict) -> tuple[str, int]:
-    try:
-        data = response.json()
-        content = data["choices"][0]["message"]["content"]
-        if not isinstance(content, str):
-            raise TypeError
-    except (ValueError, KeyError, IndexError, TypeError):
-        # Counted as a malformed answer for every paper asked; retried.
-        return "", _estimated_tokens(payload, "")
-    usage = data.get("usage") or {}
-    tokens = usage.get("total_tokens")
-    if isinstance(tokens, int):
-        return content, tokens
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int):
-        return content, prompt + completion
-    return content, _estimated_tokens(payload, content)
-
-
-def _estimated_tokens(payload: dict, content: str) -> int:
-    # A server that reports no usage still spends the budget: ~3 characters a token.
-    return (len(json.dumps(payload["messages"], ensure_ascii=False)) + len(content)) // 3
 
 
 class RecordedBackend:
