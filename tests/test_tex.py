@@ -1,7 +1,8 @@
-"""worker/tex.py: TeX made readable, never mangled (tables, real abstracts, properties)."""
+"""worker/tex.py: TeX made readable, never mangled (cases, real abstracts, properties, tables)."""
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from worker.arxiv import parse_feed
 from worker.tex import tex_to_text
+from worker.tex_symbols import SYMBOLS_FILE, symbol_tables
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO = Path(__file__).resolve().parent.parent / "newsletter" / "data" / "demo_2026-05-29.json"
@@ -58,11 +60,26 @@ DEMO = Path(__file__).resolve().parent.parent / "newsletter" / "data" / "demo_20
         (r"tasks\footnote{Code soon.}", "tasks (Code soon.)"),
         (r"\LaTeX{} and \ss", "LaTeX and ß"),
         (r"$$E = mc^2$$", "E = mc²"),
+        # One case per table of worker/data/tex_symbols.json that the cases above miss.
+        (r"$\log n$ and $\log2$", "log n and log 2"),
+        (r"$\liminf_{n} a_n$", "lim infₙ aₙ"),
+        (r"$\left(\frac{a}{b}\right)$", "(a/b)"),
+        (r"$\rm d x$", "d x"),
+        (r"$x \| y$, $a\!b\quad c$", "x ‖ y, ab c"),
+        (r"$\mathfrak{g}$, $\mathscr{H}$", "𝔤, ℋ"),
+        (r"$\vec{v}$", "v⃗"),
+        (r"$\text{if } x \in A$", "if x ∈ A"),
+        (r"\'{e}t\'e \v{C}ech", "été Čech"),
+        (r"$x^{2a}$, $A^\top$", "x²ᵃ, Aᵀ"),
+        # A script with a character Unicode has no script form for keeps TeX's braces.
+        (r"$x^{\top\top}$, $x_{ab}$", "x^{⊤⊤}, x_{ab}"),
+        (r"\o{} and \AA", "ø and Å"),
         # Unknown commands and unconvertible math are kept exactly as written.
         (r"\unknown{arg} stays", r"\unknown{arg} stays"),
         (r"$\foo{x} \leq 1$", r"$\foo{x} \leq 1$"),
         (r"$\sqrt[3]{x}$", r"$\sqrt[3]{x}$"),
         (r"$\overline{AB}$", r"$\overline{AB}$"),
+        (r"$\hat{xy}$, $\mathbb{1}$", r"$\hat{xy}$, $\mathbb{1}$"),
         (r"\footnote{Code is coming soon", r"\footnote{Code is coming soon"),
         # Dollars that are not math.
         ("costs $5", "costs $5"),
@@ -166,3 +183,35 @@ def test_words_around_tex_survive_in_order(pieces, last):
         found = text.find(word, position)
         assert found >= 0, (word, source, text)
         position = found + len(word)
+
+
+# The symbol tables ----------------------------------------------------------------
+
+
+def _no_duplicate_keys(pairs):
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), sorted(key for key in keys if keys.count(key) > 1)
+    return dict(pairs)
+
+
+def test_symbol_file_tables_are_documented_and_load():
+    # json.load would silently keep the last of two equal keys; an edit must not do that.
+    tables = json.loads(
+        SYMBOLS_FILE.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys
+    )
+    for name, table in tables.items():
+        assert set(table) == {"about", "entries"} and table["about"], name
+    # The converter looks these up as one table: a name in two would shadow the other.
+    merged = ["greek", "math_symbols", "operator_names", "relations"]
+    names = [name for table in merged for name in tables[table]["entries"]]
+    assert len(names) == len(set(names))
+    assert len(symbol_tables().symbols) == len(names)
+
+
+def test_symbol_tables_hold_what_the_converter_expects():
+    tables = symbol_tables()
+    for accents in (tables.text_accents, tables.math_accents):
+        assert all(unicodedata.combining(mark) for mark in accents.values())
+    for scripts in (tables.superscripts, tables.subscripts):
+        assert all(len(key) == 1 and len(value) == 1 for key, value in scripts.items())
+    assert set(tables.letterlike) <= set(tables.math_alphabets.values())

@@ -1,500 +1,22 @@
 """TeX in arXiv titles and abstracts, made readable as plain Unicode text.
 
-Called by the digest renderer (worker/digest.py) on every title and abstract,
-English and translated. Pure. The rule is "readable, never mangled": what we
-know becomes Unicode ($\\alpha$ -> α, \\textbf{x} -> x, $O(n^2)$ -> O(n²),
-$1.5$-$2.2\\times$ -> 1.5–2.2×); what we do not know stays exactly as written.
-A math span we cannot convert completely is kept verbatim, dollars included,
-rather than half-converted; an unknown command outside math is kept as-is.
-Text with no TeX in it comes back unchanged.
+Called by worker/digest_entries.py on every title and abstract the digest shows,
+English and translated. Pure (its symbol tables are read once, on first use).
+Owns the conversion rules; the tables themselves (Greek letters, operators,
+accents, sub/superscripts, ...) are data in worker/data/tex_symbols.json, each
+saying what it is for, loaded by worker/tex_symbols.py.
+
+The rule is "readable, never mangled": what we know becomes Unicode
+($\\alpha$ -> α, \\textbf{x} -> x, $O(n^2)$ -> O(n²), $1.5$-$2.2\\times$ -> 1.5–2.2×);
+what we do not know stays exactly as written. A math span we cannot convert
+completely is kept verbatim, dollars included, rather than half-converted; an
+unknown command outside math is kept as-is. Text with no TeX in it comes back
+unchanged.
 """
 
 import unicodedata
 
-# Characters a backslash escapes in running text.
-_ESCAPES = {
-    "%": "%",
-    "&": "&",
-    "#": "#",
-    "_": "_",
-    "$": "$",
-    "{": "{",
-    "}": "}",
-    " ": " ",
-    ",": "\u2009",
-    ";": " ",
-    ":": " ",
-    "!": "",
-    "\\": " ",
-    "/": "",
-}
-
-_GREEK = {
-    "alpha": "α",
-    "beta": "β",
-    "gamma": "γ",
-    "delta": "δ",
-    "epsilon": "ε",
-    "varepsilon": "ε",
-    "zeta": "ζ",
-    "eta": "η",
-    "theta": "θ",
-    "vartheta": "ϑ",
-    "iota": "ι",
-    "kappa": "κ",
-    "lambda": "λ",
-    "mu": "μ",
-    "nu": "ν",
-    "xi": "ξ",
-    "pi": "π",
-    "varpi": "ϖ",
-    "rho": "ρ",
-    "varrho": "ϱ",
-    "sigma": "σ",
-    "varsigma": "ς",
-    "tau": "τ",
-    "upsilon": "υ",
-    "phi": "φ",
-    "varphi": "φ",
-    "chi": "χ",
-    "psi": "ψ",
-    "omega": "ω",
-    "Gamma": "Γ",
-    "Delta": "Δ",
-    "Theta": "Θ",
-    "Lambda": "Λ",
-    "Xi": "Ξ",
-    "Pi": "Π",
-    "Sigma": "Σ",
-    "Upsilon": "Υ",
-    "Phi": "Φ",
-    "Psi": "Ψ",
-    "Omega": "Ω",
-}
-
-# Symbols valid in math (and, as authors often write them there, in text).
-_SYMBOLS = {
-    **_GREEK,
-    "times": "×",
-    "cdot": "·",
-    "cdots": "⋯",
-    "ldots": "…",
-    "dots": "…",
-    "pm": "±",
-    "mp": "∓",
-    "div": "÷",
-    "leq": "≤",
-    "le": "≤",
-    "geq": "≥",
-    "ge": "≥",
-    "neq": "≠",
-    "ne": "≠",
-    "approx": "≈",
-    "sim": "∼",
-    "simeq": "≃",
-    "equiv": "≡",
-    "propto": "∝",
-    "ll": "≪",
-    "gg": "≫",
-    "leqslant": "⩽",
-    "geqslant": "⩾",
-    "infty": "∞",
-    "partial": "∂",
-    "nabla": "∇",
-    "sum": "∑",
-    "prod": "∏",
-    "int": "∫",
-    "in": "∈",
-    "notin": "∉",
-    "subset": "⊂",
-    "subseteq": "⊆",
-    "supset": "⊃",
-    "supseteq": "⊇",
-    "cup": "∪",
-    "cap": "∩",
-    "emptyset": "∅",
-    "varnothing": "∅",
-    "forall": "∀",
-    "exists": "∃",
-    "neg": "¬",
-    "lnot": "¬",
-    "land": "∧",
-    "lor": "∨",
-    "wedge": "∧",
-    "vee": "∨",
-    "to": "→",
-    "rightarrow": "→",
-    "leftarrow": "←",
-    "gets": "←",
-    "Rightarrow": "⇒",
-    "Leftarrow": "⇐",
-    "Leftrightarrow": "⇔",
-    "leftrightarrow": "↔",
-    "iff": "⇔",
-    "implies": "⇒",
-    "mapsto": "↦",
-    "uparrow": "↑",
-    "downarrow": "↓",
-    "longrightarrow": "⟶",
-    "circ": "∘",
-    "star": "⋆",
-    "ast": "∗",
-    "dagger": "†",
-    "ell": "ℓ",
-    "hbar": "ℏ",
-    "langle": "⟨",
-    "rangle": "⟩",
-    "lfloor": "⌊",
-    "rfloor": "⌋",
-    "lceil": "⌈",
-    "rceil": "⌉",
-    "prime": "′",
-    "perp": "⊥",
-    "parallel": "∥",
-    "mid": "|",
-    "vert": "|",
-    "top": "⊤",
-    "bot": "⊥",
-    "oplus": "⊕",
-    "otimes": "⊗",
-    "odot": "⊙",
-    "setminus": "∖",
-    "degree": "°",
-    "checkmark": "✓",
-    "lvert": "|",
-    "rvert": "|",
-    "triangle": "△",
-    "approxeq": "≊",
-    "cong": "≅",
-    "preceq": "⪯",
-    "succeq": "⪰",
-    "prec": "≺",
-    "succ": "≻",
-    "log": "log",
-    "ln": "ln",
-    "exp": "exp",
-    "sin": "sin",
-    "cos": "cos",
-    "tan": "tan",
-    "max": "max",
-    "min": "min",
-    "arg": "arg",
-    "lim": "lim",
-    "sup": "sup",
-    "inf": "inf",
-    "det": "det",
-    "Pr": "Pr",
-    "deg": "deg",
-    "dim": "dim",
-    "ker": "ker",
-    "gcd": "gcd",
-    "argmax": "argmax",
-    "argmin": "argmin",
-    "liminf": "lim inf",
-    "limsup": "lim sup",
-    "lesssim": "≲",
-    "gtrsim": "≳",
-    "lessapprox": "⪅",
-    "gtrapprox": "⪆",
-    "bullet": "•",
-    "Vert": "‖",
-    "searrow": "↘",
-    "nearrow": "↗",
-    "imath": "ı",
-    "Re": "ℜ",
-    "Im": "ℑ",
-    "aleph": "ℵ",
-    "angle": "∠",
-    "sharp": "♯",
-    "flat": "♭",
-    "natural": "♮",
-    "wp": "℘",
-    "diamond": "⋄",
-    "Box": "□",
-    "square": "□",
-    "coloneqq": "≔",
-    "models": "⊨",
-    "vdash": "⊢",
-    "leadsto": "⇝",
-    "rightleftharpoons": "⇌",
-    "ni": "∋",
-    "sqcup": "⊔",
-    "bigcup": "⋃",
-    "bigcap": "⋂",
-    "oint": "∮",
-    "iint": "∬",
-    "hookrightarrow": "↪",
-    "Longrightarrow": "⟹",
-    "colon": ":",
-    "AA": "Å",
-    "sinh": "sinh",
-    "cosh": "cosh",
-    "tanh": "tanh",
-    "coth": "coth",
-    "cot": "cot",
-    "sec": "sec",
-    "csc": "csc",
-    "arcsin": "arcsin",
-    "arccos": "arccos",
-    "arctan": "arctan",
-    "mod": "mod",
-    "bmod": "mod",
-    "Tr": "Tr",
-    "tr": "tr",
-    "rank": "rank",
-}
-
-# Relations and arrows, which TeX sets with space around them.
-_RELATIONS = {
-    "leq",
-    "le",
-    "geq",
-    "ge",
-    "neq",
-    "ne",
-    "approx",
-    "sim",
-    "simeq",
-    "equiv",
-    "propto",
-    "ll",
-    "gg",
-    "leqslant",
-    "geqslant",
-    "in",
-    "notin",
-    "subset",
-    "subseteq",
-    "supset",
-    "supseteq",
-    "to",
-    "rightarrow",
-    "leftarrow",
-    "gets",
-    "Rightarrow",
-    "Leftarrow",
-    "Leftrightarrow",
-    "leftrightarrow",
-    "iff",
-    "implies",
-    "mapsto",
-    "longrightarrow",
-    "cong",
-    "approxeq",
-    "preceq",
-    "succeq",
-    "prec",
-    "succ",
-    "lesssim",
-    "gtrsim",
-    "lessapprox",
-    "gtrapprox",
-    "coloneqq",
-    "models",
-    "vdash",
-    "leadsto",
-    "ni",
-    "hookrightarrow",
-    "Longrightarrow",
-}
-
-# Named characters and logos valid in running text.
-_TEXT_SYMBOLS = {
-    "ss": "ß",
-    "o": "ø",
-    "O": "Ø",
-    "ae": "æ",
-    "AE": "Æ",
-    "oe": "œ",
-    "OE": "Œ",
-    "aa": "å",
-    "AA": "Å",
-    "l": "ł",
-    "L": "Ł",
-    "i": "ı",
-    "j": "ȷ",
-    "LaTeX": "LaTeX",
-    "TeX": "TeX",
-    "textendash": "–",
-    "textemdash": "—",
-    "textasciitilde": "~",
-    "textbackslash": "\\",
-    "textless": "<",
-    "textgreater": ">",
-    "textbar": "|",
-    "textquotesingle": "'",
-    "textdegree": "°",
-    "S": "§",
-    "P": "¶",
-    "copyright": "©",
-    "pounds": "£",
-    "euro": "€",
-}
-
-# Accent commands -> combining characters.
-_ACCENTS = {
-    "'": "\u0301",
-    "`": "\u0300",
-    "^": "\u0302",
-    '"': "\u0308",
-    "~": "\u0303",
-    "=": "\u0304",
-    ".": "\u0307",
-    "u": "\u0306",
-    "v": "\u030c",
-    "H": "\u030b",
-    "c": "\u0327",
-    "k": "\u0328",
-    "r": "\u030a",
-    "d": "\u0323",
-    "b": "\u0331",
-}
-_MATH_ACCENTS = {
-    "hat": "\u0302",
-    "bar": "\u0304",
-    "tilde": "\u0303",
-    "vec": "\u20d7",
-    "dot": "\u0307",
-    "ddot": "\u0308",
-    "widehat": "\u0302",
-    "widetilde": "\u0303",
-    "overline": "\u0305",
-}
-
-# Commands whose one argument is simply the text (formatting we drop).
-_TEXT_WRAPPERS = {
-    "textbf",
-    "textit",
-    "emph",
-    "texttt",
-    "textsc",
-    "textrm",
-    "textsf",
-    "textsl",
-    "textup",
-    "textmd",
-    "textnormal",
-    "underline",
-    "text",
-    "mbox",
-    "url",
-    "textsuperscript",
-    "textsubscript",
-    "uline",
-    "hbox",
-}
-_MATH_WRAPPERS = {
-    "mathrm",
-    "mathit",
-    "mathbf",
-    "mathsf",
-    "mathtt",
-    "operatorname",
-    "boldsymbol",
-    "bm",
-    "mathnormal",
-    "pmb",
-    "rm",
-    "bf",
-    "displaystyle",
-    "textstyle",
-    "scriptstyle",
-}
-_MATH_TEXT_WRAPPERS = {
-    "text",
-    "textrm",
-    "textbf",
-    "textit",
-    "texttt",
-    "textsf",
-    "mbox",
-    "textnormal",
-    "emph",
-}
-# Declarations that switch font inside a group: {\em x}, {\bf x}.
-_SWITCHES = {
-    "em",
-    "bf",
-    "it",
-    "tt",
-    "sc",
-    "rm",
-    "sf",
-    "sl",
-    "itshape",
-    "bfseries",
-    "ttfamily",
-    "scshape",
-    "upshape",
-    "mdseries",
-    "normalfont",
-    "small",
-    "footnotesize",
-    "large",
-    "Large",
-}
-# Citations carry nothing a reader of an abstract can use.
-_CITES = {
-    "cite",
-    "citep",
-    "citet",
-    "citealp",
-    "citealt",
-    "citeauthor",
-    "citeyear",
-    "nocite",
-    "label",
-}
-# Sizing prefixes of delimiters: \left( -> (.
-_SIZING = {
-    "left",
-    "right",
-    "big",
-    "Big",
-    "bigg",
-    "Bigg",
-    "bigl",
-    "bigr",
-    "Bigl",
-    "Bigr",
-    "biggl",
-    "biggr",
-    "middle",
-}
-_MATH_SPACES = {
-    ",": " ",
-    ";": " ",
-    ":": " ",
-    " ": " ",
-    "!": "",
-    "quad": " ",
-    "qquad": " ",
-    "enspace": " ",
-    "thinspace": " ",
-}
-
-_SUPERSCRIPTS = dict(
-    zip(
-        "0123456789+-=()nijabcdefghklmoprstuvwxyzTABDEGHIJKLMNOPRUVW*′",
-        "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱʲᵃᵇᶜᵈᵉᶠᵍʰᵏˡᵐᵒᵖʳˢᵗᵘᵛʷˣʸᶻᵀᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵁⱽᵂ*′",
-        strict=True,
-    )
-)
-_SUBSCRIPTS = dict(
-    zip("0123456789+-=()aehijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ", strict=True)
-)
-
-_DOUBLE_STRUCK_EXCEPTIONS = {"C": "ℂ", "H": "ℍ", "N": "ℕ", "P": "ℙ", "Q": "ℚ", "R": "ℝ", "Z": "ℤ"}
-_SCRIPT_EXCEPTIONS = {
-    "B": "ℬ",
-    "E": "ℰ",
-    "F": "ℱ",
-    "H": "ℋ",
-    "I": "ℐ",
-    "L": "ℒ",
-    "M": "ℳ",
-    "R": "ℛ",
-}
+from worker.tex_symbols import symbol_tables
 
 
 class _Unconvertible(Exception):
@@ -549,7 +71,7 @@ def _skip_spaces(s: str, i: int) -> int:
 
 def _accent(base: str, mark: str) -> str:
     if not base:
-        return mark.strip()
+        return mark
     return unicodedata.normalize("NFC", base[0] + mark + base[1:])
 
 
@@ -557,14 +79,10 @@ def _find_math_end(s: str, i: int, closer: str) -> int:
     """Index of the unescaped `closer` ending math opened before s[i], or -1."""
     j = i
     while j < len(s):
-        if s[j] == "\\":
-            if s.startswith(closer, j):
-                return j
-            j += 2
-            continue
         if s.startswith(closer, j):
             return j
-        j += 1
+        # Skip escapes: \$ does not close $...$.
+        j += 2 if s[j] == "\\" else 1
     return -1
 
 
@@ -595,10 +113,9 @@ class _Text:
             elif s.startswith("''", i):
                 out.append("”")
                 i += 2
-            elif c == "{" and self.switch_group(i) is not None:
-                content, end = self.switch_group(i)
-                out.append(tex_to_text(content))
-                i = end
+            elif c == "{" and (group := self.switch_group(i)) is not None:
+                out.append(tex_to_text(group[0]))
+                i = group[1]
             elif c == "-" and i == self.last_math_end and s.startswith("$", i + 1):
                 out.append("–")
                 i += 1
@@ -613,7 +130,7 @@ class _Text:
         if not s.startswith("\\", i + 1):
             return None
         name, after = _read_name(s, i + 2)
-        if name not in _SWITCHES:
+        if name not in symbol_tables().font_switches:
             return None
         group = _read_group(s, i)
         if group is None:
@@ -622,8 +139,7 @@ class _Text:
 
     def math(self, i: int) -> int:
         s = self.s
-        display = s.startswith("$$", i)
-        opener = "$$" if display else "$"
+        opener = "$$" if s.startswith("$$", i) else "$"
         end = _find_math_end(s, i + len(opener), opener)
         if end < 0 or end == i + len(opener):
             # A lone dollar is a dollar.
@@ -632,17 +148,16 @@ class _Text:
         return self.emit_math(i, i + len(opener), end, end + len(opener))
 
     def emit_math(self, start: int, content_start: int, content_end: int, end: int) -> int:
-        source = self.s[start:end]
         try:
             converted = _math(self.s[content_start:content_end])
         except _Unconvertible:
-            converted = source
+            converted = self.s[start:end]
         self.out.append(converted)
         self.last_math_end = end
         return end
 
     def command(self, i: int) -> int:
-        s, out = self.s, self.out
+        s, out, t = self.s, self.out, symbol_tables()
         name, j = _read_name(s, i + 1)
         if name in ("(", "["):
             closer = "\\)" if name == "(" else "\\]"
@@ -651,21 +166,21 @@ class _Text:
                 return self.emit_math(i, j, end, end + 2)
             out.append(s[i:j])
             return j
-        if name in _ESCAPES:
-            out.append(_ESCAPES[name])
+        if name in t.text_escapes:
+            out.append(t.text_escapes[name])
             return j
-        if name in _ACCENTS:
+        if name in t.text_accents:
             k = _skip_spaces(s, j) if name.isalpha() else j
             group = _read_group(s, k)
             if group is not None:
-                out.append(_accent(tex_to_text(group[0]), _ACCENTS[name]))
+                out.append(_accent(tex_to_text(group[0]), t.text_accents[name]))
                 return group[1]
             if k < len(s) and s[k] not in "\\{}$ \t\n":
-                out.append(_accent(s[k], _ACCENTS[name]))
+                out.append(_accent(s[k], t.text_accents[name]))
                 return k + 1
             out.append(s[i:j])
             return j
-        if name in _CITES:
+        if name in t.citations:
             k = j
             if k < len(s) and s[k] == "*":
                 k += 1
@@ -682,7 +197,7 @@ class _Text:
             while out and out[-1] in (" ", "~", "\u00a0"):
                 out.pop()
             return group[1]
-        if name in _TEXT_WRAPPERS or name in ("footnote", "href"):
+        if name in t.text_wrappers or name in ("footnote", "href"):
             group = _read_group(s, _skip_spaces(s, j))
             if group is None:
                 out.append(s[i:j])
@@ -699,10 +214,9 @@ class _Text:
                 inner = f" ({inner})" if out and not out[-1].isspace() else f"({inner})"
             out.append(inner)
             return group[1]
-        if name in _TEXT_SYMBOLS or name in _SYMBOLS:
+        if name in t.text_symbols or name in t.symbols:
             # \i, \o, \l, \L, ... are only themselves before a non-letter.
-            symbol = _TEXT_SYMBOLS.get(name) or _SYMBOLS[name]
-            out.append(symbol)
+            out.append(t.text_symbols.get(name) or t.symbols[name])
             # "\ss{}" and "\LaTeX{}": the empty group only ends the name.
             if s.startswith("{}", j):
                 return j + 2
@@ -763,9 +277,10 @@ def _math_arg(m: str, i: int) -> tuple[str, int]:
 
 
 def _script(arg: str, kind: str) -> str:
-    table = _SUPERSCRIPTS if kind == "^" else _SUBSCRIPTS
+    table = symbol_tables().superscripts if kind == "^" else symbol_tables().subscripts
     if arg and all(ch in table for ch in arg):
         return "".join(table[ch] for ch in arg)
+    # x^\top is a transpose; ⊤ inside a longer exponent is not, so it has no table entry.
     if arg == "⊤" and kind == "^":
         return "ᵀ"
     if len(arg) == 1:
@@ -791,50 +306,46 @@ def _styled(arg: str, style: str, exceptions: dict[str, str]) -> str:
 
 def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
     """Append the reading of \\name (arguments start at m[j]); return the next index."""
-    if name in _MATH_SPACES:
-        out.append(_MATH_SPACES[name])
+    t = symbol_tables()
+    if name in t.math_spaces:
+        out.append(t.math_spaces[name])
         return j
-    if name in ("%", "$", "#", "&", "_", "{", "}", "|"):
-        out.append("‖" if name == "|" else name)
+    if name in t.math_escapes:
+        out.append(t.math_escapes[name])
         return j
-    if name in _RELATIONS:
+    if name in t.relations:
         # TeX spaces relations itself ("x\\sim p" reads "x ∼ p"); runs collapse later.
-        out.append(f" {_SYMBOLS[name]} ")
+        out.append(f" {t.relations[name]} ")
         return j
-    if name in _SYMBOLS:
-        symbol = _SYMBOLS[name]
+    if name in t.symbols:
+        symbol = t.symbols[name]
         # Operator names are words: keep them apart from a following letter.
         if symbol.isalpha() and symbol.isascii() and j < len(m) and m[j].isalnum():
             symbol += " "
         out.append(symbol)
         return j
-    if name in _SIZING:
+    if name in t.delimiter_sizes or name in t.math_declarations:
         return j
-    if name in _MATH_TEXT_WRAPPERS:
+    if name in t.math_text_wrappers:
         group = _read_group(m, _skip_spaces(m, j))
         if group is None:
             raise _Unconvertible
         out.append(tex_to_text(group[0]))
         return group[1]
-    if name in _MATH_WRAPPERS:
-        if name in ("rm", "bf", "displaystyle", "textstyle", "scriptstyle"):
-            return j
+    if name in t.math_wrappers:
         arg, end = _math_arg(m, j)
         out.append(arg)
         return end
-    if name in ("mathbb", "mathcal", "mathscr", "mathfrak"):
+    if name in t.math_alphabets:
         arg, end = _math_arg(m, j)
-        style = {"mathbb": "DOUBLE-STRUCK", "mathfrak": "FRAKTUR"}.get(name, "SCRIPT")
-        exceptions = {"mathbb": _DOUBLE_STRUCK_EXCEPTIONS, "mathfrak": {}}.get(
-            name, _SCRIPT_EXCEPTIONS
-        )
-        out.append(_styled(arg, style, exceptions))
+        style = t.math_alphabets[name]
+        out.append(_styled(arg, style, t.letterlike.get(style, {})))
         return end
-    if name in _MATH_ACCENTS:
+    if name in t.math_accents:
         arg, end = _math_arg(m, j)
         if len(arg) != 1:
             raise _Unconvertible
-        out.append(_accent(arg, _MATH_ACCENTS[name]))
+        out.append(_accent(arg, t.math_accents[name]))
         return end
     if name in ("frac", "dfrac", "tfrac"):
         numerator, k = _math_arg(m, j)
