@@ -17,7 +17,7 @@ from newsletter import create_app, db, migrate
 from newsletter.config import ConfigError
 from newsletter.db import utcnow
 from newsletter.models import ListingDay, Subscriber
-from worker import calendar, ingest
+from worker import backfill, calendar, ingest, ingest_store
 from worker.arxiv import ArxivError
 from worker.delivery import dispatch_digests, preview_digest
 from worker.demo import load_demo
@@ -61,7 +61,9 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-# --- ingest (worker/ingest.py) ---
+# --- ingest (worker/ingest.py, worker/backfill.py) ---
+
+
 def _parse_date_option(name: str, value: str | None):
 
     if value is None:
@@ -100,12 +102,12 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
         if path is not None:
             summaries = ingest.ingest_file(path, day)
         elif day is not None:
-            summaries = ingest.ingest_oai(day, day)
+            summaries = backfill.ingest_oai(day, day)
         elif since is not None:
-            summaries = ingest.ingest_oai(since, calendar.due_listing_date(utcnow()))
+            summaries = backfill.ingest_oai(since, calendar.due_listing_date(utcnow()))
         else:
             summaries = [ingest.ingest_due(utcnow())]
-    except (ArxivError, ingest.IngestError) as error:
+    except (ArxivError, ingest_store.IngestError) as error:
         raise click.ClickException(str(error)) from None
     for summary in summaries:
         click.echo(summary.line())
@@ -128,7 +130,7 @@ def status_command(days: int) -> None:
         f"next expected: {upcoming} (announced {calendar.announcement_instant(upcoming):%a %Y-%m-%d %H:%M %Z}, "
         f"feeds from {rebuild:%a %Y-%m-%d %H:%M %Z})"
     )
-    recent = ingest.recent_days(days)
+    recent = ingest_store.recent_days(days)
     if not recent:
         click.echo("nothing ingested yet")
     for day in recent:
@@ -136,12 +138,12 @@ def status_command(days: int) -> None:
         state = (
             f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
         )
-        types = ", ".join(f"{counts[t]} {t}" for t in ingest.TYPE_RANK)
+        types = ", ".join(f"{counts[t]} {t}" for t in ingest_store.TYPE_RANK)
         click.echo(f"{day.listing_date} {state}: {sum(counts.values())} items ({types})")
         for fetch in day.fetches:
             line = (
                 f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
-                f"{ingest.total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
+                f"{ingest_store.total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
             )
             if fetch.warning:
                 line += f"\n    warning: {fetch.warning}"

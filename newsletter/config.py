@@ -132,7 +132,7 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "ARXIV_CONTACT": env("ARXIV_CONTACT", "admin@localhost"),
         "ARXIV_TIMEOUT": _float("ARXIV_TIMEOUT", env("ARXIV_TIMEOUT", "30")),
         "ARXIV_RETRIES": _int("ARXIV_RETRIES", env("ARXIV_RETRIES", "5")),
-        # First retry delay in seconds; doubled per attempt, with jitter (worker/arxiv.py).
+        # First retry delay in seconds; doubled per attempt, with jitter (worker/arxiv_client.py).
         "ARXIV_BACKOFF": _float("ARXIV_BACKOFF", env("ARXIV_BACKOFF", "5")),
         # Translation.
         "TRANSLATION_BACKEND": translation_backend,

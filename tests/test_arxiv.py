@@ -9,7 +9,7 @@ import pytest
 from arxiv_server import FeedServer, Reply, fixture
 
 from newsletter import create_app
-from worker import arxiv
+from worker import arxiv, arxiv_client
 from worker.arxiv import FeedError, FetchError, parse_feed, split_authors
 
 ALL = "rss_all-archives_2024-11-28.xml"
@@ -258,7 +258,7 @@ def fetch_config(config, server):
 
 def test_fetch_feed_sends_user_agent(fetch_config, server, app):
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
-    assert arxiv.fetch_feed("cs") == fixture(COMBINED)
+    assert arxiv_client.fetch_feed("cs") == fixture(COMBINED)
     (request,) = server.requests
     assert "tests@digest.test" in request.headers["User-Agent"]
     assert "arxiv-digest" in request.headers["User-Agent"]
@@ -269,14 +269,14 @@ def test_transient_statuses_are_retried(fetch_config, server, app, status):
     server.serve(
         "/rss/cs", Reply(status, b"busy"), Reply(status, b"busy"), Reply(body=fixture(COMBINED))
     )
-    assert parse_feed(arxiv.fetch_feed("cs")).feed_date == date(2026, 9, 24)
+    assert parse_feed(arxiv_client.fetch_feed("cs")).feed_date == date(2026, 9, 24)
     assert len(server.requests) == 3
 
 
 def test_retries_run_out(fetch_config, server, app):
     server.serve("/rss/cs", Reply(503, b"down"))
     with pytest.raises(FetchError, match="HTTP 503, giving up after 4 attempts"):
-        arxiv.fetch_feed("cs")
+        arxiv_client.fetch_feed("cs")
     assert len(server.requests) == 4
 
 
@@ -290,7 +290,7 @@ def test_429_retry_after_is_honoured(fetch_config, server, app, form):
     server.serve(
         "/rss/cs", Reply(429, b"slow down", {"Retry-After": value}), Reply(body=fixture(EMPTY))
     )
-    arxiv.fetch_feed("cs")
+    arxiv_client.fetch_feed("cs")
     first, second = server.requests
     assert second.at - first.at >= 0.95
 
@@ -298,14 +298,14 @@ def test_429_retry_after_is_honoured(fetch_config, server, app, form):
 def test_retry_after_too_long_gives_up_at_once(fetch_config, server, app):
     server.serve("/rss/cs", Reply(429, b"", {"Retry-After": "3600"}), Reply(body=fixture(EMPTY)))
     with pytest.raises(FetchError, match="asks to wait 3600 s"):
-        arxiv.fetch_feed("cs")
+        arxiv_client.fetch_feed("cs")
     assert len(server.requests) == 1
 
 
 def test_timeouts_are_retried(fetch_config, server, app):
     app.config["ARXIV_TIMEOUT"] = 0.3
     server.serve("/rss/cs", Reply(body=fixture(EMPTY), delay=1.0), Reply(body=fixture(EMPTY)))
-    assert parse_feed(arxiv.fetch_feed("cs")).items == []
+    assert parse_feed(arxiv_client.fetch_feed("cs")).items == []
     assert len(server.requests) == 2
 
 
@@ -313,39 +313,39 @@ def test_timeouts_run_out(fetch_config, server, app):
     app.config.update(ARXIV_TIMEOUT=0.2, ARXIV_RETRIES=1)
     server.serve("/rss/cs", Reply(body=fixture(EMPTY), delay=0.6))
     with pytest.raises(FetchError, match="ReadTimeout, giving up after 2 attempts"):
-        arxiv.fetch_feed("cs")
+        arxiv_client.fetch_feed("cs")
 
 
 def test_connection_refused_is_a_fetch_error(fetch_config, app):
     app.config.update(ARXIV_RSS_URL="http://127.0.0.1:9/rss/", ARXIV_RETRIES=1)
     with pytest.raises(FetchError, match="ConnectionError"):
-        arxiv.fetch_feed("cs")
+        arxiv_client.fetch_feed("cs")
 
 
 def test_error_channel_with_http_400_is_an_error_not_retried(fetch_config, server, app):
     server.serve("/rss/astroph", Reply(400, fixture(ERROR)))
     with pytest.raises(FeedError, match="Bad archive 'astroph'"):
-        arxiv.fetch_feed("astroph")
+        arxiv_client.fetch_feed("astroph")
     assert len(server.requests) == 1
 
 
 def test_http_400_without_a_body_is_an_error(fetch_config, server, app):
     server.serve("/oai", Reply(400, b"<html>bad request</html>"))
     with pytest.raises(FeedError):
-        arxiv.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 2))
+        arxiv_client.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 2))
 
 
 def test_other_client_errors_are_not_retried(fetch_config, server, app):
     server.serve("/rss/cs", Reply(404, b"gone"))
     with pytest.raises(FetchError, match="HTTP 404"):
-        arxiv.fetch_feed("cs")
+        arxiv_client.fetch_feed("cs")
     assert len(server.requests) == 1
 
 
 def test_oai_page_parameters(fetch_config, server, app):
     server.serve("/oai", Reply(body=fixture(OAI)))
-    arxiv.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 3))
-    arxiv.fetch_oai_page(resumption_token="726959|1001")
+    arxiv_client.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 3))
+    arxiv_client.fetch_oai_page(resumption_token="726959|1001")
     first, second = server.requests
     assert (
         first.query == "verb=ListRecords&metadataPrefix=arXivRaw&from=2025-01-01&until=2025-01-03"
@@ -357,7 +357,7 @@ def test_rate_limit_in_process(fetch_config, server, app):
     app.config["ARXIV_MIN_INTERVAL"] = 0.3
     server.serve("/rss/cs", Reply(body=fixture(EMPTY)))
     for _ in range(3):
-        arxiv.fetch_feed("cs")
+        arxiv_client.fetch_feed("cs")
     times = [r.at for r in server.requests]
     assert all(b - a >= 0.28 for a, b in zip(times, times[1:], strict=False))
 
@@ -373,7 +373,7 @@ def test_rate_limit_is_shared_through_redis(fetch_config, server, redis_url):
         try:
             with app.app_context():
                 for _ in range(2):
-                    arxiv.fetch_feed("cs")
+                    arxiv_client.fetch_feed("cs")
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from newsletter import db
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
-from worker import arxiv, ingest
+from worker import arxiv, backfill, ingest
 
 ET = ZoneInfo("America/New_York")
 ALL = DATA / "rss_all-archives_2024-11-28.xml"
@@ -249,7 +249,7 @@ def test_backfill_follows_resumption_tokens(poll_config, server, app):
     poll_config  # noqa: B018
     app.config["ARXIV_ARCHIVE_GROUPS"] = ("math+math-ph", "nucl-ex+nucl-th")
     server.serve("/oai", Reply(body=_oai_page("page-2")), Reply(body=_oai_page(None, page=2)))
-    summaries = ingest.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
+    summaries = backfill.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
     lines = [s.line() for s in summaries]
     assert lines == [
         "2026-09-22: 1 items (1 new, 0 cross, 0 replace, 0 replace-cross); stored 1 new, 0 updated, 0 unchanged",
@@ -269,7 +269,7 @@ def test_backfill_error_stores_nothing(poll_config, server, app):
     bad = b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><error code="badResumptionToken"/></OAI-PMH>'
     server.serve("/oai", Reply(body=_oai_page("page-2")), Reply(body=bad))
     with pytest.raises(arxiv.FeedError, match="badResumptionToken"):
-        ingest.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
+        backfill.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
     assert paper_count() == 0
     assert db.session().scalar(select(func.count()).select_from(ListingDay)) == 0
 

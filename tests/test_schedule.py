@@ -106,7 +106,7 @@ def test_a_deployment_runs_exactly_one_scheduler(redis_url, database_url):
     connection = Redis.from_url(redis_url)
     first = scheduler_process(redis_url, database_url)
     try:
-        for _ in range(100):
+        for _ in range(600):
             if connection.get(SCHEDULER_LOCK):
                 break
             time.sleep(0.1)

@@ -1,4 +1,4 @@
-"""What the two HTTP clients (arXiv in worker/arxiv.py, the translation
+"""What the two HTTP clients (arXiv in worker/arxiv_client.py, the translation
 endpoint in worker/translators.py) share: reading Retry-After, and the
 backoff between retries."""
 
