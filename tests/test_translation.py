@@ -605,7 +605,9 @@ def test_a_long_retry_after_counts_as_down(chat_server):
 
 
 def test_concurrency_is_limited(chat_server):
-    chat_server.respond = lambda r: Reply(body=answer(r).body, delay=0.2)
+    chat_server.respond = lambda r: Reply(
+        body=answer(r).body, delay=0.6
+    )  # long enough to overlap on a loaded machine
     backend = OpenAIBackend(settings(chat_server.url, TRANSLATION_BATCH_SIZE=1))
     outcomes = run(backend, SAMPLE, concurrency=3)
     assert all(o.error is None for o in outcomes.values())
