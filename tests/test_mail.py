@@ -335,8 +335,8 @@ def test_mailer_uses_tls_and_auth_from_config(
     assert sink.count() == authenticator.logins == (1 if outcome is None else 0)
 
 
-# Four sends after a warm-up one at 20/s: the last goes >= 3 intervals after the first.
-@pytest.mark.parametrize(("rate", "minimum_seconds"), [(20.0, 0.15), (0.0, 0.0)])
+# Four sends after a warm-up one at 5/s: the last goes >= 3 intervals after the first.
+@pytest.mark.parametrize(("rate", "minimum_seconds"), [(5.0, 0.6), (0.0, 0.0)])
 def test_mailer_throttles_to_max_per_second(tmp_path, rate, minimum_seconds):
     sink = SmtpSink()
     with run_smtp(sink) as port:
@@ -352,7 +352,7 @@ def test_mailer_throttles_to_max_per_second(tmp_path, rate, minimum_seconds):
     assert sink.count() == 5
     assert elapsed >= minimum_seconds
     if rate == 0:
-        assert elapsed < 0.2
+        assert elapsed < 0.5  # well under the throttled run's 0.6 s, with room for a busy machine
 
 
 def test_outbox_mode_writes_parseable_eml(tmp_path):
