@@ -45,10 +45,14 @@ def clean_email(raw: str, check_deliverability: bool) -> tuple[str | None, str |
     if any(c in value for c in "\r\n") or _unreadable(value):
         return None, "That is not a valid email address."
     try:
-        result = validate_email(value, check_deliverability=check_deliverability)
+        # No SMTPUTF8: relays that lack it would bounce such addresses, so the
+        # local part must be ASCII and the domain is kept in its ASCII (IDNA) form.
+        result = validate_email(
+            value, check_deliverability=check_deliverability, allow_smtputf8=False
+        )
     except EmailNotValidError as error:
         return None, f"That is not a valid email address: {error}"
-    return result.normalized, None
+    return result.ascii_email, None
 
 
 def clean_keywords(raw: str) -> tuple[list[str] | None, str | None]:

@@ -130,6 +130,11 @@ def test_the_confirmation_email_goes_out_over_smtp(app, client):
     assert confirm.replace("&", "&amp;") in html
 
 
+def test_an_internationalized_domain_is_stored_in_its_ascii_form(client):
+    assert sign_up(client, email="ada@Bücher.example").status_code == 302
+    assert db.session().scalars(select(Subscriber)).one().email == "ada@xn--bcher-kva.example"
+
+
 def test_known_address_gets_its_manage_link_and_the_same_answer(client, outbox):
     first = sign_up(client)
     subscriber = db.session().scalars(select(Subscriber)).one()
@@ -248,6 +253,7 @@ HOSTILE_SIGNUPS = [
     ),
     ("oversized address", {"email": "a" * 300 + "@example.org"}, "email"),
     ("NUL in address", {"email": "ada\x00@example.org"}, "email"),
+    ("non-ASCII local part (needs SMTPUTF8)", {"email": "用户@example.org"}, "email"),
     ("no keywords", {"keywords": "  \n \n"}, "keywords"),
     ("10,000-character keyword", {"keywords": "x" * 10_000}, "keywords"),
     ("500 keyword lines", {"keywords": "\n".join(f"topic {i}" for i in range(500))}, "keywords"),
