@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import emails  # noqa: E402
-from newsletter.models import AnnounceType, Paper  # noqa: E402
+from newsletter.models import Paper  # noqa: E402
 from worker import digest_entries, digest_text  # noqa: E402
 from worker.arxiv import parse_feed  # noqa: E402
 from worker.digest import PLACEHOLDER_LINKS, assign_sections, personalize, render_digest  # noqa: E402
+from worker.ingest_store import paper_fields  # noqa: E402
 from worker.matching import match_papers  # noqa: E402
 
 FEED = ROOT / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
@@ -53,20 +54,7 @@ STOPWORDS = set(
 def load_papers() -> dict[str, Paper]:
     feed = parse_feed(FEED.read_bytes())
     return {
-        item.arxiv_id: Paper(
-            arxiv_id=item.arxiv_id,
-            version=item.version,
-            title=item.title,
-            authors=item.authors,
-            categories=item.categories,
-            abstract=item.abstract,
-            comments=item.comments,
-            doi=item.doi,
-            journal_ref=item.journal_ref,
-            listing_date=LISTING_DATE,
-            announce_type=AnnounceType(item.announce_type),
-        )
-        for item in feed.items
+        item.arxiv_id: Paper(listing_date=LISTING_DATE, **paper_fields(item)) for item in feed.items
     }
 
 

@@ -31,7 +31,6 @@ from sqlalchemy import select
 
 from newsletter import create_app, db
 from newsletter.models import (
-    AnnounceType,
     Base,
     Keyword,
     ListingDay,
@@ -40,6 +39,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from worker.arxiv import parse_feed
+from worker.ingest_store import paper_fields
 from worker.placeholders import PLACEHOLDER, protect, restore
 from worker.translation import papers_to_translate, translate_day
 
@@ -154,18 +154,7 @@ def bench_job(items, subscribers: int) -> None:
 
 def store_day_and_subscribers(session, items, subscribers: int) -> int:
     for item in items:
-        session.add(
-            Paper(
-                arxiv_id=item.arxiv_id,
-                version=item.version,
-                title=item.title,
-                authors=item.authors,
-                categories=item.categories,
-                abstract=item.abstract,
-                listing_date=LISTING_DATE,
-                announce_type=AnnounceType(item.announce_type),
-            )
-        )
+        session.add(Paper(listing_date=LISTING_DATE, **paper_fields(item)))
     session.add(
         ListingDay(listing_date=LISTING_DATE, completed_at=db.utcnow() - timedelta(minutes=1))
     )

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from arxiv_server import FeedServer
 from redis import Redis
 from sqlalchemy import create_engine, text
 
@@ -103,6 +104,13 @@ class Outbox:
             message_from_bytes(p.read_bytes(), policy=policy.default)
             for p in sorted(self.path.glob("*.eml"))
         ]
+
+
+@pytest.fixture
+def server():
+    """A real HTTP server on 127.0.0.1 serving scripted recorded arXiv responses."""
+    with FeedServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from arxiv_server import FeedServer, Reply, fixture
+from arxiv_server import Reply, fixture
 
 from newsletter import create_app
 from worker import arxiv, arxiv_client
@@ -235,12 +235,6 @@ def test_oversized_document_is_refused():
 
 
 # --- fetching over real HTTP ---
-
-
-@pytest.fixture
-def server():
-    with FeedServer() as server:
-        yield server
 
 
 @pytest.fixture

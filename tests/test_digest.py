@@ -37,6 +37,7 @@ from worker.digest import (
 from worker.digest_entries import category_names
 from worker.digest_layout import HTML_BUDGET
 from worker.digest_text import wrap_text
+from worker.ingest_store import paper_fields
 from worker.mail import build_message
 from worker.matching import match_papers
 
@@ -98,19 +99,7 @@ def sample() -> tuple[dict[str, Paper], dict[str, Translation]]:
 def full_day() -> dict[str, Paper]:
     feed = parse_feed((DATA / "rss_all-archives_2024-11-28.xml").read_bytes())
     return {
-        item.arxiv_id: make_paper(
-            item.arxiv_id,
-            version=item.version,
-            title=item.title,
-            authors=item.authors,
-            categories=item.categories,
-            abstract=item.abstract,
-            comments=item.comments,
-            doi=item.doi,
-            journal_ref=item.journal_ref,
-            listing_date=feed.feed_date,
-            announce_type=AnnounceType(item.announce_type),
-        )
+        item.arxiv_id: Paper(listing_date=feed.feed_date, **paper_fields(item))
         for item in feed.items
     }
 

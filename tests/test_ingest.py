@@ -3,7 +3,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from arxiv_server import DATA, FeedServer, Reply, fixture, with_pub_date
+from arxiv_server import DATA, Reply, fixture, with_pub_date
 from sqlalchemy import func, select
 
 from newsletter import db
@@ -135,12 +135,6 @@ def test_low_count_is_a_warning(app):
 
 
 # --- the scheduled poll over real HTTP ---
-
-
-@pytest.fixture
-def server():
-    with FeedServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from arxiv_server import FeedServer, Reply, fixture
+from arxiv_server import Reply, fixture
 from redis import Redis
 from sqlalchemy import select
 
@@ -24,15 +24,14 @@ ALL_ARCHIVES = (
 
 
 @pytest.fixture
-def feed_server(config):
-    with FeedServer() as server:
-        server.serve(f"/rss/{ALL_ARCHIVES}", Reply(body=fixture(FULL_DAY)))
-        config.update(
-            ARXIV_RSS_URL=server.url + "/rss/",
-            ARXIV_ARCHIVE_GROUPS=(ALL_ARCHIVES,),
-            ARXIV_RETRIES=0,
-        )
-        yield server
+def feed_server(config, server):
+    server.serve(f"/rss/{ALL_ARCHIVES}", Reply(body=fixture(FULL_DAY)))
+    config.update(
+        ARXIV_RSS_URL=server.url + "/rss/",
+        ARXIV_ARCHIVE_GROUPS=(ALL_ARCHIVES,),
+        ARXIV_RETRIES=0,
+    )
+    return server
 
 
 def subscribe(email: str, confirmed_at: datetime) -> Subscriber:

@@ -140,14 +140,14 @@ def store_items(listing_date: date, items: list[FeedItem]) -> tuple[int, int, in
     for arxiv_id, item in best.items():
         paper = existing.get(arxiv_id)
         if paper is None:
-            fresh_rows.append(Paper(listing_date=listing_date, **_paper_fields(item)))
+            fresh_rows.append(Paper(listing_date=listing_date, **paper_fields(item)))
             new += 1
         elif item.version > paper.version or (
             item.version == paper.version
             and paper.listing_date == listing_date
             and TYPE_RANK[item.announce_type] < TYPE_RANK[paper.announce_type.value]
         ):
-            for name, value in _paper_fields(item).items():
+            for name, value in paper_fields(item).items():
                 setattr(paper, name, value)
             paper.listing_date = listing_date
             updated += 1
@@ -160,7 +160,8 @@ def store_items(listing_date: date, items: list[FeedItem]) -> tuple[int, int, in
     return new, updated, unchanged
 
 
-def _paper_fields(item: FeedItem) -> dict:
+def paper_fields(item: FeedItem) -> dict:
+    """A Paper's columns from a parsed feed item (all but the listing date)."""
     return {
         "arxiv_id": item.arxiv_id,
         "version": item.version,
