@@ -9,14 +9,23 @@ worker/digest_entries.py (one paper's entry), worker/digest_layout.py (full,
 title-only or counted, within the HTML size budget) and worker/digest_text.py
 (wrapping for the plain-text part).
 
+`DayDigest` is the one digest core: every caller that needs "which papers
+does this subscriber get on this day, and how are they shown" (dispatch,
+sending, `digest preview`, the digest page, translation planning) asks it.
+It is free of Flask: the session and settings are passed in.
+
 Subscribers whose digests would be identical (same keywords, language,
 timezone and sections) share one render made with `PLACEHOLDER_LINKS`;
 `personalize` then puts each subscriber's own links in.
 """
 
+import json
 import logging
 import secrets
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import escape
@@ -24,7 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from emails import RenderedEmail, render
-from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
+from newsletter.languages import is_bilingual
+from newsletter.models import AnnounceType, Paper, Subscriber, Translation, TranslationStatus
 from worker.calendar import announcement_instant
 from worker.digest_entries import Entry, fill_entry, finished_translation, make_entry
 from worker.digest_layout import (
@@ -36,6 +46,7 @@ from worker.digest_layout import (
     refit_plan,
 )
 from worker.digest_text import limit_lines, wrap_text
+from worker.matching import match_papers
 
 log = logging.getLogger(__name__)
 
@@ -273,3 +284,154 @@ def _subject_keywords(sections: list[Section]) -> str:
             break
         shown.append(part)
     return ", ".join(shown)
+
+
+# --- the digest core: one listing date's digests, for any caller ---
+
+# (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
+Sections = list[tuple[str, list[str]]]
+Key = TypeVar("Key", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a digest needs to know of its subscriber."""
+
+    keywords: tuple[str, ...]
+    language: str
+    timezone: str
+    include_replacements: bool
+
+    @classmethod
+    def of(cls, subscriber: Subscriber) -> "Reader":
+        return cls(
+            keywords=tuple(subscriber.keyword_lines),
+            language=subscriber.language,
+            timezone=subscriber.timezone,
+            include_replacements=subscriber.include_replacements,
+        )
+
+
+class DayDigest:
+    """One listing date's digests: which papers each reader gets, rendered as email or page.
+
+    The day's papers are read once; translations on first need; every
+    distinct keyword line is matched once, however many readers share it.
+    """
+
+    def __init__(
+        self,
+        listing_date: date,
+        papers: dict[str, Paper],
+        config: Mapping,
+        load_translations=None,
+    ):
+        self.listing_date = listing_date
+        self.papers = papers
+        self.max_per_keyword: int = config["DIGEST_MAX_PER_KEYWORD"]
+        self.target_language: str = config["TRANSLATION_LANGUAGE"]
+        self._load_translations = load_translations or (lambda papers, language: {})
+        self._translations: dict[str, Translation] | None = None
+        self._matches: dict[str, frozenset[str]] = {}
+        self._shared: dict[tuple, RenderedEmail] = {}
+
+    @classmethod
+    def load(cls, session: Session, config: Mapping, listing_date: date) -> "DayDigest":
+        """The day as stored; translations are read from `session` when first needed."""
+        return cls(
+            listing_date,
+            load_day(session, listing_date),
+            config,
+            lambda papers, language: load_translations(session, papers, language),
+        )
+
+    @classmethod
+    def from_rows(
+        cls,
+        listing_date: date,
+        papers: dict[str, Paper],
+        translations: dict[str, Translation],
+        config: Mapping,
+    ) -> "DayDigest":
+        """A day from rows already in hand (tests, benchmarks)."""
+        return cls(listing_date, papers, config, lambda _papers, _language: translations)
+
+    def is_bilingual(self, reader: Reader) -> bool:
+        return is_bilingual(reader.language, self.target_language)
+
+    def translations(self) -> dict[str, Translation]:
+        if self._translations is None:
+            self._translations = self._load_translations(self.papers, self.target_language)
+        return self._translations
+
+    def match(self, lines: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Matches of every line given, each distinct line matched once per day."""
+        new = sorted({line for line in lines if line not in self._matches})
+        if new:
+            found = match_papers(list(self.papers.values()), new) if self.papers else {}
+            for line in new:
+                self._matches[line] = found.get(line, frozenset())
+        return self._matches
+
+    def sections(self, readers: Mapping[Key, Reader]) -> dict[Key, Sections]:
+        """Each reader's sections: keywords with their eligible papers, in the reader's order."""
+        matches = self.match(line for reader in readers.values() for line in reader.keywords)
+        return {
+            key: assign_sections(
+                list(reader.keywords), matches, self.papers, reader.include_replacements
+            )
+            for key, reader in readers.items()
+        }
+
+    def current(self, sections: Sections) -> Sections:
+        """`sections` (maybe a row's stored JSON) without papers no longer on this day.
+
+        A paper re-announced on a later date moves there.
+        """
+        kept = [(keyword, [i for i in ids if i in self.papers]) for keyword, ids in sections]
+        return [(keyword, ids) for keyword, ids in kept if ids]
+
+    def render_email(
+        self, reader: Reader, sections: Sections, generated_at: datetime, links: dict[str, str]
+    ) -> RenderedEmail:
+        """The reader's digest email with their own `links`."""
+        sections = self.current(sections)
+        key = (reader, json.dumps(sections), generated_at)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._render(
+                reader, sections, generated_at, PLACEHOLDER_LINKS, full_page=False
+            )
+            self._shared[key] = shared
+        return personalize(shared, links)
+
+    def render_page(
+        self, reader: Reader, sections: Sections, generated_at: datetime, links: dict[str, str]
+    ) -> str:
+        """The reader's digest as the "view in browser" page: every paper in full."""
+        return self._render(
+            reader, self.current(sections), generated_at, links, full_page=True
+        ).html
+
+    def _render(
+        self,
+        reader: Reader,
+        sections: Sections,
+        generated_at: datetime,
+        links: dict[str, str],
+        full_page: bool,
+    ) -> RenderedEmail:
+        bilingual = self.is_bilingual(reader)
+        return render_digest(
+            listing_date=self.listing_date,
+            sections=sections,
+            papers=self.papers,
+            translations=self.translations() if bilingual else None,
+            language=reader.language,
+            timezone=reader.timezone,
+            keywords=list(reader.keywords),
+            generated_at=generated_at,
+            links=links,
+            max_per_keyword=None if full_page else self.max_per_keyword,
+            target_language=self.target_language,
+        )
