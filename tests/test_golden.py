@@ -22,11 +22,9 @@ from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 
-import pytest
-
-from newsletter.models import Keyword, Paper, Subscriber, Translation
+from newsletter.models import Paper, Translation
 from worker.arxiv import parse_feed
-from worker.demo import DEMO_LISTING_DATE, read_demo
+from worker.demo import DEMO_LISTING_DATE
 from worker.digest import DayDigest, Reader
 from worker.ingest_store import paper_fields
 from worker.matching import tokenize
