@@ -5,23 +5,27 @@ Each command runs inside an app context made by `create_app`.
 
 import os
 import threading
+from collections import Counter
 from datetime import date
 
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, NoAppException, with_appcontext
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import run_simple
 
-from newsletter import create_app, db, migrate
+from newsletter import config as config_module
+from newsletter import create_app, db, migrate, subscriptions
 from newsletter.config import ConfigError
 from newsletter.db import utcnow
-from newsletter.models import ListingDay, Subscriber
-from worker import backfill, calendar, ingest, ingest_store
+from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Subscriber
+from newsletter.subscriber_import import ImportFileError, Rejection, import_subscribers
+from worker import backfill, calendar, ingest, ingest_store, jobs
 from worker.arxiv import ArxivError
 from worker.delivery import dispatch_digests, preview_digest
 from worker.demo import load_demo
 from worker.mail import DeliveryFailure
+from worker.queue import enqueue
 from worker.schedule import (
     POLL_INTERVAL_SECONDS,
     latest_complete_day,
@@ -118,10 +122,22 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
 
 @main.command("status")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 100))
+@click.option("--date", "date_text", metavar="D", help="Show this listing date only.")
 @with_appcontext
-def status_command(days: int) -> None:
-    """Show the last listing dates ingested (counts, warnings) and the next one expected."""
+def status_command(days: int, date_text: str | None) -> None:
+    """Show the last listing dates ingested (counts, warnings, deliveries) and the next one expected."""
 
+    for warning in _config_warnings():
+        click.echo(f"warning: {warning}")
+    listing_date = _parse_date_option("--date", date_text)
+    if listing_date is not None:
+        day = _day_status(listing_date)
+        if day is None:
+            click.echo(f"{listing_date}: nothing ingested")
+        else:
+            _echo_day(day)
+        _echo_deliveries(listing_date, _delivery_counts([listing_date])[listing_date])
+        return
     now = utcnow()
     due = calendar.due_listing_date(now)
     upcoming, rebuild = calendar.next_expected(now)
@@ -133,21 +149,71 @@ def status_command(days: int) -> None:
     recent = ingest_store.recent_days(days)
     if not recent:
         click.echo("nothing ingested yet")
+    counts = _delivery_counts([day.listing_date for day in recent])
     for day in recent:
-        counts = day.counts
-        state = (
-            f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
+        _echo_day(day)
+        _echo_deliveries(day.listing_date, counts[day.listing_date])
+
+
+def _config_warnings() -> list[str]:
+    """Settings that work but are probably a mistake, if config.py can tell (config_warnings)."""
+    check = getattr(config_module, "config_warnings", None)
+    return list(check(current_app.config)) if check is not None else []
+
+
+def _day_status(listing_date: date) -> ingest_store.DayStatus | None:
+    """One listing date's ingest record, as `recent_days` gives it, or None."""
+    session = db.session()
+    day = session.get(ListingDay, listing_date)
+    if day is None:
+        return None
+    fetches = session.scalars(
+        select(FeedFetch)
+        .where(FeedFetch.listing_date == listing_date)
+        .order_by(FeedFetch.archive_group)
+    ).all()
+    return ingest_store.DayStatus(listing_date, day.completed_at, list(fetches))
+
+
+def _echo_day(day: ingest_store.DayStatus) -> None:
+    counts = day.counts
+    state = f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
+    types = ", ".join(f"{counts[t]} {t}" for t in ingest_store.TYPE_RANK)
+    click.echo(f"{day.listing_date} {state}: {sum(counts.values())} items ({types})")
+    for fetch in day.fetches:
+        line = (
+            f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
+            f"{ingest_store.total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
         )
-        types = ", ".join(f"{counts[t]} {t}" for t in ingest_store.TYPE_RANK)
-        click.echo(f"{day.listing_date} {state}: {sum(counts.values())} items ({types})")
-        for fetch in day.fetches:
-            line = (
-                f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
-                f"{ingest_store.total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
-            )
-            if fetch.warning:
-                line += f"\n    warning: {fetch.warning}"
-            click.echo(line)
+        if fetch.warning:
+            line += f"\n    warning: {fetch.warning}"
+        click.echo(line)
+
+
+def _delivery_counts(listing_dates: list[date]) -> dict[date, Counter]:
+    """Delivery rows per status of each listing date, in one query."""
+    result: dict[date, Counter] = {day: Counter() for day in listing_dates}
+    if listing_dates:
+        rows = db.session().execute(
+            select(Delivery.listing_date, Delivery.status, func.count())
+            .where(Delivery.listing_date.in_(listing_dates))
+            .group_by(Delivery.listing_date, Delivery.status)
+        )
+        for listing_date, status, count in rows:
+            result[listing_date][status] = count
+    return result
+
+
+def _echo_deliveries(listing_date: date, counts: Counter) -> None:
+    order = (
+        DeliveryStatus.SENT,
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENDING,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.SKIPPED,
+    )
+    figures = ", ".join(f"{counts[status]} {status.value}" for status in order)
+    click.echo(f"deliveries {listing_date}: {figures}")
 
 
 # --- digest (worker/digest.py) ---
@@ -201,15 +267,31 @@ def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> 
 
 @digest_group.command("send")
 @click.option("--date", "date_text", metavar="D", help=_DIGEST_DATE_HELP)
+@click.option(
+    "--queue",
+    "to_workers",
+    is_flag=True,
+    help="Hand the day to the workers (as the scheduler does) and return at once.",
+)
 @with_appcontext
-def digest_send_command(date_text: str | None) -> None:
+def digest_send_command(date_text: str | None, to_workers: bool) -> None:
     """Send a listing date's digests now, in this process; print what happened.
 
     Deliveries already sent are never sent again; subscribers whose delivery
     hour has not come (or waiting for translations) are left for later.
+    With --queue the workers send them instead (needs REDIS_URL).
     """
 
+    if to_workers and not current_app.config["REDIS_URL"]:
+        raise click.ClickException(
+            "--queue needs Redis: REDIS_URL is not set (without it, "
+            "`newsletter digest send` sends in this process)"
+        )
     listing_date = _digest_date(date_text)
+    if to_workers:
+        queue_day(listing_date)
+        click.echo(f"{listing_date}: queued for the workers (see `newsletter status --date`)")
+        return
     try:
         summary = dispatch_digests(listing_date, send_now=True)
     except (DeliveryFailure, OSError) as error:
@@ -227,6 +309,66 @@ def digest_send_command(date_text: str | None) -> None:
         click.echo(f"being sent by another worker: {sending.not_claimed}")
     if sending.stopped:
         raise click.ClickException(f"sending stopped early: {sending.stopped}")
+
+
+# --- subscribers (newsletter/subscriber_import.py) ---
+
+
+@main.group("subscribers")
+def subscribers_group() -> None:
+    """Manage subscribers in bulk."""
+
+
+@subscribers_group.command("import")
+@click.argument("path", metavar="FILE.csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Store them confirmed (they opted in elsewhere); no confirmation email.",
+)
+@with_appcontext
+def subscribers_import_command(path: str, confirmed: bool) -> None:
+    """Add subscribers from a CSV file: email,keywords,language,timezone
+    (optional: delivery_hour, include_replacements).
+
+    Each row is checked as the sign-up form checks it; refused rows are listed
+    on stderr with their line number and nothing of them is stored. Addresses
+    already subscribed are skipped. Without --confirmed each new address gets
+    the confirmation email. Exits 1 if any row was refused.
+    """
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise click.ClickException(f"{path}: cannot read: {error.strerror}") from None
+    config = current_app.config
+
+    def report(rejection: Rejection) -> None:
+        click.echo(f"line {rejection.line}: {rejection.reason}", err=True)
+
+    def confirm(subscriber_ids: list[int]) -> None:
+        # As the sign-up view: after the commit that made the rows.
+        if not confirmed:
+            for subscriber_id in subscriber_ids:
+                enqueue(jobs.send_confirmation, subscriber_id)
+
+    try:
+        summary = import_subscribers(
+            db.session(),
+            data,
+            path,
+            confirmed=confirmed,
+            offered_languages=subscriptions.offered_languages(),
+            check_deliverability=config["EMAIL_CHECK_DELIVERABILITY"],
+            on_reject=report,
+            after_commit=confirm,
+        )
+    except ImportFileError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(summary.line())
+    if summary.rejected:
+        raise SystemExit(1)
 
 
 # --- translate (worker/translation.py) ---
