@@ -2,14 +2,43 @@
 
 import logging
 import os
+import sys
 
 from flask import Flask
 
-from newsletter.config import load_config
+from newsletter.config import ConfigError, config_warnings, load_config
+
+log = logging.getLogger(__name__)
+
+# gunicorn's exit status for "the app could not be loaded": it stops, without retrying.
+EXIT_APP_LOAD_ERROR = 4
 
 
 def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
-    """Build the Flask app from the environment, overlaid with `test_config`."""
+    """Build the app from the environment, overlaid with `test_config`, and check its
+    database and Redis answer.
+
+    For a process (gunicorn, `newsletter dev`; no `test_config`), a bad setting or
+    a dependency that is down ends it with one line naming the setting, not a
+    traceback. Tests get the ConfigError.
+    """
+    try:
+        app = build_app(test_config, dev=dev)
+        from newsletter.dependencies import check_dependencies
+
+        check_dependencies(app)
+    except ConfigError as error:
+        if test_config is not None:
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_APP_LOAD_ERROR) from None
+    for warning in config_warnings(app.config):
+        log.warning("%s", warning)
+    return app
+
+
+def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
+    """The app without the start-up checks; raises ConfigError on a bad setting."""
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     environ = dict(os.environ)

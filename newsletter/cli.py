@@ -39,11 +39,25 @@ from worker.translation import translate_day
 
 
 def create_cli_app():
-    """The app for a command; a missing or bad setting is a message, not a traceback."""
+    """The app for a command; a bad setting or a dependency down is one line, not a traceback.
+
+    Listing the commands (`newsletter --help`) builds the app too, but needs no
+    database: only a running command checks the database and Redis.
+    """
+    from newsletter import build_app
+    from newsletter.dependencies import check_dependencies
+
+    context = click.get_current_context(silent=True)
+    running = context is not None and context.parent is not None
     try:
-        return create_app()
+        app = build_app()
+        if running:
+            check_dependencies(app)
     except ConfigError as error:
+        if running:
+            raise click.ClickException(str(error)) from None
         raise NoAppException(str(error)) from None
+    return app
 
 
 @click.group(cls=FlaskGroup, create_app=create_cli_app, add_version_option=False)

@@ -8,6 +8,10 @@ Mirrored, with comments, in `.env.example`.
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 
 class ConfigError(RuntimeError):
@@ -47,6 +51,38 @@ def _float(name: str, value: str) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
 
+def _database_url(value: str) -> str:
+    """The URL if SQLAlchemy can read it and has its dialect, else a ConfigError."""
+    try:
+        make_url(value).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigError(
+            "DATABASE_URL is not a database URL such as "
+            "postgresql+psycopg://user:password@host/name or sqlite:///path/to/file.sqlite3"
+        ) from None
+    return value
+
+
+def _redis_url(value: str) -> str | None:
+    if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            "REDIS_URL is not a Redis URL such as redis://host:6379/0 (or rediss://, unix://)"
+        )
+    return value or None
+
+
+def config_warnings(config: dict) -> list[str]:
+    """What is allowed but wrong in these settings; `create_app` logs it, `newsletter status` shows it."""
+    warnings = []
+    if not config["DEV"] and not config["BASE_URL"].startswith("https://"):
+        warnings.append(
+            f"BASE_URL is {config['BASE_URL']!r}, not https: the one-click unsubscribe URL in "
+            "every digest must be https (RFC 8058) and links carry tokens in the clear; "
+            "serve the site over TLS and set BASE_URL=https://..."
+        )
+    return warnings
+
+
 def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
     """Read every setting from `environ`; raise ConfigError on a missing secret."""
     env = lambda name, default="": environ.get(name, default).strip()  # noqa: E731
@@ -82,9 +118,11 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "DEV": dev,
         "SECRET_KEY": secret_key,
         # Where the data lives. SQLite in the instance folder needs no server.
-        "DATABASE_URL": env("DATABASE_URL") or f"sqlite:///{instance / 'newsletter.sqlite3'}",
+        "DATABASE_URL": _database_url(
+            env("DATABASE_URL") or f"sqlite:///{instance / 'newsletter.sqlite3'}"
+        ),
         # Unset: jobs run in-process right away, no Redis needed.
-        "REDIS_URL": env("REDIS_URL") or None,
+        "REDIS_URL": _redis_url(env("REDIS_URL")),
         # Absolute links in emails are built from this, never from the request.
         "BASE_URL": env("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         # Mail.

@@ -10,8 +10,11 @@ from datetime import UTC, datetime
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from newsletter.config import ConfigError
 
 
 def init_app(app: Flask) -> None:
@@ -21,7 +24,13 @@ def init_app(app: Flask) -> None:
     if url.startswith("sqlite"):
         # A web thread, a job thread and the CLI may share one SQLite file.
         options["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    engine = create_engine(url, **options)
+    elif url.startswith("postgresql"):
+        # An unreachable server fails the start-up check (and a request) in seconds, not minutes.
+        options["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(url, **options)
+    except (ArgumentError, ImportError) as error:
+        raise ConfigError(f"DATABASE_URL cannot be used: {error}") from None
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _configure_sqlite)
     app.extensions["db_engine"] = engine

@@ -4,8 +4,10 @@ one error message per field out. Pure; the views do the I/O.
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from zoneinfo import available_timezones
+from functools import cache
+from importlib import resources
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -14,7 +16,12 @@ from worker.matching import KeywordError, normalize_keyword_line, parse_keyword
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
 MAX_EMAIL_LENGTH = 254
-LANGUAGES = {"en": "English", "en+zh": "English + 简体中文"}
+# The select's values; ASCII only (str.isdigit() is also true for "²" and "१").
+HOUR_PATTERN = re.compile(r"[0-9]{1,2}", re.ASCII)
+# Trimmed around choice values; str.strip() would also accept "7" + U+3000.
+ASCII_SPACE = " \t\r\n"
+# Zones that name no place: the server's own clock, or tzdata's placeholder.
+NOT_PLACES = frozenset({"Factory", "localtime", "posixrules"})
 
 
 @dataclass
@@ -86,47 +93,47 @@ def _shorten(line: str) -> str:
 
 
 def clean_timezone(raw: str) -> tuple[str | None, str | None]:
+    """An IANA zone name from the list, exactly as spelled there; empty means UTC."""
     value = raw.strip() or "UTC"
-    if (
-        len(value) > 64
-        or not re.fullmatch(r"[A-Za-z0-9_+\-/]+", value)
-        or value not in _timezones()
-    ):
+    if len(value) > 64 or value not in iana_zones():
         return None, "Choose a timezone from the list, such as Europe/Berlin or Asia/Shanghai."
     return value, None
 
 
-_TIMEZONES: frozenset[str] | None = None
+@cache
+def iana_zones() -> frozenset[str]:
+    """IANA's zone names as the tzdata package lists them.
 
-
-def _timezones() -> frozenset[str]:
-    global _TIMEZONES
-    if _TIMEZONES is None:
-        _TIMEZONES = frozenset(available_timezones()) | {"UTC"}
-    return _TIMEZONES
+    Not the system's zoneinfo folder: that also holds `localtime` (whatever the
+    server's clock says), `posix/...` and `right/...` copies, and `Factory`.
+    """
+    listed = resources.files("tzdata").joinpath("zones").read_text(encoding="ascii").split()
+    return frozenset(listed) - NOT_PLACES
 
 
 def timezone_choices() -> list[str]:
-    return sorted(_timezones())
+    return sorted(iana_zones())
 
 
-def clean_language(raw: str, offered: list[str]) -> tuple[str | None, str | None]:
-    value = raw.strip() or "en"
+def clean_language(raw: str, offered: Collection[str]) -> tuple[str | None, str | None]:
+    """One of the offered language values (newsletter.languages), exactly."""
+    value = raw.strip(ASCII_SPACE) or "en"
     if value not in offered:
         return None, "Choose one of the languages offered."
     return value, None
 
 
 def clean_delivery_hour(raw: str) -> tuple[int | None, str | None]:
-    value = raw.strip()
+    """None (as soon as ready) or an hour 0-23 written in ASCII digits."""
+    value = raw.strip(ASCII_SPACE)
     if value in ("", "asap"):
         return None, None
-    if not value.isdigit() or not 0 <= int(value) <= 23:
+    if not HOUR_PATTERN.fullmatch(value) or not 0 <= int(value) <= 23:
         return None, "Choose an hour between 0 and 23, or as soon as ready."
     return int(value), None
 
 
-def read_settings(form, offered_languages: list[str]) -> FormResult:
+def read_settings(form, offered_languages: Collection[str]) -> FormResult:
     """The keyword, language, timezone and delivery fields shared by both forms."""
     result = FormResult()
     for name, cleaner in (

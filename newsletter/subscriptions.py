@@ -15,9 +15,9 @@ from flask import (
     url_for,
 )
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from newsletter import db, forms, ratelimit
+from newsletter import db, forms, ratelimit, signups
+from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
 from worker import jobs
@@ -26,11 +26,10 @@ from worker.queue import enqueue
 bp = Blueprint("subscriptions", __name__)
 
 
-def offered_languages() -> list[str]:
-    """English always; bilingual only when a translation backend is configured."""
-    if current_app.config["TRANSLATION_BACKEND"] == "none":
-        return ["en"]
-    return list(forms.LANGUAGES)
+def offered_languages() -> dict[str, str]:
+    """Language value -> label: English, and English + TRANSLATION_LANGUAGE with a backend."""
+    config = current_app.config
+    return language_choices(config["TRANSLATION_LANGUAGE"], config["TRANSLATION_BACKEND"] != "none")
 
 
 def render_form(template: str, values: dict, errors: dict, status: int = 200, **extra):
@@ -39,7 +38,7 @@ def render_form(template: str, values: dict, errors: dict, status: int = 200, **
             template,
             values=values,
             errors=errors,
-            languages={code: forms.LANGUAGES[code] for code in offered_languages()},
+            languages=offered_languages(),
             timezones=forms.timezone_choices(),
             **extra,
         ),
@@ -96,31 +95,12 @@ def signup_post():
     ) or not ratelimit.allow(f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"]):
         abort(429, description="Too many sign-up attempts. Please wait an hour and try again.")
 
-    session = db.session()
-    existing = session.scalar(select(Subscriber).where(Subscriber.email_key == email.casefold()))
-    if existing is None:
-        subscriber = Subscriber(
-            email=email,
-            email_key=email.casefold(),
-            language=result.values["language"],
-            timezone=result.values["timezone"],
-            include_replacements=result.values["include_replacements"],
-            delivery_hour=result.values["delivery_hour"],
-        )
-        set_keywords(subscriber, result.values["keywords"])
-        session.add(subscriber)
-        try:
-            session.commit()
-        except IntegrityError:
-            # The same address signed up at the same moment: answer as for a known one.
-            session.rollback()
-            return redirect(url_for("subscriptions.check_email"))
-        enqueue(jobs.send_confirmation, subscriber.id)
-    elif existing.status is SubscriberStatus.UNCONFIRMED:
-        enqueue(jobs.send_confirmation, existing.id)
-    elif existing.status is not SubscriberStatus.BLOCKLISTED:
-        enqueue(jobs.send_manage_link, existing.id)
-    # The same answer whether or not the address was known (no enumeration).
+    # Known or not, the request does the same: one job, which does the writing.
+    settings = {
+        name: result.values[name]
+        for name in ("keywords", "language", "timezone", "include_replacements", "delivery_hour")
+    }
+    enqueue(signups.register_sign_up, email, settings)
     return redirect(url_for("subscriptions.check_email"))
 
 

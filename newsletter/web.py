@@ -1,10 +1,31 @@
-"""Cross-cutting web concerns: security headers, CSRF, error pages."""
+"""Cross-cutting web concerns: body size, security headers, CSRF, error pages.
+
+`init_app` is called once by `create_app`. A database or Redis lost while the
+site runs gives a 503 page and one log line here, never a traceback.
+"""
 
 import hmac
+import io
+import logging
 import secrets
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, abort, current_app, render_template, request, session
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger(__name__)
+
+# Forms here are small; anything larger is hostile.
+MAX_BODY_BYTES = 64 * 1024
+# Set by CappedBody on a streamed body over the cap; the request is then refused.
+BODY_TOO_LARGE = "newsletter.body_too_large"
+# Seconds a client is asked to wait when the database or Redis is unreachable.
+RETRY_AFTER_UNAVAILABLE = 60
+# One year; browsers keep to https for that long after one visit.
+HSTS = "max-age=31536000"
 
 # No inline script or style anywhere, so the CSP can forbid both.
 CONTENT_SECURITY_POLICY = (
@@ -18,20 +39,68 @@ CSRF_EXEMPT_ENDPOINTS = {"subscriptions.one_click_unsubscribe"}
 
 
 def init_app(app: Flask) -> None:
+    app.wsgi_app = CappedBody(app.wsgi_app, MAX_BODY_BYTES)
     app.after_request(add_security_headers)
-    app.before_request(reject_invalid_utf8)
+    app.before_request(check_body)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, render_error)
-    # Forms here are small; anything larger is hostile.
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024
+    # Connection-level failures only: a constraint or data error is a bug, a 500.
+    for lost in (
+        OperationalError,
+        InterfaceError,
+        PoolTimeoutError,
+        RedisConnectionError,
+        RedisTimeoutError,
+    ):
+        app.register_error_handler(lost, render_unavailable)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY_BYTES
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["BASE_URL"].startswith("https://"),
     )
+
+
+class CappedBody:
+    """WSGI middleware: read a body of unknown length (chunked) up to the cap, or refuse it.
+
+    Werkzeug stops reading such a body at MAX_CONTENT_LENGTH without an error,
+    so a 10 MB chunked body became its first 64 KB, accepted. Here the body is
+    read up to one byte past the cap: over it, the request is marked and
+    refused with 413 by `check_body`; within it, the request goes on
+    with a Content-Length, as if it had been sent with one.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    def __call__(self, environ, start_response):
+        # Only a server that ends the stream itself (chunked) marks wsgi.input_terminated;
+        # without it and without a length, Werkzeug reads nothing at all.
+        if environ.get("CONTENT_LENGTH") in (None, "") and environ.get("wsgi.input_terminated"):
+            body = _read_at_most(environ["wsgi.input"], self.limit + 1)
+            if len(body) > self.limit:
+                environ[BODY_TOO_LARGE] = True
+                body = b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+
+def _read_at_most(stream, size: int) -> bytes:
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = stream.read(min(left, 16 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def add_security_headers(response):
@@ -43,15 +112,24 @@ def add_security_headers(response):
     response.headers["X-Frame-Options"] = "DENY"
     if request.endpoint and request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
+    if current_app.config["BASE_URL"].startswith("https://"):
+        response.headers["Strict-Transport-Security"] = HSTS
     return response
 
 
-def reject_invalid_utf8() -> None:
-    """Refuse a form body that is not UTF-8 (Werkzeug would keep it as %-escapes)."""
+def check_body() -> None:
+    """Refuse a body over the cap (any framing), and a form body that is not UTF-8.
+
+    Werkzeug would keep invalid UTF-8 as %-escapes, so it is caught here, before
+    the form is read.
+    """
+    if request.environ.get(BODY_TOO_LARGE) or (
+        (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]
+    ):
+        # Also a GET with a body: nothing here reads one, and a cap is a cap.
+        abort(413, description="That was far more text than any of our forms takes.")
     if request.method != "POST":
         return
-    if (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]:
-        abort(413, description="That was far more text than any of our forms takes.")
     if request.mimetype != "application/x-www-form-urlencoded":
         return
     body = request.get_data(cache=True)
@@ -96,3 +174,22 @@ def render_error(error):
         # Rate-limit windows are an hour long.
         return (*response, {"Retry-After": "3600"})
     return response
+
+
+def render_unavailable(error: Exception):
+    """A database or Redis that stopped answering: a 503 page and one log line."""
+    cause = str(getattr(error, "orig", None) or error).strip().splitlines()
+    log.error(
+        "%s %s: 503, %s unavailable: %s",
+        request.method,
+        request.path,
+        "Redis (REDIS_URL)"
+        if isinstance(error, RedisConnectionError | RedisTimeoutError)
+        else "database (DATABASE_URL)",
+        cause[0] if cause else type(error).__name__,
+    )
+    description = (
+        "We cannot reach our database just now, so this was not done. Please try again in a minute."
+    )
+    page = render_template("error.html", code=503, description=description)
+    return page, 503, {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}

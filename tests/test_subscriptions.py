@@ -1,17 +1,24 @@
 """The subscription site through Flask's test client: sign-up, double opt-in,
 manage, unsubscribe, and a table of hostile input that must store nothing."""
 
+import logging
 import re
+import statistics
 import time
+from pathlib import Path
 
 import pytest
-from conftest import empty_tables
+from conftest import Outbox, empty_tables
+from redis import Redis
+from rq import Queue
 from smtp_server import SmtpSink, run_smtp
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from newsletter import create_app, db, ratelimit
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import make_token
+from worker.queue import QUEUE_NAME
+from worker.schedule import AppWorker
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -242,6 +249,20 @@ def test_bilingual_is_offered_only_with_a_translation_backend(app, client):
     assert db.session().scalars(select(Subscriber)).one().language == "en+zh"
 
 
+def test_bilingual_follows_translation_language(app, client):
+    app.config.update(TRANSLATION_BACKEND="openai", TRANSLATION_LANGUAGE="ja")
+    page = client.get("/").get_data(as_text=True)
+    assert '<option value="en+ja">English + 日本語</option>' in page
+    assert "en+zh" not in page and "简体中文" not in page
+    assert sign_up(client, language="en+zh").status_code == 400
+    assert sign_up(client, language="en+ja").status_code == 302
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    assert subscriber.language == "en+ja"
+
+    manage = f"/manage/{make_token('test-secret-key', 'manage', subscriber.public_id)}"
+    assert '<option value="en+ja" selected>' in client.get(manage).get_data(as_text=True)
+
+
 HOSTILE_SIGNUPS = [
     ("empty address", {"email": ""}, "email"),
     ("no at sign", {"email": "ada.example.org"}, "email"),
@@ -266,6 +287,23 @@ HOSTILE_SIGNUPS = [
     ("path in timezone", {"timezone": "../../etc/passwd"}, "timezone"),
     ("unknown language", {"language": "klingon"}, "language"),
     ("hour out of range", {"delivery_hour": "25"}, "delivery_hour"),
+    # str.isdigit() holds for these, int() fails on the first three (a 500 once) and
+    # reads the last two as 1 and 3: only ASCII digits are hours.
+    ("superscript two hour", {"delivery_hour": "²"}, "delivery_hour"),
+    ("superscript three hour", {"delivery_hour": "³"}, "delivery_hour"),
+    ("circled one hour", {"delivery_hour": "①"}, "delivery_hour"),
+    ("Devanagari one hour", {"delivery_hour": "१"}, "delivery_hour"),
+    ("Arabic-Indic three hour", {"delivery_hour": "٣"}, "delivery_hour"),
+    ("fullwidth seven hour", {"delivery_hour": "７"}, "delivery_hour"),
+    ("ideographic space around hour", {"delivery_hour": "7\u3000"}, "delivery_hour"),
+    ("negative hour", {"delivery_hour": "-1"}, "delivery_hour"),
+    ("server clock timezone", {"timezone": "localtime"}, "timezone"),
+    ("placeholder timezone", {"timezone": "Factory"}, "timezone"),
+    ("posix/ copy of a zone", {"timezone": "posix/Europe/Berlin"}, "timezone"),
+    ("right/ copy of a zone", {"timezone": "right/UTC"}, "timezone"),
+    ("posixrules", {"timezone": "posixrules"}, "timezone"),
+    ("zone in other case", {"timezone": "europe/berlin"}, "timezone"),
+    ("fullwidth language", {"language": "ｅｎ"}, "language"),
 ]
 
 
@@ -285,6 +323,59 @@ def test_bad_sign_up_input_is_refused_with_a_message_and_stores_nothing(
     assert subscriber_count() == 0
     assert db.session().scalar(select(func.count()).select_from(Keyword)) == 0
     assert outbox.messages() == []
+
+
+# Every field of the settings both forms share, with a value it must refuse; the
+# manage form must keep the stored settings.
+MANAGE_REFUSALS = [
+    (name, fields)
+    for name, fields, field in HOSTILE_SIGNUPS
+    if field in ("keywords", "timezone", "language", "delivery_hour")
+]
+
+
+@pytest.mark.parametrize(
+    "fields", [f for _, f in MANAGE_REFUSALS], ids=[n for n, _ in MANAGE_REFUSALS]
+)
+def test_the_manage_form_refuses_what_the_sign_up_form_refuses(client, fields):
+    sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    manage = f"/manage/{make_token('test-secret-key', 'manage', subscriber.public_id)}"
+    form = {
+        "csrf_token": csrf_from(client, manage),
+        "keywords": "graph neural networks",
+        "language": "en",
+        "timezone": "Asia/Tokyo",
+        "delivery_hour": "6",
+        **fields,
+    }
+    response = client.post(manage, data=form)
+    assert response.status_code == 400
+    [field] = [name for name in fields]
+    assert f'id="{field}-error"' in response.get_data(as_text=True)
+    db.session().expire_all()
+    assert (subscriber.timezone, subscriber.delivery_hour, subscriber.language) == (
+        "Europe/Berlin",
+        None,
+        "en",
+    )
+
+
+@pytest.mark.parametrize(
+    "raw, hour", [("0", 0), ("7", 7), ("07", 7), ("23", 23), (" 5 ", 5), ("asap", None), ("", None)]
+)
+def test_hours_in_ascii_digits_are_accepted(client, raw, hour):
+    assert sign_up(client, delivery_hour=raw).status_code == 302
+    assert db.session().scalars(select(Subscriber)).one().delivery_hour == hour
+
+
+def test_every_offered_timezone_is_an_iana_place_and_accepted(client):
+    page = client.get("/").get_data(as_text=True)
+    offered = re.findall(r'<option value="([^"]+)">', page.split('id="timezones"')[1])
+    assert "Europe/Berlin" in offered and "America/Argentina/Buenos_Aires" in offered
+    assert not {"localtime", "Factory", "posixrules"} & set(offered)
+    assert not [zone for zone in offered if zone.startswith(("posix/", "right/"))]
+    assert sign_up(client, timezone="America/Argentina/Buenos_Aires").status_code == 302
 
 
 def test_invalid_utf8_is_refused(client):
@@ -360,3 +451,103 @@ def test_rate_limits_are_shared_by_every_web_process_through_redis(config, redis
             ]
         app.extensions["db_engine"].dispose()
     assert answers == [302, 302, 302, 429]
+
+
+def test_sign_up_takes_as_long_for_a_known_address_as_for_a_new_one(
+    config, redis_url, database_url
+):
+    """The answer's timing must not tell whether an address is subscribed."""
+    empty_tables(database_url)
+    config.update(REDIS_URL=redis_url, SIGNUP_LIMIT_PER_IP=10_000, SIGNUP_LIMIT_PER_ADDRESS=10_000)
+    app = create_app(config)
+    rounds = 50
+    with app.app_context():
+        session = db.session()
+        session.add_all(
+            Subscriber(
+                email=f"known{i}@example.org",
+                email_key=f"known{i}@example.org",
+                status=SubscriberStatus.CONFIRMED,
+                keywords=[Keyword(position=0, text="graph neural networks")],
+            )
+            for i in range(rounds)
+        )
+        session.commit()
+        client = app.test_client()
+        token = csrf_from(client)
+        for i in range(5):  # warm up templates, connections and the queue
+            sign_up(client, email=f"warm{i}@example.org", csrf_token=token)
+        timings: dict[str, list[float]] = {"known": [], "new": []}
+        statements: dict[str, set[tuple[str, ...]]] = {"known": set(), "new": set()}
+        seen: list[str] = []
+        engine = app.extensions["db_engine"]
+        record = lambda *args: seen.append(args[2].split()[0])  # noqa: E731 (statement verb)
+        event.listen(engine, "before_cursor_execute", record)
+        for i in range(rounds):
+            # Alternate which goes first, so drift over the run hits both alike.
+            order = ("known", "new") if i % 2 else ("new", "known")
+            for kind in order:
+                seen.clear()
+                start = time.perf_counter()
+                response = sign_up(client, email=f"{kind}{i}@example.org", csrf_token=token)
+                timings[kind].append(time.perf_counter() - start)
+                assert response.status_code == 302
+                statements[kind].add(tuple(seen))
+        event.remove(engine, "before_cursor_execute", record)
+        # The same database work on both paths (none: the job does the writing) ...
+        assert statements["known"] == statements["new"]
+        # ... and the same time, within 2 ms of the medians.
+        difference = abs(statistics.median(timings["new"]) - statistics.median(timings["known"]))
+        assert difference <= 0.002, f"median difference {difference * 1000:.2f} ms"
+
+        # The queued jobs then do what each path promises.
+        connection = Redis.from_url(redis_url)
+        AppWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection, app=app).work(
+            burst=True
+        )
+        connection.close()
+        session.expire_all()
+        new = session.scalars(select(Subscriber).where(Subscriber.email.like("new%"))).all()
+        assert len(new) == rounds and {s.status for s in new} == {SubscriberStatus.UNCONFIRMED}
+        messages = Outbox(Path(config["OUTBOX_DIR"])).messages()
+        links = {message["To"]: " ".join(links_in(message)) for message in messages}
+        assert "/confirm/" in links["new7@example.org"]
+        assert "/manage/" in links["known7@example.org"]
+        assert "/confirm/" not in links["known7@example.org"]
+        assert len(messages) == 2 * rounds + 5
+    app.extensions["db_engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    "base_url, hsts", [("https://digest.test", True), ("http://digest.test", False)]
+)
+def test_hsts_is_sent_when_the_site_is_https(config, database_url, base_url, hsts):
+    empty_tables(database_url)
+    app = create_app({**config, "BASE_URL": base_url})
+    with app.app_context():
+        headers = app.test_client().get("/").headers
+    app.extensions["db_engine"].dispose()
+    if hsts:
+        assert headers["Strict-Transport-Security"] == "max-age=31536000"
+    else:
+        assert "Strict-Transport-Security" not in headers
+
+
+@pytest.mark.parametrize(
+    "base_url, dev, warned",
+    [
+        ("http://digest.test", False, True),
+        ("http://127.0.0.1:5000", True, False),
+        ("https://digest.test", False, False),
+    ],
+)
+def test_an_http_base_url_outside_dev_mode_is_warned_at_start(
+    config, database_url, caplog, base_url, dev, warned
+):
+    caplog.set_level(logging.WARNING, logger="newsletter")
+    app = create_app({**config, "BASE_URL": base_url, "DEV": dev})
+    app.extensions["db_engine"].dispose()
+    warnings = [r.getMessage() for r in caplog.records if "BASE_URL" in r.getMessage()]
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        assert "https" in warnings[0] and "RFC 8058" in warnings[0]
