@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -207,10 +208,18 @@ class DeliveryStatus(enum.Enum):
 
 
 class Delivery(Base):
-    """One subscriber's digest for one listing date: the exactly-once ledger."""
+    """One subscriber's digest for one listing date: the exactly-once ledger.
+
+    worker/ledger.py owns the state changes: queued -> sending (a claim with a
+    lease) -> sent | failed | skipped, or back to queued (deferred, released).
+    """
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("subscriber_id", "listing_date"),)
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "listing_date"),
+        # A claim looks for a day's queued (or expired sending) rows.
+        Index("ix_deliveries_listing_date_status", "listing_date", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
@@ -227,8 +236,13 @@ class Delivery(Base):
     # in the subscriber's keyword order, so a resend after a crash is identical.
     sections: Mapped[list | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker holding a `sending` row, since when, and until when: its
+    # heartbeat extends the lease; once it lapses any worker may take the row.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A deferred (4xx) row is not claimed again before this instant.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
