@@ -13,7 +13,7 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
-from worker.matching import highlight_spans
+from worker.matching import TextTokens, line_variants, merge_spans, phrase_spans, text_tokens
 from worker.tex import tex_to_text
 
 CATEGORIES_PATH = Path(__file__).resolve().parent.parent / "emails" / "data" / "categories.json"
@@ -140,12 +140,20 @@ def _readable(text: str) -> str:
     return " ".join(tex_to_text(text).split())
 
 
+@lru_cache(maxsize=4096)
+def _tokens(text: str) -> TextTokens:
+    # Tokenized once per text, however many keyword lines highlight it.
+    return text_tokens(text)
+
+
 @lru_cache(maxsize=8192)
 def _highlight(text: str, keyword_lines: tuple[str, ...]) -> Markup:
     """`text` escaped, with the spans the keywords matched wrapped in <mark>."""
+    variants = [variant for line in keyword_lines for variant in line_variants(line)]
+    spans = merge_spans(phrase_spans(_tokens(text), variants)) if variants else []
     parts: list[str] = []
     position = 0
-    for start, end in sorted(highlight_spans(text, keyword_lines)):
+    for start, end in spans:
         if start < position or end <= start:
             continue
         parts.append(str(escape(text[position:start])))

@@ -2,7 +2,8 @@
 
 Run by the digest job once per listing date (`match_papers`), by the sign-up
 form to validate and dedupe lines (`parse_keyword`, `normalize_keyword_line`)
-and by the email renderer to highlight matched words (`highlight_spans`).
+and by the digest renderer to highlight matched words: `text_tokens` once per
+title or abstract, then `phrase_spans` per keyword line (`highlight_spans` for one text).
 It owns the keyword syntax; the terms of a line are ANDed:
 
     reinforcement learning            a phrase (consecutive plain words); its last
@@ -22,11 +23,13 @@ A Greek letter and its TeX name are the word spelled out: α = \\alpha = alpha.
 
 import functools
 import re
+import sys
 import unicodedata
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import ahocorasick_rs
 
@@ -323,16 +326,60 @@ def match_papers(
     return {line: selected[q] if q else frozenset() for line, q in queries.items()}
 
 
-def highlight_spans(text: str, keyword_lines: Iterable[str]) -> list[tuple[int, int]]:
-    """Sorted, non-overlapping (start, end) spans of text where a line's phrase occurs."""
-    by_first_word = _variants_by_first_word(tuple(keyword_lines))
-    tokens = tokenize(text) if by_first_word else []
-    words = [word for word, _, _ in tokens]
+class TextTokens(NamedTuple):
+    """A text's words with their spans, made once per text for highlighting.
+
+    Compact on purpose: a day's 3,000 titles and abstracts stay a few MB.
+    """
+
+    words: tuple[str, ...]  # folded words, "" where a phrase ends (interned)
+    starts: array  # where each word starts, TeX braces trimmed
+    ends: array
+
+
+def text_tokens(text: str) -> TextTokens:
+    """`text` tokenized once, for any number of `phrase_spans` calls."""
+    tokens = tokenize(text)
+    return TextTokens(
+        tuple(sys.intern(word) for word, _, _ in tokens),
+        array("l", (_start(text, token) for token in tokens)),
+        array("l", (_end(text, token) for token in tokens)),
+    )
+
+
+@functools.lru_cache(maxsize=65536)  # a day has ~30,000 distinct lines; each is tiny
+def line_variants(line: str) -> tuple[tuple[str, ...], ...]:
+    """The word sequences a line highlights: its phrases and their plurals.
+
+    Exclusions, cat: and au: are not highlighted; neither is a line that does not parse.
+    """
+    try:
+        query = parse_keyword(line)
+    except KeywordError:
+        return ()
+    found = dict.fromkeys(variant for phrase in query.phrases for variant in phrase.variants())
+    return tuple(tuple(sys.intern(word) for word in variant) for variant in found)
+
+
+def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
+    """Every (start, end) where one of `variants` occurs in the text, unmerged."""
+    words = tokens.words
     spans = []
-    for i, word in enumerate(words):
-        for variant in by_first_word.get(word, ()):
-            if tuple(words[i : i + len(variant)]) == variant:
-                spans.append((_start(text, tokens[i]), _end(text, tokens[i + len(variant) - 1])))
+    for variant in variants:
+        first, size = variant[0], len(variant)
+        i = -1
+        while True:
+            try:
+                i = words.index(first, i + 1)
+            except ValueError:
+                break
+            if size == 1 or words[i : i + size] == variant:
+                spans.append((tokens.starts[i], tokens.ends[i + size - 1]))
+    return spans
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans, overlapping ones joined."""
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         if merged and start < merged[-1][1]:
@@ -342,18 +389,12 @@ def highlight_spans(text: str, keyword_lines: Iterable[str]) -> list[tuple[int, 
     return merged
 
 
-@functools.lru_cache(maxsize=1024)  # a digest highlights many texts with the same lines
-def _variants_by_first_word(lines: tuple[str, ...]) -> dict[str, set[tuple[str, ...]]]:
-    by_first_word: dict[str, set[tuple[str, ...]]] = defaultdict(set)
-    for line in lines:
-        try:
-            query = parse_keyword(line)
-        except KeywordError:
-            continue  # exclusions, cat: and au: are not highlighted; neither is nonsense
-        for phrase in query.phrases:
-            for variant in phrase.variants():
-                by_first_word[variant[0]].add(variant)
-    return by_first_word
+def highlight_spans(text: str, keyword_lines: Iterable[str]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping (start, end) spans of text where a line's phrase occurs."""
+    variants = [variant for line in keyword_lines for variant in line_variants(line)]
+    if not variants:
+        return []
+    return merge_spans(phrase_spans(text_tokens(text), variants))
 
 
 def _start(text: str, token: Token) -> int:
