@@ -113,6 +113,11 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         if groups
         else DEFAULT_ARCHIVE_GROUPS
     )
+    ingest_deadline = _float(
+        "INGEST_COMPLETE_DEADLINE_HOURS", env("INGEST_COMPLETE_DEADLINE_HOURS", "6")
+    )
+    if ingest_deadline < 0:
+        raise ConfigError("INGEST_COMPLETE_DEADLINE_HOURS must be 0 or more hours")
 
     return {
         "DEV": dev,
@@ -172,6 +177,10 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "ARXIV_RETRIES": _int("ARXIV_RETRIES", env("ARXIV_RETRIES", "5")),
         # First retry delay in seconds; doubled per attempt, with jitter (worker/arxiv_client.py).
         "ARXIV_BACKOFF": _float("ARXIV_BACKOFF", env("ARXIV_BACKOFF", "5")),
+        # Hours after a listing date's feed rebuild (00:00 ET) that ingest waits for
+        # every group's feed to be full (not empty, not far below its usual size);
+        # then the day completes with what it has, with a warning (worker/ingest.py).
+        "INGEST_COMPLETE_DEADLINE_HOURS": ingest_deadline,
         # Translation.
         "TRANSLATION_BACKEND": translation_backend,
         "OPENAI_BASE_URL": env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),

@@ -18,6 +18,7 @@ EMPTY = "rss_empty_feed_test-archive_2024-11-28.xml"
 ERROR = "rss_error_feed_bad-archive.xml"
 OAI = "oai_arXivRaw_ListRecords_resumptionToken_2015-01-06.xml"
 ATOM_LEGACY = "api_legacy_search_cs-RO_2025-10-17.xml"
+ATOM_FEED = "atom_combined_cs.LG_cs.AI_cs.CL_stat.ML_2026-09-24_constructed.xml"
 
 
 def api_body(name: str) -> bytes:
@@ -125,6 +126,53 @@ def test_atom_api_responses():
     assert parse_feed(api_body("api_2026_empty_zero-results.json")).items == []
     with pytest.raises(FeedError, match="incorrect id format for abc"):
         parse_feed(api_body("api_2026_error_http400_bad-id.json"))
+
+
+def test_atom_announcement_feed_is_its_rss_twin():
+    atom = parse_feed(fixture(ATOM_FEED))
+    rss = parse_feed(fixture(COMBINED))
+    assert (atom.kind, atom.feed_date, atom.archives) == (
+        "atom-announce",
+        date(2026, 9, 24),
+        ["cs.LG", "cs.AI", "cs.CL", "stat.ML"],
+    )
+    assert atom.is_announcement and rss.is_announcement
+    assert atom.items == rss.items
+    cross = next(i for i in atom.items if i.announce_type == "cross")
+    assert (cross.arxiv_id, cross.version, cross.doi) == (
+        "2205.06398",
+        2,
+        "10.1093/bioinformatics/btac431",
+    )
+    # The search API's Atom is still the search API's: dated per entry, not a listing.
+    api = parse_feed(fixture(ATOM_LEGACY))
+    assert (api.kind, api.feed_date, api.is_announcement) == ("atom", None, False)
+
+
+def _without_entries(data: bytes) -> bytes:
+    head, _, _ = data.partition(b"<entry>")
+    return head + b"</feed>\n"
+
+
+def test_empty_atom_announcement_feed_is_dated_by_its_build_in_new_york():
+    # Built at 23:30 ET on the 24th, which is already the 25th in UTC.
+    data = _without_entries(fixture(ATOM_FEED)).replace(
+        b"<updated>2026-09-24T08:58:05+00:00</updated>",
+        b"<updated>2026-09-25T03:30:00+00:00</updated>",
+    )
+    feed = parse_feed(data)
+    assert (feed.kind, feed.feed_date, feed.items) == ("atom-announce", date(2026, 9, 24), [])
+    assert feed.archives == ["cs.LG", "cs.AI", "cs.CL", "stat.ML"]
+
+
+def test_atom_announcement_entries_of_two_dates_are_refused():
+    data = fixture(ATOM_FEED).replace(
+        b"<published>2026-09-24T00:00:00-04:00</published>",
+        b"<published>2026-09-23T00:00:00-04:00</published>",
+        1,
+    )
+    with pytest.raises(FeedError, match="2026-09-23, 2026-09-24: not one listing date"):
+        parse_feed(data)
 
 
 def test_oai_arxivraw_page():

@@ -9,13 +9,15 @@ from sqlalchemy import func, select
 from newsletter import db
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
-from worker import arxiv, backfill, ingest
+from worker import arxiv, backfill, calendar, ingest, ingest_store
 
 ET = ZoneInfo("America/New_York")
 ALL = DATA / "rss_all-archives_2024-11-28.xml"
 COMBINED = "rss_combined_cs.LG_cs.AI_cs.CL_stat.ML_2026-09-24.xml"
 EMPTY = "rss_empty_feed_test-archive_2024-11-28.xml"
 ERROR = "rss_error_feed_bad-archive.xml"
+ATOM = "atom_combined_cs.LG_cs.AI_cs.CL_stat.ML_2026-09-24_constructed.xml"
+DUE = date(2026, 9, 24)
 COMBINED_DATE = "Thu, 24 Sep 2026 00:00:00 -0400"
 SUMMARY_1504 = (
     "2024-11-28: 1504 items (926 new, 9 cross, 569 replace, 0 replace-cross); "
@@ -118,20 +120,76 @@ def test_file_with_explicit_date(app):
     assert not summary.complete  # an API search result is never a whole day
 
 
-def test_low_count_is_a_warning(app):
-    session = db.session()
+@pytest.mark.parametrize(
+    ("count", "history", "reason"),
+    [
+        (0, [], "empty on an announcement day"),
+        (0, [0] * 10, "empty on an announcement day"),  # empty is never a normal day
+        (1, [], None),  # no history yet: only "not empty" is judged
+        (4, [300] * 9, None),  # 9 listing dates are not enough history
+        (4, [300] * 10, "under 20% of its median of 300 over its last 10 listing dates"),
+        (59, [300] * 10, "under 20% of its median of 300 over its last 10 listing dates"),
+        (60, [300] * 10, None),  # exactly 20% is enough
+        # The median, not the mean: a few huge days do not make a normal one short.
+        (40, [1000] * 4 + [100] * 6, None),
+        (
+            19,
+            [1000] * 4 + [100] * 6,
+            "under 20% of its median of 100 over its last 10 listing dates",
+        ),
+    ],
+)
+def test_shortfall_rule(count, history, reason):
+    assert ingest_store.shortfall(count, history) == reason
+
+
+def test_short_file_is_stored_but_does_not_cover_its_archives(app):
     group = "cs.LG+cs.AI+cs.CL+stat.ML"
-    for day in (date(2026, 9, 21), date(2026, 9, 22), date(2026, 9, 23)):
-        session.add(
+    add_history(group, [300] * 10)
+    (summary,) = ingest.ingest_file(DATA / COMBINED)
+    warning = (
+        f"{group}: only 4 items, under 20% of its median of 300 over its last 10 listing dates; "
+        "waiting for a full feed"
+    )
+    assert summary.warnings == [warning]
+    assert paper_count() == 4  # stored all the same
+    fetch = db.session().scalar(select(FeedFetch).where(FeedFetch.listing_date == DUE))
+    assert fetch.warning == warning
+    assert ingest_store.covered_archives(DUE) == set()
+
+
+def test_atom_announcement_file_takes_its_date_from_the_feed(app):
+    result = run(app, "ingest", "--file", str(DATA / ATOM))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "2026-09-24: 4 items (2 new, 1 cross, 1 replace, 0 replace-cross); "
+        "stored 4 new, 0 updated, 0 unchanged"
+    )
+    assert set(db.session().scalars(select(Paper.listing_date))) == {DUE}
+    assert paper("2205.06398").announce_type is AnnounceType.CROSS
+    fetch = db.session().scalar(select(FeedFetch))
+    assert (fetch.archive_group, fetch.source, fetch.feed_date, fetch.warning) == (
+        "cs.LG+cs.AI+cs.CL+stat.ML",
+        "file",
+        DUE,
+        None,
+    )
+    # Its RSS twin is the same announcement: nothing new.
+    (summary,) = ingest.ingest_file(DATA / COMBINED)
+    assert (summary.stored_new, summary.updated, summary.unchanged) == (0, 0, 4)
+
+
+def add_history(group: str, counts: list[int], before: date = date(2026, 9, 24)) -> None:
+    """FeedFetch rows of `group` on the listing dates before `before`, newest first."""
+    day = before
+    for count in counts:
+        day = calendar.previous_listing_date(day)
+        db.session().add(
             FeedFetch(
-                listing_date=day, archive_group=group, source="rss", feed_date=day, count_new=300
+                listing_date=day, archive_group=group, source="rss", feed_date=day, count_new=count
             )
         )
-    session.commit()
-    (summary,) = ingest.ingest_file(DATA / COMBINED)
-    assert summary.warnings == [f"{group}: only 4 items, far below the recent average of 300"]
-    fetch = session.scalar(select(FeedFetch).where(FeedFetch.listing_date == date(2026, 9, 24)))
-    assert fetch.warning == summary.warnings[0]
+    db.session().commit()
 
 
 # --- the scheduled poll over real HTTP ---
@@ -146,35 +204,63 @@ def poll_config(config, server):
         ARXIV_RETRIES=1,
         ARXIV_BACKOFF=0.01,
         ARXIV_TIMEOUT=5.0,
+        INGEST_COMPLETE_DEADLINE_HOURS=6,
     )
     return config
 
 
-DUE_NOW = datetime(2026, 9, 24, 9, 0, tzinfo=ET)  # Thursday morning: 2026-09-24 is due
+# Thursday: 2026-09-24 is due from its feed rebuild at 00:00 ET; the deadline
+# for full feeds is 06:00 ET.
+DUE_NOW = datetime(2026, 9, 24, 3, 0, tzinfo=ET)
+AFTER_DEADLINE = datetime(2026, 9, 24, 6, 30, tzinfo=ET)
+LATER = datetime(2026, 9, 24, 11, 0, tzinfo=ET)
+ALL_DATE = "Thu, 28 Nov 2024 00:00:00 -0500"
+
+
+def empty_due() -> bytes:
+    """An empty feed dated the due date: what arXiv serves when a group's build failed."""
+    return with_pub_date(fixture(EMPTY), ALL_DATE, COMBINED_DATE)
+
+
+def full_due() -> bytes:
+    """A full day (1,504 items) dated the due date."""
+    return with_pub_date(ALL.read_bytes(), ALL_DATE, COMBINED_DATE)
+
+
+def fetch_of(group: str, day: date = DUE) -> FeedFetch:
+    db.session().expire_all()
+    return db.session().scalar(
+        select(FeedFetch).where(FeedFetch.archive_group == group, FeedFetch.listing_date == day)
+    )
+
+
+def completed_at(day: date = DUE) -> datetime | None:
+    db.session().expire_all()
+    row = db.session().get(ListingDay, day)
+    return row.completed_at if row else None
 
 
 def test_poll_stores_fresh_groups_and_waits_for_stale_ones(poll_config, server, app):
-    stale = with_pub_date(
-        fixture(EMPTY), "Thu, 28 Nov 2024 00:00:00 -0500", "Wed, 23 Sep 2026 00:00:00 -0400"
-    )
+    stale = with_pub_date(fixture(EMPTY), ALL_DATE, "Wed, 23 Sep 2026 00:00:00 -0400")
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", Reply(body=stale))
     summary = ingest.ingest_due(DUE_NOW)
-    assert summary.listing_date == date(2026, 9, 24)
+    assert summary.listing_date == DUE
     assert not summary.complete
     assert summary.warnings == [
         "stat: stale feed, still dated 2026-09-23 (expected 2026-09-24); will retry"
     ]
     assert paper_count() == 4
-    stat = db.session().scalar(select(FeedFetch).where(FeedFetch.archive_group == "stat"))
+    stat = fetch_of("stat")
     assert (stat.feed_date, stat.warning) == (date(2026, 9, 23), summary.warnings[0])
+    assert ingest_store.uncovered_groups(DUE) == ["stat"]
 
-    # The next poll fetches only the stale group; it is fresh now, so the day completes.
-    server.serve("/rss/stat", Reply(body=with_pub_date(stale, "Wed, 23 Sep", "Thu, 24 Sep")))
+    # The next poll fetches only the stale group; it is fresh and full now, so the day completes.
+    server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
     summary = ingest.ingest_due(DUE_NOW)
     assert summary.complete and summary.warnings == []
     assert [r.path for r in server.requests] == ["/rss/cs", "/rss/stat", "/rss/stat"]
-    # Complete: the poll after that sends nothing.
+    # Complete and every group covered: the poll after that sends nothing.
     assert ingest.ingest_due(DUE_NOW).note == "already complete; nothing to do"
     assert len(server.requests) == 3
 
@@ -189,33 +275,243 @@ def test_before_the_feed_rebuild_the_previous_day_is_due(poll_config, server, ap
     assert len(server.requests) == 2
 
 
-@pytest.mark.parametrize(
-    ("reply", "warning"),
-    [
-        (
-            Reply(400, fixture(ERROR)),
-            "stat: Feed error for query: http://rss.arxiv.org/rss/astroph: Bad archive",
-        ),
-        (Reply(200, fixture(COMBINED)[:5000]), "stat: malformed or truncated XML"),
-        (Reply(503, b"down"), "stat: "),
-        (Reply(200, b"<html>maintenance</html>"), "stat: not an arXiv"),
-        # The weekend's empty feed when the Thursday was expected: never a quiet day.
-        (
-            Reply(200, with_pub_date(fixture(EMPTY), "Thu, 28 Nov 2024", "Sat, 26 Sep 2026")),
-            "stat: feed is dated 2026-09-26, past the expected 2026-09-24",
-        ),
-    ],
-)
-def test_faults_store_nothing_for_the_group(poll_config, server, app, reply, warning):
+def test_empty_group_keeps_the_day_open_until_its_feed_is_full(poll_config, server, app):
+    server.serve("/rss/cs", Reply(body=empty_due()))
+    server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
+    summary = ingest.ingest_due(DUE_NOW)
+    warning = "cs: only 0 items, empty on an announcement day; waiting for a full feed"
+    assert not summary.complete
+    assert summary.warnings == [warning]
+    assert completed_at() is None
+    assert (fetch_of("cs").feed_date, fetch_of("cs").warning) == (DUE, warning)
+    # No digest can go out for an incomplete day.
+    result = run(app, "digest", "send", "--date", "2026-09-24")
+    assert result.exit_code != 0 and "not completely ingested" in result.output
+
+    # cs serves its full feed at the next poll: only cs is fetched again.
+    server.serve("/rss/cs", Reply(body=full_due()))
+    summary = ingest.ingest_due(DUE_NOW)
+    assert summary.complete and summary.warnings == []
+    assert completed_at() is not None
+    assert [r.path for r in server.requests] == ["/rss/cs", "/rss/stat", "/rss/cs"]
+    all_ids = {i.arxiv_id for i in arxiv.parse_feed(ALL.read_bytes()).items}
+    stored = dict(db.session().execute(select(Paper.arxiv_id, Paper.listing_date)).all())
+    assert all_ids <= set(stored) and set(stored.values()) == {DUE}
+    assert (ingest_store.total_items(fetch_of("cs")), fetch_of("cs").warning) == (1504, None)
+
+
+def test_all_empty_weekday_stays_open_until_the_deadline(poll_config, server, app, caplog):
+    server.serve("/rss/cs", Reply(body=empty_due()))
+    server.serve("/rss/stat", Reply(body=empty_due()))
+    summary = ingest.ingest_due(DUE_NOW)
+    assert not summary.complete
+    assert [w.split(":")[0] for w in summary.warnings] == ["cs", "stat"]
+    assert completed_at() is None
+    assert ingest.ingest_due(datetime(2026, 9, 24, 5, 59, tzinfo=ET)).complete is False
+
+    summary = ingest.ingest_due(AFTER_DEADLINE)
+    assert summary.complete and completed_at() is not None
+    assert paper_count() == 0
+    noted = [
+        r.getMessage() for r in caplog.records if "completed at the deadline" in r.getMessage()
+    ]
+    assert [
+        r.levelname for r in caplog.records if "completed at the deadline" in r.getMessage()
+    ] == [
+        "WARNING",
+        "WARNING",
+    ]
+    assert noted[0] == (
+        "ingest 2026-09-24 completed at the deadline without a full feed from cs (0 items): "
+        "cs: only 0 items, empty on an announcement day; waiting for a full feed; "
+        f"{ingest_store.DEADLINE_NOTE}"
+    )
+    (day,) = ingest_store.recent_days()
+    assert day.completed_at is not None
+    assert [f.warning.endswith(ingest_store.DEADLINE_NOTE) for f in day.fetches] == [True, True]
+
+
+def test_group_far_below_its_median_keeps_the_day_open(poll_config, server, app):
+    add_history("cs", [300, 280, 350, 310, 290, 900, 305, 260, 330, 300])  # median 302.5
+    server.serve("/rss/cs", Reply(body=fixture(COMBINED)))  # 4 items
+    server.serve("/rss/stat", Reply(body=fixture(COMBINED)))  # no history: judged as not empty
+    summary = ingest.ingest_due(DUE_NOW)
+    assert not summary.complete
+    assert summary.warnings == [
+        "cs: only 4 items, under 20% of its median of 302.5 over its last 10 listing dates; "
+        "waiting for a full feed"
+    ]
+    assert paper_count() == 4  # what it has is stored
+    assert ingest_store.uncovered_groups(DUE) == ["cs"]
+
+    server.serve("/rss/cs", Reply(body=full_due()))
+    assert ingest.ingest_due(DUE_NOW).complete
+
+
+def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
+    poll_config, server, app, caplog
+):
+    server.serve("/rss/cs", Reply(body=empty_due()))
+    server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
+    assert not ingest.ingest_due(DUE_NOW).complete
+    assert not ingest.ingest_due(datetime(2026, 9, 24, 5, 45, tzinfo=ET)).complete
+
+    summary = ingest.ingest_due(AFTER_DEADLINE)
+    assert summary.complete
+    done = completed_at()
+    warning = (
+        "cs: only 0 items, empty on an announcement day; waiting for a full feed; "
+        f"{ingest_store.DEADLINE_NOTE}"
+    )
+    assert fetch_of("cs").warning == warning
+    assert warning in summary.warnings
+    (logged,) = [r for r in caplog.records if "completed at the deadline" in r.getMessage()]
+    assert logged.levelname == "WARNING" and "from cs (0 items)" in logged.getMessage()
+    (day,) = ingest_store.recent_days()
+    assert day.completed_at == done
+    assert {f.archive_group: f.warning for f in day.fetches} == {"cs": warning, "stat": None}
+    status = run(app, "status").output
+    assert "2026-09-24 complete" in status
+    assert f"warning: {warning}" in status
+
+    # A complete day whose cs was short is still polled for cs, and nothing else.
+    requests = len(server.requests)
+    summary = ingest.ingest_due(LATER)
+    assert summary.note is None and summary.complete
+    assert [r.path for r in server.requests[requests:]] == ["/rss/cs"]
+    assert fetch_of("cs").warning == warning  # still short, still noted
+
+    # cs serves its full feed: its papers are stored under their own listing date, late.
+    server.serve("/rss/cs", Reply(body=full_due()))
+    summary = ingest.ingest_due(LATER)
+    assert summary.late and summary.stored_new == 1504
+    assert summary.line().endswith("the day was already complete: these arrive late")
+    assert completed_at() == done  # completed once, at the deadline
+    late = db.session().scalar(select(Paper).where(Paper.arxiv_id == "2411.17700"))
+    assert late.listing_date == DUE and late.created_at > done
+    assert fetch_of("cs").warning is None
+    assert ingest.ingest_due(LATER).note == "already complete; nothing to do"
+
+    # The next listing date is due: the 24th is not fetched again.
+    server.serve("/rss/cs", Reply(body=empty_due()))
+    friday = ingest.ingest_due(datetime(2026, 9, 25, 3, 0, tzinfo=ET))
+    assert friday.listing_date == date(2026, 9, 25)
+    assert fetch_of("cs").warning is None and ingest_store.total_items(fetch_of("cs")) == 1504
+
+
+def test_poll_reads_atom_announcement_feeds(poll_config, server, app):
+    app.config["ARXIV_RSS_URL"] = server.url + "/atom/"
+    server.serve("/atom/cs", Reply(body=fixture(ATOM)))
+    server.serve("/atom/stat", Reply(body=fixture(ATOM)))
+    summary = ingest.ingest_due(DUE_NOW)
+    assert summary.complete and summary.warnings == []
+    assert paper_count() == 4
+
+
+STAT_FAULTS = [
+    pytest.param(
+        [Reply(400, fixture(ERROR))],
+        {},
+        "stat: Feed error for query: http://rss.arxiv.org/rss/astroph: Bad archive",
+        id="error-channel",
+    ),
+    pytest.param(
+        [Reply(200, fixture(COMBINED)[:5000])],
+        {},
+        "stat: malformed or truncated XML",
+        id="truncated",
+    ),
+    pytest.param([Reply(503, b"down")], {}, "stat: http://127.0.0.1:", id="503"),
+    pytest.param(
+        [Reply(429, b"slow down", {"Retry-After": "3600"})],
+        {},
+        "stat: http://127.0.0.1:",
+        id="429-retry-after-too-long",
+    ),
+    pytest.param(
+        [Reply(200, fixture(COMBINED), delay=0.6)],
+        {"ARXIV_TIMEOUT": 0.2},
+        "stat: http://127.0.0.1:",
+        id="timeout",
+    ),
+    pytest.param([Reply(200, b"<html>maintenance</html>")], {}, "stat: not an arXiv", id="html"),
+    pytest.param(
+        [
+            Reply(
+                200,
+                with_pub_date(fixture(COMBINED), COMBINED_DATE, "Wed, 23 Sep 2026 00:00:00 -0400"),
+            )
+        ],
+        {},
+        "stat: stale feed, still dated 2026-09-23",
+        id="stale",
+    ),
+    # The weekend's empty feed when the Thursday was expected: never a quiet day.
+    pytest.param(
+        [Reply(200, with_pub_date(fixture(EMPTY), "Thu, 28 Nov 2024", "Sat, 26 Sep 2026"))],
+        {},
+        "stat: feed is dated 2026-09-26, past the expected 2026-09-24",
+        id="weekend-feed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("replies", "settings", "warning"), STAT_FAULTS)
+def test_faults_keep_the_day_open_then_complete_it_at_the_deadline(
+    poll_config, server, app, replies, settings, warning
+):
+    app.config.update(settings)
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
-    server.serve("/rss/stat", reply)
+    server.serve("/rss/stat", *replies)
     summary = ingest.ingest_due(DUE_NOW)
     assert not summary.complete
     assert len(summary.warnings) == 1 and summary.warnings[0].startswith(warning)
     assert paper_count() == 4  # cs only
-    stat = db.session().scalar(select(FeedFetch).where(FeedFetch.archive_group == "stat"))
-    assert stat.warning.startswith(warning)
-    assert db.session().get(ListingDay, date(2026, 9, 24)).completed_at is None
+    assert fetch_of("stat").warning.startswith(warning)
+    assert ingest_store.uncovered_groups(DUE) == ["stat"]
+    assert completed_at() is None
+
+    # Still failing at the deadline: the day completes without stat, and says so.
+    stat_requests = len(server.requests_to("/rss/stat"))
+    summary = ingest.ingest_due(AFTER_DEADLINE)
+    assert summary.complete and completed_at() is not None
+    assert len(server.requests_to("/rss/stat")) > stat_requests  # retried at that poll
+    assert fetch_of("stat").warning.startswith(warning)
+    assert fetch_of("stat").warning.endswith(ingest_store.DEADLINE_NOTE)
+    assert fetch_of("cs").warning is None
+
+
+def test_429_with_retry_after_is_waited_for_and_its_answer_judged(poll_config, server, app):
+    """arXiv's Retry-After is honoured within the poll; what comes after still has to be full."""
+    slow_down = Reply(429, b"slow down", {"Retry-After": "1"})
+    server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
+    server.serve("/rss/stat", slow_down, Reply(body=empty_due()))
+    summary = ingest.ingest_due(DUE_NOW)
+    first, second = server.requests_to("/rss/stat")
+    assert second.at - first.at >= 0.95
+    assert not summary.complete
+    assert summary.warnings == [
+        "stat: only 0 items, empty on an announcement day; waiting for a full feed"
+    ]
+
+    server.serve("/rss/stat", slow_down, Reply(body=fixture(COMBINED)))
+    summary = ingest.ingest_due(DUE_NOW)
+    assert summary.complete and summary.warnings == []
+    assert len(server.requests_to("/rss/stat")) == 4
+
+
+def test_a_failed_retry_keeps_a_short_groups_counts(poll_config, server, app):
+    server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
+    server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
+    add_history("cs", [300] * 10)
+    ingest.ingest_due(DUE_NOW)
+    short = fetch_of("cs").warning
+    assert short.startswith("cs: only 4 items")
+    server.serve("/rss/cs", Reply(503, b"down"))
+    summary = ingest.ingest_due(DUE_NOW)
+    assert summary.warnings[0].startswith("cs: http://127.0.0.1:")
+    assert (fetch_of("cs").feed_date, fetch_of("cs").warning) == (DUE, short)
+    assert ingest_store.total_items(fetch_of("cs")) == 4
 
 
 # --- OAI-PMH backfill over real HTTP ---

@@ -2,10 +2,17 @@
 
 Used by ingest (worker/ingest.py, worker/backfill.py) on what
 worker/arxiv_client.py fetched or a saved file held, and by tests and
-benchmarks on recorded responses. It owns the three formats we read — the RSS
-feeds of rss.arxiv.org (daily announcements), the Atom of the search API,
-OAI-PMH arXivRaw (backfill) — and ArxivError, the one error family of both
-parsing and fetching. Nothing here touches the network or the database.
+benchmarks on recorded responses. It owns the formats we read — the daily
+announcement feeds of rss.arxiv.org in RSS (rss.arxiv.org/rss/<archives>) and
+in Atom (rss.arxiv.org/atom/<archives>), the Atom of the search API
+(export.arxiv.org/api), OAI-PMH arXivRaw (backfill) — and ArxivError, the one
+error family of both parsing and fetching. Nothing here touches the network or
+the database.
+
+The two Atom documents share a root element and tell themselves apart by
+content: an announcement feed's entries carry <arxiv:announce_type> and ids
+like "oai:arXiv.org:2609.26811v1", its links point at rss.arxiv.org/atom/; an
+API response's entries carry neither.
 """
 
 import re
@@ -13,6 +20,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
+
+from worker.calendar import ARXIV_TZ
 
 # A full day of all of arXiv is ~3 MB of RSS; an OAI page of 2,000 records is a
 # few MB. Anything far beyond is not a document we asked for.
@@ -66,24 +75,38 @@ class FeedItem:
     version_dates: tuple[tuple[int, datetime], ...] = ()
 
 
+# ParsedFeed.kind of each document: the two announcement feeds (one listing
+# date each, items typed by arXiv), the search API's Atom, an OAI-PMH page.
+ANNOUNCEMENT_KINDS = ("rss", "atom-announce")
+
+
 @dataclass(frozen=True)
 class ParsedFeed:
-    """A parsed document: RSS (one listing date), Atom (search API) or OAI-PMH (a page)."""
+    """A parsed document: an announcement feed (RSS or Atom), the search API's Atom, or OAI-PMH."""
 
-    kind: str  # rss | atom | oai
-    feed_date: date | None  # RSS pubDate = the listing date; None for Atom and OAI
-    archives: list[str]  # what the RSS query covered, e.g. ["cs"]; [] when unknown
+    kind: str  # rss | atom-announce | atom (search API) | oai
+    # The listing date of an announcement feed (RSS pubDate, Atom <published>/<updated>);
+    # None for the search API and OAI-PMH.
+    feed_date: date | None
+    archives: list[str]  # what the feed's query covered, e.g. ["cs"]; [] when unknown
     items: list[FeedItem]
     resumption_token: str | None = None  # OAI-PMH: the next page, if any
     skip_days: list[str] = field(default_factory=list)
 
+    @property
+    def is_announcement(self) -> bool:
+        """Whether this is one listing date's announcement feed (RSS or Atom)."""
+        return self.kind in ANNOUNCEMENT_KINDS
+
 
 def parse_feed(data: bytes) -> ParsedFeed:
-    """Parse an arXiv RSS feed, Atom API response or OAI-PMH arXivRaw page."""
+    """Parse an arXiv RSS or Atom announcement feed, Atom API response or OAI-PMH arXivRaw page."""
     root = _parse_xml(data)
     if root.tag == "rss":
         return _parse_rss(root)
     if root.tag == f"{{{NS['atom']}}}feed":
+        if _is_announcement_atom(root):
+            return _parse_announcement_atom(root)
         return _parse_atom(root)
     if root.tag == f"{{{NS['oai']}}}OAI-PMH":
         return _parse_oai(root)
@@ -159,10 +182,26 @@ def _parse_rss(root: ET.Element) -> ParsedFeed:
 
 
 def _rss_item(item: ET.Element) -> FeedItem:
-    guid = _text(item.find("guid")) or ""
-    description = item.findtext("description") or ""
-    arxiv_id, version = _split_id(guid or description)
-    announce_type = _text(item.find("arxiv:announce_type", NS))
+    return _announced_item(
+        item,
+        ident=_text(item.find("guid")),
+        description=item.findtext("description") or "",
+        title=_text(item.find("title")),
+        categories=[c for c in (_text(e) for e in item.findall("category")) if c],
+    )
+
+
+def _announced_item(
+    element: ET.Element,
+    *,
+    ident: str | None,
+    description: str,
+    title: str | None,
+    categories: list[str],
+) -> FeedItem:
+    """An RSS <item> or Atom <entry> of an announcement feed: the same fields, two spellings."""
+    arxiv_id, version = _split_id(ident or description)
+    announce_type = _text(element.find("arxiv:announce_type", NS))
     if announce_type is None:
         match = re.search(r"Announce Type:\s*([a-z-]+)", description)
         announce_type = match.group(1) if match else None
@@ -170,21 +209,75 @@ def _rss_item(item: ET.Element) -> FeedItem:
         raise FeedError(f"{arxiv_id}: unknown announce type {announce_type!r}")
     # "arXiv:<id>v<N> Announce Type: <type> \nAbstract: <text>"
     _, found, abstract = description.partition("Abstract:")
-    title = _text(item.find("title"))
     if title is None:
         raise FeedError(f"{arxiv_id}: item without a title")
-    categories = [c for c in (_text(e) for e in item.findall("category")) if c]
     return FeedItem(
         arxiv_id=arxiv_id,
         version=version,
         title=title,
         abstract=" ".join((abstract if found else "").split()),
-        authors=split_authors(item.findtext("dc:creator", "", NS)),
+        authors=split_authors(element.findtext("dc:creator", "", NS)),
         categories=categories,
         announce_type=announce_type,
-        comments=_text(item.find("arxiv:comments", NS)) or _text(item.find("arxiv:comment", NS)),
-        doi=_text(item.find("arxiv:DOI", NS)),
-        journal_ref=_text(item.find("arxiv:journal_reference", NS)),
+        comments=_text(element.find("arxiv:comments", NS))
+        or _text(element.find("arxiv:comment", NS)),
+        doi=_text(element.find("arxiv:DOI", NS)),
+        journal_ref=_text(element.find("arxiv:journal_reference", NS)),
+    )
+
+
+def _is_announcement_atom(root: ET.Element) -> bool:
+    if root.find("atom:entry/arxiv:announce_type", NS) is not None:
+        return True
+    # An empty announcement feed has no entries to tell by; its id and links do.
+    where = [_text(root.find("atom:id", NS)) or ""]
+    where += [link.get("href") or "" for link in root.findall("atom:link", NS)]
+    return any("/atom/" in url and "/api/" not in url for url in where)
+
+
+def _parse_announcement_atom(root: ET.Element) -> ParsedFeed:
+    """rss.arxiv.org/atom/<archives>: the RSS feed's items as Atom entries.
+
+    The listing date is every entry's <published> (midnight ET of the listing
+    date, e.g. 2026-09-24T00:00:00-04:00); an empty feed has only the feed's
+    <updated>, the instant it was built, which falls on the listing date in ET.
+    """
+    items = []
+    published: set[date] = set()
+    for entry in root.findall("atom:entry", NS):
+        items.append(
+            _announced_item(
+                entry,
+                ident=_text(entry.find("atom:id", NS)),
+                description=entry.findtext("atom:summary", "", NS),
+                title=_text(entry.find("atom:title", NS)),
+                categories=[
+                    term
+                    for term in (c.get("term") for c in entry.findall("atom:category", NS))
+                    if term
+                ],
+            )
+        )
+        instant = _iso_instant(_text(entry.find("atom:published", NS)))
+        if instant is not None:
+            # In its own offset, as arXiv writes it: midnight ET is the listing date.
+            published.add(instant.date())
+    if len(published) > 1:
+        days = ", ".join(sorted(d.isoformat() for d in published))
+        raise FeedError(f"Atom feed entries are dated {days}: not one listing date")
+    if published:
+        feed_date = published.pop()
+    else:
+        built = _iso_instant(_text(root.find("atom:updated", NS)))
+        feed_date = built.astimezone(ARXIV_TZ).date() if built is not None else None
+    links = [_text(root.find("atom:id", NS)) or ""]
+    links += [link.get("href") or "" for link in root.findall("atom:link", NS)]
+    query = next((url.split("/atom/", 1)[1] for url in links if "/atom/" in url), "")
+    return ParsedFeed(
+        kind="atom-announce",
+        feed_date=feed_date,
+        archives=[a for a in query.strip("/").split("+") if a],
+        items=items,
     )
 
 

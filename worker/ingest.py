@@ -1,17 +1,33 @@
 """Ingesting arXiv's announcements: the scheduled poll, and saved documents.
 
-Run by the scheduled poll (`worker.schedule.poll` -> `ingest_due`) and by
-`newsletter ingest` (`ingest_file`; `--date`/`--since` go to `ingest_oai`,
-which lives in worker/backfill.py). It owns the decisions of which document
-stands for which listing date: the poll fetches only the due date's groups
-that are not fresh yet, and a document that fails to fetch or parse, or is
-not dated the due date, stores no papers for its group. Storing and the
-completeness rule are worker/ingest_store.py's; each call commits its own
-unit of work.
+Run by the scheduled poll (`worker.schedule.poll` -> `ingest_due`, every poll)
+and by `newsletter ingest` (`ingest_file`; `--date`/`--since` go to
+`ingest_oai`, which lives in worker/backfill.py). It owns the decisions of
+which document stands for which listing date, and when the due date is done:
+
+- The poll fetches the due date's groups that do not yet cover it (see the
+  completeness rule in worker/ingest_store.py: a feed dated the due date that is
+  not empty and not far below its group's usual size). A document that fails to
+  fetch or parse, or is not dated the due date, stores no papers for its group;
+  a short one stores what it has. Either way the day stays incomplete and the
+  next poll tries again.
+- At the deadline (INGEST_COMPLETE_DEADLINE_HOURS after the due date's feed
+  rebuild, worker/calendar.py) the day completes with what it has; each
+  uncovered group's FeedFetch.warning says so (`newsletter status`) and a
+  warning is logged naming the group, its count and the reason.
+- A complete due date is still polled for its uncovered groups until the next
+  listing date is due. Papers that come then are stored under their own
+  listing date like any other (an idempotent upsert) but *after* the day was
+  completed, and possibly after its digests went out: Paper.created_at later
+  than ListingDay.completed_at tells them apart. Storing them is this module's
+  job; sending them is the digest's.
+
+Storing and the completeness rule are worker/ingest_store.py's; each call
+commits its own unit of work.
 """
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -31,8 +47,11 @@ from worker.ingest_store import (
     IngestSummary,
     commit,
     find_feed_fetch,
+    note_uncovered_groups,
     record_failure,
     store_group,
+    total_items,
+    uncovered_groups,
     update_listing_day,
 )
 
@@ -43,44 +62,76 @@ log = logging.getLogger(__name__)
 
 
 def ingest_due(now: datetime) -> IngestSummary:
-    """Fetch the due listing date's feeds that are not yet fresh; do nothing if it is complete."""
+    """Fetch the due listing date's groups that do not cover it yet; complete it when they do."""
     due = calendar.due_listing_date(now)
-    session = db.session()
-    day = session.get(ListingDay, due)
-    if day is not None and day.completed_at is not None:
+    day = db.session().get(ListingDay, due)
+    already_complete = day is not None and day.completed_at is not None
+    groups = uncovered_groups(due)
+    if already_complete and not groups:
         return IngestSummary(due, complete=True, note="already complete; nothing to do")
-    summary = IngestSummary(due)
-    for group in current_app.config["ARXIV_ARCHIVE_GROUPS"]:
-        existing = find_feed_fetch(due, group)
-        if existing is not None and existing.feed_date == due:
-            continue  # fresh already
-        try:
-            parsed = arxiv.parse_feed(arxiv_client.fetch_feed(group))
-            if parsed.kind != "rss":
-                raise arxiv.FeedError(f"expected an RSS feed, got {parsed.kind}")
-        except ArxivError as exc:
-            message = f"{group}: {exc}"
-            log.error("ingest %s: %s", due, message)
-            record_failure(due, group, "rss", message)
-            summary.warnings.append(message)
-            continue
-        if parsed.feed_date != due:
-            message = _mismatch_message(group, due, parsed)
-            log.warning("ingest %s: %s", due, message)
-            record_failure(due, group, "rss", message, feed_date=parsed.feed_date)
-            summary.warnings.append(message)
-            continue
-        store_group(summary, due, group, "rss", parsed.items, feed_date=due)
-        commit()  # one unit of work per group: a later group's failure keeps this one
-    summary.complete = update_listing_day(due)
+    summary = IngestSummary(due, late=already_complete)
+    for group in groups:
+        _ingest_group(summary, due, group)
+    at_deadline = now >= completion_deadline(due)
+    summary.complete = update_listing_day(due, at_deadline=at_deadline)
+    if summary.complete:
+        for fetch in note_uncovered_groups(due):
+            message = (
+                f"{due} completed at the deadline without a full feed from "
+                f"{fetch.archive_group} ({total_items(fetch)} items): {fetch.warning}"
+            )
+            log.warning("ingest %s", message)
+            summary.warnings.append(fetch.warning)
     commit()
     log.info("ingest %s", summary.line())
     return summary
 
 
+def completion_deadline(listing_date: date) -> datetime:
+    """When the poll stops waiting for full feeds and completes `listing_date` with what it has."""
+    hours = current_app.config["INGEST_COMPLETE_DEADLINE_HOURS"]
+    return calendar.feed_rebuild_instant(listing_date) + timedelta(hours=hours)
+
+
+def _ingest_group(summary: IngestSummary, due: date, group: str) -> None:
+    """Fetch one group's feed and store it if it is dated `due`; record why not otherwise."""
+    try:
+        parsed = arxiv.parse_feed(arxiv_client.fetch_feed(group))
+        if not parsed.is_announcement:
+            raise arxiv.FeedError(f"expected an announcement feed, got {parsed.kind}")
+    except ArxivError as exc:
+        _record_miss(summary, due, group, f"{group}: {exc}", None, level=logging.ERROR)
+        return
+    if parsed.feed_date != due:
+        message = _mismatch_message(group, due, parsed)
+        _record_miss(summary, due, group, message, parsed.feed_date, level=logging.WARNING)
+        return
+    store_group(summary, due, group, "rss", parsed.items, feed_date=due)
+    commit()  # one unit of work per group: a later group's failure keeps this one
+
+
+def _record_miss(
+    summary: IngestSummary,
+    due: date,
+    group: str,
+    message: str,
+    feed_date: date | None,
+    *,
+    level: int,
+) -> None:
+    log.log(level, "ingest %s: %s", due, message)
+    summary.warnings.append(message)
+    held = find_feed_fetch(due, group)
+    if held is not None and held.feed_date == due:
+        # A feed dated the due date was stored before (a short one, being
+        # retried): keep its counts and shortfall warning, which still hold.
+        return
+    record_failure(due, group, "rss", message, feed_date=feed_date)
+
+
 def _mismatch_message(group: str, due: date, parsed: ParsedFeed) -> str:
     if parsed.feed_date is None:
-        return f"{group}: feed has no pubDate; expected {due}"
+        return f"{group}: feed has no date; expected {due}"
     if parsed.feed_date < due:
         return f"{group}: stale feed, still dated {parsed.feed_date} (expected {due}); will retry"
     return (
@@ -93,7 +144,11 @@ def _mismatch_message(group: str, due: date, parsed: ParsedFeed) -> str:
 
 
 def ingest_file(path: str | Path, listing_date: date | None = None) -> list[IngestSummary]:
-    """Ingest a saved RSS, Atom or OAI-PMH document; the date defaults to the feed's pubDate."""
+    """Ingest a saved RSS, Atom or OAI-PMH document; the date defaults to the feed's own.
+
+    An announcement feed (RSS, or Atom from rss.arxiv.org/atom) is dated by
+    itself; search-API Atom and OAI-PMH documents are dated per record, or by --date.
+    """
     data = _read_document(Path(path))
     parsed = arxiv.parse_feed(data)
     if listing_date is not None:
@@ -113,10 +168,11 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
     group = "+".join(parsed.archives) if parsed.archives else FILE_GROUP
     if len(group) > 200:
         group = FILE_GROUP
-    # Only an RSS feed dated the same day can vouch for a whole day.
-    feed_date = parsed.feed_date if parsed.kind == "rss" else None
-    items = parsed.items if parsed.kind == "rss" else [type_for_archives(i) for i in parsed.items]
-    summary = IngestSummary(day)
+    # Only an announcement feed dated the same day can vouch for a whole day.
+    feed_date = parsed.feed_date if parsed.is_announcement else None
+    items = parsed.items if parsed.is_announcement else [type_for_archives(i) for i in parsed.items]
+    held = db.session().get(ListingDay, day)
+    summary = IngestSummary(day, late=held is not None and held.completed_at is not None)
     store_group(
         summary, day, group, "file", [i for i in items if i is not None], feed_date=feed_date
     )

@@ -11,17 +11,26 @@ Rules it keeps:
   paper comes twice the same day (two archive groups), the stronger announce
   type wins: new > cross > replace > replace-cross.
 - Each (listing date, archive group) gets one FeedFetch row: the feed's own
-  date, counts by type, fetch time and any warning (stale feed, error, a count
-  far below that group's recent average).
-- A listing date is complete (ListingDay.completed_at) only when every archive
-  of every configured group is covered by a *fresh* fetch: one whose feed date
-  equals the listing date. A saved RSS file covering all configured archives
-  counts (its archives come from the channel link); Atom and OAI-PMH files never
-  do, since they are not a whole day by construction. An OAI-PMH backfill
-  harvests every archive, so its fresh OAI_GROUP row completes the day alone.
+  date, counts by type, fetch time and any warning (stale feed, error, a
+  shortfall).
+- A feed dated its listing date is *fresh*; a fresh feed is *full* unless it
+  falls short: empty (every listing date is an announcement day), or under
+  SHORTFALL_RATIO of its group's median over the group's last
+  SHORTFALL_HISTORY listing dates. A shortfall is stored as the fetch's warning,
+  so a fetch *covers* its archives only when it is fresh and carries no warning.
+- A listing date is complete (ListingDay.completed_at) when every archive of
+  every configured group is covered. A saved announcement file (RSS or Atom)
+  covering all configured archives counts (its archives come from its link);
+  search-API Atom and OAI-PMH files never do, since they are not a whole day by
+  construction. An OAI-PMH backfill harvests every archive, so its fresh
+  OAI_GROUP row completes the day alone (no shortfall check: it is arXiv's
+  record after the fact, not a feed that may be half built). The poll may also
+  complete a day at its deadline with groups uncovered (worker/ingest.py); those
+  keep their warning, with DEADLINE_NOTE added, for `newsletter status`.
 """
 
 import logging
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -40,10 +49,16 @@ log = logging.getLogger(__name__)
 # Stronger first: a paper both new (its own archive) and cross-listed the same
 # day is "new" for that day.
 TYPE_RANK = {"new": 0, "cross": 1, "replace": 2, "replace-cross": 3}
-# A group's count below this fraction of its recent average is worth a warning.
-LOW_COUNT_FRACTION = 0.5
-LOW_COUNT_HISTORY = 10
-LOW_COUNT_MIN_HISTORY = 3
+# A fresh feed holding under SHORTFALL_RATIO of its group's median item count
+# over the group's last SHORTFALL_HISTORY listing dates is a partial build, not
+# a quiet day: arXiv's daily volume per archive group varies by about 2x across
+# weekdays (Monday's batch is the largest), never 5x. The rule waits for a full
+# SHORTFALL_HISTORY of fresh fetches, so a new deployment or a newly configured
+# group is judged only on "not empty" until it has a usual level.
+SHORTFALL_RATIO = 0.2
+SHORTFALL_HISTORY = 10
+# Appended to an uncovered group's warning once its day is complete without it.
+DEADLINE_NOTE = "the day was completed without a full feed at the deadline"
 # FeedFetch group names for documents that are not one RSS query: OAI-PMH
 # covers the whole of arXiv; a saved file may name no archives.
 OAI_GROUP = "oai"
@@ -67,6 +82,9 @@ class IngestSummary:
     complete: bool = False
     warnings: list[str] = field(default_factory=list)
     note: str | None = None  # e.g. "already complete"
+    # The day was complete before this ingest: what it stores arrives late
+    # (Paper.created_at after ListingDay.completed_at).
+    late: bool = False
 
     def line(self) -> str:
         """One line for the CLI and the job log."""
@@ -78,6 +96,8 @@ class IngestSummary:
             f"{day}: {sum(self.counts.values())} items ({types}); "
             f"stored {self.stored_new} new, {self.updated} updated, {self.unchanged} unchanged"
         )
+        if self.late and (self.stored_new or self.updated):
+            text += "; the day was already complete: these arrive late"
         if self.warnings:
             text += f"; {len(self.warnings)} warning(s): " + " | ".join(self.warnings)
         return text
@@ -110,10 +130,13 @@ def store_group(
     summary.stored_new += new
     summary.updated += updated
     summary.unchanged += unchanged
-    warning = _low_count_warning(listing_date, group, len(items))
-    if warning:
-        log.warning("ingest %s: %s", listing_date, warning)
-        summary.warnings.append(warning)
+    warning = None
+    if feed_date == listing_date and group != OAI_GROUP:
+        reason = shortfall(len(items), _recent_counts(listing_date, group))
+        if reason:
+            warning = f"{group}: only {len(items)} items, {reason}; waiting for a full feed"
+            log.warning("ingest %s: %s", listing_date, warning)
+            summary.warnings.append(warning)
     _save_feed_fetch(listing_date, group, source, feed_date, counts, warning)
 
 
@@ -215,27 +238,33 @@ def _save_feed_fetch(
     db.session().add(fetch)
 
 
-def _low_count_warning(listing_date: date, group: str, count: int) -> str | None:
-    history = (
-        db.session()
-        .scalars(
-            select(FeedFetch)
-            .where(
-                FeedFetch.archive_group == group,
-                FeedFetch.listing_date < listing_date,
-                FeedFetch.feed_date == FeedFetch.listing_date,
+def shortfall(count: int, history: list[int]) -> str | None:
+    """Why a fresh feed of `count` items is not a full day, given its group's recent counts; or None."""
+    if count == 0:
+        return "empty on an announcement day"
+    if len(history) >= SHORTFALL_HISTORY:
+        median = statistics.median(history)
+        if count < SHORTFALL_RATIO * median:
+            return (
+                f"under {SHORTFALL_RATIO:.0%} of its median of {median:g} "
+                f"over its last {len(history)} listing dates"
             )
-            .order_by(FeedFetch.listing_date.desc())
-            .limit(LOW_COUNT_HISTORY)
-        )
-        .all()
-    )
-    if len(history) < LOW_COUNT_MIN_HISTORY:
-        return None
-    average = sum(total_items(f) for f in history) / len(history)
-    if count < LOW_COUNT_FRACTION * average:
-        return f"{group}: only {count} items, far below the recent average of {average:.0f}"
     return None
+
+
+def _recent_counts(listing_date: date, group: str) -> list[int]:
+    """The group's item counts on its last SHORTFALL_HISTORY fresh fetches before `listing_date`."""
+    history = db.session().scalars(
+        select(FeedFetch)
+        .where(
+            FeedFetch.archive_group == group,
+            FeedFetch.listing_date < listing_date,
+            FeedFetch.feed_date == FeedFetch.listing_date,
+        )
+        .order_by(FeedFetch.listing_date.desc())
+        .limit(SHORTFALL_HISTORY)
+    )
+    return [total_items(fetch) for fetch in history]
 
 
 def fetch_counts(fetch: FeedFetch) -> Counter:
@@ -260,8 +289,37 @@ def configured_archives() -> set[str]:
     return {a for group in current_app.config["ARXIV_ARCHIVE_GROUPS"] for a in group.split("+")}
 
 
-def update_listing_day(listing_date: date) -> bool:
-    """Create the day's row; set completed_at once every configured archive is fresh."""
+def covered_archives(listing_date: date) -> set[str]:
+    """Archives covered on `listing_date`: by fresh fetches without a warning ("oai" covers all)."""
+    session = db.session()
+    session.flush()
+    groups = session.scalars(
+        select(FeedFetch.archive_group).where(
+            FeedFetch.listing_date == listing_date,
+            FeedFetch.feed_date == listing_date,
+            FeedFetch.warning.is_(None),
+        )
+    ).all()
+    return {a for group in groups for a in group.split("+")}
+
+
+def uncovered_groups(listing_date: date) -> list[str]:
+    """The configured groups with an archive not yet covered on `listing_date`, in config order."""
+    covered = covered_archives(listing_date)
+    if OAI_GROUP in covered:
+        return []
+    return [
+        group
+        for group in current_app.config["ARXIV_ARCHIVE_GROUPS"]
+        if not set(group.split("+")) <= covered
+    ]
+
+
+def update_listing_day(listing_date: date, *, at_deadline: bool = False) -> bool:
+    """Create the day's row; set completed_at once every configured archive is covered.
+
+    With `at_deadline`, complete it whatever is missing (the caller notes what is).
+    """
     session = db.session()
     session.flush()
     day = session.get(ListingDay, listing_date)
@@ -270,17 +328,37 @@ def update_listing_day(listing_date: date) -> bool:
         session.add(day)
     if day.completed_at is not None:
         return True
-    fresh = session.scalars(
-        select(FeedFetch.archive_group).where(
-            FeedFetch.listing_date == listing_date, FeedFetch.feed_date == listing_date
-        )
-    ).all()
-    covered = {a for group in fresh for a in group.split("+")}
-    if OAI_GROUP in covered or configured_archives() <= covered:
+    if at_deadline or not uncovered_groups(listing_date):
         day.completed_at = utcnow()
         log.info("listing date %s complete", listing_date)
         return True
     return False
+
+
+def note_uncovered_groups(listing_date: date) -> list[FeedFetch]:
+    """Add DEADLINE_NOTE to each uncovered group's warning (once); return the fetches noted now."""
+    noted = []
+    for group in uncovered_groups(listing_date):
+        fetch = find_feed_fetch(listing_date, group)
+        if fetch is None:  # never fetched: a poll died between its fetches and this
+            fetch = FeedFetch(
+                listing_date=listing_date,
+                archive_group=group,
+                source="rss",
+                count_new=0,
+                count_cross=0,
+                count_replace=0,
+                count_replace_cross=0,
+                warning=f"{group}: never fetched",
+            )
+            db.session().add(fetch)
+        warning = fetch.warning or f"{group}: not covered"
+        if DEADLINE_NOTE in warning:
+            continue
+        fetch.warning = f"{warning}; {DEADLINE_NOTE}"
+        noted.append(fetch)
+    db.session().flush()
+    return noted
 
 
 # --- status (`newsletter status`) ---
