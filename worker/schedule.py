@@ -1,8 +1,10 @@
 """The periodic poll and the processes that run it.
 
 `poll` is the one scheduled job (every ~15 minutes): ingest the due listing
-date if it is not complete, then queue its translation and its digests. Each
-step is idempotent, so a poll that overlaps another, or repeats, is harmless.
+date if it is not complete, then queue its translation and its digests'
+dispatch, which queues drain jobs while deliveries are claimable (also those
+of a dead worker, once their lease lapsed). Each step is idempotent, so a
+poll that overlaps another, or repeats, is harmless.
 `run_scheduler` runs RQ's cron as the single scheduler of a deployment;
 `run_worker` runs an RQ worker whose jobs each get a fresh app context.
 """
@@ -64,11 +66,12 @@ def queue_day(listing_date: date, confirmed_before: datetime | None = None) -> N
         enqueue(
             jobs.translate_listing_date, iso, job_id=f"translate-{iso}", job_timeout=deadline + 600
         )
+    # No job id: a dispatch is idempotent, and one whose worker died must not
+    # block the next poll's (RQ would list it as started for its whole timeout).
     enqueue(
         jobs.dispatch_digests_job,
         iso,
         confirmed_before.isoformat() if confirmed_before else None,
-        job_id=f"dispatch-{iso}",
     )
 
 
@@ -99,9 +102,56 @@ class AppWorker(SimpleWorker):
 
 
 def run_worker(app: Flask, burst: bool = False) -> None:
+    """Run an RQ worker until it is told to stop; when Redis goes away, wait and start again.
+
+    RQ rides out a lost connection while it waits for a job, but quits (or
+    raises) when the loss comes at another moment: after a job, in its
+    maintenance. Jobs left half-done are the ledger's to recover (leases), and
+    the next poll queues the day again, so starting afresh loses nothing.
+    """
+    import signal
+
+    from redis.exceptions import RedisError
+
+    def without_traceback(record: logging.LogRecord) -> bool:
+        # RQ logs a lost connection with a traceback of retries; its cause is the news.
+        if record.exc_info and isinstance(record.exc_info[1], RedisError):
+            record.msg, record.args = f"{record.getMessage()} {record.exc_info[1]}", None
+            record.exc_info = record.exc_text = None
+        return True
+
+    logging.getLogger("rq.worker").addFilter(without_traceback)
     connection = Redis.from_url(app.config["REDIS_URL"])
-    worker = AppWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection, app=app)
-    worker.work(burst=burst, with_scheduler=False)
+    while True:
+        worker = AppWorker(
+            [Queue(QUEUE_NAME, connection=connection)], connection=connection, app=app
+        )
+        try:
+            worker.work(burst=burst, with_scheduler=False)
+        except RedisError as error:
+            log.error("worker: lost Redis (REDIS_URL): %s", error)
+        if worker.pubsub_thread is not None:
+            # RQ's teardown stops it only when Redis answers; it would retry forever.
+            worker.pubsub_thread.stop()
+        # RQ notes a SIGINT/SIGTERM here; its loop also quits on an error it logged.
+        if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
+            return
+        # No job runs while waiting, so a signal may end the process at once
+        # (RQ's own handlers would need Redis to answer).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        wait = 1.0
+        while True:
+            try:
+                connection.ping()
+                break
+            except RedisError as error:
+                log.error(
+                    "worker: Redis (REDIS_URL) unreachable, retrying in %.0f s: %s", wait, error
+                )
+            threading.Event().wait(wait)
+            wait = min(wait * 2, 30.0)
+        log.info("worker: Redis (REDIS_URL) answers; starting again")
 
 
 class SingleCronScheduler(CronScheduler):
