@@ -481,6 +481,21 @@ def test_faults_keep_the_day_open_then_complete_it_at_the_deadline(
     assert fetch_of("cs").warning is None
 
 
+def test_with_no_feed_dated_the_day_the_deadline_does_not_complete_it(poll_config, server, app):
+    """Every feed stale or failing: arXiv has not published the day for us; it waits for them."""
+    stale = with_pub_date(fixture(COMBINED), COMBINED_DATE, "Wed, 23 Sep 2026 00:00:00 -0400")
+    server.serve("/rss/cs", Reply(body=stale))
+    server.serve("/rss/stat", Reply(503, b"down"))
+    summary = ingest.ingest_due(AFTER_DEADLINE)
+    assert not summary.complete and completed_at() is None
+    assert ingest_store.uncovered_groups(DUE) == ["cs", "stat"]
+    assert ingest_store.DEADLINE_NOTE not in fetch_of("cs").warning
+
+    # Once one feed is dated the day, even empty, the deadline completes it.
+    server.serve("/rss/cs", Reply(body=empty_due()))
+    assert ingest.ingest_due(AFTER_DEADLINE).complete
+
+
 def test_429_with_retry_after_is_waited_for_and_its_answer_judged(poll_config, server, app):
     """arXiv's Retry-After is honoured within the poll; what comes after still has to be full."""
     slow_down = Reply(429, b"slow down", {"Retry-After": "1"})

@@ -14,7 +14,11 @@ which document stands for which listing date, and when the due date is done:
 - At the deadline (INGEST_COMPLETE_DEADLINE_HOURS after the due date's feed
   rebuild, worker/calendar.py) the day completes with what it has; each
   uncovered group's FeedFetch.warning says so (`newsletter status`) and a
-  warning is logged naming the group, its count and the reason.
+  warning is logged naming the group, its count and the reason. "What it has"
+  needs one feed dated the day, even an empty one (an all-empty weekday is
+  most likely a holiday missing from our table): while every feed is stale or
+  failing, arXiv has not published the day for us, completing it would send
+  nothing, and the day waits for its feeds (or `newsletter ingest --date`).
 - A complete due date is still polled for its uncovered groups until the next
   listing date is due. Papers that come then are stored under their own
   listing date like any other (an idempotent upsert) but *after* the day was
@@ -47,6 +51,7 @@ from worker.ingest_store import (
     IngestSummary,
     commit,
     find_feed_fetch,
+    has_dated_feed,
     note_uncovered_groups,
     record_failure,
     store_group,
@@ -72,7 +77,7 @@ def ingest_due(now: datetime) -> IngestSummary:
     summary = IngestSummary(due, late=already_complete)
     for group in groups:
         _ingest_group(summary, due, group)
-    at_deadline = now >= completion_deadline(due)
+    at_deadline = now >= completion_deadline(due) and has_dated_feed(due)
     summary.complete = update_listing_day(due, at_deadline=at_deadline)
     if summary.complete:
         for fetch in note_uncovered_groups(due):

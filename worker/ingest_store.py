@@ -303,6 +303,18 @@ def covered_archives(listing_date: date) -> set[str]:
     return {a for group in groups for a in group.split("+")}
 
 
+def has_dated_feed(listing_date: date) -> bool:
+    """Whether any feed dated `listing_date` was fetched for it (full, short or empty)."""
+    return (
+        db.session().scalar(
+            select(FeedFetch.id)
+            .where(FeedFetch.listing_date == listing_date, FeedFetch.feed_date == listing_date)
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def uncovered_groups(listing_date: date) -> list[str]:
     """The configured groups with an archive not yet covered on `listing_date`, in config order."""
     covered = covered_archives(listing_date)
