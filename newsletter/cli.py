@@ -14,9 +14,8 @@ from flask.cli import FlaskGroup, NoAppException, with_appcontext
 from sqlalchemy import func, select
 from werkzeug.serving import run_simple
 
-from newsletter import config as config_module
 from newsletter import create_app, db, migrate, subscriptions
-from newsletter.config import ConfigError
+from newsletter.config import ConfigError, config_warnings
 from newsletter.db import utcnow
 from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Subscriber
 from newsletter.subscriber_import import ImportFileError, Rejection, import_subscribers
@@ -141,7 +140,7 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
 def status_command(days: int, date_text: str | None) -> None:
     """Show the last listing dates ingested (counts, warnings, deliveries) and the next one expected."""
 
-    for warning in _config_warnings():
+    for warning in config_warnings(current_app.config):
         click.echo(f"warning: {warning}")
     listing_date = _parse_date_option("--date", date_text)
     if listing_date is not None:
@@ -167,12 +166,6 @@ def status_command(days: int, date_text: str | None) -> None:
     for day in recent:
         _echo_day(day)
         _echo_deliveries(day.listing_date, counts[day.listing_date])
-
-
-def _config_warnings() -> list[str]:
-    """Settings that work but are probably a mistake, if config.py can tell (config_warnings)."""
-    check = getattr(config_module, "config_warnings", None)
-    return list(check(current_app.config)) if check is not None else []
 
 
 def _day_status(listing_date: date) -> ingest_store.DayStatus | None:

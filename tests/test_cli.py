@@ -271,7 +271,12 @@ def test_digest_send_queue_hands_the_day_to_the_workers(redis_config, app):
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{DAY}: queued for the workers (see `newsletter status --date`)\n"
     queue = Queue(QUEUE_NAME, connection=Redis.from_url(app.config["REDIS_URL"]))
-    assert set(queue.job_ids) == {f"translate-{DAY}", f"dispatch-{DAY}"}
+    # As the scheduler's queue_day does: the translation (if needed) and the dispatch.
+    jobs = sorted((job.func_name, job.args[0]) for job in queue.jobs)
+    assert jobs == [
+        ("worker.jobs.dispatch_digests_job", DAY.isoformat()),
+        ("worker.jobs.translate_listing_date", DAY.isoformat()),
+    ]
     # Nothing was done in this process: the workers make the rows.
     assert db.session().scalar(select(func.count()).select_from(Delivery)) == 0
 
@@ -331,12 +336,22 @@ def test_status_of_a_date_counts_its_deliveries(app):
 
 
 def test_status_of_a_date_never_ingested(app):
+    app.config["BASE_URL"] = "https://digest.test"  # no warning
     result = run(app, "status", "--date", "2024-11-27")
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "2024-11-27: nothing ingested\n"
         "deliveries 2024-11-27: 0 sent, 0 queued, 0 sending, 0 failed, 0 skipped\n"
     )
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--date", "2024-11-28"]])
+def test_status_starts_with_the_settings_warnings(app, args):
+    assert app.config["BASE_URL"] == "http://digest.test" and not app.config["DEV"]
+    result = run(app, *args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("warning: BASE_URL is 'http://digest.test', not https")
+    assert result.stdout.count("warning: ") == 1
 
 
 def test_status_refuses_a_bad_date(app):
