@@ -147,6 +147,8 @@ def test_atom_announcement_feed_is_its_rss_twin():
     # The search API's Atom is still the search API's: dated per entry, not a listing.
     api = parse_feed(fixture(ATOM_LEGACY))
     assert (api.kind, api.feed_date, api.is_announcement) == ("atom", None, False)
+    # An empty search result has no entries to tell by; its links say export.arxiv.org/api.
+    assert parse_feed(api_body("api_2026_empty_zero-results.json")).kind == "atom"
 
 
 def _without_entries(data: bytes) -> bytes:

@@ -15,7 +15,9 @@ Two clocks matter, and they differ by about four hours:
   listing date itself; polling between 20:00 and midnight would only fetch stale
   feeds. If a rebuild runs late, the feed's pubDate is still the previous date,
   ingest records it as stale (not fresh), and the next poll tries again: a
-  listing date is complete only once every feed's pubDate equals it.
+  listing date is complete only once every feed's pubDate equals it and every
+  feed is full, or at ingest's deadline counted from `feed_rebuild_instant`
+  (worker/ingest.py).
 
 All functions refuse naive datetimes. Every instant is converted to ET with
 zoneinfo, so DST changes need no special case.

@@ -166,7 +166,8 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
     day = listing_date or parsed.feed_date
     if day is None:
         raise IngestError(
-            f"{path}: the document has no date (an {parsed.kind} document); give --date"
+            f"{path}: the document has no date ({_KIND_NAMES.get(parsed.kind, parsed.kind)}); "
+            "give --date"
         )
     if listing_date is None:
         _check_listing_date(day)
@@ -184,6 +185,13 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
     summary.complete = update_listing_day(day)
     commit()
     return [summary]
+
+
+_KIND_NAMES = {
+    "rss": "an RSS feed without a pubDate",
+    "atom-announce": "an Atom announcement feed without <published> or <updated>",
+    "atom": "a search-API Atom document",
+}
 
 
 def _read_document(path: Path) -> bytes:
