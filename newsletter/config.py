@@ -152,11 +152,23 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         # exponential backoff from SMTP_RETRY_DELAY seconds (1, 2, 4 s ...).
         "SMTP_RETRIES": _int("SMTP_RETRIES", env("SMTP_RETRIES", "3")),
         "SMTP_RETRY_DELAY": _float("SMTP_RETRY_DELAY", env("SMTP_RETRY_DELAY", "1")),
-        # A delivery claimed longer ago than this whose worker never finished it
-        # (the worker died) is claimed again; must exceed one message's send time
-        # with all its retries (SMTP_TIMEOUT x tries + backoff).
+        # A claimed delivery's lease: its worker's heartbeat renews it every third
+        # of this; once it lapses (the worker died) any draining worker takes the row.
         "DELIVERY_LEASE_SECONDS": _int(
-            "DELIVERY_LEASE_SECONDS", env("DELIVERY_LEASE_SECONDS", "600")
+            "DELIVERY_LEASE_SECONDS", env("DELIVERY_LEASE_SECONDS", "120")
+        ),
+        # Rows one worker claims at a time (one statement) and sends over one connection.
+        "DELIVERY_BATCH_SIZE": _int("DELIVERY_BATCH_SIZE", env("DELIVERY_BATCH_SIZE", "100")),
+        # Drain jobs a dispatch queues for a day (at most): one per worker that should send.
+        "DELIVERY_SEND_JOBS": _int("DELIVERY_SEND_JOBS", env("DELIVERY_SEND_JOBS", "4")),
+        # A row deferred by a 4xx reply waits this many seconds, doubled per attempt.
+        "DELIVERY_RETRY_SECONDS": _int(
+            "DELIVERY_RETRY_SECONDS", env("DELIVERY_RETRY_SECONDS", "300")
+        ),
+        # How long a worker retries recording a sent row while the database is
+        # unreachable before it stops (the row is then resent once after its lease).
+        "DELIVERY_DB_RETRY_SECONDS": _float(
+            "DELIVERY_DB_RETRY_SECONDS", env("DELIVERY_DB_RETRY_SECONDS", "60")
         ),
         # Claims of one delivery (temporary failures, dead workers) before it is marked failed.
         "DELIVERY_MAX_ATTEMPTS": _int("DELIVERY_MAX_ATTEMPTS", env("DELIVERY_MAX_ATTEMPTS", "5")),
@@ -165,7 +177,6 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
             "DIGEST_MAX_PER_KEYWORD", env("DIGEST_MAX_PER_KEYWORD", "25")
         ),
         "DIGEST_SEND_EMPTY": _bool("DIGEST_SEND_EMPTY", env("DIGEST_SEND_EMPTY", "0")),
-        "DIGEST_CHUNK_SIZE": _int("DIGEST_CHUNK_SIZE", env("DIGEST_CHUNK_SIZE", "500")),
         # arXiv.
         "ARXIV_ARCHIVE_GROUPS": archive_groups,
         "ARXIV_RSS_URL": env("ARXIV_RSS_URL", "https://rss.arxiv.org/rss/").rstrip("/") + "/",

@@ -1,6 +1,6 @@
-"""worker/delivery.py and worker/sending.py: exactly-once digests over real SMTP.
+"""worker/delivery.py, worker/ledger.py and worker/sending.py: exactly-once digests over real SMTP.
 
-Every test runs the real dispatch and chunk sender on the test database with
+Every test runs the real dispatch and drain on the test database with
 the bundled demo day (2026-05-29, 66 papers) against aiosmtpd on 127.0.0.1;
 messages are read back from the SMTP server's log and parsed with the stdlib
 email package.
@@ -34,9 +34,9 @@ from newsletter.models import (
 )
 from newsletter.tokens import read_token
 from worker import digest
-from worker.delivery import chunk_ids, dispatch_digests, is_due, release_instant
+from worker.delivery import dispatch_digests, is_due, release_instant
 from worker.demo import load_demo
-from worker.sending import send_digest_chunk
+from worker.sending import SendSummary, drain_day
 
 DEMO = date(2026, 5, 29)
 RL, DP = "reinforcement learning", "diffusion policy"
@@ -63,7 +63,8 @@ def sink(config):
             SMTP_SECURITY="none",
             SMTP_TIMEOUT=10,
             SMTP_RETRY_DELAY=0.01,
-            DIGEST_CHUNK_SIZE=4,
+            DELIVERY_BATCH_SIZE=4,
+            DELIVERY_RETRY_SECONDS=1,  # a deferred row waits 1 s (then 2 s ...)
         )
         yield handler
 
@@ -179,7 +180,7 @@ def test_a_normal_run_then_a_rerun_send_exactly_one_digest_each(sink, demo, conf
     assert strip(own) == strip(twins)
 
     again = dispatch_digests(demo)
-    assert (again.queued, again.skipped, again.chunks) == (0, 0, 0)
+    assert (again.queued, again.skipped, again.drain_jobs) == (0, 0, 0)
     assert sink.count() == 4
 
 
@@ -211,108 +212,142 @@ def test_two_workers_at_once_send_each_digest_once(sink, demo, app):
     assert len(deliveries()) == 16
 
 
-def test_rq_workers_run_the_chunks_and_a_double_dispatch_adds_no_job(redis_url, sink, demo, app):
+def test_rq_workers_drain_the_day_and_extra_drain_jobs_find_nothing(redis_url, sink, demo, app):
     from redis import Redis
     from rq import Queue
 
     from worker.schedule import run_worker
 
-    app.config["REDIS_URL"] = redis_url
+    app.config.update(REDIS_URL=redis_url, DELIVERY_SEND_JOBS=2)
     subscribers = add_many(10)
     first = dispatch_digests(demo)
-    second = dispatch_digests(demo)  # before any worker ran: same chunks, same job ids
+    second = dispatch_digests(demo)  # before any worker ran: two more drain jobs, no id
     queue = Queue("default", connection=Redis.from_url(redis_url))
-    ids = [row.id for row in deliveries()]
-    assert first.chunks == second.chunks == len(chunk_ids(demo, ids, 4)) >= 3
-    assert sorted(queue.job_ids) == sorted(job_id for job_id, _ in chunk_ids(demo, ids, 4))
+    assert first.drain_jobs == second.drain_jobs == 2  # bounded by DELIVERY_SEND_JOBS
+    assert len(queue.job_ids) == 4
     assert sink.count() == 0
 
     run_worker(app, burst=True)
 
     assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
-    assert dispatch_digests(demo).chunks == 0
+    assert sink.connections == 1  # the first drain sent everything; the others found nothing
+    assert dispatch_digests(demo).drain_jobs == 0
 
 
 WORKER_SCRIPT = """
 import json, sys
 from newsletter import create_app
-from worker.sending import send_digest_chunk
+from worker.sending import drain_day
 app = create_app(json.loads(sys.argv[1]))
 with app.app_context():
-    send_digest_chunk(sys.argv[2], json.loads(sys.argv[3]))
+    drain_day(sys.argv[2])
 """
 
 
-def test_a_worker_killed_mid_chunk_resumes_and_repeats_at_most_the_message_in_flight(
+def start_worker(config: dict, listing_date: date, stderr) -> subprocess.Popen:
+    arguments = [json.dumps(config), listing_date.isoformat()]
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT, *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+
+
+def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_after_the_lease(
     config, redis_url, sink, demo, app, tmp_path
 ):
-    app.config["REDIS_URL"] = redis_url  # dispatch only queues; the chunk runs in a subprocess
+    app.config["REDIS_URL"] = redis_url  # dispatch only queues; the drain runs in a subprocess
     subscribers = add_many(8)
     dispatch_digests(demo)
-    ids = [row.id for row in deliveries()]
     assert sink.count() == 0
 
     # The server records each message, then takes 1 s to say 250: the worker is
     # killed while the third message is received but not yet acknowledged.
     sink.hold = 1.0
-    worker_config = {**config, "REDIS_URL": None}
+    lease = 3
+    worker_config = {**config, "REDIS_URL": None, "DELIVERY_LEASE_SECONDS": lease}
     with (tmp_path / "worker.err").open("w") as stderr:
-        arguments = [json.dumps(worker_config), demo.isoformat(), json.dumps(ids)]
-        process = subprocess.Popen(
-            [sys.executable, "-c", WORKER_SCRIPT, *arguments],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "PYTHONWARNINGS": "error"},
-        )
+        process = start_worker(worker_config, demo, stderr)
         deadline = time.monotonic() + 60
         while sink.count() < 3 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
+    killed_at = time.monotonic()
     assert sink.count() == 3, (tmp_path / "worker.err").read_text()
     rows = deliveries()
-    sent, sending = DeliveryStatus.SENT, DeliveryStatus.SENDING
-    assert [row.status for row in rows[:3]] == [sent, sent, sending]
-    assert {row.status for row in rows[3:]} == {DeliveryStatus.QUEUED}
+    sent, sending, queued = DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.QUEUED
+    # Its batch of 4: two recorded sent, the one in flight and one untried still claimed.
+    assert [row.status for row in rows] == [sent, sent, sending, sending] + [queued] * 4
 
-    # Restarted at once: the rest goes, the message in flight waits for its lease.
+    # Another worker at once: the rest goes, the dead worker's claims wait for their lease.
     sink.hold = 0.0
-    app.config["REDIS_URL"] = None
+    app.config.update(REDIS_URL=None, DELIVERY_LEASE_SECONDS=lease)
     dispatch_digests(demo)
-    assert sink.count() == 8
-    assert rows[2].id in [row.id for row in deliveries() if row.status is DeliveryStatus.SENDING]
+    assert sink.count() == 7
+    assert [row.status for row in deliveries()][2:4] == [sending, sending]
 
-    # Past the lease it is sent again, with the same Message-ID.
-    app.config["DELIVERY_LEASE_SECONDS"] = 1
-    time.sleep(1.1)
-    dispatch_digests(demo)
+    # The next poll past the lease sends them; the one in flight again, same Message-ID.
+    while any(row.status is sending for row in deliveries()):
+        assert time.monotonic() - killed_at < lease + 5, "rows still held after the lease"
+        dispatch_digests(demo)
+        time.sleep(0.2)
     counts = recipients(sink)
     assert set(counts) == {s.email for s in subscribers}
-    repeated = [email for email, n in counts.items() if n > 1]
-    assert len(repeated) == 1 and counts[repeated[0]] == 2
-    ids_of_repeat = {m["Message-ID"] for m in sink.messages() if m["To"] == repeated[0]}
+    assert [email for email, n in counts.items() if n > 1] == [subscribers[2].email]
+    assert counts[subscribers[2].email] == 2
+    ids_of_repeat = {m["Message-ID"] for m in sink.messages() if m["To"] == subscribers[2].email}
     assert len(ids_of_repeat) == 1
     assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
-    time.sleep(1.1)
-    assert dispatch_digests(demo).chunks == 0
+    assert dispatch_digests(demo).drain_jobs == 0
     assert sink.count() == 9
 
 
+def test_two_draining_workers_with_their_own_connections_never_send_a_row_twice(
+    redis_url, sink, demo, app
+):
+    app.config["REDIS_URL"] = redis_url  # dispatch only queues; the drains run below
+    subscribers = add_many(40)
+    assert dispatch_digests(demo).claimable == 40
+    app.config["REDIS_URL"] = None
+    sink.hold = 0.005  # keep both workers busy at the same time
+    start = threading.Barrier(2)
+    results, errors = [], []
+
+    def worker():
+        with app.app_context():
+            try:
+                start.wait()
+                results.append(drain_day(DEMO.isoformat()))
+            except Exception as error:  # reported below; a thread cannot fail the test itself
+                errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
+    assert sum(r.sent for r in results) == 40
+    assert min(r.sent for r in results) > 0  # both drained, batch by batch
+    assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
+
+
 @pytest.mark.parametrize(
-    ("where", "replies", "status", "error", "bounces", "attempts", "received"),
+    ("where", "replies", "status", "error", "bounces"),
     [
-        # A greylisting 4xx is retried with backoff within the chunk, then sent.
-        ("rcpt", ["451 4.7.1 Greylisted"] * 2, DeliveryStatus.SENT, None, 0, 1, 1),
-        # Still 4xx after the retries: left queued for the next dispatch.
-        ("rcpt", ["451 4.7.1 Later"] * 4, DeliveryStatus.QUEUED, "451 4.7.1 Later", 0, 1, 0),
+        # A 4xx (greylisting) defers the row at once, no retry inline; the batch goes on.
+        ("rcpt", ["451 4.7.1 Greylisted"], DeliveryStatus.QUEUED, "451 4.7.1 Greylisted", 0),
+        ("data", ["452 4.3.1 Full"], DeliveryStatus.QUEUED, "452 4.3.1 Full", 0),
         # 5xx: failed with the reply text, counted as a hard bounce.
-        ("rcpt", ["550 5.1.1 No user"], DeliveryStatus.FAILED, "550 5.1.1 No user", 1, 1, 0),
-        ("data", ["554 5.7.1 Spam"], DeliveryStatus.FAILED, "554 5.7.1 Spam", 1, 1, 0),
+        ("rcpt", ["550 5.1.1 No user"], DeliveryStatus.FAILED, "550 5.1.1 No user", 1),
+        ("data", ["554 5.7.1 Spam"], DeliveryStatus.FAILED, "554 5.7.1 Spam", 1),
     ],
 )
-def test_smtp_replies_decide_a_delivery(
-    sink, demo, where, replies, status, error, bounces, attempts, received
-):
+def test_smtp_replies_decide_a_delivery(sink, demo, where, replies, status, error, bounces):
     target = add_subscriber("target@example.com", [DP])
     bystander = add_subscriber("bystander@example.com", [DP])
     (sink.rcpt_replies if where == "rcpt" else sink.data_replies)[target.email].extend(replies)
@@ -320,20 +355,46 @@ def test_smtp_replies_decide_a_delivery(
     summary = dispatch_digests(demo)
 
     row = next(r for r in deliveries() if r.subscriber_id == target.id)
-    assert (row.status, row.error, row.attempts) == (status, error, attempts)
+    assert (row.status, row.error, row.attempts) == (status, error, 1)
     assert row.claimed_by is None if status is DeliveryStatus.QUEUED else row.claimed_by
     assert db.session().get(Subscriber, target.id).bounce_count == bounces
     assert db.session().get(Subscriber, target.id).status is SubscriberStatus.CONFIRMED
-    assert recipients(sink) == +Counter({bystander.email: 1, target.email: received})
-    assert summary.chunks == 1
+    assert recipients(sink) == Counter({bystander.email: 1})
+    assert summary.drain_jobs == 1 and sink.rcpt_attempts[target.email] == 1
 
-    # The next dispatch retries only what was left queued.
+    # The next dispatch after the backoff retries only what was left queued.
+    time.sleep(1.1)
     dispatch_digests(demo)
     final = next(r for r in deliveries() if r.subscriber_id == target.id)
     expected_after = DeliveryStatus.SENT if status is DeliveryStatus.QUEUED else status
     assert final.status is expected_after
     assert recipients(sink)[bystander.email] == 1
     assert recipients(sink)[target.email] == (1 if expected_after is DeliveryStatus.SENT else 0)
+
+
+def test_a_greylisting_storm_defers_those_rows_and_they_go_later_exactly_once(sink, demo, app):
+    app.config["DELIVERY_BATCH_SIZE"] = 100
+    subscribers = add_many(20)
+    greylisted = {s.email for s in subscribers[::3]}  # 7 of 20
+    for email in greylisted:
+        sink.rcpt_replies[email].append("451 4.7.1 Greylisted, come back later")
+
+    started = time.monotonic()
+    first = dispatch_digests(demo, send_now=True)
+    assert time.monotonic() - started < 10  # no inline sleep-retry per recipient
+    assert (first.sending.sent, first.sending.deferred) == (13, 7)
+    assert sink.connections == 1  # one connection; the batch went on past each 4xx
+    held = [r for r in deliveries() if r.status is DeliveryStatus.QUEUED]
+    assert len(held) == 7 and all(r.next_attempt_at > r.created_at for r in held)
+
+    # Before the backoff: nothing to claim. After it: sent, once.
+    assert dispatch_digests(demo).drain_jobs == 0
+    time.sleep(1.1)
+    assert dispatch_digests(demo).sending.sent == 0  # enqueue ran it in-process
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
+    assert {r.status for r in deliveries()} == {DeliveryStatus.SENT}
+    assert {r.attempts for r in deliveries() if r.subscriber.email in greylisted} == {2}
+    assert dispatch_digests(demo).drain_jobs == 0
 
 
 def test_hard_bounces_past_the_limit_suppress_the_subscriber(config, sink, demo, app):
@@ -363,6 +424,7 @@ def test_temporary_failures_give_up_after_max_attempts(sink, demo, app):
     sink.rcpt_replies[target.email].extend(["451 4.3.0 Try later"] * 100)
     dispatch_digests(demo)
     assert deliveries()[0].status is DeliveryStatus.QUEUED
+    time.sleep(1.1)  # the backoff
     dispatch_digests(demo)
     row = deliveries()[0]
     assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 2)
@@ -371,7 +433,7 @@ def test_temporary_failures_give_up_after_max_attempts(sink, demo, app):
     assert sink.count() == 0
 
 
-def test_an_unreachable_server_stops_the_chunk_and_leaves_rows_queued(config, demo, app):
+def test_an_unreachable_server_stops_the_drain_and_leaves_rows_queued(config, demo, app):
     from conftest import free_port
 
     port = free_port()
@@ -410,15 +472,15 @@ def test_a_subscriber_who_left_after_dispatch_is_skipped(config, redis_url, sink
     leaves.status = SubscriberStatus.UNSUBSCRIBED
     db.session().commit()
 
-    ids = [row.id for row in deliveries()]
-    summary = send_digest_chunk(demo.isoformat(), ids)
+    summary = drain_day(demo.isoformat())
 
     assert (summary.sent, summary.skipped) == (1, 1)
     assert recipients(sink) == Counter({stays.email: 1})
     statuses = {row.subscriber_id: (row.status, row.error) for row in deliveries()}
     assert statuses[leaves.id] == (DeliveryStatus.SKIPPED, "subscriber unsubscribed")
-    # A chunk run again (an RQ retry) sends nothing.
-    assert send_digest_chunk(demo.isoformat(), ids).not_claimed == 2
+    # A drain run again (an RQ retry, a duplicate job) finds nothing.
+    assert drain_day(demo.isoformat()) == SendSummary()
+    assert sink.count() == 1
 
 
 @pytest.mark.parametrize("send_empty", [False, True])
@@ -510,21 +572,14 @@ def test_bilingual_digests_wait_for_translation_until_the_deadline(
     completed = datetime(2026, 5, 29, 5, 0, tzinfo=UTC)
     translated_at = completed if translated else None
     day = ListingDay(listing_date=DEMO, completed_at=completed, translated_at=translated_at)
-    subscriber = Subscriber(language=language, timezone="UTC", delivery_hour=None)
     now = completed + timedelta(minutes=minutes_after_completion)
-    assert is_due(subscriber, day, now, timedelta(minutes=60)) is due
-
-
-@pytest.mark.parametrize(
-    ("ids", "size", "expected"),
-    [
-        ([], 4, []),
-        ([1, 2, 3, 4, 5], 4, [("digest-2026-05-29-0", [1, 2, 3]), ("digest-2026-05-29-1", [4, 5])]),
-        ([9, 10, 17], 4, [("digest-2026-05-29-2", [9, 10]), ("digest-2026-05-29-4", [17])]),
-    ],
-)
-def test_chunks_are_named_by_id_range(ids, size, expected):
-    assert chunk_ids(DEMO, ids, size) == expected
+    bilingual = language == "en+zh"
+    assert (
+        is_due(
+            day, now, timedelta(minutes=60), timezone="UTC", delivery_hour=None, bilingual=bilingual
+        )
+        is due
+    )
 
 
 def test_cli_send_and_preview(sink, demo, app):

@@ -1,32 +1,34 @@
-"""Exactly-once digest delivery: the ledger and the dispatcher.
+"""Exactly-once digest delivery: who is due, the ledger's rows, and dispatch.
 
 Run by the RQ job `worker.jobs.dispatch_digests_job` (every scheduler poll) and
-by `newsletter digest send|preview`. It owns the `deliveries` table: who is due
-a digest, what each digest holds, making the rows and queueing the chunks that
-worker/sending.py sends.
+by `newsletter digest send|preview`. It owns making the `deliveries` rows and
+queueing the drain jobs that worker/sending.py runs; worker/ledger.py owns
+every later state change.
 
 The ledger holds one row per (subscriber, listing date), made once by
-`dispatch_digests` with its content (sections) and Message-ID fixed. A sender
-claims a row with one conditional UPDATE before it talks to SMTP and marks it
-sent right after, committing each step, so:
-- a rerun, a retry or a second worker finds the row claimed or sent and skips it;
-- a worker that dies leaves at most the row it was sending in `sending`; once
-  its claim is older than DELIVERY_LEASE_SECONDS the next dispatch queues it
-  again and it is resent with the same Message-ID (the one possible repeat).
-Rows left `queued` (temporary SMTP failures, a chunk stopped by an unreachable
-server) are queued again by the next dispatch; the scheduler's poll runs one
-every 15 minutes.
+`dispatch_digests` with its content (sections) and Message-ID fixed. Dispatch
+streams: confirmed subscribers are read in keyset pages (Core rows, not ORM
+objects), each page's keyword lines are matched by the day's `DayDigest`
+(every distinct line once per day), and the page's rows are inserted with
+one statement executed many times, ON CONFLICT DO NOTHING, so concurrent
+dispatches stay idempotent and memory stays flat however many subscribers.
+
+Drain jobs carry no job id: a duplicate finds nothing to claim and exits,
+and a worker that died holds its rows only until their lease lapses. Every
+dispatch (each poll) queues up to DELIVERY_SEND_JOBS of them while rows are
+claimable, so a dead worker's rows go within a lease and one poll.
 """
 
 import logging
-from collections.abc import Iterable, Sequence
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from emails import RenderedEmail
 from newsletter import db
@@ -34,28 +36,25 @@ from newsletter.db import utcnow
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
+    Keyword,
     ListingDay,
-    Paper,
     Subscriber,
     SubscriberStatus,
 )
 from newsletter.tokens import subscriber_links
-from worker import calendar, digest, matching
+from worker import calendar, digest, ledger
+from worker.digest import DayDigest, Reader, Sections
 from worker.mail import new_message_id
-from worker.queue import enqueue
-from worker.sending import (
-    ChunkSummary,
-    DigestRenderer,
-    Sections,
-    claimable,
-    send_digest_chunk,
-    wants_translation,
-)
+from worker.queue import enqueue, redis_connection
+from worker.sending import SendSummary, day_digest, drain_day
 
 log = logging.getLogger(__name__)
 
-# Rows per INSERT at dispatch (well under every backend's parameter limit).
-_BATCH = 500
+# Subscribers read (and rows inserted) per page at dispatch.
+PAGE_SIZE = 1000
+# Seconds one drain job sends before it hands over to a fresh job (RQ's job
+# timeout is 1,800 s): a drain is never killed mid-batch by RQ.
+DRAIN_BUDGET_SECONDS = 1200
 
 
 @dataclass
@@ -68,18 +67,20 @@ class DispatchSummary:
     queued: int = 0  # rows this run made to be sent
     skipped: int = 0  # rows this run made as skipped (no matching paper)
     given_up: int = 0  # rows whose worker died DELIVERY_MAX_ATTEMPTS times
-    chunks: int = 0  # chunks enqueued (or sent, with send_now)
-    sending: ChunkSummary = field(default_factory=ChunkSummary)  # with send_now only
+    claimable: int = 0  # rows still to send after the rows were made
+    drain_jobs: int = 0  # drain jobs enqueued (or drains run, with send_now)
+    sending: SendSummary = field(default_factory=SendSummary)  # with send_now only
 
 
 # --- when a subscriber is due (pure) ---
 
 
+@lru_cache(maxsize=4096)
 def release_instant(listing_date: date, timezone: str, delivery_hour: int | None) -> datetime:
     """The first `delivery_hour`:00 local time at or after the day's announcement.
 
     Without a delivery hour a digest goes as soon as it is ready, i.e. from
-    the announcement on.
+    the announcement on. Cached: dispatch asks once per subscriber.
     """
     announced = calendar.announcement_instant(listing_date)
     if delivery_hour is None:
@@ -93,35 +94,24 @@ def release_instant(listing_date: date, timezone: str, delivery_hour: int | None
 
 
 def is_due(
-    subscriber: Subscriber, day: ListingDay, now: datetime, translation_deadline: timedelta
+    day: ListingDay,
+    now: datetime,
+    translation_deadline: timedelta,
+    *,
+    timezone: str,
+    delivery_hour: int | None,
+    bilingual: bool,
 ) -> bool:
-    """Whether `subscriber`'s digest of a complete `day` may be made at `now`."""
-    if now < release_instant(day.listing_date, subscriber.timezone, subscriber.delivery_hour):
+    """Whether a subscriber's digest of a complete `day` may be made at `now`."""
+    if now < release_instant(day.listing_date, timezone, delivery_hour):
         return False
-    if wants_translation(subscriber.language) and day.translated_at is None:
+    if bilingual and day.translated_at is None:
         # Never held indefinitely: past the deadline it goes without the missing translations.
         return now >= day.completed_at + translation_deadline
     return True
 
 
-# --- what a subscriber gets ---
-
-
-def compute_sections(
-    subscribers: Sequence[Subscriber], papers: dict[str, Paper]
-) -> dict[int, Sections]:
-    """Each subscriber's sections; every distinct keyword line is matched once."""
-    lines = sorted({line for subscriber in subscribers for line in subscriber.keyword_lines})
-    matches = matching.match_papers(list(papers.values()), lines) if lines and papers else {}
-    return {
-        subscriber.id: digest.assign_sections(
-            subscriber.keyword_lines, matches, papers, subscriber.include_replacements
-        )
-        for subscriber in subscribers
-    }
-
-
-def unique_paper_count(sections: Iterable[tuple[str, list[str]]]) -> int:
+def unique_paper_count(sections: Sections) -> int:
     return len({arxiv_id for _keyword, ids in sections for arxiv_id in ids})
 
 
@@ -135,11 +125,11 @@ def dispatch_digests(
     send_now: bool = False,
     confirmed_before: datetime | None = None,
 ) -> DispatchSummary:
-    """Make the day's missing delivery rows and queue every row still to send.
+    """Make the day's missing delivery rows and queue drain jobs while rows are claimable.
 
     Idempotent and safe to run concurrently: rows are inserted with ON
-    CONFLICT DO NOTHING and sending claims each row. With `send_now` the
-    chunks are sent in this process (the CLI) instead of enqueued. With
+    CONFLICT DO NOTHING and sending claims rows under leases. With
+    `send_now` the day is drained in this process (the CLI) instead. With
     `confirmed_before`, only subscribers confirmed before then get a new row
     (a past day goes to those who were subscribed while it was current).
     """
@@ -156,6 +146,58 @@ def dispatch_digests(
     deadline = timedelta(minutes=config["TRANSLATION_DEADLINE_MINUTES"])
     if config["TRANSLATION_BACKEND"] == "none":
         deadline = timedelta(0)  # no translation is coming: nothing to wait for
+    digests = day_digest(db.engine(), config, listing_date)
+    _make_deliveries(session, digests, day, now, deadline, confirmed_before, summary)
+
+    max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+    connection = session.connection()
+    summary.given_up = ledger.give_up_dead_claims(connection, listing_date, max_attempts)
+    summary.claimable = ledger.count_claimable(connection, listing_date, max_attempts)
+    session.commit()
+    if summary.claimable:
+        if send_now:
+            summary.drain_jobs = 1
+            summary.sending.add(drain_day(listing_date.isoformat()))
+        else:
+            _queue_drains(listing_date, summary)
+    log.info(
+        "dispatch %s: %d queued, %d skipped (no papers), %d held, %d to send, %d drain job(s)",
+        listing_date,
+        summary.queued,
+        summary.skipped,
+        summary.held,
+        summary.claimable,
+        summary.drain_jobs,
+    )
+    return summary
+
+
+def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
+    """Enough drain jobs for the claimable rows, at most DELIVERY_SEND_JOBS."""
+    config = current_app.config
+    # The RQ entry point, imported late to keep the import graph jobs -> delivery.
+    from worker import jobs
+
+    batches = math.ceil(summary.claimable / max(1, config["DELIVERY_BATCH_SIZE"]))
+    wanted = min(max(1, config["DELIVERY_SEND_JOBS"]), batches)
+    if redis_connection() is None:
+        wanted = 1  # run in-process right away: one drain sends everything
+    for _ in range(wanted):
+        summary.drain_jobs += 1
+        enqueue(jobs.drain_deliveries, listing_date.isoformat())
+
+
+def _make_deliveries(
+    session: Session,
+    digests: DayDigest,
+    day: ListingDay,
+    now: datetime,
+    deadline: timedelta,
+    confirmed_before: datetime | None,
+    summary: DispatchSummary,
+) -> None:
+    """Insert the rows of due subscribers without one, page by page; count them in `summary`."""
+    listing_date = day.listing_date
     without_row = ~(
         select(Delivery.id)
         .where(Delivery.subscriber_id == Subscriber.id, Delivery.listing_date == listing_date)
@@ -164,123 +206,86 @@ def dispatch_digests(
     eligible = [Subscriber.status == SubscriberStatus.CONFIRMED, without_row]
     if confirmed_before is not None:
         eligible.append(Subscriber.confirmed_at < confirmed_before)
-    waiting = session.scalars(
-        select(Subscriber)
-        .where(*eligible)
-        .options(selectinload(Subscriber.keywords))
-        .order_by(Subscriber.id)
-    ).all()
-    due = [s for s in waiting if is_due(s, day, now, deadline)]
-    summary.held = len(waiting) - len(due)
-    if due:
-        sections = compute_sections(due, digest.load_day(session, listing_date))
-        summary.queued, summary.skipped = _insert_deliveries(session, listing_date, due, sections)
-    session.commit()
-
-    lease = timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])
-    summary.given_up = _give_up_on_dead_claims(session, listing_date, now - lease)
-    pending = _pending_ids(session, listing_date, now - lease)
-    session.commit()
-    for job_id, ids in chunk_ids(listing_date, pending, config["DIGEST_CHUNK_SIZE"]):
-        summary.chunks += 1
-        if send_now:
-            summary.sending.add(send_digest_chunk(listing_date.isoformat(), ids))
-        else:
-            # The RQ entry point, imported late to keep the import graph jobs -> delivery.
-            from worker import jobs
-
-            enqueue(jobs.send_digest_chunk, listing_date.isoformat(), ids, job_id=job_id)
-    log.info(
-        "dispatch %s: %d queued, %d skipped (no papers), %d held, %d chunk(s)",
-        listing_date,
-        summary.queued,
-        summary.skipped,
-        summary.held,
-        summary.chunks,
+    columns = (
+        Subscriber.id,
+        Subscriber.language,
+        Subscriber.timezone,
+        Subscriber.include_replacements,
+        Subscriber.delivery_hour,
     )
-    return summary
+    insert = _insert_statement(session)
+    after = 0
+    while True:
+        page = session.execute(
+            select(*columns)
+            .where(*eligible, Subscriber.id > after)
+            .order_by(Subscriber.id)
+            .limit(PAGE_SIZE)
+        ).all()
+        if not page:
+            break
+        first, after = page[0].id, page[-1].id
+        lines: dict[int, list[str]] = {}
+        for subscriber_id, text in session.execute(
+            select(Keyword.subscriber_id, Keyword.text)
+            .where(Keyword.subscriber_id.between(first, after))
+            .order_by(Keyword.subscriber_id, Keyword.position)
+        ):
+            lines.setdefault(subscriber_id, []).append(text)
+        readers: dict[int, Reader] = {}
+        for id_, language, timezone, replacements, hour in page:
+            reader = Reader(tuple(lines.get(id_, ())), language, timezone, replacements)
+            bilingual = digests.is_bilingual(reader)
+            if is_due(
+                day, now, deadline, timezone=timezone, delivery_hour=hour, bilingual=bilingual
+            ):
+                readers[id_] = reader
+            else:
+                summary.held += 1
+        queued, skipped = _rows(listing_date, digests.sections(readers))
+        # Another dispatcher may have made some of these rows meanwhile: those
+        # are left alone, and the row count names only the rows made here.
+        if queued:
+            summary.queued += session.execute(insert, queued).rowcount
+        if skipped:
+            summary.skipped += session.execute(insert, skipped).rowcount
+        session.commit()
 
 
-def _insert_deliveries(
-    session: Session,
-    listing_date: date,
-    subscribers: Sequence[Subscriber],
-    sections: dict[int, Sections],
-) -> tuple[int, int]:
-    """Insert the rows that do not exist yet; return how many this call made (queued, skipped)."""
-    config = current_app.config
-    rows = []
-    for subscriber in subscribers:
-        own = sections[subscriber.id]
-        count = unique_paper_count(own)
-        queued = bool(count) or config["DIGEST_SEND_EMPTY"]
-        rows.append(
-            {
-                "subscriber_id": subscriber.id,
-                "listing_date": listing_date,
-                "status": DeliveryStatus.QUEUED if queued else DeliveryStatus.SKIPPED,
-                "message_id": new_message_id(config["MAIL_FROM"]),
-                "sections": [[keyword, ids] for keyword, ids in own],
-                "paper_count": count,
-                "attempts": 0,
-                "created_at": utcnow(),
-                "error": None if queued else "no matching papers",
-            }
-        )
+def _insert_statement(session: Session):
+    """INSERT ... ON CONFLICT DO NOTHING: one statement, executed once per row of a page."""
     dialect = session.get_bind().dialect.name
     inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
     if dialect not in inserts:
         raise NotImplementedError(f"deliveries need INSERT ... ON CONFLICT; {dialect} has none")
-    table = Delivery.__table__
-    made = []
-    for start in range(0, len(rows), _BATCH):
-        # Another dispatcher may have made some of these rows meanwhile: those
-        # are left alone, and RETURNING names only the rows made here.
-        statement = inserts[dialect](table).on_conflict_do_nothing().returning(table.c.status)
-        made += [status for (status,) in session.execute(statement, rows[start : start + _BATCH])]
-    queued = sum(DeliveryStatus(status) is DeliveryStatus.QUEUED for status in made)
-    return queued, len(made) - queued
+    statement = inserts[dialect](Delivery.__table__).on_conflict_do_nothing()
+    # Without RETURNING the rows made are counted from the driver's rowcount,
+    # which psycopg sums over an executemany.
+    return statement.execution_options(preserve_rowcount=True)
 
 
-def _give_up_on_dead_claims(session: Session, listing_date: date, cutoff: datetime) -> int:
-    """Fail rows whose workers died DELIVERY_MAX_ATTEMPTS times (a message that kills them)."""
-    result = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.listing_date == listing_date,
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.claimed_at < cutoff,
-            Delivery.attempts >= current_app.config["DELIVERY_MAX_ATTEMPTS"],
+def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict], list[dict]]:
+    """The page's new rows: (to send, skipped for want of papers)."""
+    config = current_app.config
+    created = utcnow()
+    queued, skipped = [], []
+    for subscriber_id, own in sections.items():
+        count = unique_paper_count(own)
+        send = bool(count) or config["DIGEST_SEND_EMPTY"]
+        (queued if send else skipped).append(
+            {
+                "subscriber_id": subscriber_id,
+                "listing_date": listing_date,
+                "status": DeliveryStatus.QUEUED if send else DeliveryStatus.SKIPPED,
+                "message_id": new_message_id(config["MAIL_FROM"]),
+                "sections": [[keyword, ids] for keyword, ids in own],
+                "paper_count": count,
+                "attempts": 0,
+                "created_at": created,
+                "error": None if send else "no matching papers",
+            }
         )
-        .values(status=DeliveryStatus.FAILED, error="gave up: its sending worker died every time")
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if result.rowcount:
-        log.error(
-            "%s: gave up on %d deliveries whose workers kept dying", listing_date, result.rowcount
-        )
-    return result.rowcount
-
-
-def _pending_ids(session: Session, listing_date: date, cutoff: datetime) -> list[int]:
-    query = select(Delivery.id).where(Delivery.listing_date == listing_date, claimable(cutoff))
-    return list(session.scalars(query.order_by(Delivery.id)))
-
-
-def chunk_ids(listing_date: date, ids: Sequence[int], size: int) -> list[tuple[str, list[int]]]:
-    """Split ids into chunks by id range, each with a stable job id.
-
-    The range (id // size) names the chunk, so a dispatch that runs while an
-    earlier job for the same range is still queued or running is a no-op for
-    that range instead of a second job racing the first.
-    """
-    size = max(1, size)
-    chunks: dict[int, list[int]] = {}
-    for delivery_id in ids:
-        chunks.setdefault(delivery_id // size, []).append(delivery_id)
-    day = listing_date.isoformat()
-    return [(f"digest-{day}-{key}", chunk) for key, chunk in sorted(chunks.items())]
+    return queued, skipped
 
 
 # --- operator helpers (CLI) ---
@@ -295,12 +300,13 @@ def preview_digest(
             Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
         )
     )
-    renderer = DigestRenderer(session, config, listing_date)
+    day = DayDigest.load(session, config, listing_date)
+    reader = Reader.of(subscriber)
     if delivery is not None and delivery.sections is not None:
         sections = delivery.sections
     else:
         # No row yet: what dispatch would fix for them now.
-        sections = compute_sections([subscriber], renderer.papers)[subscriber.id]
+        sections = day.sections({subscriber.id: reader})[subscriber.id]
     links = subscriber_links(config, subscriber.public_id, listing_date)
     now = utcnow().replace(second=0, microsecond=0)
-    return renderer.render(subscriber, sections, now, links)
+    return day.render_email(reader, sections, now, links)

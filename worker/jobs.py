@@ -14,8 +14,9 @@ from newsletter import db
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
 from worker import sending
-from worker.delivery import dispatch_digests
+from worker.delivery import DRAIN_BUDGET_SECONDS, dispatch_digests
 from worker.mail import Mailer, build_message, new_message_id
+from worker.queue import enqueue
 from worker.translation import translate_day
 
 # --- subscriptions ---
@@ -90,7 +91,18 @@ def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None
     return asdict(summary)
 
 
-def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
-    """Send one chunk of a day's deliveries over one SMTP connection, claiming each row."""
+def drain_deliveries(listing_date_iso: str) -> dict:
+    """Send the day's claimable deliveries, batch by batch, until none is left.
 
-    return asdict(sending.send_digest_chunk(listing_date_iso, delivery_ids))
+    Queued without a job id by every dispatch: a duplicate finds nothing to
+    claim. A drain that uses its time budget queues its successor.
+    """
+    summary = sending.drain_day(listing_date_iso, time_budget=DRAIN_BUDGET_SECONDS)
+    if summary.out_of_time:
+        enqueue(drain_deliveries, listing_date_iso)
+    return asdict(summary)
+
+
+def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
+    """A job queued before the ledger was drained in batches: drains the day instead."""
+    return drain_deliveries(listing_date_iso)

@@ -1,7 +1,8 @@
 """Building MIME messages and handing them to SMTP, or to the dev outbox.
 
 Run by jobs and CLI commands that send mail. `build_message` and
-`build_digest_message` are pure. `Mailer` owns one SMTP connection for a batch
+`build_digest_message` are pure (account emails; digests are serialized by
+worker/mime.py and go through `Mailer.deliver`). `Mailer` owns one SMTP connection for a batch
 (or writes .eml files to OUTBOX_DIR when SMTP_HOST is unset): it signs with
 DKIM when configured, throttles, retries 4xx replies and lost connections with
 backoff, and sorts what is left into three failures a caller can act on:
@@ -291,6 +292,49 @@ class Mailer:
             self._drop_connection()
             time.sleep(wait)
 
+    def deliver(self, sender: str, recipient: str, raw: bytes, label: str = "") -> None:
+        """Send ready-made bytes to one recipient; raise a DeliveryFailure subclass.
+
+        The batch sender's path (worker/sending.py): a 4xx or 5xx for this
+        recipient is raised at once (the caller defers or fails the row and
+        goes on); only a lost or refused connection is retried, on a fresh
+        connection with bounded backoff (SMTP_RETRIES, SMTP_RETRY_DELAY).
+        """
+        if not self.config["SMTP_HOST"]:
+            write_raw_to_outbox(Path(self.config["OUTBOX_DIR"]), raw, label or recipient)
+            return
+        retries = self.config.get("SMTP_RETRIES", 3)
+        delay = self.config.get("SMTP_RETRY_DELAY", 1.0)
+        for attempt in range(retries + 1):
+            try:
+                self._throttle()
+                if self.smtp is None:
+                    self.smtp = self._connect()
+                self.smtp.sendmail(sender, [recipient], raw)
+                return
+            except smtplib.SMTPException as error:
+                failure = classify(error)
+                cause = error
+            except OSError as error:
+                failure = TemporaryFailure(f"connection error: {error}", connection=True)
+                cause = error
+            connection_lost = isinstance(failure, TemporaryFailure) and failure.connection
+            if connection_lost or isinstance(failure, SetupFailure):
+                self._drop_connection()
+            # After a refused recipient or message smtplib has sent RSET: the
+            # session goes on with the next message.
+            if not connection_lost or attempt == retries:
+                raise failure from cause
+            wait = delay * 2**attempt
+            log.warning(
+                "SMTP connection failed (try %d of %d, again in %.2f s): %s",
+                attempt + 1,
+                retries + 1,
+                wait,
+                failure.reply,
+            )
+            time.sleep(wait)
+
     def _throttle(self) -> None:
         rate = self.config.get("SMTP_MAX_PER_SECOND") or 0
         if rate <= 0:
@@ -345,4 +389,14 @@ def write_to_outbox(outbox: Path, message: EmailMessage, raw: bytes | None = Non
     path = outbox / f"{time.time_ns()}-{stem}.eml"
     path.write_bytes(raw if raw is not None else message.as_bytes())
     log.info("mail to %s written to %s", message["To"], path)
+    return path
+
+
+def write_raw_to_outbox(outbox: Path, raw: bytes, label: str) -> Path:
+    """Store ready-made message bytes as an .eml file named by time and `label`."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9.-]", "_", label.strip("<>"))[:80]
+    path = outbox / f"{time.time_ns()}-{stem}.eml"
+    path.write_bytes(raw)
+    log.info("mail %s written to %s", label, path)
     return path

@@ -1,0 +1,424 @@
+"""The delivery ledger's state changes: claims with leases, and each row's outcome.
+
+Called by worker/sending.py (the drain loop) and worker/delivery.py
+(dispatch). A row goes queued -> sending (claimed in a batch, with a lease)
+-> sent | failed | skipped, or back to queued (deferred after a 4xx, or
+released unsent). Every function here is one statement on a connection in
+autocommit mode: a sent row is recorded with exactly one round trip, so a
+worker that dies repeats at most the message it had in flight.
+
+The lease is the only crash detector: `Heartbeat` renews a live worker's
+claims every third of DELIVERY_LEASE_SECONDS on its own connection, and a
+row whose lease lapsed is claimable by anyone. RQ's job registry plays no part.
+"""
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from newsletter.db import utcnow
+from newsletter.models import Delivery, DeliveryStatus, Keyword, Subscriber, SubscriberStatus
+
+log = logging.getLogger(__name__)
+
+# Longest error text kept on a row.
+ERROR_MAX = 2000
+# Longest wait between two deferred attempts of one row.
+RETRY_CAP = timedelta(hours=6)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed row with what rendering and sending it need."""
+
+    id: int
+    subscriber_id: int
+    message_id: str
+    sections: list
+    attempts: int  # including this claim
+    created_at: datetime
+    email: str
+    public_id: str
+    status: SubscriberStatus
+    language: str
+    timezone: str
+    include_replacements: bool
+    keywords: tuple[str, ...]
+
+
+def worker_name() -> str:
+    """Who holds a claim: host, process, and a random tag unique to this drain."""
+    return f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def claimable(now: datetime, max_attempts: int):
+    """Queued and due, or held under a lease that lapsed (its worker died).
+
+    The one definition of "still to send": claims take only such rows, and
+    dispatch queues drain jobs while there are any. A row whose worker died
+    `max_attempts` times is left to `give_up_dead_claims`.
+    """
+    return or_(
+        and_(
+            Delivery.status == DeliveryStatus.QUEUED,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        ),
+        and_(
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_expires_at < now,
+            Delivery.attempts < max_attempts,
+        ),
+    )
+
+
+def claim_batch(
+    connection: Connection,
+    listing_date: date,
+    claimer: str,
+    *,
+    size: int,
+    lease: timedelta,
+    max_attempts: int,
+) -> list[Claim]:
+    """Take up to `size` claimable rows of the day in one statement; return them with readers.
+
+    PostgreSQL skips rows another worker is claiming (FOR UPDATE SKIP
+    LOCKED); SQLite has a single writer, so the same statement is atomic there.
+    One more query reads the batch's subscribers and keyword lines.
+    """
+    now = utcnow()
+    # A materialized CTE: PostgreSQL may re-run an IN (subquery) per row and
+    # then claim more than `size` rows; the CTE is evaluated once.
+    candidates = (
+        select(Delivery.id)
+        .where(Delivery.listing_date == listing_date, claimable(now, max_attempts))
+        .limit(size)
+        .with_for_update(skip_locked=True)
+        .cte("candidates")
+        .prefix_with("MATERIALIZED")
+    )
+    claimed = connection.execute(
+        update(Delivery)
+        .where(Delivery.id == candidates.c.id)
+        .values(
+            status=DeliveryStatus.SENDING,
+            claimed_by=claimer,
+            claimed_at=now,
+            lease_expires_at=now + lease,
+            next_attempt_at=None,
+            attempts=Delivery.attempts + 1,
+        )
+        .returning(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.message_id,
+            Delivery.sections,
+            Delivery.attempts,
+            Delivery.created_at,
+        )
+    ).all()
+    if not claimed:
+        return []
+    readers = _readers(connection, [row.subscriber_id for row in claimed])
+    claims = []
+    for row in sorted(claimed, key=lambda row: row.id):
+        reader = readers.get(row.subscriber_id)
+        if reader is None:  # the subscriber was deleted since dispatch (the row goes too)
+            continue
+        email, public_id, status, language, timezone, replacements, keywords = reader
+        claims.append(
+            Claim(
+                id=row.id,
+                subscriber_id=row.subscriber_id,
+                message_id=row.message_id,
+                sections=row.sections or [],
+                attempts=row.attempts,
+                created_at=row.created_at,
+                email=email,
+                public_id=public_id,
+                status=status,
+                language=language,
+                timezone=timezone,
+                include_replacements=replacements,
+                keywords=tuple(keywords),
+            )
+        )
+    return claims
+
+
+def _readers(connection: Connection, subscriber_ids: Sequence[int]) -> dict[int, tuple]:
+    """Each subscriber's address, status, settings and keyword lines, in one query."""
+    rows = connection.execute(
+        select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.public_id,
+            Subscriber.status,
+            Subscriber.language,
+            Subscriber.timezone,
+            Subscriber.include_replacements,
+            Keyword.text,
+        )
+        .outerjoin(Keyword, Keyword.subscriber_id == Subscriber.id)
+        .where(Subscriber.id.in_(subscriber_ids))
+        .order_by(Subscriber.id, Keyword.position)
+    )
+    readers: dict[int, tuple] = {}
+    for id_, email, public_id, status, language, timezone, replacements, keyword in rows:
+        if id_ not in readers:
+            readers[id_] = (email, public_id, status, language, timezone, replacements, [])
+        if keyword is not None:
+            readers[id_][-1].append(keyword)
+    return readers
+
+
+def _held_by(delivery_id: int, claimer: str):
+    return and_(Delivery.id == delivery_id, Delivery.claimed_by == claimer)
+
+
+def mark_sent(connection: Connection, delivery_id: int, claimer: str) -> bool:
+    """Record that the server accepted the row's message: one statement, one round trip.
+
+    Idempotent for its claimer (a retry after a lost reply matches the row
+    it already marked); False if another worker took the row meanwhile.
+    """
+    result = connection.execute(
+        update(Delivery)
+        .where(
+            _held_by(delivery_id, claimer),
+            Delivery.status.in_((DeliveryStatus.SENDING, DeliveryStatus.SENT)),
+        )
+        .values(status=DeliveryStatus.SENT, sent_at=utcnow(), error=None, lease_expires_at=None)
+    )
+    return result.rowcount == 1
+
+
+def finish(
+    connection: Connection, delivery_id: int, claimer: str, status: DeliveryStatus, error: str
+) -> bool:
+    """Close a claimed row as failed or skipped, with why."""
+    result = connection.execute(
+        update(Delivery)
+        .where(_held_by(delivery_id, claimer), Delivery.status == DeliveryStatus.SENDING)
+        .values(status=status, error=error[:ERROR_MAX], lease_expires_at=None)
+    )
+    return result.rowcount == 1
+
+
+def retry_delay(attempts: int, base_seconds: float) -> timedelta:
+    """How long a row deferred at its `attempts`-th try waits: doubling, capped."""
+    return min(timedelta(seconds=base_seconds * 2 ** max(0, attempts - 1)), RETRY_CAP)
+
+
+def defer(
+    connection: Connection, delivery_id: int, claimer: str, error: str, not_before: datetime
+) -> bool:
+    """Put a claimed row back in the queue after a 4xx, not to be tried before `not_before`."""
+    result = connection.execute(
+        update(Delivery)
+        .where(_held_by(delivery_id, claimer), Delivery.status == DeliveryStatus.SENDING)
+        .values(
+            status=DeliveryStatus.QUEUED,
+            claimed_by=None,
+            claimed_at=None,
+            lease_expires_at=None,
+            next_attempt_at=not_before,
+            error=error[:ERROR_MAX],
+        )
+    )
+    return result.rowcount == 1
+
+
+def release(connection: Connection, delivery_ids: Sequence[int], claimer: str) -> int:
+    """Give back claimed rows that were never tried (the relay is down, or we are stopping)."""
+    if not delivery_ids:
+        return 0
+    result = connection.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.claimed_by == claimer,
+            Delivery.status == DeliveryStatus.SENDING,
+        )
+        .values(
+            status=DeliveryStatus.QUEUED,
+            claimed_by=None,
+            claimed_at=None,
+            lease_expires_at=None,
+            # Not an attempt: the claim is undone.
+            attempts=Delivery.attempts - 1,
+        )
+    )
+    return result.rowcount
+
+
+def record_bounce(connection: Connection, subscriber_id: int, limit: int) -> bool:
+    """Count a hard bounce and suppress the subscriber at `limit`; True if suppressed now."""
+    suppress = and_(
+        Subscriber.bounce_count + 1 >= limit, Subscriber.status == SubscriberStatus.CONFIRMED
+    )
+    row = connection.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(
+            bounce_count=Subscriber.bounce_count + 1,
+            status=case((suppress, SubscriberStatus.BLOCKLISTED.value), else_=Subscriber.status),
+        )
+        .returning(Subscriber.status, Subscriber.bounce_count)
+    ).first()
+    return (
+        row is not None and row.status is SubscriberStatus.BLOCKLISTED and row.bounce_count >= limit
+    )
+
+
+def renew(connection: Connection, claimer: str, lease: timedelta) -> int:
+    """Extend every live claim of `claimer` by `lease` from now."""
+    result = connection.execute(
+        update(Delivery)
+        .where(Delivery.claimed_by == claimer, Delivery.status == DeliveryStatus.SENDING)
+        .values(lease_expires_at=utcnow() + lease)
+    )
+    return result.rowcount
+
+
+def give_up_dead_claims(connection: Connection, listing_date: date, max_attempts: int) -> int:
+    """Fail rows whose worker died `max_attempts` times (a message that kills workers)."""
+    result = connection.execute(
+        update(Delivery)
+        .where(
+            Delivery.listing_date == listing_date,
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_expires_at < utcnow(),
+            Delivery.attempts >= max_attempts,
+        )
+        .values(status=DeliveryStatus.FAILED, error="gave up: its sending worker died every time")
+    )
+    if result.rowcount:
+        log.error(
+            "%s: gave up on %d deliveries whose workers kept dying", listing_date, result.rowcount
+        )
+    return result.rowcount
+
+
+def count_claimable(connection: Connection, listing_date: date, max_attempts: int) -> int:
+    return connection.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.listing_date == listing_date, claimable(utcnow(), max_attempts))
+    )
+
+
+def count_held_by_others(connection: Connection, listing_date: date, claimer: str) -> int:
+    """Rows of the day other live workers are sending right now."""
+    return connection.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.listing_date == listing_date,
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_expires_at >= utcnow(),
+            Delivery.claimed_by != claimer,
+        )
+    )
+
+
+# --- database connections that survive an outage ---
+
+
+class LedgerConnection:
+    """An autocommit connection that reconnects and retries through a database outage.
+
+    Each statement of this module is idempotent for its claimer, so running
+    it again after a lost reply is safe.
+    """
+
+    def __init__(self, engine: Engine, retry_seconds: float):
+        self.engine = engine
+        self.retry_seconds = retry_seconds
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection
+
+    def run(self, step: Callable[[Connection], T]) -> T:
+        """`step(connection)`, retried with backoff for up to `retry_seconds`; then raise."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return step(self.connection())
+            except DBAPIError as error:
+                self.close()
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database error, retrying in %.1f s: %s", delay, error.orig)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:  # a dead connection may fail to close; it is dropped anyway
+                log.debug("closing a broken database connection failed", exc_info=True)
+            self._connection = None
+
+
+class Heartbeat:
+    """Renews a claimer's leases every third of the lease, on its own connection.
+
+    `valid()` tells the sender whether its leases are certainly still held:
+    if renewals fail for most of a lease (the database is unreachable), the
+    sender must stop before another worker may take its rows.
+    """
+
+    def __init__(self, engine: Engine, claimer: str, lease: timedelta):
+        self.claimer = claimer
+        self.lease = lease
+        self._ledger = LedgerConnection(engine, retry_seconds=0)
+        self._stop = threading.Event()
+        self._held_until = time.monotonic() + lease.total_seconds()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat {claimer}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._ledger.close()
+
+    def claimed(self) -> None:
+        """Note a fresh claim: its lease runs from now."""
+        self._held_until = max(self._held_until, time.monotonic() + self.lease.total_seconds())
+
+    def valid(self) -> bool:
+        # A margin of a sixth of the lease covers clock skew and one slow message.
+        return time.monotonic() < self._held_until - self.lease.total_seconds() / 6
+
+    def _run(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            started = time.monotonic()
+            try:
+                self._ledger.run(lambda connection: renew(connection, self.claimer, self.lease))
+            except DBAPIError as error:
+                log.warning("lease renewal failed; trying again in %.0f s: %s", interval, error)
+                continue
+            self._held_until = started + self.lease.total_seconds()
