@@ -1,17 +1,17 @@
 """Which papers the digest email shows in full, as a title line, or only counts.
 
-Used by worker/digest.py to lay out each rendered digest. Owns the size
+Used by worker/digest_fragments.py to lay out each digest. Owns the size
 budget: Gmail clips HTML past 102 KB, so the email shows at most
 `max_per_keyword` papers in full per keyword and keeps the whole HTML under
 `HTML_BUDGET` bytes by turning further entries into title-only lines, then
 into a count with a link to the full digest page (which has no limits).
-Sizes are estimated before rendering, then corrected by the measured size.
+Sizes are estimated before assembling, then corrected by the measured size.
 """
 
 from dataclasses import dataclass, field
 
 from newsletter.models import Paper, Translation
-from worker.digest_entries import MAX_AUTHORS, Entry
+from worker.digest_entries import MAX_AUTHORS, PaperEntry
 
 # Gmail clips at 102 KB; leave room for what mail clients and DKIM add.
 HTML_BUDGET = 95_000
@@ -29,7 +29,7 @@ class Item:
     """A line of a section: the full entry, its title only, or a pointer to it above."""
 
     kind: str  # full | title | above
-    entry: Entry
+    entry: PaperEntry
     first_keyword: str = ""
 
 
@@ -59,7 +59,9 @@ def estimate_full_entry(paper: Paper, translation: Translation | None) -> int:
 
 
 def plan_sections(
-    sections: list[tuple[str, list[str]]], entries: dict[str, Entry], max_per_keyword: int | None
+    sections: list[tuple[str, list[str]]],
+    entries: dict[str, PaperEntry],
+    max_per_keyword: int | None,
 ) -> list[Section]:
     """Sections with each paper in full once (first keyword), later as a pointer."""
     plan = []
@@ -80,6 +82,27 @@ def plan_sections(
                 section.items.append(Item("title", entry))
         plan.append(section)
     return plan
+
+
+def settle_plan(plan: list[Section]) -> dict[str, int]:
+    """The number of each paper listed in full; a pointer whose paper was cut becomes its title.
+
+    Called before each assembly, as the size fitting may have cut listings.
+    """
+    numbers: dict[str, int] = {}
+    listed: set[str] = set()
+    for section in plan:
+        for item in section.items:
+            if item.kind == "full":
+                numbers[item.entry.arxiv_id] = len(numbers) + 1
+            if item.kind != "above":
+                listed.add(item.entry.arxiv_id)
+    for section in plan:
+        for item in section.items:
+            if item.kind == "above" and item.entry.arxiv_id not in listed:
+                # Its first listing was cut for size: this line is now its listing.
+                item.kind = "title"
+    return numbers
 
 
 def fit_plan(plan: list[Section]) -> None:
