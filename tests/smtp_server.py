@@ -7,6 +7,7 @@
 import asyncio
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,7 +22,8 @@ class SmtpSink:
     `rcpt_replies[address]` / `data_replies[address]` are lists of replies to
     give, in order, before accepting (e.g. ["451 4.7.1 later"] or ["550 5.1.1 no"]
     repeated). `hold` seconds are spent after a message is recorded and before
-    its 250 reply, so a client can be killed with the message in flight.
+    its 250 reply, so a client can be killed with the message in flight;
+    `on_received(count)` runs at that moment too (e.g. to cut the database).
     """
 
     def __init__(self):
@@ -31,6 +33,8 @@ class SmtpSink:
         self.rcpt_attempts: Counter = Counter()
         self.connections = 0
         self.hold = 0.0
+        # Called with the count of messages received so far, after each is recorded.
+        self.on_received: Callable[[int], None] | None = None
         self._lock = threading.Lock()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -57,6 +61,9 @@ class SmtpSink:
             self.received.append(
                 (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
             )
+            count = len(self.received)
+        if self.on_received is not None:
+            self.on_received(count)
         if self.hold:
             await asyncio.sleep(self.hold)
         return "250 Message accepted for delivery"

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -627,3 +628,137 @@ def test_cli_refuses_unknown_addresses_and_dates(demo, app, args, message):
 def test_cli_send_before_any_ingest_says_so(app):
     result = app.test_cli_runner().invoke(cli_main, ["digest", "send"])
     assert result.exit_code != 0 and "no complete listing date yet" in result.output
+
+
+# --- round trips and database outages ---
+
+
+def test_each_message_costs_one_database_round_trip(redis_url, sink, demo, app):
+    from sqlalchemy import event
+
+    app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=5)
+    add_many(20)
+    dispatch_digests(demo)  # rows made, drain jobs left on Redis
+    app.config["REDIS_URL"] = None
+    statements: list[str] = []
+
+    def count(_connection, _cursor, statement, _parameters, _context, _executemany):
+        statements.append(statement)
+
+    event.listen(db.engine(), "before_cursor_execute", count)
+    try:
+        summary = drain_day(DEMO.isoformat())
+    finally:
+        event.remove(db.engine(), "before_cursor_execute", count)
+
+    assert summary.sent == 20 and sink.count() == 20
+    marks = [s for s in statements if s.startswith("UPDATE deliveries") and "sent_at" in s]
+    assert len(marks) == 20
+    # Per batch of 5: one claim, one read of its subscribers; then one empty claim.
+    claims = [s for s in statements if "FOR UPDATE" in s or "candidates" in s]
+    assert len(claims) == 5
+    # Besides those: a handful per drain (the day's translation state and
+    # translations, the rows other workers hold), none per message.
+    assert len(statements) - len(marks) - 2 * len(claims) <= 5, statements
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 to a database server; `cut` drops every connection for a while."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.refused = 0
+        self._cut_until = 0.0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if time.monotonic() < self._cut_until:
+                self.refused += 1
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, seconds: float) -> None:
+        """Close every open connection and refuse new ones for `seconds`."""
+        self._cut_until = time.monotonic() + seconds
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for end in sockets:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut(0)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="needs a PostgreSQL server to cut off (SQLite has no connection)",
+)
+def test_a_database_outage_while_marking_rows_sent_loses_nothing_and_sends_nothing_twice(
+    config, database_url, redis_url, sink, demo, app, caplog
+):
+    from sqlalchemy.engine import make_url
+
+    from newsletter import create_app
+
+    app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=4)
+    subscribers = add_many(12)
+    dispatch_digests(demo)  # rows made, drain jobs left on Redis
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port)
+    worker = create_app(
+        {
+            **config,
+            "REDIS_URL": None,
+            "DATABASE_URL": through_proxy.render_as_string(hide_password=False),
+            "DELIVERY_BATCH_SIZE": 4,
+        }
+    )
+    # The database goes away for 3 s while the server holds the sixth message:
+    # recording it sent (and the next claim) meet the outage.
+    sink.on_received = lambda count: proxy.cut(3.0) if count == 6 else None
+    try:
+        with worker.app_context():
+            summary = drain_day(DEMO.isoformat())
+    finally:
+        proxy.close()
+        worker.extensions["db_engine"].dispose()
+
+    assert proxy.refused > 0  # the outage happened
+    assert "database error, retrying" in caplog.text
+    assert summary.sent == 12 and summary.stopped is None
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
+    assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
+    assert {row.attempts for row in deliveries()} == {1}

@@ -31,7 +31,8 @@ from newsletter.models import DeliveryStatus, ListingDay, SubscriberStatus, Tran
 from newsletter.tokens import subscriber_links
 from worker import ledger
 from worker.digest import DayDigest, Reader, load_day, load_translations
-from worker.ledger import Claim, Heartbeat, LedgerConnection
+from worker.leases import Heartbeat, LedgerConnection
+from worker.ledger import Claim
 from worker.mail import Mailer, PermanentFailure, SetupFailure, TemporaryFailure
 from worker.mime import DigestMime, SegmentCache
 
