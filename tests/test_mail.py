@@ -363,3 +363,175 @@ def test_outbox_mode_writes_parseable_eml(tmp_path):
     parsed = message_from_bytes(written.read_bytes(), policy=policy.default)
     assert parseaddr(parsed["To"])[1] == "reader@example.com"
     assert parsed["List-Unsubscribe"] == f"<{ONE_CLICK}>"
+
+
+# --- digests as pre-encoded bytes (worker/mime.py) ---
+
+# Segments as a renderer hands them out: shared fragments, subscriber bits,
+# segments that end mid-line, trailing spaces, dots and "From " at line starts.
+SEGMENTS = (
+    "Papers for you\n",
+    "Hello ",
+    "reader",
+    ", here are today's papers:\n",
+    f"{CHINESE}\n",
+    f"{LONG_LINE}",
+    "  trailing spaces  ",
+    "\n.a line that starts with a dot\n",
+    "From the start of a line\n",
+    "",
+    "a=b; 100% = done\t\n",
+    "\n",
+    "no newline at the end",
+)
+
+
+def mime_message(config: dict, subject: str = SUBJECT, segments=SEGMENTS) -> bytes:
+    from datetime import UTC, datetime
+
+    from worker.mime import DigestMime
+
+    html = tuple(f"<p>{s}</p>" if n % 2 else s for n, s in enumerate(segments))
+    return DigestMime(config).build(
+        to="reader@example.com",
+        subject=subject,
+        text_segments=segments,
+        html_segments=html,
+        message_id="<1.2.3@digest.example.org>",
+        one_click_url=ONE_CLICK,
+        date=datetime(2026, 5, 29, 6, 0, tzinfo=UTC),
+    )
+
+
+def decoded(part) -> str:
+    # MIME text is CRLF on the wire and after decoding; the renderer's lines end in \n.
+    return part.get_content().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize(
+    ("mailto", "subject"),
+    [
+        (None, SUBJECT),
+        ("unsubscribe@digest.example.org", "arXiv digest · 29 May: 扩散策略 (2), " + "x" * 120),
+        (None, "plain ASCII " * 20),
+    ],
+)
+def test_digest_bytes_parse_back_with_every_header_and_the_exact_parts(tmp_path, mailto, subject):
+    config = mail_config(tmp_path, LIST_UNSUBSCRIBE_MAILTO=mailto)
+    raw = mime_message(config, subject)
+    parsed = message_from_bytes(raw, policy=policy.default)
+
+    assert parsed["From"].addresses[0].display_name == "arXiv digest"
+    assert parsed["From"].addresses[0].addr_spec == "digest@digest.example.org"
+    assert parsed["To"] == "reader@example.com"
+    assert parsed["Subject"] == subject
+    assert parsedate_to_datetime(parsed["Date"]).isoformat() == "2026-05-29T06:00:00+00:00"
+    assert parsed["Message-ID"] == "<1.2.3@digest.example.org>"
+    assert parsed["List-Id"] == "arXiv digest <digest.digest.example.org>"
+    expected = f"<{ONE_CLICK}>" + (f", {UNSUBSCRIBE_MAILTO}" if mailto else "")
+    assert parsed["List-Unsubscribe"] == expected
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["Precedence"] == "bulk"
+    assert parsed["MIME-Version"] == "1.0"
+    assert parsed.defects == []
+    assert parsed.get_content_type() == "multipart/alternative"
+    text, html = parsed.iter_parts()
+    assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    for part in (text, html):
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert part.defects == []
+    assert decoded(text) == "".join(SEGMENTS)
+    assert decoded(html) == "".join(f"<p>{s}</p>" if n % 2 else s for n, s in enumerate(SEGMENTS))
+    # 7-bit, CRLF only, the URL intact, every line within 78 octets.
+    raw.decode("ascii")
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert f"<{ONE_CLICK}>".encode() in raw
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 78
+    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 998
+
+
+def test_each_shared_segment_is_encoded_once_and_the_cache_is_bounded():
+    from worker.mime import SegmentCache, encode_body
+
+    fragment = "A paper's entry, the same in every digest of the day. " * 20
+    cache = SegmentCache(max_bytes=10_000)
+    first = encode_body(("Hi ", "one", "\n", fragment), cache)
+    second = encode_body(("Hi ", "two", "\n", fragment), cache)
+    assert first.replace(b"one", b"two") == second
+    assert len(cache._entries) == 1  # the short, per-subscriber bits are not kept
+    assert cache.encode(fragment) is cache.encode(fragment)
+    for n in range(20):
+        cache.encode(f"{n} {fragment}")
+    assert cache.size <= 10_000 and fragment not in cache._entries
+
+
+def test_digest_bytes_go_through_smtp_unchanged(tmp_path):
+    sink = SmtpSink()
+    with run_smtp(sink) as port:
+        config = mail_config(tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=port)
+        raw = mime_message(config)
+        with Mailer(config) as mailer:
+            mailer.deliver("digest@digest.example.org", "reader@example.com", raw)
+    (message,) = sink.messages()
+    assert decoded(message.get_body(("plain",))) == "".join(SEGMENTS)
+    assert sink.received[0][2].replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+
+
+def test_dkim_signed_digest_bytes_verify_and_cover_list_unsubscribe(tmp_path, rsa_key):
+    key, record = rsa_key
+    config = mail_config(
+        tmp_path,
+        DKIM_DOMAIN="digest.example.org",
+        DKIM_SELECTOR="mail2026",
+        DKIM_PRIVATE_KEY_PATH=str(key),
+        LIST_UNSUBSCRIBE_MAILTO="unsubscribe@digest.example.org",
+    )
+    signed = mime_message(config)
+    assert signed.startswith(b"DKIM-Signature:")
+    assert dkim.verify(signed, dnsfunc=dns_for(record))
+    header = message_from_bytes(signed, policy=policy.default)["DKIM-Signature"]
+    tags = dict(part.split("=", 1) for part in re.sub(r"\s", "", header).split(";") if part)
+    assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= set(
+        tags["h"].lower().split(":")
+    )
+    tampered = signed.replace(b"subject=unsubscribe", b"subject=subscribe")
+    assert tampered != signed and not dkim.verify(tampered, dnsfunc=dns_for(record))
+
+
+@pytest.mark.parametrize(
+    ("where", "reply", "outcome"),
+    [
+        ("rcpt", "451 4.7.1 Greylisted, try again", TemporaryFailure),
+        ("data", "452 4.3.1 Insufficient storage", TemporaryFailure),
+        ("rcpt", "550 5.1.1 No such user", PermanentFailure),
+    ],
+)
+def test_deliver_raises_a_recipients_reply_at_once_and_keeps_the_session(
+    tmp_path, where, reply, outcome
+):
+    sink = SmtpSink()
+    target = "reader@example.com"
+    (sink.rcpt_replies if where == "rcpt" else sink.data_replies)[target].append(reply)
+    with run_smtp(sink) as port:
+        config = mail_config(tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=port)
+        raw = mime_message(config)
+        with Mailer(config) as mailer:
+            with pytest.raises(outcome) as caught:
+                mailer.deliver("digest@digest.example.org", target, raw)
+            assert caught.value.reply == reply and not getattr(caught.value, "connection", False)
+            mailer.deliver("digest@digest.example.org", "other@example.com", raw)
+    assert sink.rcpt_attempts[target] == 1  # no retry inline: the caller defers the row
+    assert sink.connections == 1
+    assert [rcpt for _, rcpt, _ in sink.received] == [["other@example.com"]]
+
+
+def test_deliver_reconnects_with_bounded_backoff_then_reports_the_connection(tmp_path):
+    config = mail_config(tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=free_port(), SMTP_RETRIES=2)
+    started = time.monotonic()
+    with Mailer(config) as mailer, pytest.raises(TemporaryFailure) as caught:
+        mailer.deliver("digest@digest.example.org", "r@example.com", b"Subject: x\r\n\r\nx\r\n")
+    assert caught.value.connection
+    assert 0.03 <= time.monotonic() - started < 5  # 0.01 s then 0.02 s between three tries

@@ -61,7 +61,12 @@ class SegmentCache:
 
 def encode_qp(segment: str) -> bytes:
     """`segment` as UTF-8 quoted-printable with CRLF line ends and lines of at most 76."""
-    return binascii.b2a_qp(segment.replace("\n", "\r\n").encode("utf-8"), istext=True)
+    data = segment.replace("\n", "\r\n").encode("utf-8")
+    if data.endswith(CRLF):
+        return binascii.b2a_qp(data, istext=True)
+    # binascii breaks lines with CRLF only if the data's first line ends in
+    # CRLF; a line added (and taken off again) makes sure it does.
+    return binascii.b2a_qp(data + CRLF, istext=True)[:-2]
 
 
 def encode_body(segments: tuple[str, ...], cache: SegmentCache) -> bytes:
