@@ -1,31 +1,33 @@
-"""Send 10,000 digests to a local aiosmtpd sink: the real send path beside bare smtplib.
+"""Dispatch and send N digests to Postfix's smtp-sink: the real drain beside bare smtplib.
 
-    python benchmarks/send.py [--messages 10000] [--chunk 500]
+    python benchmarks/send.py [--messages 10000] [--database-url URL] [--batch 100]
 
-Setup (not timed): a SQLite database in a temporary folder holding the demo
-day (2026-05-29, 66 papers) and N confirmed subscribers with the sample's two
-keywords, each with a queued delivery row whose sections are fixed, as
-dispatch leaves them. Every digest is the full 66-paper digest (~95 KB of
-HTML), so the messages are digest-sized and share one render per chunk.
+Setup (timed on its own): the demo day (2026-05-29, 66 papers) and N confirmed
+subscribers with the sample's two keywords, in a SQLite file in a temporary
+folder (or the PostgreSQL database named by --database-url, whose tables are
+dropped and made again); then the first half of a real dispatch
+(`worker.delivery.make_deliveries`: keyset pages, one executemany INSERT per
+page) makes the N delivery rows. Every digest is the full 66-paper digest
+(~138 KB on the wire), personalized with each subscriber's signed links.
 
-Timed, each in its own child process (so each has its own peak memory), against
-the same sink (aiosmtpd in a third process, counting and discarding):
+Timed, each in its own child process (its own CPU time and peak memory),
+against the same sink (`/usr/sbin/smtp-sink` on a free loopback port):
 - `bare smtplib` (the baseline, this machine's limit): one connection, a loop
-  of `sendmail` over pre-serialized personalized digests (100 distinct ones,
-  cycled, so the loop holds no 1.5 GB of messages);
-- `real send path`: `worker.sending.send_digest_chunk` over the rows in chunks
-  of 500, i.e. per message an atomic claim + commit, the shared render
-  personalized with the subscriber's signed links, the MIME message built,
-  SMTP, then marked sent + commit;
-- the same once more on a fresh database with SQLite's `synchronous=NORMAL`
-  (the app's default is SQLite's FULL: an fsync per commit, two per message),
-  to show what the commits cost.
+  of `sendmail` over 100 of the very messages the real path makes (built by
+  its `Sender.message`, then cycled);
+- `real drain`: `worker.sending.drain_day` over every row, i.e. batches of
+  DELIVERY_BATCH_SIZE claimed in one statement each, rendered by the day's
+  DayDigest, serialized by worker/mime.py, sent over one connection, each
+  row marked sent with one autocommit UPDATE.
+Each prints msg/s, CPU ms per message (user + system, `resource.getrusage`)
+and peak RSS; the drain checks that N rows end up sent.
 """
 
 import argparse
 import json
-import multiprocessing
+import os
 import resource
+import shutil
 import smtplib
 import socket
 import subprocess
@@ -36,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYWORDS = ["reinforcement learning", "diffusion policy"]
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 
 def free_port() -> int:
@@ -44,29 +47,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_sink(port: int, count, size, ready) -> None:
-    """A counting SMTP sink (child process)."""
-    from aiosmtpd.controller import Controller
-
-    class Counting:
-        async def handle_DATA(self, server, session, envelope):
-            with count.get_lock():
-                count.value += 1
-            with size.get_lock():
-                size.value += len(envelope.original_content)
-            return "250 OK"
-
-    controller = Controller(Counting(), hostname="127.0.0.1", port=port)
-    controller.start()
-    ready.set()
-    while True:
-        time.sleep(3600)
-
-
-def make_config(folder: Path, port: int, name: str = "send") -> dict:
+def make_config(folder: Path, port: int, database_url: str | None, batch: int) -> dict:
     return {
         "SECRET_KEY": "benchmark-secret",
-        "DATABASE_URL": f"sqlite:///{folder / (name + '.sqlite3')}",
+        "DATABASE_URL": database_url or f"sqlite:///{folder / 'send.sqlite3'}",
         "REDIS_URL": None,
         "BASE_URL": "https://digest.example.org",
         "MAIL_FROM": "arXiv digest <digest@digest.example.org>",
@@ -74,144 +58,164 @@ def make_config(folder: Path, port: int, name: str = "send") -> dict:
         "SMTP_PORT": port,
         "SMTP_SECURITY": "none",
         "OUTBOX_DIR": str(folder / "outbox"),
+        "DELIVERY_BATCH_SIZE": batch,
         "LOG_LEVEL": "WARNING",
     }
 
 
-def setup(config: dict, messages: int) -> None:
-    """The database as dispatch leaves it: N queued deliveries of the demo day."""
-    from sqlalchemy import insert
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def setup(config: dict, messages: int) -> dict:
+    """N subscribers of the demo day, then their delivery rows made by the real dispatch."""
+    from sqlalchemy import insert, text
 
     from newsletter import create_app, db
     from newsletter.db import utcnow
-    from newsletter.models import (
-        Base,
-        Delivery,
-        DeliveryStatus,
-        Keyword,
-        Subscriber,
-        SubscriberStatus,
-    )
-    from worker.delivery import compute_sections, unique_paper_count
+    from newsletter.models import Base, Keyword, ListingDay, Subscriber, SubscriberStatus
+    from worker.delivery import DispatchSummary, make_deliveries
     from worker.demo import load_demo
-    from worker.digest import load_day
-    from worker.mail import new_message_id
 
     app = create_app(config)
     with app.app_context():
-        Base.metadata.create_all(db.engine())
+        engine = db.engine()
+        Base.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        Base.metadata.create_all(engine)
         session = db.session()
         listing_date = load_demo(session)
         session.commit()
         now = utcnow()
-        subscribers = [
-            dict(
-                public_id=f"{n:032x}",
-                email=f"r{n}@example.com",
-                email_key=f"r{n}@example.com",
-                status=SubscriberStatus.CONFIRMED,
-                language="en",
-                timezone="UTC",
-                bounce_count=0,
-                include_replacements=False,
-                created_at=now,
-                updated_at=now,
+        for start in range(0, messages, 5000):
+            numbers = range(start, min(messages, start + 5000))
+            session.execute(
+                insert(Subscriber),
+                [
+                    dict(
+                        id=n + 1,
+                        public_id=f"{n:032x}",
+                        email=f"r{n}@example.com",
+                        email_key=f"r{n}@example.com",
+                        status=SubscriberStatus.CONFIRMED,
+                        language="en",
+                        timezone="UTC",
+                        bounce_count=0,
+                        include_replacements=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for n in numbers
+                ],
             )
-            for n in range(messages)
-        ]
-        session.execute(insert(Subscriber), subscribers)
-        ids = list(session.scalars(Subscriber.__table__.select().with_only_columns(Subscriber.id)))
-        keywords = [
-            dict(subscriber_id=i, position=p, text=k) for i in ids for p, k in enumerate(KEYWORDS)
-        ]
-        session.execute(insert(Keyword), keywords)
-        first = session.get(Subscriber, ids[0])
-        sections = compute_sections([first], load_day(session, listing_date))[first.id]
-        deliveries = [
-            dict(
-                subscriber_id=i,
-                listing_date=listing_date,
-                status=DeliveryStatus.QUEUED,
-                message_id=new_message_id(config["MAIL_FROM"]),
-                sections=[list(s) for s in sections],
-                paper_count=unique_paper_count(sections),
-                attempts=0,
-                created_at=now,
+            session.execute(
+                insert(Keyword),
+                [
+                    dict(subscriber_id=n + 1, position=p, text=k)
+                    for n in numbers
+                    for p, k in enumerate(KEYWORDS)
+                ],
             )
-            for i in ids
-        ]
-        session.execute(insert(Delivery), deliveries)
         session.commit()
+        if engine.dialect.name == "postgresql":
+            session.execute(text("SELECT setval('subscribers_id_seq', :n)"), {"n": messages})
+            session.execute(text("ANALYZE"))
+            session.commit()
+        day = session.get(ListingDay, listing_date)
+        summary = DispatchSummary(listing_date)
+        started, cpu = time.perf_counter(), cpu_seconds()
+        make_deliveries(session, day, utcnow(), None, summary)
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+        assert summary.queued == messages, summary
+    return {"dispatch_seconds": seconds, "dispatch_cpu_ms_per_row": cpu * 1000 / messages}
 
 
-def phase_bare(config: dict, messages: int) -> dict:
-    """Baseline: pre-serialized digests through one smtplib connection."""
+def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
+    """`count` messages exactly as the drain builds them (claims read, nothing claimed)."""
+    from datetime import date
+
     from sqlalchemy import select
 
     from newsletter import create_app, db
-    from newsletter.models import Delivery, Subscriber
-    from worker.sending import DigestRenderer
+    from newsletter.models import Delivery
+    from worker import ledger
+    from worker.leases import LedgerConnection
+    from worker.sending import Sender, day_digest
 
     app = create_app(config)
     with app.app_context():
-        session = db.session()
-        query = select(Delivery, Subscriber).join(Subscriber).order_by(Delivery.id).limit(100)
-        rows = session.execute(query).all()
-        renderer = DigestRenderer(session, app.config, rows[0][0].listing_date)
-        prepared = [
-            (subscriber.email, renderer.message(delivery, subscriber).as_bytes())
-            for delivery, subscriber in rows
-        ]
-    started = time.perf_counter()
+        engine = db.engine()
+        listing_date: date = db.session().scalar(select(Delivery.listing_date).limit(1))
+        connection = LedgerConnection(engine, 0)
+        # Claimed for the build only, then given back: the drain phase finds them queued.
+        claims = connection.run(
+            lambda c: ledger.claim_batch(
+                c, listing_date, "benchmark", size=count, lease=ledger.RETRY_CAP, max_attempts=9
+            )
+        )
+        sender = Sender(
+            app.config, listing_date, day_digest(engine, app.config, listing_date), None
+        )
+        messages = [(claim.email, sender.message(claim)) for claim in claims]
+        connection.run(lambda c: ledger.release(c, [claim.id for claim in claims], "benchmark"))
+        connection.close()
+    return messages
+
+
+def phase_bare(config: dict, messages: int) -> dict:
+    """Baseline: the drain's own messages, pre-built, through one smtplib connection."""
+    prepared = prepared_messages(config, 100)
+    started, cpu = time.perf_counter(), cpu_seconds()
     smtp = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"])
     for n in range(messages):
         to, raw = prepared[n % len(prepared)]
         smtp.sendmail("digest@digest.example.org", [to], raw)
     smtp.quit()
-    return {"seconds": time.perf_counter() - started, "sent": messages}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu_seconds() - cpu,
+        "sent": messages,
+        "bytes": sum(len(raw) for _, raw in prepared) / len(prepared),
+    }
 
 
-def phase_real(config: dict, messages: int, chunk: int, synchronous: str | None = None) -> dict:
-    """The real path: send_digest_chunk over every queued row, chunk by chunk."""
-    from sqlalchemy import event, func, select
+def phase_drain(config: dict, messages: int) -> dict:
+    """The real path: one drain of the day until nothing is claimable."""
+    from sqlalchemy import func, select
 
     from newsletter import create_app, db
     from newsletter.models import Delivery, DeliveryStatus
-    from worker.delivery import chunk_ids
-    from worker.sending import send_digest_chunk
+    from worker.sending import drain_day
 
-    app = create_app({**config, "DIGEST_CHUNK_SIZE": chunk})
+    app = create_app(config)
     with app.app_context():
-        if synchronous:
-
-            def pragma(connection, _record):
-                connection.execute(f"PRAGMA synchronous = {synchronous}")
-
-            event.listen(db.engine(), "connect", pragma)
         session = db.session()
-        ids = list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
         listing_date = session.scalar(select(Delivery.listing_date).limit(1))
         session.commit()
-        started = time.perf_counter()
-        sent = 0
-        for _job_id, chunk_of_ids in chunk_ids(listing_date, ids, chunk):
-            sent += send_digest_chunk(listing_date.isoformat(), chunk_of_ids).sent
-        seconds = time.perf_counter() - started
+        started, cpu = time.perf_counter(), cpu_seconds()
+        summary = drain_day(listing_date.isoformat())
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         marked = session.scalar(select(func.count()).where(Delivery.status == DeliveryStatus.SENT))
-    return {"seconds": seconds, "sent": sent, "marked_sent": marked}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "sent": summary.sent,
+        "marked_sent": marked,
+        "deferred": summary.deferred,
+        "stopped": summary.stopped,
+    }
 
 
 def child(args) -> None:
     config = json.loads(args.config)
     if args.phase == "setup":
-        setup(config, args.messages)
-        result = {}
+        result = setup(config, args.messages)
     elif args.phase == "bare":
         result = phase_bare(config, args.messages)
-    elif args.phase == "real":
-        result = phase_real(config, args.messages, args.chunk)
     else:
-        result = phase_real(config, args.messages, args.chunk, synchronous="NORMAL")
+        result = phase_drain(config, args.messages)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -227,11 +231,9 @@ def run_child(phase: str, config: dict, args) -> dict:
             json.dumps(config),
             "--messages",
             str(args.messages),
-            "--chunk",
-            str(args.chunk),
         ],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
@@ -243,9 +245,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--chunk", type=int, default=500)
-    phases = ["setup", "bare", "real", "real-normal"]
-    parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=100, help="DELIVERY_BATCH_SIZE")
+    parser.add_argument("--database-url", help="a PostgreSQL database to use (its tables go)")
+    parser.add_argument("--phase", choices=["setup", "bare", "drain"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -253,44 +255,39 @@ def main() -> None:
         return
 
     port = free_port()
-    count, size = multiprocessing.Value("q", 0), multiprocessing.Value("q", 0)
-    ready = multiprocessing.Event()
-    sink = multiprocessing.Process(target=run_sink, args=(port, count, size, ready), daemon=True)
-    sink.start()
-    ready.wait(30)
-    with tempfile.TemporaryDirectory() as folder:
-        config = make_config(Path(folder), port)
-        started = time.perf_counter()
-        run_child("setup", config, args)
-        seconds = time.perf_counter() - started
-        print(f"setup: {args.messages:,} subscribers + queued deliveries in {seconds:.1f} s")
+    # smtp-sink: accept everything, discard it; 1000 = its connection backlog.
+    command = [SMTP_SINK, f"127.0.0.1:{port}", "1000"]
+    if os.geteuid() == 0:
+        command[1:1] = ["-u", "nobody"]  # it refuses to run as root
+    sink = subprocess.Popen(command)
+    try:
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory() as folder:
+            config = make_config(Path(folder), port, args.database_url, args.batch)
+            setup_result = run_child("setup", config, args)
+            bare = run_child("bare", config, args)
+            drain = run_child("drain", config, args)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    assert drain["sent"] == drain["marked_sent"] == args.messages, drain
 
-        results = []
-        for name, phase, database in [
-            ("bare smtplib loop (baseline)", "bare", "send"),
-            ("real send path (claim + build + send + mark)", "real", "send"),
-            ("real send path, SQLite synchronous=NORMAL", "real-normal", "normal"),
-        ]:
-            phase_config = make_config(Path(folder), port, database)
-            if database != "send":
-                run_child("setup", phase_config, args)
-            before_count, before_bytes = count.value, size.value
-            result = run_child(phase, phase_config, args)
-            received = count.value - before_count
-            marked = result.get("marked_sent", received)
-            assert received == result["sent"] == marked == args.messages, (received, result)
-            results.append((name, result, (size.value - before_bytes) / received))
-    sink.terminate()
-
-    print(f"{'':50} {'msg/s':>7} {'seconds':>8} {'KB/msg':>7} {'peak RSS':>9}")
-    for name, result, average in results:
+    database = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"{args.messages:,} digests, {database}, batches of {args.batch}, smtp-sink")
+    print(
+        f"dispatch (rows made): {setup_result['dispatch_seconds']:.1f} s, "
+        f"{setup_result['dispatch_cpu_ms_per_row']:.2f} ms CPU per row, "
+        f"peak RSS {setup_result['peak_rss_mb']:.0f} MB"
+    )
+    print(f"{'':28} {'msg/s':>7} {'seconds':>8} {'CPU ms/msg':>11} {'peak RSS':>9}")
+    for name, result in (("bare smtplib loop", bare), ("real drain (one worker)", drain)):
         print(
-            f"{name:50} {result['sent'] / result['seconds']:7.0f} {result['seconds']:8.1f} "
-            f"{average / 1024:7.1f} {result['peak_rss_mb']:6.0f} MB"
+            f"{name:28} {result['sent'] / result['seconds']:7.0f} {result['seconds']:8.1f} "
+            f"{result['cpu_seconds'] * 1000 / result['sent']:11.2f} "
+            f"{result['peak_rss_mb']:6.0f} MB"
         )
-    bare_seconds = results[0][1]["seconds"]
-    for name, result, _ in results[1:]:
-        print(f"{name}: {bare_seconds / result['seconds']:.2f} x the bare loop's throughput")
+    print(f"message size: {bare['bytes'] / 1024:.0f} KB")
+    print(f"real drain: {bare['seconds'] / drain['seconds']:.0%} of the bare loop's throughput")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.db import utcnow
@@ -184,21 +184,27 @@ def _held_by(delivery_id: int, claimer: str):
     return and_(Delivery.id == delivery_id, Delivery.claimed_by == claimer)
 
 
+# Built once: the one statement per message, so its cost is the round trip alone.
+_MARK_SENT = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("delivery_id"),
+        Delivery.claimed_by == bindparam("claimer"),
+        Delivery.status.in_((DeliveryStatus.SENDING, DeliveryStatus.SENT)),
+    )
+    .values(status=DeliveryStatus.SENT, sent_at=bindparam("sent_at"), error=None)
+    .values(lease_expires_at=None)
+)
+
+
 def mark_sent(connection: Connection, delivery_id: int, claimer: str) -> bool:
     """Record that the server accepted the row's message: one statement, one round trip.
 
     Idempotent for its claimer (a retry after a lost reply matches the row
     it already marked); False if another worker took the row meanwhile.
     """
-    result = connection.execute(
-        update(Delivery)
-        .where(
-            _held_by(delivery_id, claimer),
-            Delivery.status.in_((DeliveryStatus.SENDING, DeliveryStatus.SENT)),
-        )
-        .values(status=DeliveryStatus.SENT, sent_at=utcnow(), error=None, lease_expires_at=None)
-    )
-    return result.rowcount == 1
+    parameters = {"delivery_id": delivery_id, "claimer": claimer, "sent_at": utcnow()}
+    return connection.execute(_MARK_SENT, parameters).rowcount == 1
 
 
 def finish(

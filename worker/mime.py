@@ -29,6 +29,8 @@ SOFT_BREAK = b"=\r\n"
 # Segments shorter than this are encoded each time: subscriber-specific bits
 # (a name, a link) would only push the shared fragments out of the cache.
 _CACHE_MIN_CHARS = 200
+# Nor longer ones: a whole part handed over as one segment is one subscriber's.
+_CACHE_MAX_CHARS = 32 * 1024
 # Bytes of encoded segments kept; a full day's fragments in two languages fit.
 CACHE_BYTES = 64 * 1024 * 1024
 # Header lines stay within the recommended 78 characters where they can be folded.
@@ -44,7 +46,7 @@ class SegmentCache:
         self._entries: OrderedDict[str, bytes] = OrderedDict()
 
     def encode(self, segment: str) -> bytes:
-        if len(segment) < _CACHE_MIN_CHARS:
+        if not _CACHE_MIN_CHARS <= len(segment) <= _CACHE_MAX_CHARS:
             return encode_qp(segment)
         encoded = self._entries.get(segment)
         if encoded is not None:
