@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from newsletter.config import DEFAULT_ARCHIVE_GROUPS, ConfigError, load_config
+from newsletter.config import DEFAULT_ARCHIVE_GROUPS, ConfigError, config_warnings, load_config
 
 
 def test_defaults_need_nothing_in_dev_mode(tmp_path):
@@ -32,6 +32,9 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         ("TRANSLATION_BACKEND", "babelfish"),
         ("DIGEST_SEND_EMPTY", "perhaps"),
         ("ARXIV_MIN_INTERVAL", "fast"),
+        ("DATABASE_URL", "notaurl"),
+        ("DATABASE_URL", "postgresql+nodriver://db/newsletter"),
+        ("REDIS_URL", "http://127.0.0.1:6379/0"),
     ],
 )
 def test_bad_values_are_named(tmp_path, name, value):
@@ -52,3 +55,19 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "SECRET_KEY is required" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "base_url, dev, warned",
+    [
+        ("http://digest.example.org", False, True),
+        ("http://127.0.0.1:5000", True, False),
+        ("https://digest.example.org", False, False),
+    ],
+)
+def test_an_http_base_url_outside_dev_mode_is_a_warning(tmp_path, base_url, dev, warned):
+    config = load_config({"SECRET_KEY": "s", "BASE_URL": base_url}, str(tmp_path), dev=dev)
+    warnings = config_warnings(config)
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        assert "BASE_URL" in warnings[0] and "https" in warnings[0]
