@@ -21,38 +21,43 @@ from collections import OrderedDict
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 from worker.mail import list_unsubscribe_value, sender_domain, sign_message
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
-# Segments shorter than this are encoded each time: subscriber-specific bits
-# (a name, a link) would only push the shared fragments out of the cache.
-_CACHE_MIN_CHARS = 200
-# Nor longer ones: a whole part handed over as one segment is one subscriber's.
+# Segments shorter than this (template glue, numbers, links) are kept in a
+# count-bounded cache: the shared ones hit, a subscriber's own fall out.
+_SMALL_CHARS = 200
+_SMALL_ENTRIES = 50_000
+# Longer than this is a whole part handed over as one segment: never shared.
 _CACHE_MAX_CHARS = 32 * 1024
-# Bytes of encoded segments kept; a full day's fragments in two languages fit.
+# Bytes of encoded large segments kept; a full day's fragments in two languages fit.
 CACHE_BYTES = 64 * 1024 * 1024
 # Header lines stay within the recommended 78 characters where they can be folded.
 _LINE = 78
 
 
 class SegmentCache:
-    """A least-recently-used map of segment -> its quoted-printable bytes, bounded in bytes."""
+    """Segment -> its quoted-printable bytes: small ones by count, large ones by bytes (LRU)."""
 
     def __init__(self, max_bytes: int = CACHE_BYTES):
         self.max_bytes = max_bytes
         self.size = 0
         self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._small = lru_cache(maxsize=_SMALL_ENTRIES)(encode_qp)
 
     def encode(self, segment: str) -> bytes:
-        if not _CACHE_MIN_CHARS <= len(segment) <= _CACHE_MAX_CHARS:
-            return encode_qp(segment)
+        if len(segment) < _SMALL_CHARS:
+            return self._small(segment)
         encoded = self._entries.get(segment)
         if encoded is not None:
             self._entries.move_to_end(segment)
             return encoded
         encoded = encode_qp(segment)
+        if len(segment) > _CACHE_MAX_CHARS:
+            return encoded
         self._entries[segment] = encoded
         self.size += len(encoded)
         while self.size > self.max_bytes and self._entries:
