@@ -1,20 +1,26 @@
-"""Benchmark: render 10,000 digests of a real full arXiv day.
+"""Benchmark: render a real full arXiv day's digests through the digest core.
 
-Run: python benchmarks/render.py [--subscribers 10000] [--seed 1]
+Run: python benchmarks/render.py [--population titles|zipf] [--subscribers N] [--seed 1]
 
-Synthetic subscribers get 1-5 keyword lines drawn (by frequency) from the
-title phrases of the real 1,504-item feed of 2024-11-28 (tests/data): three
-in four two-word phrases, one in four single words; 10% also a `cat:` line;
-10% are bilingual (no translations exist for that day, so their
-entries carry the "not available" note). Matching runs once for all distinct
-lines (worker.matching), then per subscriber: assign_sections + render_digest
-(+ personalize). Measured in the same run:
+Papers: the real 1,504-item feed of 2024-11-28 (tests/data). Two synthetic
+populations:
 
-- shared: subscribers with identical (keywords, language, timezone, sections)
-  share one render made with placeholder links, then `personalize`;
-- unshared: every subscriber rendered on its own with its real links;
-- baseline: MJML compiled per message (the compile-once cache cleared before
-  each render), for a sample of 50 subscribers.
+- titles (default 10,000): 1-5 keyword lines drawn by frequency from the
+  feed's title phrases (three in four two-word phrases, one in four single
+  words), 10% also a `cat:` line, 10% bilingual, 4 time zones;
+- zipf (default 100,000): 5 lines each, drawn Zipf-like from 30,000 distinct
+  1-3-word phrases of the day's titles and abstracts (benchmarks/match.py's
+  n-grams), 1% bilingual, 4 time zones.
+
+The day has no translations, so bilingual entries carry the "not available"
+note. Readers are streamed in batches of 1,000 (sections, then one email
+each, with its own links), as a worker drains a day: peak RSS is printed as
+the population grows, to show it flat. Measured in the same run:
+
+- core: `DayDigest.sections` + `render_email` per reader, one DayDigest for
+  the day (fragments rendered once, then assembled), from cold caches;
+- baseline: the same digests of a sample of 200 readers, each on a fresh
+  DayDigest (every entry rendered for every digest, as before fragments).
 
 Prints ms per digest, KB of HTML and peak memory (max RSS).
 """
@@ -26,25 +32,28 @@ import resource
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import emails  # noqa: E402
+from match import ngrams  # noqa: E402
+
 from newsletter.models import Paper  # noqa: E402
-from worker import digest_entries, digest_text  # noqa: E402
 from worker.arxiv import parse_feed  # noqa: E402
-from worker.digest import PLACEHOLDER_LINKS, assign_sections, personalize, render_digest  # noqa: E402
+from worker.digest import DayDigest, Reader  # noqa: E402
 from worker.ingest_store import paper_fields  # noqa: E402
-from worker.matching import match_papers  # noqa: E402
+from worker.matching import KeywordError, parse_keyword  # noqa: E402
 
 FEED = ROOT / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 LISTING_DATE = date(2024, 11, 28)
 GENERATED = datetime(2024, 11, 28, 6, 0, tzinfo=UTC)
+CONFIG = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "zh"}
 TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Shanghai"]
+BATCH = 1_000
 STOPWORDS = set(
     "a an the of for and in on with to from by via at as is are be we our its their this that "
     "using based towards toward into over under new between through".split()
@@ -58,60 +67,64 @@ def load_papers() -> dict[str, Paper]:
     }
 
 
-def phrases_from(papers: dict[str, Paper]) -> Counter:
-    """1- and 2-word phrases of the titles (no stopwords at the edges), by frequency."""
+def title_readers(n: int, papers: dict[str, Paper], rng: random.Random):
+    """The titles population (see the module docstring)."""
     counts: Counter = Counter()
     for paper in papers.values():
         words = re.findall(r"[a-z][a-z-]+[a-z]", paper.title.lower())
-        for n in (1, 2):
-            for i in range(len(words) - n + 1):
-                gram = words[i : i + n]
-                if gram[0] in STOPWORDS or gram[-1] in STOPWORDS:
-                    continue
-                counts[" ".join(gram)] += 1
-    return Counter({p: c for p, c in counts.items() if c >= 3})
-
-
-def make_subscribers(n: int, phrases: Counter, papers: dict[str, Paper], seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    # Real subscribers mostly follow phrases ("graph neural"), some single words ("quantum").
-    pools = {
-        size: [(p, c) for p, c in phrases.items() if len(p.split()) == size] for size in (1, 2)
-    }
-    pools = {size: tuple(zip(*pool, strict=True)) for size, pool in pools.items()}
+        for size in (1, 2):
+            for i in range(len(words) - size + 1):
+                gram = words[i : i + size]
+                if gram[0] not in STOPWORDS and gram[-1] not in STOPWORDS:
+                    counts[" ".join(gram)] += 1
+    pools = {}
+    for size in (1, 2):
+        pool = [(p, c) for p, c in counts.items() if c >= 3 and len(p.split()) == size]
+        pools[size] = tuple(zip(*pool, strict=True))
     categories = sorted({c for p in papers.values() for c in p.categories})
-    subscribers = []
-    for number in range(n):
-        count = rng.choice([1, 1, 2, 2, 3, 4, 5])
+    for _ in range(n):
         keywords = []
-        for _ in range(count):
+        for _ in range(rng.choice([1, 1, 2, 2, 3, 4, 5])):
             population, weights = pools[1 if rng.random() < 0.25 else 2]
             keywords.append(rng.choices(population, weights)[0])
         keywords = list(dict.fromkeys(keywords))
         if rng.random() < 0.1:
             keywords.append(f"cat:{rng.choice(categories)}")
-        subscribers.append(
-            {
-                "public_id": f"{number:032x}",
-                "keywords": keywords,
-                "language": "en+zh" if rng.random() < 0.1 else "en",
-                "timezone": rng.choice(TIMEZONES),
-            }
-        )
-    return subscribers
+        language = "en+zh" if rng.random() < 0.1 else "en"
+        yield Reader(tuple(keywords), language, rng.choice(TIMEZONES), False)
 
 
-def clear_caches() -> None:
-    for cached in (digest_entries._readable, digest_entries._highlight, digest_text.wrap_text):
-        cached.cache_clear()
+def zipf_readers(n: int, papers: dict[str, Paper], rng: random.Random, distinct: int = 30_000):
+    """The zipf population (see the module docstring)."""
+    titles, abstracts = Counter(), Counter()
+    for paper in papers.values():
+        ngrams(paper.title, titles)
+        ngrams(paper.abstract, abstracts)
+    ordered = [g for g, _ in titles.most_common()]
+    ordered += [g for g, _ in abstracts.most_common() if g not in titles]
+    phrases = []
+    for line in ordered:
+        try:
+            parse_keyword(line)
+        except KeywordError:
+            continue
+        phrases.append(line)
+        if len(phrases) == distinct:
+            break
+    # Popularity among subscribers is not the day's frequency: shuffle, then Zipf by rank.
+    phrases = rng.sample(phrases, len(phrases))
+    weights = [1 / (rank + 1) ** 0.9 for rank in range(len(phrases))]
+    for number in range(n):
+        lines: dict[str, None] = {}
+        while len(lines) < 5:
+            for line in rng.choices(phrases, weights, k=5 - len(lines)):
+                lines.setdefault(line)
+        language = "en+zh" if number % 100 == 0 else "en"
+        yield Reader(tuple(lines), language, TIMEZONES[number % 4], False)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def links_for(subscriber: dict) -> dict[str, str]:
-    token = subscriber["public_id"] + "-token"
+def links_for(number: int) -> dict[str, str]:
+    token = f"{number:032x}-token"
     return {
         "manage_url": f"https://digest.example/manage/{token}",
         "unsubscribe_url": f"https://digest.example/unsubscribe/{token}",
@@ -120,109 +133,67 @@ def links_for(subscriber: dict) -> dict[str, str]:
     }
 
 
-def render_one(subscriber, sections, papers, links):
-    return render_digest(
-        listing_date=LISTING_DATE,
-        sections=sections,
-        papers=papers,
-        translations={},
-        language=subscriber["language"],
-        timezone=subscriber["timezone"],
-        keywords=subscriber["keywords"],
-        generated_at=GENERATED,
-        links=links,
-        max_per_keyword=25,
-    )
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--population", choices=("titles", "zipf"), default="titles")
+    parser.add_argument("--subscribers", type=int)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    count = args.subscribers or (10_000 if args.population == "titles" else 100_000)
 
     papers = load_papers()
-    phrases = phrases_from(papers)
-    subscribers = make_subscribers(args.subscribers, phrases, papers, args.seed)
-    lines = {line for s in subscribers for line in s["keywords"]}
-    print(
-        f"{len(papers)} papers, {len(phrases)} phrases, {len(subscribers)} subscribers, "
-        f"{len(lines)} distinct keyword lines"
-    )
+    make = title_readers if args.population == "titles" else zipf_readers
+    readers = make(count, papers, random.Random(args.seed))
+    print(f"{len(papers)} papers, {count} readers ({args.population}); rss {peak_rss_mb():.0f} MB")
+
+    day = DayDigest.from_rows(LISTING_DATE, papers, {}, CONFIG)
+    sample: list[tuple[Reader, list]] = []
+    sizes: list[int] = []
+    section_seconds = render_seconds = 0.0
+    done = mailed = 0
+    while done < count:
+        batch = {done + k: reader for k, reader in zip(range(BATCH), readers, strict=False)}
+        done += len(batch)
+        started = time.perf_counter()
+        sections = day.sections(batch)
+        section_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        for number, reader in batch.items():
+            if sections[number]:
+                email = day.render_email(reader, sections[number], GENERATED, links_for(number))
+                sizes.append(len(email.html.encode()))
+                mailed += 1
+                if len(sample) < 200 and number % 7 == 0:
+                    sample.append((reader, sections[number]))
+        render_seconds += time.perf_counter() - started
+        if done % (count // 10 or 1) == 0 or done == count:
+            print(
+                f"  {done:>7} readers: {1000 * render_seconds / max(mailed, 1):.3f} ms per digest"
+                f" so far, peak RSS {peak_rss_mb():.0f} MB"
+            )
 
     started = time.perf_counter()
-    matches = match_papers(list(papers.values()), lines)
-    for subscriber in subscribers:
-        subscriber["sections"] = assign_sections(subscriber["keywords"], matches, papers, False)
-    print(f"match + sections: {time.perf_counter() - started:.2f} s")
-    receiving = [s for s in subscribers if s["sections"]]
-    print(f"{len(receiving)} subscribers with at least one paper (the rest get no email)")
-
-    # Each mode starts with cold per-process caches (TeX, highlights, wrapping).
-    # Shared: subscribers grouped by identical digest; one render per group
-    # with placeholder links, then personalize per subscriber.
-    clear_caches()
-    started = time.perf_counter()
-    groups: dict = defaultdict(list)
-    for subscriber in receiving:
-        key = (
-            tuple(subscriber["keywords"]),
-            subscriber["language"],
-            subscriber["timezone"],
-            repr(subscriber["sections"]),
-        )
-        groups[key].append(subscriber)
-    sizes = []
-    for members in groups.values():
-        shared = render_one(members[0], members[0]["sections"], papers, PLACEHOLDER_LINKS)
-        for subscriber in members:
-            rendered = personalize(shared, links_for(subscriber))
-            sizes.append(len(rendered.html.encode()))
-    shared_seconds = time.perf_counter() - started
-    shared_rss = peak_rss_mb()
-
-    # Unshared: every subscriber rendered on its own.
-    clear_caches()
-    started = time.perf_counter()
-    for subscriber in receiving:
-        render_one(subscriber, subscriber["sections"], papers, links_for(subscriber))
-    unshared_seconds = time.perf_counter() - started
-
-    # Baseline: MJML compiled for every message (sample of 50).
-    sample = receiving[:50]
-    started = time.perf_counter()
-    for subscriber in sample:
-        emails._html_env.cache_clear()
-        render_one(subscriber, subscriber["sections"], papers, links_for(subscriber))
+    for number, (reader, reader_sections) in enumerate(sample):
+        fresh = DayDigest.from_rows(LISTING_DATE, papers, {}, CONFIG)
+        fresh.render_email(reader, reader_sections, GENERATED, links_for(number))
     baseline_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    for subscriber in sample:
-        render_one(subscriber, subscriber["sections"], papers, links_for(subscriber))
-    cached_sample_seconds = time.perf_counter() - started
 
-    n = len(receiving)
-    per = lambda seconds, count: 1000 * seconds / count  # noqa: E731
-    print(f"shared renders: {len(groups)} distinct digests for {n} subscribers")
+    per = 1000 * render_seconds / mailed
+    print(f"sections (matching each distinct line once): {section_seconds:.1f} s")
+    print(f"core: {mailed} digests in {render_seconds:.1f} s, {per:.3f} ms per digest")
     print(
-        f"  shared   : {shared_seconds:7.1f} s total, {per(shared_seconds, n):6.2f} ms per digest"
-    )
-    print(
-        f"  unshared : {unshared_seconds:7.1f} s total, {per(unshared_seconds, n):6.2f} ms per digest "
-        f"(sharing x{unshared_seconds / shared_seconds:.1f})"
-    )
-    print(
-        f"  sample of {len(sample)}: compile MJML per message {per(baseline_seconds, len(sample)):.1f} ms, "
-        f"compiled once {per(cached_sample_seconds, len(sample)):.1f} ms per digest "
-        f"(x{baseline_seconds / cached_sample_seconds:.1f})"
+        f"baseline, {len(sample)} digests each on a fresh day: "
+        f"{1000 * baseline_seconds / len(sample):.2f} ms per digest"
     )
     print(
         f"HTML KB: median {statistics.median(sizes) / 1024:.1f}, "
-        f"p95 {sorted(sizes)[int(0.95 * len(sizes))] / 1024:.1f}, max {max(sizes) / 1024:.1f} "
-        f"(limit 102)"
+        f"p95 {sorted(sizes)[int(0.95 * len(sizes))] / 1024:.1f}, max {max(sizes) / 1024:.1f}"
     )
-    print(
-        f"peak memory (max RSS): {shared_rss:.0f} MB after the shared run, {peak_rss_mb():.0f} MB at the end"
-    )
+    print(f"peak memory (max RSS): {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -10,21 +10,13 @@ objects for every digest) and small per-subscriber ones (links, numbers).
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
-import emails
 from worker.calendar import announcement_instant
-from worker.digest_fragments import (
-    NOTHING,
-    DayFragments,
-    Sized,
-    fill,
-    fragment,
-    hole,
-    sized,
-)
+from worker.digest_fragments import DayFragments
 from worker.digest_layout import (
     HTML_BUDGET,
     Section,
@@ -33,6 +25,7 @@ from worker.digest_layout import (
     refit_plan,
     settle_plan,
 )
+from worker.digest_pieces import NOTHING, Sized, fill, fill_text, sized
 from worker.digest_text import limit_lines
 
 # Subject lines stay readable; keywords past this many characters become "+N more".
@@ -77,20 +70,19 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     for keyword, ids in request.sections:
         for arxiv_id in ids:
             matched.setdefault(arxiv_id, []).append(keyword)
-    entries = {i: fragments.entry(i, request.bilingual, full_page) for i in matched}
+    entries = fragments.entries(request.bilingual, full_page, matched)
     lines = {i: tuple(keywords) for i, keywords in matched.items()}
     plan = plan_sections(request.sections, entries, request.max_per_keyword)
     links = {
         name: Sized(str(escape(url)), _LINK_SIZES.get(name, len(url.encode())))
         for name, url in request.links.items()
     }
-    view_url = links["view_url"]
+    dates = _dates(listing_date, request.zone, request.timezone, request.generated_at)
     if not full_page:
         fit_plan(plan)
     numbers = settle_plan(plan)
-    content, size = _html_content(fragments, plan, numbers, lines, view_url)
-    header = _Header(listing_date, request, plan, len(entries), len(numbers))
-    html, size = header.html(fragments, content, size, links, full_page)
+    header = _header(dates, len(entries), len(numbers))
+    html, size = _html(fragments, request, header, plan, numbers, lines, links)
     if not full_page:
         # The size estimates are rough: cut by the measured overshoot until it
         # fits (usually zero or one more round).
@@ -99,180 +91,207 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
                 break
             refit_plan(plan, size)
             numbers = settle_plan(plan)
-            content, size = _html_content(fragments, plan, numbers, lines, view_url)
-            header = _Header(listing_date, request, plan, len(entries), len(numbers))
-            html, size = header.html(fragments, content, size, links, full_page)
-    text = header.text(_text_content(fragments, plan, numbers, lines, request.links), full_page)
+            header = _header(dates, len(entries), len(numbers))
+            html, size = _html(fragments, request, header, plan, numbers, lines, links)
+    text = _text(fragments, request, header, plan, numbers, lines)
     if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
         text = [limit_lines("".join(text))]
-    return Digest(header.subject(), tuple(text), tuple(html))
+    return Digest(_subject(fragments, header, plan), tuple(text), tuple(html))
 
 
-def _html_content(
+def _html(
+    fragments: DayFragments,
+    request: Request,
+    header: dict,
+    plan: list[Section],
+    numbers: dict[str, int],
+    lines: dict[str, tuple[str, ...]],
+    links: dict[str, Sized],
+) -> tuple[list[str], int]:
+    """The HTML as segments, and its measured size: body.mjml's holes filled."""
+    out: list[str] = []
+    skeleton = fragments.skeleton(header["listing_date"])
+    size = skeleton.size
+    for index, name in enumerate(skeleton.holes):
+        out.append(skeleton.parts[index])
+        if name == "entries":
+            size += _html_entries(out, fragments, plan, numbers, lines, links["view_url"])
+        elif name == "summary":
+            piece = fragments.summary(_summary_values(header))
+            size += fill(out, piece, *(links[hole] for hole in piece.holes))
+        elif name == "section_links":
+            for n, section in enumerate(plan, start=1):
+                counted = fragments.keyword(section.keyword).counted(section.count)
+                link = counted.last_link if n == len(plan) else counted.link
+                size += fill(out, link, _anchor(section.anchor))
+        elif name == "footer_keywords":
+            for n, keyword in enumerate(request.keywords, start=1):
+                pieces = fragments.keyword(keyword)
+                item = pieces.last_footer_html if n == len(request.keywords) else pieces.footer_html
+                out.append(item.text)
+                size += item.size
+        elif name == "footer_links":
+            piece = fragments.footer_links(request.max_per_keyword is None)
+            size += fill(out, piece, *(links[hole] for hole in piece.holes))
+        else:
+            value = sized(str(escape(_preview(header, plan)[name])))
+            out.append(value.text)
+            size += value.size
+    out.append(skeleton.parts[-1])
+    return out, size
+
+
+def _html_entries(
+    out: list[str],
     fragments: DayFragments,
     plan: list[Section],
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
     view_url: Sized,
-) -> tuple[list[str], int]:
-    out: list[str] = []
+) -> int:
     size = 0
+    matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
     for section in plan:
-        heading = fragments.heading_html(section.anchor, section.keyword, section.count)
-        out.append(heading.text)
-        size += heading.size
+        pieces = fragments.keyword(section.keyword)
+        size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
         for item in section.items:
-            entry = item.entry
+            listing = item.entry
             if item.kind == "full":
-                title, abstract = fragments.highlighted(entry, lines[entry.arxiv_id])
-                values = {
-                    "title_html": title,
-                    "matched": fragments.matched_html(lines[entry.arxiv_id]),
-                    "abstract_html": abstract,
-                }
-                size += fill(out, fragments.full_html(entry), values)
-                continue
-            # Where a pointer leads: the full entry in this message, or on the web page.
-            page = NOTHING if entry.arxiv_id in numbers else view_url
-            if item.kind == "title":
-                size += fill(out, fragments.title_html(entry), {"page": page})
+                keywords = lines[listing.arxiv_id]
+                title, abstract = fragments.highlighted(listing.entry, keywords)
+                found = matched.get(keywords)
+                if found is None:
+                    found = matched[keywords] = fragments.matched(keywords)
+                piece = listing.full_html
+                parts = piece.parts
+                out += (parts[0], title.text, parts[1], found[0].text, parts[2])
+                out += (abstract.text, parts[3])
+                size += piece.size + title.size + found[0].size + abstract.size
+            elif item.kind == "title":
+                # Where a pointer leads: the full entry in this message, or on the web page.
+                page = NOTHING if listing.arxiv_id in numbers else view_url
+                size += fill(out, listing.title_html, page)
             else:
-                keyword = fragments.keyword_html(item.first_keyword)
-                piece = fragments.above_html(entry)
-                size += fill(out, piece, {"page": page, "first_keyword": keyword})
+                page = NOTHING if listing.arxiv_id in numbers else view_url
+                keyword = fragments.keyword(item.first_keyword).escaped
+                size += fill(out, listing.above_html, page, keyword)
         if section.hidden:
             piece = fragments.hidden_html(section.anchor, section.hidden, section.keyword)
-            size += fill(out, piece, {"view_url": view_url})
-    return out, size
+            size += fill(out, piece, view_url)
+    return size
 
 
-def _text_content(
+def _text(
+    fragments: DayFragments,
+    request: Request,
+    header: dict,
+    plan: list[Section],
+    numbers: dict[str, int],
+    lines: dict[str, tuple[str, ...]],
+) -> list[str]:
+    """The text part as segments: body.txt's holes filled."""
+    out: list[str] = []
+    skeleton = fragments.text_skeleton(header, request.max_per_keyword is None)
+    for index, name in enumerate(skeleton.holes):
+        out.append(skeleton.parts[index])
+        if name == "entries":
+            _text_entries(out, fragments, plan, numbers, lines, request.links["view_url"])
+        elif name == "keyword_list":
+            out.extend(fragments.keyword(keyword).footer_text for keyword in request.keywords)
+        else:
+            out.append(request.links[name])
+    out.append(skeleton.parts[-1])
+    return out
+
+
+def _text_entries(
+    out: list[str],
     fragments: DayFragments,
     plan: list[Section],
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
-    links: dict[str, str],
-) -> list[str]:
-    out: list[str] = []
-    view_url = Sized(links["view_url"], 0)
+    view_url: str,
+) -> None:
+    matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
     for section in plan:
-        out.append(fragments.heading_text(section.keyword, section.count))
+        out.append(fragments.keyword(section.keyword).counted(section.count).heading_text)
         for item in section.items:
-            entry = item.entry
-            number = numbers.get(entry.arxiv_id)
+            listing = item.entry
+            number = numbers.get(listing.arxiv_id)
             if item.kind == "full":
-                values = {
-                    "number": Sized(str(number), 0),
-                    "matched": fragments.matched_text(lines[entry.arxiv_id]),
-                }
-                fill(out, fragments.full_text(entry), values)
+                keywords = lines[listing.arxiv_id]
+                found = matched.get(keywords)
+                if found is None:
+                    found = matched[keywords] = fragments.matched(keywords)
+                parts = listing.full_text.parts
+                out += (parts[0], str(number), parts[1], found[1], parts[2])
             elif item.kind == "title":
-                out.append(fragments.title_text(entry))
+                out.append(listing.title_text)
+            elif number is None:
+                fill_text(out, listing.above_text, item.first_keyword)
             else:
-                values = {"first_keyword": Sized(item.first_keyword, 0)}
-                if number is not None:
-                    values["number"] = Sized(str(number), 0)
-                fill(out, fragments.above_text(entry, number is not None), values)
-        fill(
-            out, fragments.section_end_text(section.anchor, section.hidden), {"view_url": view_url}
-        )
-    return out
+                fill_text(out, listing.numbered_above_text, item.first_keyword, str(number))
+        piece = fragments.section_end_text(section.anchor, section.hidden)
+        fill_text(out, piece, *([view_url] * len(piece.holes)))
 
 
-class _Header:
-    """The values of the digest's header, footer and subject."""
+@lru_cache(maxsize=256)
+def _anchor(anchor: str) -> Sized:
+    return Sized(anchor, len(anchor))
 
-    def __init__(
-        self, listing_date: date, request: Request, plan: list[Section], papers: int, full: int
-    ):
-        zone = request.zone
-        try:
-            announced = announcement_instant(listing_date)
-        except ValueError:
-            announced = None
-        self.request = request
-        self.plan = plan
-        self.values = {
-            "listing_date": _day(listing_date),
-            "announced_et": _instant(announced) if announced else None,
-            "announced_local": _instant(announced.astimezone(zone)) if announced else None,
-            "timezone": zone.key if zone.key == request.timezone else "UTC",
-            "generated": _instant(request.generated_at.astimezone(zone)),
-            "paper_count": papers,
-            "full_count": full,
-            "papers_word": "paper" if papers == 1 else "papers",
-        }
 
-    def html(
-        self,
-        fragments: DayFragments,
-        content: list[str],
-        size: int,
-        links: dict[str, Sized],
-        full_page: bool,
-    ) -> tuple[list[str], int]:
-        """The whole HTML around `content` (`size` bytes), and its measured size."""
-        values = self.values
-        summary = fragments.html.summary(
-            values["paper_count"],
-            values["papers_word"],
-            values["full_count"],
-            hole("view_url"),
-            values["announced_et"],
-            values["announced_local"],
-            values["timezone"],
-            values["generated"],
-            self.plan,
-        )
-        footer = fragments.html.footer(
-            self.request.keywords, full_page, {name: hole(name) for name in links}
-        )
-        count = str(values["paper_count"])
-        filled = {
-            "paper_count": Sized(count, len(count)),
-            "papers_word": Sized(values["papers_word"], len(values["papers_word"])),
-            "subject_keywords": sized(str(escape(subject_keywords(self.plan)))),
-            "entries": Sized("", size),
-        }
-        out: list[str] = []
-        skeleton = fragments.skeleton(values["listing_date"])
-        total = skeleton.size + sum(value.size for value in filled.values())
-        for index, part in enumerate(skeleton.parts):
-            if index % 2 == 0:
-                out.append(part)
-            elif part == "entries":
-                out.extend(content)
-            elif part == "summary":
-                total += fill(out, fragment(summary), links)
-            elif part == "footer":
-                total += fill(out, fragment(footer), links)
-            else:
-                out.append(filled[part].text)
-        return out, total
+def _subject(fragments: DayFragments, header: dict, plan: list[Section]) -> str:
+    values = _preview(header, plan)
+    piece = fragments.subject(header["listing_date"], bool(values["subject_keywords"]))
+    out: list[str] = []
+    fill_text(out, piece, *(values[hole] for hole in piece.holes))
+    # One line whatever the values held (header injection guard).
+    return " ".join("".join(out).split())
 
-    def text(self, content: list[str], full_page: bool) -> list[str]:
-        """The whole text part around `content`."""
-        rendered = emails.render_template(
-            "digest/body.txt",
-            entries=hole("entries"),
-            keywords=self.request.keywords,
-            links=self.request.links,
-            full_page=full_page,
-            **self.values,
-        )
-        head, _, tail = rendered.partition(str(hole("entries")))
-        return [limit_lines(head), *content, limit_lines(tail)]
 
-    def subject(self) -> str:
-        subject = emails.render_template(
-            "digest/subject.txt",
-            listing_date=self.values["listing_date"],
-            paper_count=self.values["paper_count"],
-            papers_word=self.values["papers_word"],
-            subject_keywords=subject_keywords(self.plan),
-        )
-        # One line whatever the values held (header injection guard).
-        return " ".join(subject.split())
+def _preview(header: dict, plan: list[Section]) -> dict[str, str]:
+    return {
+        "paper_count": str(header["paper_count"]),
+        "papers_word": header["papers_word"],
+        "subject_keywords": subject_keywords(plan),
+    }
+
+
+def _header(dates: tuple[str, str | None, str | None, str, str], papers: int, full: int) -> dict:
+    """The values of the header (both parts), in a fixed order (a cache key)."""
+    listing_date, announced_et, announced_local, timezone, generated = dates
+    return {
+        "listing_date": listing_date,
+        "announced_et": announced_et,
+        "announced_local": announced_local,
+        "timezone": timezone,
+        "generated": generated,
+        "paper_count": papers,
+        "full_count": full,
+        "papers_word": "paper" if papers == 1 else "papers",
+    }
+
+
+def _summary_values(header: dict) -> dict:
+    return {name: value for name, value in header.items() if name != "listing_date"}
+
+
+@lru_cache(maxsize=4096)
+def _dates(
+    listing_date: date, zone: ZoneInfo, timezone: str, generated_at: datetime
+) -> tuple[str, str | None, str | None, str, str]:
+    """The header's dates, made once per (day, zone, minute) rather than per digest."""
+    try:
+        announced = announcement_instant(listing_date)
+    except ValueError:
+        announced = None
+    return (
+        _day(listing_date),
+        _instant(announced) if announced else None,
+        _instant(announced.astimezone(zone)) if announced else None,
+        zone.key if zone.key == timezone else "UTC",
+        _instant(generated_at.astimezone(zone)),
+    )
 
 
 def subject_keywords(sections: list[Section]) -> str:

@@ -47,8 +47,6 @@ class PaperEntry:
     anchor: str
     title: str
     abs_url: str
-    # A rough size of the full HTML entry, for the byte budget (worker/digest_layout.py).
-    weight: int
     pdf_url: str
     authors: str
     subjects: str
@@ -66,7 +64,6 @@ class PaperEntry:
 
 def make_entry(
     paper: Paper,
-    weight: int,
     full_page: bool,
     target: TargetLanguage | None,
     translation: Translation | None,
@@ -90,7 +87,6 @@ def make_entry(
         anchor=f"p-{paper.arxiv_id}",
         title=readable(paper.title),
         abs_url=f"https://arxiv.org/abs/{paper.arxiv_id}",
-        weight=weight,
         pdf_url=f"https://arxiv.org/pdf/{paper.arxiv_id}",
         authors=", ".join(authors),
         subjects="; ".join(f"{names[c]} ({c})" if c in names else c for c in paper.categories),

@@ -15,95 +15,151 @@ Each cached piece is one str object, reused by every digest that shows it,
 with its UTF-8 size, so a digest's HTML size is a sum, not an encode.
 """
 
-import re
-import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from typing import NamedTuple
 
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 import emails
 from newsletter.languages import TargetLanguage
 from newsletter.models import Paper, Translation
-from worker.digest_entries import PaperEntry, finished_translation, highlight, make_entry
-from worker.digest_layout import estimate_full_entry
+from worker.digest_entries import (
+    PaperEntry,
+    finished_translation,
+    highlight,
+    make_entry,
+)
+from worker.digest_layout import estimate_full_entry, title_weight
+from worker.digest_pieces import LRU, Fragment, Sized, fragment, hole, sized
 from worker.digest_text import limit_lines, wrap_text
 from worker.matching import TextTokens, line_variants, text_tokens
 
 # Highlighted (title, abstract) pairs kept per day: ~3 KB each, so ~60 MB at most.
 HIGHLIGHT_CACHE = 20_000
-# Headings, "matched:" lines, escaped keywords: a few hundred bytes each.
+# Keyword lines whose pieces are kept (a day has ~30,000 distinct ones): ~1 KB each.
+KEYWORD_CACHE = 40_000
+# Other small pieces: "matched:" lists of several lines, headers, "N more" notes.
 SMALL_CACHE = 20_000
 
-# A marker per hole, made once per process: no arXiv text can contain it.
-_TOKEN = secrets.token_hex(12)
-_HOLES = re.compile(f"\x00{_TOKEN}:(\\w+)\x00")
+_LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
+_SKELETON_HOLES = (
+    "paper_count",
+    "papers_word",
+    "subject_keywords",
+    "summary",
+    "section_links",
+    "entries",
+    "footer_keywords",
+    "footer_links",
+)
 
 
-def hole(name: str) -> Markup:
-    """The marker a macro renders where `name` is filled in per subscriber."""
-    return Markup(f"\x00{_TOKEN}:{name}\x00")
+class Counted(NamedTuple):
+    """A keyword's section pieces for one paper count (hole: anchor)."""
+
+    heading_html: Fragment
+    heading_text: str
+    link: Fragment  # in the header, followed by " · "
+    last_link: Fragment
 
 
-class Fragment(NamedTuple):
-    """Rendered text with holes: static text, hole name, static text, ... static text."""
+class KeywordPieces:
+    """One keyword line's pieces, each made on first use."""
 
-    parts: tuple[str, ...]
-    size: int  # UTF-8 bytes of the static text
+    def __init__(self, html, text, keyword: str):
+        self.keyword = keyword
+        self._html = html
+        self._text = text
+        self._counted: dict[int, Counted] = {}
+
+    def counted(self, count: int) -> Counted:
+        found = self._counted.get(count)
+        if found is None:
+            anchor = hole("anchor")
+            html, keyword = self._html, self.keyword
+            found = self._counted[count] = Counted(
+                fragment(html.section_heading(anchor, keyword, count), holes=("anchor",)),
+                limit_lines(str(self._text.section_heading(keyword, count))),
+                fragment(html.section_link(anchor, keyword, count, False), holes=("anchor",)),
+                fragment(html.section_link(anchor, keyword, count, True), holes=("anchor",)),
+            )
+        return found
+
+    @cached_property
+    def escaped(self) -> Sized:
+        return sized(str(escape(self.keyword)))
+
+    @cached_property
+    def footer_html(self) -> Sized:
+        return sized(str(self._html.footer_keyword(self.keyword, False)))
+
+    @cached_property
+    def last_footer_html(self) -> Sized:
+        return sized(str(self._html.footer_keyword(self.keyword, True)))
+
+    @cached_property
+    def footer_text(self) -> str:
+        return limit_lines(str(self._text.footer_keyword(self.keyword)))
+
+    @cached_property
+    def matched(self) -> tuple[Sized, str]:
+        """ "matched:" of an entry only this line matched, in HTML and text."""
+        return _matched(self._html, self._text, (self.keyword,))
 
 
-def fragment(rendered: str, text_part: bool = False) -> Fragment:
-    """`rendered` split at its holes; the text part's lines are kept within RFC 5322's limit."""
-    parts = _HOLES.split(str(rendered))
-    if text_part:
-        # Holes only ever sit inside short lines, so limiting each piece limits the message.
-        parts[::2] = [limit_lines(part) for part in parts[::2]]
-    return Fragment(tuple(parts), sum(len(part.encode()) for part in parts[::2]))
+def _matched(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
+    return sized(str(escape(", ".join(lines)))), str(text.matched_line(lines))
 
 
-def fill(out: list[str], piece: Fragment, values: Mapping[str, "Sized"]) -> int:
-    """Append `piece` with its holes filled to `out`; return the UTF-8 bytes appended."""
-    parts = piece.parts
-    size = piece.size
-    if parts[0]:
-        out.append(parts[0])
-    for index in range(1, len(parts), 2):
-        text, nbytes = values[parts[index]]
-        if text:
-            out.append(text)
-        size += nbytes
-        if parts[index + 1]:
-            out.append(parts[index + 1])
-    return size
+class Listing:
+    """One paper in one variant: its entry, size estimates and rendered pieces (made on first use)."""
 
+    def __init__(self, entry: PaperEntry, weight: int, title_weight: int, html, text):
+        self.entry = entry
+        self.arxiv_id = entry.arxiv_id
+        self.weight = weight  # the full entry's, for the byte budget (worker/digest_layout.py)
+        self.title_weight = title_weight
+        self._html = html
+        self._text = text
 
-class Sized(NamedTuple):
-    text: str
-    size: int  # UTF-8 bytes
+    @cached_property
+    def full_html(self) -> Fragment:
+        rendered = self._html.full_entry(
+            self.entry, hole("title_html"), hole("matched"), hole("abstract_html")
+        )
+        return fragment(rendered, holes=("title_html", "matched", "abstract_html"))
 
+    @cached_property
+    def full_text(self) -> Fragment:
+        rendered = self._text.full_entry(self.entry, hole("number"), hole("matched"))
+        return fragment(rendered, text_part=True, holes=("number", "matched"))
 
-def sized(text: str) -> Sized:
-    return Sized(text, len(text.encode()))
+    @cached_property
+    def title_html(self) -> Fragment:
+        rendered = self._html.title_entry(self.entry, hole("page"))
+        return fragment(rendered, holes=("page",))
 
+    @cached_property
+    def above_html(self) -> Fragment:
+        rendered = self._html.above_entry(self.entry, hole("page"), hole("first_keyword"))
+        return fragment(rendered, holes=("page", "first_keyword"))
 
-NOTHING = Sized("", 0)
+    @cached_property
+    def title_text(self) -> str:
+        return limit_lines(str(self._text.title_entry(self.entry)))
 
+    @cached_property
+    def above_text(self) -> Fragment:
+        """Above a full entry listed elsewhere (the web page)."""
+        rendered = self._text.above_entry(self.entry, hole("first_keyword"), None)
+        return fragment(rendered, text_part=True, holes=("first_keyword",))
 
-class LRU(dict):
-    """A dict that forgets its least recently used keys past `limit`."""
-
-    def __init__(self, limit: int):
-        super().__init__()
-        self.limit = limit
-
-    def get_or_make(self, key, make: Callable[[], object]):
-        value = self.pop(key, self)
-        if value is self:
-            value = make()
-            if len(self) >= self.limit:
-                del self[next(iter(self))]
-        self[key] = value
-        return value
+    @cached_property
+    def numbered_above_text(self) -> Fragment:
+        """Above a full entry in this message."""
+        rendered = self._text.above_entry(self.entry, hole("first_keyword"), hole("number"))
+        return fragment(rendered, text_part=True, holes=("first_keyword", "number"))
 
 
 class DayFragments:
@@ -120,91 +176,49 @@ class DayFragments:
         self._translations = translations
         self.html = emails.macros("digest/parts.html")
         self.text = emails.macros("digest/parts.txt", wrap=wrap_text)
-        self._entries: dict[tuple[str, bool, bool], PaperEntry] = {}
-        self._pieces: dict[tuple, Fragment | str] = {}
+        self._listings: dict[tuple[bool, bool], dict[str, Listing]] = {}
         self._tokens: dict[str, tuple[TextTokens, TextTokens]] = {}
         self._highlights = LRU(HIGHLIGHT_CACHE)
+        self._keywords = LRU(KEYWORD_CACHE)
         self._small = LRU(SMALL_CACHE)
 
     # --- per paper and variant ---
 
-    def entry(self, arxiv_id: str, bilingual: bool, full_page: bool) -> PaperEntry:
-        """The paper as shown in full in this variant (with its size estimate)."""
-        key = (arxiv_id, bilingual, full_page)
-        entry = self._entries.get(key)
-        if entry is None:
-            paper = self.papers[arxiv_id]
-            translation = finished_translation(paper, self._translations()) if bilingual else None
-            entry = make_entry(
-                paper,
-                estimate_full_entry(paper, translation),
-                full_page,
-                self.target if bilingual else None,
-                translation,
-            )
-            self._entries[key] = entry
-        return entry
+    def entries(self, bilingual: bool, full_page: bool, ids: Iterable[str]) -> dict[str, "Listing"]:
+        """The listings of these papers in this variant, made on first use."""
+        known = self._listings.setdefault((bilingual, full_page), {})
+        found = {}
+        for arxiv_id in ids:
+            listing = known.get(arxiv_id)
+            if listing is None:
+                listing = known[arxiv_id] = self._listing(arxiv_id, bilingual, full_page)
+            found[arxiv_id] = listing
+        return found
 
-    def full_html(self, entry: PaperEntry) -> Fragment:
-        """Holes: title_html, matched, abstract_html."""
-        key = ("full.html", id(entry))
-        piece = self._pieces.get(key)
-        if piece is None:
-            rendered = self.html.full_entry(
-                entry, hole("title_html"), hole("matched"), hole("abstract_html")
-            )
-            piece = self._pieces[key] = fragment(rendered)
-        return piece
-
-    def full_text(self, entry: PaperEntry) -> Fragment:
-        """Holes: number, matched."""
-        key = ("full.txt", id(entry))
-        piece = self._pieces.get(key)
-        if piece is None:
-            rendered = self.text.full_entry(entry, hole("number"), hole("matched"))
-            piece = self._pieces[key] = fragment(rendered, text_part=True)
-        return piece
-
-    def title_html(self, entry: PaperEntry) -> Fragment:
-        """Holes: page."""
-        key = ("title.html", entry.arxiv_id)
-        piece = self._pieces.get(key)
-        if piece is None:
-            piece = self._pieces[key] = fragment(self.html.title_entry(entry, hole("page")))
-        return piece
-
-    def above_html(self, entry: PaperEntry) -> Fragment:
-        """Holes: page, first_keyword."""
-        key = ("above.html", entry.arxiv_id)
-        piece = self._pieces.get(key)
-        if piece is None:
-            rendered = self.html.above_entry(entry, hole("page"), hole("first_keyword"))
-            piece = self._pieces[key] = fragment(rendered)
-        return piece
-
-    def title_text(self, entry: PaperEntry) -> str:
-        key = ("title.txt", entry.arxiv_id)
-        piece = self._pieces.get(key)
-        if piece is None:
-            piece = self._pieces[key] = limit_lines(str(self.text.title_entry(entry)))
-        return piece
-
-    def above_text(self, entry: PaperEntry, numbered: bool) -> Fragment:
-        """Holes: first_keyword, and number if `numbered`."""
-        key = ("above.txt", entry.arxiv_id, numbered)
-        piece = self._pieces.get(key)
-        if piece is None:
-            number = hole("number") if numbered else None
-            rendered = self.text.above_entry(entry, hole("first_keyword"), number)
-            piece = self._pieces[key] = fragment(rendered, text_part=True)
-        return piece
+    def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool) -> "Listing":
+        paper = self.papers[arxiv_id]
+        translation = finished_translation(paper, self._translations()) if bilingual else None
+        entry = make_entry(paper, full_page, self.target if bilingual else None, translation)
+        return Listing(
+            entry,
+            estimate_full_entry(paper, translation),
+            title_weight(entry.title),
+            self.html,
+            self.text,
+        )
 
     # --- per paper and keyword lines ---
 
     def highlighted(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
         """The entry's title and abstract as HTML, with what `lines` matched marked."""
-        key = (entry.arxiv_id, lines if len(lines) == 1 else tuple(sorted(set(lines))))
-        return self._highlights.get_or_make(key, lambda: self._highlight(entry, key[1]))
+        if len(lines) > 1:
+            lines = tuple(sorted(set(lines)))
+        key = (entry.arxiv_id, lines)
+        found = self._highlights.find(key)
+        if found is None:
+            found = self._highlight(entry, lines)
+            self._highlights.put(key, found)
+        return found
 
     def _highlight(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
         tokens = self._tokens.get(entry.arxiv_id)
@@ -219,47 +233,81 @@ class DayFragments:
             sized(highlight(entry.abstract, tokens[1], variants)),
         )
 
-    def matched_html(self, lines: tuple[str, ...]) -> Sized:
-        return self._small.get_or_make(
-            ("matched.html", lines), lambda: sized(str(escape(", ".join(lines))))
-        )
+    def keyword(self, keyword: str) -> KeywordPieces:
+        found = self._keywords.find(keyword)
+        if found is None:
+            found = KeywordPieces(self.html, self.text, keyword)
+            self._keywords.put(keyword, found)
+        return found
 
-    def matched_text(self, lines: tuple[str, ...]) -> Sized:
+    def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
+        """ "matched:" of an entry, in HTML and text."""
+        if len(lines) == 1:
+            return self.keyword(lines[0]).matched
         return self._small.get_or_make(
-            ("matched.txt", lines), lambda: Sized(str(self.text.matched_line(lines)), 0)
-        )
-
-    def keyword_html(self, keyword: str) -> Sized:
-        return self._small.get_or_make(
-            ("keyword.html", keyword), lambda: sized(str(escape(keyword)))
+            ("matched", lines), lambda: _matched(self.html, self.text, lines)
         )
 
     # --- per digest and section ---
 
     def skeleton(self, listing_date: str) -> Fragment:
-        """body.mjml with holes for the header, entries and footer (rendered once)."""
-        names = ("paper_count", "papers_word", "subject_keywords", "summary", "entries", "footer")
+        """body.mjml with holes for all but the date (rendered once per day)."""
         return self._small.get_or_make(
-            ("skeleton", listing_date),
+            ("skeleton.html", listing_date),
             lambda: fragment(
                 emails.render_template(
                     "digest/body.mjml",
                     listing_date=listing_date,
-                    **{name: hole(name) for name in names},
+                    **{name: hole(name) for name in _SKELETON_HOLES},
                 )
             ),
         )
 
-    def heading_html(self, anchor: str, keyword: str, count: int) -> Sized:
+    def text_skeleton(self, header: Mapping[str, object], full_page: bool) -> Fragment:
+        """body.txt for these header values, with holes for entries, keywords and links."""
         return self._small.get_or_make(
-            ("heading.html", anchor, keyword, count),
-            lambda: sized(str(self.html.section_heading(anchor, keyword, count))),
+            ("skeleton.txt", full_page, *header.values()),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/body.txt",
+                    entries=hole("entries"),
+                    keyword_list=hole("keyword_list"),
+                    links={name: hole(name) for name in _LINKS},
+                    full_page=full_page,
+                    **header,
+                ),
+                text_part=True,
+            ),
         )
 
-    def heading_text(self, keyword: str, count: int) -> str:
+    def subject(self, listing_date: str, with_keywords: bool) -> Fragment:
+        values = {name: hole(name) for name in ("paper_count", "papers_word", "subject_keywords")}
+        if not with_keywords:
+            values["subject_keywords"] = ""
         return self._small.get_or_make(
-            ("heading.txt", keyword, count),
-            lambda: limit_lines(str(self.text.section_heading(keyword, count))),
+            ("subject", listing_date, with_keywords),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/subject.txt",
+                    listing_date=listing_date,
+                    **values,
+                )
+            ),
+        )
+
+    def summary(self, header: Mapping[str, object]) -> Fragment:
+        """The header line for these values, with a hole for the view link (if it shows)."""
+        return self._small.get_or_make(
+            ("summary", *header.values()),
+            lambda: fragment(self.html.summary(view_url=hole("view_url"), **header)),
+        )
+
+    def footer_links(self, full_page: bool) -> Fragment:
+        return self._small.get_or_make(
+            ("footer.links", full_page),
+            lambda: fragment(
+                self.html.footer_links(full_page, {name: hole(name) for name in _LINKS})
+            ),
         )
 
     def hidden_html(self, anchor: str, hidden: int, keyword: str) -> Fragment:

@@ -8,10 +8,12 @@ into a count with a link to the full digest page (which has no limits).
 Sizes are estimated before assembling, then corrected by the measured size.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from newsletter.models import Paper, Translation
-from worker.digest_entries import MAX_AUTHORS, PaperEntry
+from worker.digest_entries import MAX_AUTHORS
 
 # Gmail clips at 102 KB; leave room for what mail clients and DKIM add.
 HTML_BUDGET = 95_000
@@ -24,12 +26,20 @@ _FIXED_HTML = 8_000
 _MARGIN = 1_000
 
 
-@dataclass
+class Listed(Protocol):
+    """A paper as laid out: its id and the estimated sizes of its full entry and title line."""
+
+    arxiv_id: str
+    weight: int
+    title_weight: int
+
+
+@dataclass(slots=True)
 class Item:
     """A line of a section: the full entry, its title only, or a pointer to it above."""
 
     kind: str  # full | title | above
-    entry: PaperEntry
+    entry: Listed
     first_keyword: str = ""
 
 
@@ -60,7 +70,7 @@ def estimate_full_entry(paper: Paper, translation: Translation | None) -> int:
 
 def plan_sections(
     sections: list[tuple[str, list[str]]],
-    entries: dict[str, PaperEntry],
+    entries: Mapping[str, Listed],
     max_per_keyword: int | None,
 ) -> list[Section]:
     """Sections with each paper in full once (first keyword), later as a pointer."""
@@ -120,9 +130,14 @@ def refit_plan(plan: list[Section], html_size: int) -> None:
     _shrink(plan, weight - (html_size - HTML_BUDGET + _MARGIN) * scale)
 
 
-def _weight(plan: list[Section]) -> float:
+def title_weight(title: str) -> int:
+    """The estimate of a title-only line (or pointer) of a paper with this title."""
+    return _TITLE_WEIGHT + len(title.encode())
+
+
+def _weight(plan: list[Section]) -> int:
     return sum(
-        item.entry.weight if item.kind == "full" else _TITLE_WEIGHT + len(item.entry.title.encode())
+        item.entry.weight if item.kind == "full" else item.entry.title_weight
         for section in plan
         for item in section.items
     )
@@ -133,25 +148,33 @@ def _shrink(plan: list[Section], budget: float) -> None:
 
     Cut first what the digest page has anyway and the reader loses least:
     pointers to papers listed elsewhere, then title-only lines (both from the
-    end), then full entries, always from the section that has the most, so
-    every keyword keeps some. What is cut is counted per section and linked.
+    end), then full entries, always from the section that has the most (the
+    last of those), so every keyword keeps some. What is cut is counted per
+    section and linked.
     """
     total = _weight(plan)
     for kind in ("above", "title"):
         for section in reversed(plan):
-            for index in range(len(section.items) - 1, -1, -1):
+            items = section.items
+            for index in range(len(items) - 1, -1, -1):
                 if total <= budget:
                     return
-                item = section.items[index]
-                if item.kind == kind:
-                    total -= _TITLE_WEIGHT + len(item.entry.title.encode())
-                    del section.items[index]
+                if items[index].kind == kind:
+                    total -= items[index].entry.title_weight
+                    del items[index]
                     section.hidden += 1
+    fulls = [sum(item.kind == "full" for item in section.items) for section in plan]
     while total > budget:
-        fullest = max(reversed(plan), key=lambda s: sum(item.kind == "full" for item in s.items))
-        fulls = [index for index, item in enumerate(fullest.items) if item.kind == "full"]
-        if not fulls:
+        most = max(fulls, default=0)
+        if not most:
             return
-        total -= fullest.items[fulls[-1]].entry.weight
-        del fullest.items[fulls[-1]]
-        fullest.hidden += 1
+        # The last section with the most full entries loses its last one.
+        position = len(fulls) - 1 - fulls[::-1].index(most)
+        section = plan[position]
+        index = next(
+            i for i in range(len(section.items) - 1, -1, -1) if section.items[i].kind == "full"
+        )
+        total -= section.items[index].entry.weight
+        del section.items[index]
+        section.hidden += 1
+        fulls[position] -= 1
