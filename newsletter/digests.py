@@ -3,7 +3,8 @@
 GET /digest/<token> shows one subscriber's digest for one listing date with
 every paper in full (no per-keyword limit, all authors). It shows what the
 email held when one was made (the Delivery row's `sections`), otherwise what
-the subscriber's current keywords match. Read-only: it never changes state.
+the subscriber's current keywords match; the digest core (worker/digest.py,
+`DayDigest`) decides both and renders the page. Read-only: it never changes state.
 """
 
 from datetime import date
@@ -14,8 +15,7 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.models import Delivery, Subscriber
 from newsletter.tokens import read_token, subscriber_links
-from worker.digest import assign_sections, load_day, load_translations, render_digest
-from worker.matching import match_papers
+from worker.digest import DayDigest, Reader
 
 bp = Blueprint("digests", __name__)
 
@@ -48,48 +48,27 @@ def show(token: str):
     subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
     if subscriber is None:
         abort(404, description=NOT_VALID)
-    papers = load_day(session, listing_date)
+    day = DayDigest.load(session, current_app.config, listing_date)
+    reader = Reader.of(subscriber)
     delivery = session.scalar(
         select(Delivery).where(
             Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
         )
     )
-    keywords = subscriber.keyword_lines
     if delivery is not None and delivery.sections is not None:
-        # Exactly what the email held, minus any paper no longer stored.
-        sections = [
-            (keyword, [i for i in ids if i in papers]) for keyword, ids in delivery.sections
-        ]
-        sections = [(keyword, ids) for keyword, ids in sections if ids]
+        # Exactly what the email held, minus any paper no longer on this day.
+        sections = day.current(delivery.sections)
     else:
-        matches = match_papers(list(papers.values()), keywords)
-        sections = assign_sections(keywords, matches, papers, subscriber.include_replacements)
+        sections = day.sections({subscriber.id: reader})[subscriber.id]
     if not sections:
         abort(404, description="There is no digest for this date any more.")
-
-    target = current_app.config["TRANSLATION_LANGUAGE"]
-    translations = None
-    if subscriber.language == f"en+{target}":
-        shown = {i for _, ids in sections for i in ids}
-        translations = load_translations(session, {i: papers[i] for i in shown}, target)
     generated_at = (
         (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
     )
-    rendered = render_digest(
-        listing_date=listing_date,
-        sections=sections,
-        papers=papers,
-        translations=translations,
-        language=subscriber.language,
-        timezone=subscriber.timezone,
-        keywords=keywords,
-        generated_at=generated_at,
-        links=subscriber_links(current_app.config, subscriber.public_id, listing_date),
-        max_per_keyword=None,
-        target_language=target,
-    )
+    links = subscriber_links(current_app.config, subscriber.public_id, listing_date)
+    page = day.render_page(reader, sections, generated_at, links)
     return (
-        rendered.html,
+        page,
         200,
         {
             "Content-Type": "text/html; charset=utf-8",

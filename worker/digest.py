@@ -162,8 +162,13 @@ class DayDigest:
         # Per distinct line: its papers in section order, and how many of them
         # are new or cross-lists (the rest, replacements, come last).
         self._lines: dict[str, tuple[tuple[str, ...], int]] = {}
-        target = target_language(self.target_language, config.get("TRANSLATION_LANGUAGE_NAME"))
-        self.fragments = DayFragments(papers, target, self.translations)
+        self._target_name: str | None = config.get("TRANSLATION_LANGUAGE_NAME")
+
+    @cached_property
+    def fragments(self) -> DayFragments:
+        """The day's rendered pieces, made when the first digest is rendered."""
+        target = target_language(self.target_language, self._target_name)
+        return DayFragments(self.papers, target, self.translations)
 
     @classmethod
     def load(cls, session: Session, config: Mapping, listing_date: date) -> "DayDigest":

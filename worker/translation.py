@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.db import utcnow
+from newsletter.languages import bilingual_code, target_language
 from newsletter.models import (
     ListingDay,
     Paper,
@@ -33,29 +34,13 @@ from newsletter.models import (
     Translation,
     TranslationStatus,
 )
+from worker.digest import DayDigest, Reader
 from worker.translators import SourcePaper, Target, TokenBudget, make_backend, translate_papers
 
 log = logging.getLogger(__name__)
 
 GLOSSARY_DIR = Path(__file__).resolve().parent / "data"
 COMMIT_INTERVAL = 1.0  # seconds between commits of finished translations
-
-# The prompt's name for a language when TRANSLATION_LANGUAGE_NAME is unset.
-LANGUAGE_NAMES = {
-    "zh": "Simplified Chinese",
-    "zh-tw": "Traditional Chinese",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "fr": "French",
-    "de": "German",
-    "es": "Spanish",
-    "pt": "Portuguese",
-    "it": "Italian",
-    "ru": "Russian",
-    "uk": "Ukrainian",
-    "vi": "Vietnamese",
-}
-
 
 # --- into what ---
 
@@ -85,7 +70,7 @@ def load_glossary(language: str, extra_path: str | None = None) -> dict[str, str
 def target_from_config(config: dict) -> Target:
     """The Target named by TRANSLATION_LANGUAGE, its name and glossaries."""
     language = config["TRANSLATION_LANGUAGE"]
-    name = config.get("TRANSLATION_LANGUAGE_NAME") or LANGUAGE_NAMES.get(language, language)
+    name = target_language(language, config.get("TRANSLATION_LANGUAGE_NAME")).english_name
     return Target(language, name, load_glossary(language, config.get("TRANSLATION_GLOSSARY_PATH")))
 
 
@@ -111,31 +96,30 @@ class DayReport:
 
 def papers_to_translate(session: Session, listing_date: date, language: str) -> list[Paper]:
     """The day's papers that some confirmed `en+<language>` subscriber's digest will contain."""
-    # The same matching and section rules as the dispatcher (worker/delivery.py).
-    from worker.digest import assign_sections, load_day
-    from worker.matching import match_papers
-
     subscribers = session.scalars(
         select(Subscriber)
         .where(
             Subscriber.status == SubscriberStatus.CONFIRMED,
-            Subscriber.language == f"en+{language}",
+            Subscriber.language == bilingual_code(language),
         )
         .options(selectinload(Subscriber.keywords))
     )
     # Subscribers with the same lines and replacement choice get the same papers.
-    choices = {(tuple(s.keyword_lines), s.include_replacements) for s in subscribers}
-    lines = sorted({line for keyword_lines, _ in choices for line in keyword_lines})
-    if not lines:
+    readers = {(tuple(s.keyword_lines), s.include_replacements): Reader.of(s) for s in subscribers}
+    if not any(reader.keywords for reader in readers.values()):
         return []
-    day = load_day(session, listing_date)
-    matches = match_papers(list(day.values()), lines)
-    needed: set[str] = set()
-    for keyword_lines, include_replacements in choices:
-        sections = assign_sections(list(keyword_lines), matches, day, include_replacements)
-        for _keyword, ids in sections:
-            needed.update(ids)
-    return [day[arxiv_id] for arxiv_id in sorted(needed)]
+    # The digest core decides the sections, as for the digests themselves (only
+    # sections are asked for: nothing is rendered, so no digest settings).
+    day = DayDigest.load(
+        session, {"TRANSLATION_LANGUAGE": language, "DIGEST_MAX_PER_KEYWORD": None}, listing_date
+    )
+    needed = {
+        arxiv_id
+        for sections in day.sections(readers).values()
+        for _keyword, ids in sections
+        for arxiv_id in ids
+    }
+    return [day.papers[arxiv_id] for arxiv_id in sorted(needed)]
 
 
 def tokens_used_today(session: Session, now: datetime) -> int:
