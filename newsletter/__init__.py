@@ -22,12 +22,16 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     a dependency that is down ends it with one line naming the setting, not a
     traceback. Tests get the ConfigError.
     """
+    from newsletter.dependencies import check_dependencies
+
+    app = None
     try:
         app = build_app(test_config, dev=dev)
-        from newsletter.dependencies import check_dependencies
-
         check_dependencies(app)
     except ConfigError as error:
+        if app is not None:
+            # The database may have answered before Redis did not: close that connection.
+            app.extensions["db_engine"].dispose()
         if test_config is not None:
             raise
         print(f"error: {error}", file=sys.stderr, flush=True)

@@ -134,7 +134,9 @@ def test_a_dependency_down_at_start_stops_every_process_with_one_line(
 ):
     env = process_env(tmp_path, DATABASE_URL=database_url)
     env[setting] = make_value(tmp_path)
-    commands = [("status",), ("worker",)] if setting == "REDIS_URL" else [("status",)]
+    commands = [("status",)]
+    if setting == "REDIS_URL":
+        commands += [("worker",), ("scheduler",)]
     for command in commands:
         result = run_cli(env, *command)
         assert result.returncode != 0
@@ -235,6 +237,8 @@ class Relay:
                 pass
 
     def cut(self) -> None:
+        # shutdown, not just close, wakes the thread blocked in accept().
+        self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for end in self.sockets:
             try:
