@@ -1,7 +1,9 @@
 """worker/digest.py and worker/demo.py: sections, the rendered email, the demo day.
 
-The digest's parts (worker/digest_entries.py, digest_layout.py, digest_text.py)
-are tested through `render_digest`, plus the few names they export.
+The digest's parts (worker/digest_fragments.py, digest_assembly.py,
+digest_entries.py, digest_layout.py, digest_text.py) are tested through
+`DayDigest`, plus the few names they export. tests/test_golden.py holds the
+byte-for-byte comparison with the digests of the old single-template renderer.
 
 Rendering runs on real data: the bundled sample listing (66 papers with their
 recorded Chinese translations) and the full 1,504-item day of 2024-11-28.
@@ -27,21 +29,15 @@ from newsletter.models import (
 )
 from worker.arxiv import parse_feed
 from worker.demo import DEMO_LISTING_DATE, load_demo, read_demo
-from worker.digest import (
-    PLACEHOLDER_LINKS,
-    assign_sections,
-    load_day,
-    personalize,
-    render_digest,
-)
+from worker.digest import DayDigest, DigestEmail, Reader, load_day
 from worker.digest_entries import category_names
 from worker.digest_layout import HTML_BUDGET
 from worker.digest_text import wrap_text
 from worker.ingest_store import paper_fields
 from worker.mail import build_message
-from worker.matching import match_papers
 
 DATA = Path(__file__).resolve().parent / "data"
+CONFIG = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "zh"}
 SAMPLE_KEYWORDS = ["reinforcement learning", "diffusion policy"]
 GENERATED = datetime(2026, 5, 29, 11, 33, 31, tzinfo=UTC)
 LINKS = {
@@ -115,22 +111,20 @@ def render(
     listing_date=DEMO_LISTING_DATE,
     include_replacements=False,
     links=LINKS,
-):
-    matches = match_papers(list(papers.values()), keywords)
-    sections = assign_sections(keywords, matches, papers, include_replacements)
-    rendered = render_digest(
-        listing_date=listing_date,
-        sections=sections,
-        papers=papers,
-        translations=translations,
-        language=language,
-        timezone=timezone,
-        keywords=keywords,
-        generated_at=GENERATED,
-        links=links,
-        max_per_keyword=max_per_keyword,
-    )
-    return sections, rendered
+    target="zh",
+) -> tuple[list, DigestEmail]:
+    """The sections and the email (max_per_keyword None: the web page) of one reader."""
+    config = {"DIGEST_MAX_PER_KEYWORD": max_per_keyword, "TRANSLATION_LANGUAGE": target}
+    day = DayDigest.from_rows(listing_date, papers, translations or {}, config)
+    reader = Reader(tuple(keywords), language, timezone, include_replacements)
+    sections = day.sections({"reader": reader})["reader"]
+    if max_per_keyword is None:
+        page = day.render_page(reader, sections, GENERATED, links)
+        # The page's text part is never sent; the tests read it for the page's structure.
+        rendered = day._render(reader, sections, GENERATED, links, None)
+        assert rendered.html == page
+        return sections, rendered
+    return sections, day.render_email(reader, sections, GENERATED, links)
 
 
 def ids_in(text: str) -> set[str]:
@@ -165,15 +159,27 @@ TYPES = {
         (["b"], {"b": set(TYPES)}, False, [("b", ["2401.00003", "2401.00001", "2401.00004"])]),
         # A keyword whose only papers are replacements has no section.
         (["a", "b"], {"a": {"2401.00005"}, "b": {"2401.00004"}}, False, [("b", ["2401.00004"])]),
-        # Unknown keywords, empty matches and ids of papers not loaded are ignored.
+        # Unknown keywords and keywords without papers have no section.
         (["x", "a"], {"a": {"9999.99999", "2401.00001"}}, False, [("a", ["2401.00001"])]),
         ([], {"a": {"2401.00001"}}, False, []),
     ],
 )
-def test_assign_sections(keywords, matches, include_replacements, expected):
-    papers = {i: make_paper(i, announce_type=t) for i, t in TYPES.items()}
-    matches = {k: frozenset(v) for k, v in matches.items()}
-    assert assign_sections(keywords, matches, papers, include_replacements) == expected
+def test_sections(keywords, matches, include_replacements, expected):
+    # Each paper's title holds a made-up word per keyword that should match it.
+    papers = {
+        arxiv_id: make_paper(
+            arxiv_id,
+            announce_type=announce_type,
+            title=" ".join(["Paper", *(f"kw{k}" for k, ids in matches.items() if arxiv_id in ids)]),
+        )
+        for arxiv_id, announce_type in TYPES.items()
+    }
+    day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, {}, CONFIG)
+    reader = Reader(tuple(f"kw{k}" for k in keywords), "en", "UTC", include_replacements)
+    sections = day.sections({"r": reader})["r"]
+    assert sections == [(f"kw{keyword}", ids) for keyword, ids in expected]
+    # Asked again (another page of subscribers), the same answer from the day's cache.
+    assert day.sections({"again": reader})["again"] == sections
 
 
 # --- the sample digest ---------------------------------------------------------
@@ -345,6 +351,57 @@ def test_bilingual_shows_chinese_after_english_and_notes_missing_ones():
     assert "微观" not in english_only.html and "translation not available" not in english_only.text
 
 
+def test_the_second_language_is_translation_language():
+    """TRANSLATION_LANGUAGE=ja: en+ja readers get the stored Japanese; en+zh is not bilingual."""
+    papers, _ = sample()
+    config = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "ja"}
+    reader = Reader(tuple(SAMPLE_KEYWORDS), "en+ja", "Asia/Tokyo", False)
+    first, second = DayDigest.from_rows(DEMO_LISTING_DATE, papers, {}, config).sections(
+        {"r": reader}
+    )["r"][0][1][:2]
+    japanese = {
+        first: ("マイクロ・マクロ検索", "大規模言語モデルの長文幻覚を減らす。"),
+        second: ("拡散方策のサンプル効率", "拡散方策による強化学習。"),
+    }
+    translations = {
+        arxiv_id: Translation(
+            arxiv_id=arxiv_id,
+            version=1,
+            language="ja",
+            status=TranslationStatus.DONE,
+            title=title,
+            abstract=abstract,
+        )
+        for arxiv_id, (title, abstract) in japanese.items()
+    }
+    day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, config)
+    readers = {
+        "ja": reader,
+        "zh": Reader(tuple(SAMPLE_KEYWORDS), "en+zh", "Asia/Tokyo", False),
+    }
+    assert day.is_bilingual(readers["ja"]) and not day.is_bilingual(readers["zh"])
+    sections = day.sections(readers)
+    ja = day.render_email(readers["ja"], sections["ja"], GENERATED, LINKS)
+    page = day.render_page(readers["ja"], sections["ja"], GENERATED, LINKS)
+    for html in (ja.html, page):
+        assert (
+            '<div style="font-size:15px;font-weight:bold" lang="ja">拡散方策のサンプル効率</div>'
+            in html
+        )
+        assert '<p style="margin:6px 0" lang="ja">大規模言語モデルの長文幻覚を減らす。</p>' in html
+        assert 'lang="zh"' not in html
+        assert "Japanese translation not available today." in html
+    assert "拡散方策による強化学習。" in ja.text
+    assert "(Japanese translation not available today.)" in ja.text
+    assert "Chinese" not in ja.html + ja.text
+    zh = day.render_email(readers["zh"], sections["zh"], GENERATED, LINKS)
+    english = day.render_email(
+        Reader(tuple(SAMPLE_KEYWORDS), "en", "Asia/Tokyo", False), sections["zh"], GENERATED, LINKS
+    )
+    assert zh == english
+    assert 'lang="ja"' not in zh.html and "translation not available" not in zh.text
+
+
 # --- email safety ----------------------------------------------------------------
 
 HOSTILE = [
@@ -446,14 +503,7 @@ def test_wrap_text(text, width, expected):
 
 def test_message_parses_back_with_the_stdlib():
     papers, translations = sample()
-    _, shared = render(
-        papers,
-        SAMPLE_KEYWORDS,
-        language="en+zh",
-        translations=translations,
-        links=PLACEHOLDER_LINKS,
-    )
-    rendered = personalize(shared, LINKS)
+    _, rendered = render(papers, SAMPLE_KEYWORDS, language="en+zh", translations=translations)
     message = build_message(
         sender="arXiv digest <digest@digest.test>",
         to="reader@example.org",
@@ -475,27 +525,58 @@ def test_message_parses_back_with_the_stdlib():
     assert max(len(line) for line in message.as_bytes().split(b"\r\n")) <= 998
 
 
-def test_personalize_swaps_every_placeholder_and_nothing_else():
-    papers, _ = sample()
-    # A paper whose text contains our placeholder's shape must not receive links.
-    papers = dict(papers)
-    papers["2605.28828"] = make_paper(
-        "2605.28828",
-        title="Reinforcement learning at https://placeholder.invalid/x/manage_url",
-    )
-    _, shared = render(papers, SAMPLE_KEYWORDS, links=PLACEHOLDER_LINKS)
+# --- segments ----------------------------------------------------------------
+
+
+def test_segments_join_to_the_parts_and_share_the_papers_pieces():
+    papers, translations = sample()
+    day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, CONFIG)
+    readers = {
+        "first": Reader(tuple(SAMPLE_KEYWORDS), "en", "Asia/Shanghai", False),
+        "second": Reader(("diffusion policy", "reinforcement learning"), "en", "UTC", False),
+    }
+    sections = day.sections(readers)
     other = {name: url.replace("TOKEN", "OTHER&TOKEN") for name, url in LINKS.items()}
-    first, second = personalize(shared, LINKS), personalize(shared, other)
-    for rendered in (first, second):
-        for placeholder in PLACEHOLDER_LINKS.values():
-            assert placeholder not in rendered.html and placeholder not in rendered.text
-    assert LINKS["manage_url"] in first.html and "OTHER" not in first.html + first.text
+    first = day.render_email(readers["first"], sections["first"], GENERATED, LINKS)
+    second = day.render_email(readers["second"], sections["second"], GENERATED, other)
+    for email in (first, second):
+        assert "".join(email.text_segments) == email.text
+        assert "".join(email.html_segments) == email.html
+    # The papers both show are the same str objects in both digests (an encoder
+    # caches by them), and most of each digest is made of such shared pieces.
+    shared = {id(segment) for segment in first.html_segments if len(segment) > 200}
+    shared &= {id(segment) for segment in second.html_segments}
+    assert len(shared) >= 50
+    in_first = {id(segment) for segment in first.html_segments}
+    reused = sum(len(s) for s in second.html_segments if id(s) in in_first)
+    assert reused > 0.9 * len(second.html)
+    text_shared = {id(s) for s in first.text_segments if len(s) > 200}
+    assert len(text_shared & {id(s) for s in second.text_segments}) >= 40
+    # Each subscriber's links are segments of their own, never inside a shared piece.
+    for email, links in ((first, LINKS), (second, other)):
+        for segment in email.html_segments:
+            for url in links.values():
+                if str(escape(url)) in segment:
+                    assert segment == str(escape(url))
+        for segment in email.text_segments:
+            for url in links.values():
+                if url in segment:
+                    assert segment == url
     assert "MANAGE-OTHER&amp;TOKEN" in second.html and "MANAGE-OTHER&TOKEN" in second.text
-    assert "MANAGE-TOKEN" not in second.html + second.text
-    assert "https://placeholder.invalid/x/manage_url" in first.text
-    # Same as rendering with the real links directly.
-    _, direct = render(papers, SAMPLE_KEYWORDS)
-    assert first == direct
+    assert "OTHER" not in first.html + first.text
+    # The same digest rendered on a day of its own is the same, byte for byte.
+    alone = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, CONFIG)
+    assert alone.render_email(readers["second"], sections["second"], GENERATED, other) == second
+
+
+def test_a_digest_without_sections_has_a_plain_subject():
+    papers, _ = sample()
+    day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, {}, CONFIG)
+    reader = Reader(("no such phrase anywhere",), "en", "UTC", False)
+    assert day.sections({"r": reader})["r"] == []
+    email = day.render_email(reader, [], GENERATED, LINKS)
+    assert email.subject == "arXiv digest · Fri 29 May 2026 · 0 papers"
+    assert "“no such phrase anywhere”" in email.html and "  - no such phrase anywhere" in email.text
 
 
 # --- size ------------------------------------------------------------------------

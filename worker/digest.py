@@ -16,7 +16,6 @@ entry) and worker/digest_text.py (the plain-text part's wrapping).
 """
 
 import logging
-import secrets
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,7 +23,6 @@ from functools import cached_property
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -274,68 +272,3 @@ class DayDigest:
         )
         digest = assemble_digest(self.fragments, self.listing_date, request)
         return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)
-
-
-# --- kept for worker/delivery.py and worker/sending.py until they call DayDigest ---
-
-# A random, URL-safe, escape-proof marker per link, made once per process: no
-# arXiv text can contain it by chance or design, so `personalize` replaces only
-# what the template put there.
-_MARKER = secrets.token_hex(16)
-PLACEHOLDER_LINKS: dict[str, str] = {
-    name: f"https://placeholder.invalid/{_MARKER}/{name}"
-    for name in ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
-}
-
-
-def assign_sections(
-    keywords: list[str],
-    matches: dict[str, frozenset[str]],
-    papers: dict[str, Paper],
-    include_replacements: bool,
-) -> Sections:
-    """Each keyword with eligible matching papers, in the subscriber's order, with their ids."""
-    sections = []
-    for keyword in keywords:
-        ids = [
-            arxiv_id
-            for arxiv_id in matches.get(keyword, frozenset())
-            if arxiv_id in papers
-            and (include_replacements or papers[arxiv_id].announce_type in _ALWAYS_INCLUDED)
-        ]
-        if ids:
-            ids.sort(key=lambda i: (_TYPE_ORDER[papers[i].announce_type], i))
-            sections.append((keyword, ids))
-    return sections
-
-
-def render_digest(
-    *,
-    listing_date: date,
-    sections: Sections,
-    papers: dict[str, Paper],
-    translations: dict[str, Translation] | None,
-    language: str,
-    timezone: str,
-    keywords: list[str],
-    generated_at: datetime,
-    links: dict[str, str],
-    max_per_keyword: int | None,
-    target_language: str = "zh",
-) -> RenderedEmail:
-    """One digest on a day of its own (no pieces shared): use DayDigest instead."""
-    config = {"DIGEST_MAX_PER_KEYWORD": max_per_keyword, "TRANSLATION_LANGUAGE": target_language}
-    day = DayDigest(listing_date, papers, config, lambda _papers, _language: translations or {})
-    reader = Reader(tuple(keywords), language, timezone, include_replacements=True)
-    digest = day._render(reader, sections, generated_at, links, max_per_keyword)
-    return RenderedEmail(subject=digest.subject, text=digest.text, html=digest.html)
-
-
-def personalize(rendered: RenderedEmail, links: dict[str, str]) -> RenderedEmail:
-    """`rendered` (made with PLACEHOLDER_LINKS) with this subscriber's links in."""
-    text, html = rendered.text, rendered.html
-    for name, placeholder in PLACEHOLDER_LINKS.items():
-        if name in links:
-            text = text.replace(placeholder, links[name])
-            html = html.replace(placeholder, str(escape(links[name])))
-    return RenderedEmail(subject=rendered.subject, text=text, html=html)
