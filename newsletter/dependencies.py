@@ -32,10 +32,16 @@ def check_dependencies(app: Flask) -> None:
 
 
 def check_database(engine: Engine) -> None:
-    """Connect once and run a query; for SQLite this also opens (or creates) the file."""
+    """Connect once and run a query; SQLite must also take a write (then undone)."""
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+            if engine.dialect.name == "sqlite":
+                # A read-only file opens and reads fine; only a write tells.
+                version = int(connection.exec_driver_sql("PRAGMA user_version").scalar())
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.exec_driver_sql(f"PRAGMA user_version = {version}")
+                connection.exec_driver_sql("ROLLBACK")
     except SQLAlchemyError as error:
         where = make_url(str(engine.url)).render_as_string(hide_password=True)
         raise DependencyError(f"DATABASE_URL: cannot use {where}: {_cause(error)}") from None

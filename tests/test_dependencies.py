@@ -149,6 +149,13 @@ def test_a_dependency_down_at_start_stops_every_process_with_one_line(
 def test_create_app_checks_its_database_and_redis(config, tmp_path):
     with pytest.raises(DependencyError, match="DATABASE_URL: .*unable to open"):
         create_app({**config, "DATABASE_URL": unwritable_sqlite(tmp_path)})
+    # A file that opens and reads but cannot be written (root ignores file modes).
+    engine = create_engine(f"sqlite:///{tmp_path / 'read-only.sqlite3'}")
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    read_only = f"sqlite:///file:{tmp_path / 'read-only.sqlite3'}?mode=ro&uri=true"
+    with pytest.raises(DependencyError, match="DATABASE_URL: .*readonly"):
+        create_app({**config, "DATABASE_URL": read_only})
     with pytest.raises(DependencyError, match="REDIS_URL: cannot reach Redis"):
         create_app({**config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
 
