@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from arxiv_server import Reply, fixture
@@ -121,3 +121,35 @@ def test_a_deployment_runs_exactly_one_scheduler(redis_url, database_url):
         first.terminate()
         first.communicate(timeout=30)
     assert connection.get(SCHEDULER_LOCK) is None  # released on a clean stop
+
+
+def test_a_poll_sends_a_dead_workers_rows_once_their_lease_lapsed(
+    feed_server, app, outbox, redis_url
+):
+    from newsletter.models import DeliveryStatus
+    from worker.schedule import run_worker
+
+    app.config.update(REDIS_URL=redis_url, DELIVERY_LEASE_SECONDS=2)
+    subscribe("early@example.org", datetime(2024, 11, 27, tzinfo=UTC))
+    subscribe("second@example.org", datetime(2024, 11, 27, tzinfo=UTC))
+    thursday_morning = datetime(2024, 11, 28, 15, 0, tzinfo=UTC)
+    poll(thursday_morning)  # ingests; dispatch queued on Redis
+    run_worker(app, burst=True)  # the dispatch, then the drain jobs it queued
+    assert digests_to(outbox) == ["early@example.org", "second@example.org"]
+
+    # A worker took early@'s row again and died holding it (as after a SIGKILL).
+    session = db.session()
+    row = session.scalars(select(Delivery).order_by(Delivery.id)).first()
+    row.status, row.claimed_by = DeliveryStatus.SENDING, "gone-host:4242:dead"
+    row.lease_expires_at = db.utcnow() + timedelta(seconds=2)
+    session.commit()
+    poll(thursday_morning)
+    run_worker(app, burst=True)
+    assert len(digests_to(outbox)) == 2  # its lease still holds: nobody takes it
+
+    time.sleep(2.1)
+    poll(thursday_morning)  # any poll after the lease: no job id or RQ registry in the way
+    run_worker(app, burst=True)
+    assert digests_to(outbox) == ["early@example.org", "early@example.org", "second@example.org"]
+    session.expire_all()
+    assert {r.status for r in session.scalars(select(Delivery))} == {DeliveryStatus.SENT}
