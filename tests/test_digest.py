@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from markupsafe import escape
 from sqlalchemy import func, select
 
@@ -30,11 +32,12 @@ from newsletter.models import (
 from worker.arxiv import parse_feed
 from worker.demo import DEMO_LISTING_DATE, load_demo, read_demo
 from worker.digest import DayDigest, DigestEmail, Reader, load_day
-from worker.digest_entries import category_names
+from worker.digest_entries import category_names, escaped_text, highlight
 from worker.digest_layout import HTML_BUDGET
 from worker.digest_text import wrap_text
 from worker.ingest_store import paper_fields
 from worker.mail import build_message
+from worker.matching import highlight_spans, line_variants, text_tokens
 
 DATA = Path(__file__).resolve().parent / "data"
 CONFIG = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "zh"}
@@ -400,6 +403,28 @@ def test_the_second_language_is_translation_language():
     )
     assert zh == english
     assert 'lang="ja"' not in zh.html and "translation not available" not in zh.text
+
+
+# Text with what escaping and matching care about: words, separators, TeX, &<>"'.
+PIECES = [*"ab -_.,{}$\\&<>\"'αé强", "\\em ", "a b", "&amp;"]
+
+
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=40).map("".join),
+    st.lists(st.sampled_from(["a", "ab", "a b", '"ab a"', "b -a", "alpha", "amp"]), max_size=3),
+)
+def test_highlight_on_escaped_text_equals_escaping_the_highlighted_spans(text, lines):
+    tokens = text_tokens(text)
+    variants = [variant for line in lines for variant in line_variants(line)]
+    html, size = highlight(escaped_text(text, tokens), tokens, variants)
+    expected, position = [], 0
+    for start, end in highlight_spans(text, lines):
+        expected += [escape(text[position:start]), '<mark style="background:#fff3a3">']
+        expected += [escape(text[start:end]), "</mark>"]
+        position = end
+    expected.append(escape(text[position:]))
+    assert html == "".join(expected)
+    assert size == len(html.encode())
 
 
 # --- email safety ----------------------------------------------------------------

@@ -9,15 +9,19 @@ here: it fills the holes of the rendered entry.
 """
 
 import json
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from itertools import accumulate
 from pathlib import Path
+from typing import NamedTuple
 
 from markupsafe import escape
 
 from newsletter.languages import TargetLanguage
 from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
-from worker.matching import TextTokens, merge_spans, phrase_spans
+from worker.matching import TextTokens, merge_tokens, phrase_tokens
 from worker.tex import tex_to_text
 
 CATEGORIES_PATH = Path(__file__).resolve().parent.parent / "emails" / "data" / "categories.json"
@@ -31,6 +35,7 @@ _BADGES = {
     AnnounceType.REPLACE_CROSS: "replacement, cross-list",
 }
 _MARK = '<mark style="background:#fff3a3">'
+_MARK_BYTES = len(_MARK) + len("</mark>")
 
 
 @cache
@@ -117,19 +122,53 @@ def finished_translation(
     return None
 
 
-def highlight(text: str, tokens: TextTokens, variants: list[tuple[str, ...]]) -> str:
-    """`text` HTML-escaped, with where `variants` occur (see worker.matching) in <mark>."""
-    spans = merge_spans(phrase_spans(tokens, variants)) if variants else ()
+class EscapedText(NamedTuple):
+    """A title or abstract HTML-escaped once, with where each of its words starts and ends."""
+
+    html: str
+    size: int  # UTF-8 bytes
+    starts: Sequence[int]  # per token of TextTokens, offsets in `html`
+    ends: Sequence[int]
+
+
+# What markupsafe.escape adds per character it replaces.
+_ESCAPE_EXTRA = {"&": 4, "<": 3, ">": 3, '"': 4, "'": 4}
+
+
+def escaped_text(text: str, tokens: TextTokens) -> EscapedText:
+    """`text` escaped, with its tokens' offsets mapped into the escaped text."""
+    html = str(escape(text))
+    if len(html) == len(text):
+        return EscapedText(html, len(html.encode()), tokens.starts, tokens.ends)
+    # Escaping replaces characters one by one: offsets shift by what came before.
+    shifted = list(accumulate((1 + _ESCAPE_EXTRA.get(ch, 0) for ch in text), initial=0))
+    return EscapedText(
+        html,
+        len(html.encode()),
+        array("l", (shifted[i] for i in tokens.starts)),
+        array("l", (shifted[i] for i in tokens.ends)),
+    )
+
+
+def highlight(
+    text: EscapedText, tokens: TextTokens, variants: list[tuple[str, ...]]
+) -> tuple[str, int]:
+    """The escaped text with where `variants` occur (see worker.matching) in <mark>, and its size.
+
+    Without any, the escaped text itself (the same object for every digest).
+    """
+    found = merge_tokens(phrase_tokens(tokens, variants)) if variants else ()
+    if not found:
+        return text.html, text.size
+    html = text.html
     parts: list[str] = []
     position = 0
-    for start, end in spans:
-        if start < position or end <= start:
-            continue
-        parts.append(escape(text[position:start]))
-        parts.append(f"{_MARK}{escape(text[start:end])}</mark>")
+    for first, last in found:
+        start, end = text.starts[first], text.ends[last]
+        parts += (html[position:start], _MARK, html[start:end], "</mark>")
         position = end
-    parts.append(escape(text[position:]))
-    return "".join(parts)
+    parts.append(html[position:])
+    return "".join(parts), text.size + len(found) * _MARK_BYTES
 
 
 def _clean(value: str | None) -> str | None:

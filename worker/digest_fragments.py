@@ -25,7 +25,9 @@ import emails
 from newsletter.languages import TargetLanguage
 from newsletter.models import Paper, Translation
 from worker.digest_entries import (
+    EscapedText,
     PaperEntry,
+    escaped_text,
     finished_translation,
     highlight,
     make_entry,
@@ -177,7 +179,8 @@ class DayFragments:
         self.html = emails.macros("digest/parts.html")
         self.text = emails.macros("digest/parts.txt", wrap=wrap_text)
         self._listings: dict[tuple[bool, bool], dict[str, Listing]] = {}
-        self._tokens: dict[str, tuple[TextTokens, TextTokens]] = {}
+        # Per paper: its title and abstract tokenized and escaped, once per day.
+        self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
         self._highlights = LRU(HIGHLIGHT_CACHE)
         self._keywords = LRU(KEYWORD_CACHE)
         self._small = LRU(SMALL_CACHE)
@@ -221,16 +224,18 @@ class DayFragments:
         return found
 
     def _highlight(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
-        tokens = self._tokens.get(entry.arxiv_id)
-        if tokens is None:
-            tokens = self._tokens[entry.arxiv_id] = (
-                text_tokens(entry.title),
-                text_tokens(entry.abstract),
+        texts = self._texts.get(entry.arxiv_id)
+        if texts is None:
+            title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)
+            texts = self._texts[entry.arxiv_id] = (
+                (title, escaped_text(entry.title, title)),
+                (abstract, escaped_text(entry.abstract, abstract)),
             )
         variants = [variant for line in lines for variant in line_variants(line)]
+        (title, title_html), (abstract, abstract_html) = texts
         return (
-            sized(highlight(entry.title, tokens[0], variants)),
-            sized(highlight(entry.abstract, tokens[1], variants)),
+            Sized(*highlight(title_html, title, variants)),
+            Sized(*highlight(abstract_html, abstract, variants)),
         )
 
     def keyword(self, keyword: str) -> KeywordPieces:

@@ -371,8 +371,13 @@ def line_variants(line: str) -> tuple[tuple[str, ...], ...]:
 
 def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
     """Every (start, end) where one of `variants` occurs in the text, unmerged."""
+    return [(tokens.starts[i], tokens.ends[j]) for i, j in phrase_tokens(tokens, variants)]
+
+
+def phrase_tokens(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
+    """Every (first, last) token index where one of `variants` occurs, unmerged."""
     words = tokens.words
-    spans = []
+    found = []
     for variant in variants:
         first, size = variant[0], len(variant)
         i = -1
@@ -382,8 +387,22 @@ def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> lis
             except ValueError:
                 break
             if size == 1 or words[i : i + size] == variant:
-                spans.append((tokens.starts[i], tokens.ends[i + size - 1]))
-    return spans
+                found.append((i, i + size - 1))
+    return found
+
+
+def merge_tokens(found: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted (first, last) token ranges, overlapping ones joined: `merge_spans` on tokens.
+
+    Tokens are disjoint and in order, so spans overlap exactly when ranges share a token.
+    """
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(found):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
