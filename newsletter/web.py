@@ -79,8 +79,8 @@ class CappedBody:
         self.limit = limit
 
     def __call__(self, environ, start_response):
-        # Only a server that ends the stream itself (chunked) marks wsgi.input_terminated;
-        # without it and without a length, Werkzeug reads nothing at all.
+        # A server that ends the stream itself (as for chunked bodies) says so with
+        # wsgi.input_terminated; without it and without a length nothing is read at all.
         if environ.get("CONTENT_LENGTH") in (None, "") and environ.get("wsgi.input_terminated"):
             body = _read_at_most(environ["wsgi.input"], self.limit + 1)
             if len(body) > self.limit:
