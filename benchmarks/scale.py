@@ -180,6 +180,11 @@ def children(parent: int) -> list[int]:
     return found
 
 
+def load_average() -> str:
+    """The 1-minute load average: other processes on this shared machine skew every figure."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -549,6 +554,7 @@ def run(args: argparse.Namespace, stack: ExitStack, folder: Path) -> dict:
     if completed is None or completed[0] is None:
         raise BenchmarkFailed(f"ingest did not complete the day:\n{output[-1000:]}")
     monitor.reset_statements()
+    load_before = load_average()
     cpu_before = {p.pid: cpu_seconds(p.pid) for p in workers}
     queued_at = time.time()
     run_command(
@@ -573,6 +579,7 @@ def run(args: argparse.Namespace, stack: ExitStack, folder: Path) -> dict:
             raise BenchmarkFailed(f"timeout after {args.timeout} s; rows: {counts}")
         time.sleep(0.25)
     cpu = sum(cpu_seconds(p.pid) - cpu_before[p.pid] for p in workers)
+    load_after = load_average()
     counted, trips, top = monitor.round_trips()
     first, last = monitor.one(
         "SELECT extract(epoch FROM min(sent_at)), extract(epoch FROM max(sent_at)) "
@@ -591,6 +598,7 @@ def run(args: argparse.Namespace, stack: ExitStack, folder: Path) -> dict:
     send_rate = sent / max(1e-9, float(last) - float(first)) if sent else 0.0
     return {
         "subscribers": args.subscribers,
+        "machine load (1-min load average at queue / at the end)": f"{load_before} / {load_after}",
         "rows": counts,
         "sink accepted": accepted,
         "import seconds": import_seconds,
