@@ -163,6 +163,23 @@ def test_full_day_digests_of_200_subscribers_are_unchanged(tmp_path):
     check(outputs, tmp_path, keep_files=False)
 
 
+def test_digests_do_not_depend_on_what_the_caches_hold(tmp_path, monkeypatch):
+    """Tiny caches (evicting all the time) and another order give the same bytes."""
+    from worker import digest_fragments
+
+    for name in ("HIGHLIGHT_CACHE", "KEYWORD_CACHE", "SMALL_CACHE"):
+        monkeypatch.setattr(digest_fragments, name, 3)
+    papers, translations = demo_day()
+    day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, GOLDEN_CONFIG)
+    readers = dict(reversed(demo_readers().items()))
+    check(render_all(day, readers), tmp_path, keep_files=False)
+    day = DayDigest.from_rows(FULL_DAY, full_day(), {}, GOLDEN_CONFIG)
+    readers = dict(reversed(list(full_day_readers().items())[::3]))
+    outputs = render_all(day, readers)
+    stored = json.loads((GOLDEN / "digests.json").read_text())
+    assert outputs and all(digests(output) == stored[name] for name, output in outputs.items())
+
+
 GOLDEN_CONFIG = {
     "DIGEST_MAX_PER_KEYWORD": 25,
     "TRANSLATION_LANGUAGE": "zh",

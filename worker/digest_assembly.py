@@ -110,6 +110,7 @@ def _html(
 ) -> tuple[list[str], int]:
     """The HTML as segments, and its measured size: body.mjml's holes filled."""
     out: list[str] = []
+    preview = _preview(header, plan)
     skeleton = fragments.skeleton(header["listing_date"])
     size = skeleton.size
     for index, name in enumerate(skeleton.holes):
@@ -134,7 +135,7 @@ def _html(
             piece = fragments.footer_links(request.max_per_keyword is None)
             size += fill(out, piece, *(links[hole] for hole in piece.holes))
         else:
-            value = sized(str(escape(_preview(header, plan)[name])))
+            value = sized(str(escape(preview[name])))
             out.append(value.text)
             size += value.size
     out.append(skeleton.parts[-1])
