@@ -217,8 +217,8 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "listing_date"),
-        # A claim looks for a day's queued (or expired sending) rows.
-        Index("ix_deliveries_listing_date_status", "listing_date", "status"),
+        # A claim reads a day's queued (or lapsed sending) rows in id order.
+        Index("ix_deliveries_listing_date_status_id", "listing_date", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 
 from newsletter.db import utcnow
@@ -59,6 +59,23 @@ def worker_name() -> str:
     return f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def _due(now: datetime):
+    """A queued row whose backoff (if any) is over."""
+    return and_(
+        Delivery.status == DeliveryStatus.QUEUED,
+        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+    )
+
+
+def _lapsed(now: datetime, max_attempts: int):
+    """A claimed row whose lease ran out: its worker died."""
+    return and_(
+        Delivery.status == DeliveryStatus.SENDING,
+        Delivery.lease_expires_at < now,
+        Delivery.attempts < max_attempts,
+    )
+
+
 def claimable(now: datetime, max_attempts: int):
     """Queued and due, or held under a lease that lapsed (its worker died).
 
@@ -66,17 +83,7 @@ def claimable(now: datetime, max_attempts: int):
     dispatch queues drain jobs while there are any. A row whose worker died
     `max_attempts` times is left to `give_up_dead_claims`.
     """
-    return or_(
-        and_(
-            Delivery.status == DeliveryStatus.QUEUED,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        ),
-        and_(
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.lease_expires_at < now,
-            Delivery.attempts < max_attempts,
-        ),
-    )
+    return or_(_due(now), _lapsed(now, max_attempts))
 
 
 def claim_batch(
@@ -95,19 +102,28 @@ def claim_batch(
     One more query reads the batch's subscribers and keyword lines.
     """
     now = utcnow()
-    # A materialized CTE: PostgreSQL may re-run an IN (subquery) per row and
-    # then claim more than `size` rows; the CTE is evaluated once.
-    candidates = (
-        select(Delivery.id)
-        .where(Delivery.listing_date == listing_date, claimable(now, max_attempts))
-        .limit(size)
-        .with_for_update(skip_locked=True)
-        .cte("candidates")
-        .prefix_with("MATERIALIZED")
-    )
+
+    # Two materialized CTEs, each an index range of (listing_date, status, id):
+    # a scan of the day's rows would grow with every row already sent, and
+    # PostgreSQL may re-run an IN (subquery) per row and claim too many.
+    # Lapsed claims go first: a dead worker's rows are the oldest work.
+    def locked(condition, name: str):
+        return (
+            select(Delivery.id)
+            .where(Delivery.listing_date == listing_date, condition)
+            .order_by(Delivery.id)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+            .cte(name)
+            .prefix_with("MATERIALIZED")
+        )
+
+    lapsed, due = locked(_lapsed(now, max_attempts), "lapsed"), locked(_due(now), "due")
+    chosen = union_all(select(lapsed.c.id), select(due.c.id)).subquery()
+    candidates = select(chosen.c.id).limit(size)
     claimed = connection.execute(
         update(Delivery)
-        .where(Delivery.id == candidates.c.id)
+        .where(Delivery.id.in_(candidates))
         .values(
             status=DeliveryStatus.SENDING,
             claimed_by=claimer,

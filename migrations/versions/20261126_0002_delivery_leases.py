@@ -21,7 +21,7 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(
-            "ix_deliveries_listing_date_status", ["listing_date", "status"], unique=False
+            "ix_deliveries_listing_date_status_id", ["listing_date", "status", "id"], unique=False
         )
     # Rows claimed under the old scheme are taken again at once: the deploy
     # that runs this migration stopped the workers that held them.
@@ -33,6 +33,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_listing_date_status")
+        batch_op.drop_index("ix_deliveries_listing_date_status_id")
         batch_op.drop_column("next_attempt_at")
         batch_op.drop_column("lease_expires_at")
