@@ -75,6 +75,18 @@ def test_import_stores_valid_rows_confirmed(app, tmp_path, outbox):
     assert outbox.messages() == []
 
 
+def test_import_reads_a_spreadsheet_export_with_bom_and_crlf(app, tmp_path):
+    content = (
+        "\ufeffEmail , Keywords,LANGUAGE,timezone\r\n"
+        'ada@example.org,"diffusion policy\r\nreinforcement learning",en,Europe/Berlin\r\n'
+    )
+    result = run(app, "subscribers", "import", write(tmp_path, content), "--confirmed")
+    assert result.stdout == "imported 1, skipped 0 existing, rejected 0\n", result.output
+    ada = stored()["ada@example.org"]
+    assert ada.keyword_lines == ["diffusion policy", "reinforcement learning"]
+    assert ada.timezone == "Europe/Berlin"
+
+
 def test_import_without_confirmed_sends_each_new_address_the_confirmation(app, tmp_path, outbox):
     db.session().add(Subscriber(email="Old@example.org", email_key="old@example.org"))
     db.session().commit()
