@@ -18,7 +18,12 @@ from newsletter import create_app, db, migrate, subscriptions
 from newsletter.config import ConfigError, config_warnings
 from newsletter.db import utcnow
 from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Subscriber
-from newsletter.subscriber_import import ImportFileError, Rejection, import_subscribers
+from newsletter.subscriber_import import (
+    ImportFileError,
+    Rejection,
+    import_subscribers,
+    read_file,
+)
 from worker import backfill, calendar, ingest, ingest_store, jobs
 from worker.arxiv import ArxivError
 from worker.delivery import dispatch_digests, preview_digest
@@ -344,11 +349,6 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
     the confirmation email. Exits 1 if any row was refused.
     """
 
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise click.ClickException(f"{path}: cannot read: {error.strerror}") from None
     config = current_app.config
 
     def report(rejection: Rejection) -> None:
@@ -363,7 +363,7 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
     try:
         summary = import_subscribers(
             db.session(),
-            data,
+            read_file(path),
             path,
             confirmed=confirmed,
             offered_languages=subscriptions.offered_languages(),

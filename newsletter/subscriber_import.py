@@ -10,7 +10,7 @@ untouched. The caller enqueues confirmation emails after each batch's commit.
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, text
@@ -70,10 +70,21 @@ class ImportSummary:
 # --- reading and validating (pure) ---
 
 
+def read_file(path: str) -> bytes:
+    """The file's bytes, or ImportFileError if it cannot be read or is too large."""
+    try:
+        with open(path, "rb") as file:
+            # One byte over the limit tells; a huge file is never read whole.
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise ImportFileError(f"{path}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImportFileError(f"{path}: more than {MAX_FILE_BYTES:,} bytes; import it in parts")
+    return data
+
+
 def decode_file(data: bytes, name: str) -> str:
     """The file's text; refuse binary data and anything that is not UTF-8."""
-    if len(data) > MAX_FILE_BYTES:
-        raise ImportFileError(f"{name}: {len(data):,} bytes, more than {MAX_FILE_BYTES:,}")
     if b"\0" in data:
         line = data.count(b"\n", 0, data.index(b"\0")) + 1
         raise ImportFileError(f"{name}: line {line} holds a NUL byte; this is not a CSV text file")
@@ -132,7 +143,7 @@ def validate_row(
     line: int,
     columns: list[str],
     record: list[str],
-    offered_languages: list[str],
+    offered_languages: Collection[str],
     check_deliverability: bool,
 ) -> tuple[Candidate | None, str | None]:
     """A Candidate, or the reason the row is refused (the form's messages)."""
@@ -174,7 +185,7 @@ def import_subscribers(
     name: str,
     *,
     confirmed: bool,
-    offered_languages: list[str],
+    offered_languages: Collection[str],
     check_deliverability: bool,
     on_reject: Callable[[Rejection], None],
     after_commit: Callable[[list[int]], None],

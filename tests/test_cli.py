@@ -218,6 +218,17 @@ def test_import_of_a_missing_file_is_a_message(app, tmp_path):
     assert "nope.csv: cannot read: No such file or directory" in result.stderr
 
 
+def test_import_refuses_a_file_over_the_size_limit_without_reading_it_whole(
+    app, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(subscriber_import, "MAX_FILE_BYTES", 100)
+    path = write(tmp_path, HEADER + "ada@example.org,diffusion policy,en,UTC,,\n" * 3)
+    result = run(app, "subscribers", "import", path)
+    assert result.exit_code == 1
+    assert "more than 100 bytes; import it in parts" in result.stderr
+    assert subscriber_count() == 0
+
+
 def test_import_in_batches_and_again_skips_everyone(app, tmp_path, outbox):
     count = subscriber_import.BATCH_SIZE * 2 + 500
     rows = "".join(
