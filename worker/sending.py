@@ -17,6 +17,7 @@ the worker dies its rows are taken by any other drain once the lease lapses.
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -153,24 +154,46 @@ class Sender:
     def send_batch(
         self, batch: list[Claim], claimer: str, mailer: Mailer, heartbeat: Heartbeat
     ) -> None:
-        """Send each claimed row; on a stop, give the untried rows back."""
-        for index, claim in enumerate(batch):
-            if not heartbeat.valid():
-                self.summary.stopped = "lease renewals failed (database unreachable)"
-            if self.summary.stopped:
-                untried = [c.id for c in batch[index:]]
-                try:
-                    self.connection.run(lambda c, ids=untried: ledger.release(c, ids, claimer))
-                except Exception:  # their leases lapse instead; any drain takes them then
-                    log.exception("could not give back %d claimed rows", len(untried))
-                log.error(
-                    "drain of %s stopped; %d claimed rows given back: %s",
-                    self.listing_date,
-                    len(untried),
-                    self.summary.stopped,
-                )
-                return
-            self.send_one(claim, claimer, mailer)
+        """Send each claimed row; on a stop, give the untried rows back.
+
+        The next row's message is built on a second thread while this row's
+        SMTP exchange and ledger update wait on the network (the build is CPU,
+        the waits are not); a message still goes only once the one before it
+        is recorded, so a crash repeats at most the one in flight.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
+            upcoming = builder.submit(self._build, batch[0])
+            for index, claim in enumerate(batch):
+                built = upcoming.result()
+                if index + 1 < len(batch):
+                    upcoming = builder.submit(self._build, batch[index + 1])
+                if not heartbeat.valid():
+                    self.summary.stopped = "lease renewals failed (database unreachable)"
+                if self.summary.stopped:
+                    self._give_back([c.id for c in batch[index:]], claimer)
+                    return
+                self.send_one(claim, claimer, mailer, built)
+
+    def _give_back(self, untried: list[int], claimer: str) -> None:
+        try:
+            self.connection.run(lambda c: ledger.release(c, untried, claimer))
+        except Exception:  # their leases lapse instead; any drain takes them then
+            log.exception("could not give back %d claimed rows", len(untried))
+        log.error(
+            "drain of %s stopped; %d claimed rows given back: %s",
+            self.listing_date,
+            len(untried),
+            self.summary.stopped,
+        )
+
+    def _build(self, claim: Claim) -> bytes | Exception | None:
+        """The row's message, the error that stopped it, or None if it is not to be sent."""
+        if claim.status is not SubscriberStatus.CONFIRMED:
+            return None
+        try:
+            return self.message(claim)
+        except Exception as error:  # reported by send_one, in order
+            return error
 
     def message(self, claim: Claim) -> bytes:
         """The row's message as wire bytes, with its stored Message-ID."""
@@ -191,19 +214,20 @@ class Sender:
             date=utcnow(),
         )
 
-    def send_one(self, claim: Claim, claimer: str, mailer: Mailer) -> None:
+    def send_one(
+        self, claim: Claim, claimer: str, mailer: Mailer, raw: bytes | Exception | None
+    ) -> None:
+        """Send one row's built message (see `_build`) and record the outcome."""
         config, summary, run = self.config, self.summary, self.connection.run
         if claim.status is not SubscriberStatus.CONFIRMED:
             why = f"subscriber {claim.status.value}"
             run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.SKIPPED, why))
             summary.skipped += 1
             return
-        try:
-            raw = self.message(claim)
-        except Exception as error:
+        if isinstance(raw, Exception) or raw is None:
             # One digest that cannot be rendered must not hold up the rest.
-            log.exception("delivery %d: rendering failed", claim.id)
-            why = f"render failed: {error!r}"
+            log.error("delivery %d: rendering failed", claim.id, exc_info=raw)
+            why = f"render failed: {raw!r}"
             run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, why))
             summary.failed += 1
             return
