@@ -339,6 +339,36 @@ def test_two_draining_workers_with_their_own_connections_never_send_a_row_twice(
     assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
 
 
+def test_a_live_worker_slower_than_its_lease_keeps_its_claims(redis_url, sink, demo, app):
+    app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=12)
+    subscribers = add_many(12)
+    dispatch_digests(demo)  # rows made, drain jobs left on Redis
+    app.config.update(REDIS_URL=None, DELIVERY_LEASE_SECONDS=1)
+    sink.hold = 0.25  # one batch takes ~3 s, three leases: only the heartbeat keeps it
+    results: dict[str, SendSummary] = {}
+    errors = []
+
+    def slow():
+        with app.app_context():
+            try:
+                results["slow"] = drain_day(DEMO.isoformat())
+            except Exception as error:  # reported below
+                errors.append(error)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(1.5)  # past the first lease
+    other = SendSummary()
+    while thread.is_alive():  # another worker keeps looking for lapsed claims
+        other.add(drain_day(DEMO.isoformat()))
+        time.sleep(0.1)
+    thread.join()
+
+    assert errors == [] and results["slow"].sent == 12
+    assert other.sent == 0 and other.not_claimed > 0  # it saw the rows, held by a live worker
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
+
+
 @pytest.mark.parametrize(
     ("where", "replies", "status", "error", "bounces"),
     [
