@@ -30,7 +30,6 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from emails import RenderedEmail
 from newsletter import db
 from newsletter.db import utcnow
 from newsletter.models import (
@@ -43,7 +42,7 @@ from newsletter.models import (
 )
 from newsletter.tokens import subscriber_links
 from worker import calendar, digest, ledger
-from worker.digest import DayDigest, Reader, Sections
+from worker.digest import DayDigest, DigestEmail, Reader, Sections
 from worker.mail import new_message_id
 from worker.queue import enqueue, redis_connection
 from worker.sending import SendSummary, day_digest, drain_day
@@ -294,7 +293,7 @@ def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict]
 
 def preview_digest(
     session: Session, config: dict, subscriber: Subscriber, listing_date: date
-) -> RenderedEmail:
+) -> DigestEmail:
     """`subscriber`'s digest of `listing_date` as it would be (or was) sent; sends nothing."""
     delivery = session.scalar(
         select(Delivery).where(
