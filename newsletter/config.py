@@ -148,7 +148,8 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "DKIM_PRIVATE_KEY_PATH": env("DKIM_PRIVATE_KEY_PATH") or None,
         # Hard bounces (5xx at RCPT/DATA) after which a subscriber is suppressed.
         "BOUNCE_LIMIT": _int("BOUNCE_LIMIT", env("BOUNCE_LIMIT", "3")),
-        # Retries of one message after a 4xx reply or a lost connection, with
+        # Reconnects after a lost or refused connection (and, for account emails,
+        # retries after a 4xx; a digest's 4xx defers its row instead), with
         # exponential backoff from SMTP_RETRY_DELAY seconds (1, 2, 4 s ...).
         "SMTP_RETRIES": _int("SMTP_RETRIES", env("SMTP_RETRIES", "3")),
         "SMTP_RETRY_DELAY": _float("SMTP_RETRY_DELAY", env("SMTP_RETRY_DELAY", "1")),
