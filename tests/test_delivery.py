@@ -795,3 +795,23 @@ def test_a_database_outage_while_marking_rows_sent_loses_nothing_and_sends_nothi
     assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
     assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
     assert {row.attempts for row in deliveries()} == {1}
+
+
+def test_a_digest_that_cannot_be_rendered_fails_alone(redis_url, sink, demo, app):
+    app.config["REDIS_URL"] = redis_url
+    broken, fine = (
+        add_subscriber("broken@example.com", [DP]),
+        add_subscriber("ok@example.com", [DP]),
+    )
+    dispatch_digests(demo)  # rows made, drain jobs left on Redis
+    app.config["REDIS_URL"] = None
+    row = next(r for r in deliveries() if r.subscriber_id == broken.id)
+    row.sections = [["a keyword without its papers"]]  # not what dispatch writes
+    db.session().commit()
+
+    summary = drain_day(DEMO.isoformat())
+
+    assert (summary.sent, summary.failed) == (1, 1)
+    assert recipients(sink) == Counter({fine.email: 1})
+    failed = next(r for r in deliveries() if r.subscriber_id == broken.id)
+    assert failed.status is DeliveryStatus.FAILED and failed.error.startswith("render failed")
