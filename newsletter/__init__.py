@@ -41,9 +41,19 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     return app
 
 
+def instance_path() -> str | None:
+    """NEWSLETTER_INSTANCE_PATH made absolute, or None for Flask's `instance/` beside the package.
+
+    Read before the settings, since the settings' defaults (the SQLite file, the
+    outbox) live in the instance folder.
+    """
+    path = os.environ.get("NEWSLETTER_INSTANCE_PATH", "").strip()
+    return os.path.abspath(path) if path else None
+
+
 def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     """The app without the start-up checks; raises ConfigError on a bad setting."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path())
     os.makedirs(app.instance_path, exist_ok=True)
     environ = dict(os.environ)
     if test_config and test_config.get("SECRET_KEY"):

@@ -3,13 +3,17 @@
 Each command runs inside an app context made by `create_app`.
 """
 
+import json
+import logging
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, with_appcontext
 from sqlalchemy import func, select
 from werkzeug.serving import run_simple
@@ -17,7 +21,14 @@ from werkzeug.serving import run_simple
 from newsletter import create_app, db, migrate, subscriptions
 from newsletter.config import ConfigError, config_warnings
 from newsletter.db import utcnow
-from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Subscriber
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    FeedFetch,
+    ListingDay,
+    Paper,
+    Subscriber,
+)
 from newsletter.subscriber_import import (
     ImportFileError,
     Rejection,
@@ -41,12 +52,60 @@ from worker.schedule import (
 )
 from worker.translation import translate_day
 
+# `newsletter dev` writes this into the instance folder: the settings it ran
+# with. Other commands in a shell with neither SECRET_KEY nor DATABASE_URL set
+# then work on that dev instance. A production process always has SECRET_KEY
+# set (it refuses to start without it), so it never reads the marker.
+DEV_MARKER = "dev-instance.json"
+# The settings `newsletter dev` chooses for itself when the environment does not.
+DEV_SETTINGS = ("BASE_URL", "TRANSLATION_BACKEND")
+
+
+def instance_folder() -> Path:
+    """The instance folder `build_app` uses (NEWSLETTER_INSTANCE_PATH or Flask's default)."""
+    from newsletter import instance_path
+
+    return Path(Flask("newsletter", instance_path=instance_path()).instance_path)
+
+
+def dev_marker() -> Path | None:
+    """The dev instance's marker when this shell should use it, else None."""
+    if os.environ.get("SECRET_KEY", "").strip() or os.environ.get("DATABASE_URL", "").strip():
+        return None
+    marker = instance_folder() / DEV_MARKER
+    return marker if marker.is_file() else None
+
+
+def write_dev_marker(settings: dict[str, str]) -> Path:
+    """Record the dev instance's settings (called by `newsletter dev`)."""
+    marker = instance_folder() / DEV_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    return marker
+
+
+def use_dev_instance() -> Path | None:
+    """Take the dev instance's settings into this process if `dev_marker` says so."""
+    marker = dev_marker()
+    if marker is None:
+        return None
+    try:
+        settings = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"{marker} is not readable ({error}); run `newsletter dev` again"
+        ) from None
+    for name in DEV_SETTINGS:
+        if isinstance(settings.get(name), str):
+            os.environ.setdefault(name, settings[name])
+    return marker
+
 
 def create_cli_app():
     """The app for a command; a bad setting or a dependency down is one line, not a traceback.
 
-    Listing the commands (`newsletter --help`) builds the app too, but needs no
-    database: only a running command checks the database and Redis.
+    Resolving a command builds the app too, but needs no database: only a
+    running command checks the database and Redis.
     """
     from newsletter import build_app
     from newsletter.dependencies import check_dependencies
@@ -54,17 +113,34 @@ def create_cli_app():
     context = click.get_current_context(silent=True)
     running = context is not None and context.parent is not None
     try:
-        app = build_app()
+        marker = use_dev_instance()
+        app = build_app(dev=marker is not None)
+        app.config["DEV_INSTANCE"] = str(marker) if marker else None
         if running:
             check_dependencies(app)
     except ConfigError as error:
+        message = str(error)
+        if "SECRET_KEY" in message:
+            message += "; or run `newsletter dev` first and use its dev instance"
         if running:
-            raise click.ClickException(str(error)) from None
-        raise NoAppException(str(error)) from None
+            raise click.ClickException(message) from None
+        raise NoAppException(message) from None
     return app
 
 
-@click.group(cls=FlaskGroup, create_app=create_cli_app, add_version_option=False)
+class CommandGroup(FlaskGroup):
+    """Flask's group, whose command list needs no app: every command is defined here.
+
+    Flask's own `list_commands` loads the app to add its `app.cli` commands
+    (this app has none), so `newsletter --help` printed a settings error.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return sorted(click.Group.list_commands(self, ctx))
+
+
+@click.group(cls=CommandGroup, create_app=create_cli_app, add_version_option=False)
 def main() -> None:
     """arXiv digest newsletter: web, worker, scheduler and operator commands."""
 
@@ -145,15 +221,17 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
 def status_command(days: int, date_text: str | None) -> None:
     """Show the last listing dates ingested (counts, warnings, deliveries) and the next one expected."""
 
+    click.echo(_instance_line(current_app.config))
     for warning in config_warnings(current_app.config):
         click.echo(f"warning: {warning}")
     listing_date = _parse_date_option("--date", date_text)
     if listing_date is not None:
         day = _day_status(listing_date)
+        papers = _paper_counts([listing_date])[listing_date]
         if day is None:
-            click.echo(f"{listing_date}: nothing ingested")
+            click.echo(f"{listing_date}: {not_listed_message(listing_date) or 'nothing ingested'}")
         else:
-            _echo_day(day)
+            _echo_day(day, papers)
         _echo_deliveries(listing_date, _delivery_counts([listing_date])[listing_date])
         return
     now = utcnow()
@@ -167,10 +245,36 @@ def status_command(days: int, date_text: str | None) -> None:
     recent = ingest_store.recent_days(days)
     if not recent:
         click.echo("nothing ingested yet")
-    counts = _delivery_counts([day.listing_date for day in recent])
+    dates = [day.listing_date for day in recent]
+    counts = _delivery_counts(dates)
+    papers = _paper_counts(dates)
     for day in recent:
-        _echo_day(day)
+        _echo_day(day, papers[day.listing_date])
         _echo_deliveries(day.listing_date, counts[day.listing_date])
+
+
+def _instance_line(config) -> str:
+    """Which settings this command runs on: say so, since the dev marker can choose them."""
+    if config.get("DEV_INSTANCE"):
+        return (
+            f"instance: dev (settings of `newsletter dev` from {config['DEV_INSTANCE']}, "
+            f"database {config['DATABASE_URL']})"
+        )
+    mode = "dev mode" if config["DEV"] else "production"
+    return f"instance: {mode} (settings from the environment)"
+
+
+def not_listed_message(listing_date: date) -> str | None:
+    """None for a listing date; else why arXiv lists nothing then and the nearest listing dates."""
+    if calendar.is_listing_date(listing_date):
+        return None
+    before = calendar.previous_listing_date(listing_date)
+    after = calendar.next_listing_date(listing_date)
+    why = "a weekend" if listing_date.weekday() >= 5 else "an arXiv holiday"
+    return (
+        f"arXiv lists nothing on {listing_date:%A} {listing_date} ({why}): "
+        f"the nearest listing dates are {before:%a} {before} and {after:%a} {after}"
+    )
 
 
 def _day_status(listing_date: date) -> ingest_store.DayStatus | None:
@@ -187,11 +291,28 @@ def _day_status(listing_date: date) -> ingest_store.DayStatus | None:
     return ingest_store.DayStatus(listing_date, day.completed_at, list(fetches))
 
 
-def _echo_day(day: ingest_store.DayStatus) -> None:
-    counts = day.counts
+def _paper_counts(listing_dates: list[date]) -> dict[date, Counter]:
+    """Papers stored per announce type for each listing date, from the papers table, in one query.
+
+    What the digests are made from: the demo day and `ingest --file` store papers
+    with no feed fetch, so the fetch records alone said 0 for a full day.
+    """
+    result: dict[date, Counter] = {day: Counter() for day in listing_dates}
+    if listing_dates:
+        rows = db.session().execute(
+            select(Paper.listing_date, Paper.announce_type, func.count())
+            .where(Paper.listing_date.in_(listing_dates))
+            .group_by(Paper.listing_date, Paper.announce_type)
+        )
+        for listing_date, announce_type, count in rows:
+            result[listing_date][announce_type.value] = count
+    return result
+
+
+def _echo_day(day: ingest_store.DayStatus, papers: Counter) -> None:
     state = f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
-    types = ", ".join(f"{counts[t]} {t}" for t in ingest_store.TYPE_RANK)
-    click.echo(f"{day.listing_date} {state}: {sum(counts.values())} items ({types})")
+    types = ", ".join(f"{papers[t]} {t}" for t in ingest_store.TYPE_RANK)
+    click.echo(f"{day.listing_date} {state}: {sum(papers.values())} papers stored ({types})")
     for fetch in day.fetches:
         line = (
             f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
@@ -248,6 +369,9 @@ def _digest_date(date_text: str | None):
         if listing_date is None:
             raise click.ClickException("no complete listing date yet; ingest one first")
         return listing_date
+    not_listed = not_listed_message(listing_date)
+    if not_listed:
+        raise click.ClickException(not_listed)
     day = session.get(ListingDay, listing_date)
     if day is None or day.completed_at is None:
         raise click.ClickException(
@@ -265,11 +389,11 @@ def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> 
     """Print EMAIL's digest of a listing date without sending it."""
 
     session = db.session()
+    listing_date = _digest_date(date_text)
     key = email.strip().casefold()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if subscriber is None:
         raise click.ClickException(f"no subscriber with the address {email.strip()[:320]!r}")
-    listing_date = _digest_date(date_text)
     rendered = preview_digest(session, current_app.config, subscriber, listing_date)
     status = subscriber.status.value
     if status != "confirmed":
@@ -427,7 +551,12 @@ def scheduler_command() -> None:
 @main.command("dev", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def dev_command(host: str, port: int) -> None:
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also poll arXiv every 15 minutes, as production does (default: the demo day only).",
+)
+def dev_command(host: str, port: int, live: bool) -> None:
     """Run everything in one process on embedded defaults: web, jobs, scheduler, outbox."""
     os.environ.setdefault("BASE_URL", f"http://{host}:{port}")
     # Bilingual digests from the sample day's recorded translations, no API key.
@@ -437,21 +566,117 @@ def dev_command(host: str, port: int) -> None:
         migrate.upgrade()
         demo_date = load_demo(db.session())
         db.session().commit()
+    marker = write_dev_marker({name: app.config[name] for name in DEV_SETTINGS})
+    quiet = QuietSteps()
+    quiet.install()
     stop = threading.Event()
-    steps = [(poll, POLL_INTERVAL_SECONDS), (lambda: queue_day(demo_date), 15.0)]
+    steps: list[tuple[Callable[[], None], float]] = [
+        (lambda: dispatch_quietly(quiet, demo_date), 15.0)
+    ]
+    if live:
+        steps.append((lambda: poll_quietly(quiet), POLL_INTERVAL_SECONDS))
     for step, seconds in steps:
         threading.Thread(target=run_every, args=(app, stop, step, seconds), daemon=True).start()
+    polling = (
+        "  Polling arXiv every 15 minutes (--live).\n"
+        if live
+        else "  arXiv is not polled (run `newsletter dev --live` to ingest today's listing).\n"
+    )
     click.echo(
         f"\n  arXiv digest is running (dev mode, SQLite at {app.config['DATABASE_URL']}).\n"
         f"  Open {app.config['BASE_URL']}/ to subscribe; mail appears at "
         f"{app.config['BASE_URL']}/dev/outbox/\n"
         f"  Demo listing date {demo_date}: subscribe with 'reinforcement learning' and\n"
         f"  'diffusion policy' to get its digest within a minute of confirming.\n"
+        f"{polling}"
+        f"  Other commands in this shell (`newsletter status`, ...) use this instance\n"
+        f"  while SECRET_KEY and DATABASE_URL are unset ({marker}).\n"
     )
     try:
         run_simple(host, port, app, threaded=True)
     finally:
         stop.set()
+
+
+class QuietSteps(logging.Filter):
+    """Holds back the log records of a dev scheduler step, so the step decides what is shown.
+
+    Installed on the root logger's handlers by `newsletter dev`: a step that
+    found nothing to do prints nothing, and a failed arXiv poll prints one
+    line instead of every retry and every group's error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held = threading.local()
+
+    def install(self) -> None:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = getattr(self._held, "records", None)
+        if held is None:
+            return True
+        held.append(record)
+        return False
+
+    def hold(self) -> None:
+        self._held.records = []
+
+    def release(self) -> list[logging.LogRecord]:
+        records, self._held.records = self._held.records, None
+        return records
+
+
+def emit(records: list[logging.LogRecord]) -> None:
+    """Log records held back by `QuietSteps`, as they would have been."""
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+
+
+def dispatch_quietly(quiet: QuietSteps, listing_date: date) -> None:
+    """The dev scheduler's dispatch of the demo day, logged only when it did something."""
+    day = db.session().get(ListingDay, listing_date)
+    if day is None or day.translated_at is None:
+        queue_day(listing_date)  # the translation job first: rare, so logged as it is
+        return
+    quiet.hold()
+    try:
+        summary = dispatch_digests(listing_date)
+    finally:
+        records = quiet.release()
+    if (
+        summary.queued
+        or summary.skipped
+        or summary.claimable
+        or summary.given_up
+        or any(record.levelno >= logging.WARNING for record in records)
+    ):
+        emit(records)
+
+
+def poll_quietly(quiet: QuietSteps) -> None:
+    """The dev scheduler's arXiv poll (--live): its lines if it worked, one warning if not."""
+    log = logging.getLogger("newsletter.dev")
+    quiet.hold()
+    try:
+        poll()
+    except Exception as error:  # the next poll tries again; one line, no traceback
+        quiet.release()
+        log.warning(
+            "arXiv poll failed (%s: %s); next poll in 15 minutes", type(error).__name__, error
+        )
+        return
+    records = quiet.release()
+    problems = [record for record in records if record.levelno >= logging.WARNING]
+    if not problems:
+        emit(records)
+        return
+    first = problems[0].getMessage().splitlines()[0]
+    log.warning(
+        "arXiv poll: %d problem(s), first: %s; next poll in 15 minutes", len(problems), first
+    )
 
 
 if __name__ == "__main__":

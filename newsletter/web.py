@@ -10,7 +10,7 @@ import logging
 import secrets
 from urllib.parse import unquote_to_bytes
 
-from flask import Flask, abort, current_app, render_template, request, session
+from flask import Flask, abort, current_app, render_template, request, send_from_directory, session
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -44,6 +44,7 @@ def init_app(app: Flask) -> None:
     app.before_request(check_body)
     app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.add_url_rule("/favicon.ico", "favicon", favicon)
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, render_error)
     # Connection-level failures only: a constraint or data error is a bug, a 500.
@@ -61,6 +62,17 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["BASE_URL"].startswith("https://"),
+    )
+
+
+# Browsers ask for /favicon.ico on every site; a day in their cache.
+FAVICON_MAX_AGE = 24 * 3600
+
+
+def favicon():
+    """The site's icon at the path browsers ask for without a <link rel=icon>."""
+    return send_from_directory(
+        current_app.static_folder, "favicon.ico", max_age=FAVICON_MAX_AGE, mimetype="image/x-icon"
     )
 
 
