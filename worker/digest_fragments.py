@@ -37,10 +37,13 @@ from worker.digest_pieces import LRU, Fragment, Sized, fragment, hole, sized
 from worker.digest_text import limit_lines, wrap_text
 from worker.matching import TextTokens, line_variants, text_tokens
 
-# Highlighted (title, abstract) pairs kept per day: ~3 KB each, so ~60 MB at most.
-HIGHLIGHT_CACHE = 20_000
-# Keyword lines whose pieces are kept (a day has ~30,000 distinct ones): ~1 KB each.
-KEYWORD_CACHE = 40_000
+# Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines):
+# ~75% of highlights hit and the worker stays near 230 MB; larger caches hit a
+# little more for tens of MB. Highlighted (title, abstract) pairs: ~3 KB each
+# (a pair without any <mark> is the paper's own escaped text, no copy).
+HIGHLIGHT_CACHE = 16_000
+# Keyword lines whose pieces are kept: ~2 KB each.
+KEYWORD_CACHE = 16_000
 # Other small pieces: "matched:" lists of several lines, headers, "N more" notes.
 SMALL_CACHE = 20_000
 
