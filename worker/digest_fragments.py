@@ -38,9 +38,9 @@ from worker.digest_text import limit_lines, wrap_text
 from worker.matching import TextTokens, line_variants, text_tokens
 
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines):
-# ~75% of highlights hit and the worker stays near 230 MB; larger caches hit a
-# little more for tens of MB. Highlighted (title, abstract) pairs: ~3 KB each
-# (a pair without any <mark> is the paper's own escaped text, no copy).
+# the process stays near 230 MB; at 20,000 entries ~70% of highlight lookups
+# hit. Highlighted (title, abstract) pairs: up to ~3 KB each (a text without
+# any <mark> is the paper's own escaped text, not a copy).
 HIGHLIGHT_CACHE = 16_000
 # Keyword lines whose pieces are kept: ~2 KB each.
 KEYWORD_CACHE = 16_000
