@@ -16,6 +16,7 @@ Lines end in CRLF, ready for smtplib, which sends bytes as they are.
 
 import binascii
 import secrets
+import threading
 from base64 import b64encode
 from collections import OrderedDict
 from datetime import datetime
@@ -47,22 +48,26 @@ class SegmentCache:
         self.size = 0
         self._entries: OrderedDict[str, bytes] = OrderedDict()
         self._small = lru_cache(maxsize=_SMALL_ENTRIES)(encode_qp)
+        self._lock = threading.Lock()
 
     def encode(self, segment: str) -> bytes:
         if len(segment) < _SMALL_CHARS:
             return self._small(segment)
-        encoded = self._entries.get(segment)
-        if encoded is not None:
-            self._entries.move_to_end(segment)
-            return encoded
+        with self._lock:  # drains in threads of one process share the cache
+            encoded = self._entries.get(segment)
+            if encoded is not None:
+                self._entries.move_to_end(segment)
+                return encoded
         encoded = encode_qp(segment)
         if len(segment) > _CACHE_MAX_CHARS:
             return encoded
-        self._entries[segment] = encoded
-        self.size += len(encoded)
-        while self.size > self.max_bytes and self._entries:
-            _, dropped = self._entries.popitem(last=False)
-            self.size -= len(dropped)
+        with self._lock:
+            if segment not in self._entries:
+                self._entries[segment] = encoded
+                self.size += len(encoded)
+            while self.size > self.max_bytes and self._entries:
+                _, dropped = self._entries.popitem(last=False)
+                self.size -= len(dropped)
         return encoded
 
 
