@@ -9,6 +9,7 @@ bytes, so a digest's size is a sum of known sizes rather than an encode.
 
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -89,30 +90,32 @@ def fill_text(out: list[str], piece: Fragment, *values: str) -> None:
         index += 1
 
 
-class LRU(dict):
-    """A dict that forgets its least recently used keys past `limit`."""
+class LRU(OrderedDict):
+    """A dict that forgets its least recently used keys past `limit`.
+
+    An OrderedDict: moving a key to the end and dropping the first are O(1)
+    (a plain dict's first key is found by skipping the holes left by pops).
+    """
 
     def __init__(self, limit: int):
         super().__init__()
         self.limit = limit
 
     def get_or_make(self, key, make: Callable[[], object]):
-        value = self.pop(key, self)
-        if value is self:
+        value = self.find(key)
+        if value is None:
             value = make()
-            if len(self) >= self.limit:
-                del self[next(iter(self))]
-        self[key] = value
+            self.put(key, value)
         return value
 
     def find(self, key):
         """The value of `key` (now the most recently used), or None."""
-        value = self.pop(key, None)
+        value = self.get(key)
         if value is not None:
-            self[key] = value
+            self.move_to_end(key)
         return value
 
     def put(self, key, value) -> None:
-        if len(self) >= self.limit:
-            del self[next(iter(self))]
         self[key] = value
+        if len(self) > self.limit:
+            self.popitem(last=False)
