@@ -312,7 +312,7 @@ def _paper_counts(listing_dates: list[date]) -> dict[date, Counter]:
 def _echo_day(day: ingest_store.DayStatus, papers: Counter) -> None:
     state = f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
     types = ", ".join(f"{papers[t]} {t}" for t in ingest_store.TYPE_RANK)
-    click.echo(f"{day.listing_date} {state}: {sum(papers.values())} papers stored ({types})")
+    click.echo(f"{day.listing_date} {state}: {sum(papers.values())} items ({types}) stored")
     for fetch in day.fetches:
         line = (
             f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
@@ -673,6 +673,9 @@ def poll_quietly(quiet: QuietSteps) -> None:
     if not problems:
         emit(records)
         return
+    # The groups that failed (errors) say more than the retries before them (warnings).
+    errors = [record for record in problems if record.levelno >= logging.ERROR]
+    problems = errors or problems
     first = problems[0].getMessage().splitlines()[0]
     log.warning(
         "arXiv poll: %d problem(s), first: %s; next poll in 15 minutes", len(problems), first

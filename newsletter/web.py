@@ -122,7 +122,7 @@ def add_security_headers(response):
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    if request.endpoint and request.endpoint != "static":
+    if request.endpoint and request.endpoint not in ("static", "favicon"):
         response.headers["Cache-Control"] = "no-store"
     if current_app.config["BASE_URL"].startswith("https://"):
         response.headers["Strict-Transport-Security"] = HSTS

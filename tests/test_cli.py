@@ -13,13 +13,16 @@ from newsletter import db, subscriber_import
 from newsletter.cli import main
 from newsletter.db import utcnow
 from newsletter.models import (
+    AnnounceType,
     Delivery,
     DeliveryStatus,
     Keyword,
     ListingDay,
+    Paper,
     Subscriber,
     SubscriberStatus,
 )
+from worker.demo import load_demo
 from worker.mail import new_message_id
 from worker.queue import QUEUE_NAME
 
@@ -363,6 +366,7 @@ def test_status_of_a_date_never_ingested(app):
     result = run(app, "status", "--date", "2024-11-27")
     assert result.exit_code == 0, result.output
     assert result.stdout == (
+        "instance: production (settings from the environment)\n"
         "2024-11-27: nothing ingested\n"
         "deliveries 2024-11-27: 0 sent, 0 queued, 0 sending, 0 failed, 0 skipped\n"
     )
@@ -373,7 +377,9 @@ def test_status_starts_with_the_settings_warnings(app, args):
     assert app.config["BASE_URL"] == "http://digest.test" and not app.config["DEV"]
     result = run(app, *args)
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("warning: BASE_URL is 'http://digest.test', not https")
+    first, second = result.stdout.splitlines()[:2]
+    assert first == "instance: production (settings from the environment)"
+    assert second.startswith("warning: BASE_URL is 'http://digest.test', not https")
     assert result.stdout.count("warning: ") == 1
 
 
@@ -381,3 +387,75 @@ def test_status_refuses_a_bad_date(app):
     result = run(app, "status", "--date", "28/11/2024")
     assert result.exit_code == 1
     assert "--date must be a date like 2024-11-28" in result.stderr
+
+
+def test_status_counts_the_papers_stored_not_the_feed_fetches(app):
+    """The demo day is stored without any feed fetch; status said `0 items` for its 66 papers."""
+    app.config["BASE_URL"] = "https://digest.test"
+    demo_date = load_demo(db.session())
+    db.session().commit()
+    add_deliveries(demo_date, [DeliveryStatus.SENT, DeliveryStatus.SENT, DeliveryStatus.SKIPPED])
+    for args in (["status"], ["status", "--date", demo_date.isoformat()]):
+        result = run(app, *args)
+        assert result.exit_code == 0, result.output
+        assert (
+            f"{demo_date} complete " in result.stdout
+            and ": 66 items (66 new, 0 cross, 0 replace, 0 replace-cross) stored\n" in result.stdout
+        )
+        assert (
+            f"deliveries {demo_date}: 2 sent, 0 queued, 0 sending, 0 failed, 1 skipped\n"
+            in result.stdout
+        )
+
+
+def test_status_counts_papers_by_announce_type(app):
+    complete_day()
+    session = db.session()
+    for n, kind in enumerate(["new", "new", "cross", "replace", "replace-cross"]):
+        session.add(
+            Paper(
+                arxiv_id=f"2411.{n:05d}",
+                version=1,
+                title="t",
+                authors=["A"],
+                categories=["cs.LG"],
+                abstract="a",
+                listing_date=DAY,
+                announce_type=AnnounceType(kind),
+            )
+        )
+    session.commit()
+    result = run(app, "status", "--date", DAY.isoformat())
+    assert ": 5 items (2 new, 1 cross, 1 replace, 1 replace-cross) stored\n" in result.stdout
+
+
+# --- dates arXiv does not list ---
+
+
+@pytest.mark.parametrize(
+    "day, words, before, after",
+    [
+        ("2026-05-30", "Saturday 2026-05-30 (a weekend)", "Fri 2026-05-29", "Mon 2026-06-01"),
+        ("2026-05-31", "Sunday 2026-05-31 (a weekend)", "Fri 2026-05-29", "Mon 2026-06-01"),
+        # Thanksgiving Thursday 2023: no announcement, so no listing dated Friday 24 November.
+        ("2023-11-24", "Friday 2023-11-24 (an arXiv holiday)", "Thu 2023-11-23", "Mon 2023-11-27"),
+    ],
+)
+def test_a_date_arxiv_does_not_list_is_named_with_the_nearest_listing_dates(
+    app, day, words, before, after
+):
+    app.config["TRANSLATION_BACKEND"] = "recorded"
+    load_demo(db.session())
+    db.session().add(Subscriber(email="alice@example.org", email_key="alice@example.org"))
+    db.session().commit()
+    expected = f"arXiv lists nothing on {words}: the nearest listing dates are {before} and {after}"
+    for args in (
+        ["digest", "preview", "alice@example.org", "--date", day],
+        ["digest", "send", "--date", day],
+        ["translate", "--date", day],
+    ):
+        result = run(app, *args)
+        assert result.exit_code == 1
+        assert result.stderr == f"Error: {expected}\n"
+    status = run(app, "status", "--date", day)
+    assert f"{day}: {expected}\n" in status.stdout
