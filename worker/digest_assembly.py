@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import escape
 
 from worker.calendar import announcement_instant
-from worker.digest_fragments import DayFragments
+from worker.digest_fragments import DayFragments, KeywordPieces
 from worker.digest_layout import (
     HTML_BUDGET,
     Section,
@@ -78,11 +78,16 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         for name, url in request.links.items()
     }
     dates = _dates(listing_date, request.zone, request.timezone, request.generated_at)
+    # This digest's keyword lines, looked up once (each is used several times).
+    keywords = {
+        keyword: fragments.keyword(keyword)
+        for keyword in (*request.keywords, *(keyword for keyword, _ in request.sections))
+    }
     if not full_page:
         fit_plan(plan)
     numbers = settle_plan(plan)
     header = _header(dates, len(entries), len(numbers))
-    html, size = _html(fragments, request, header, plan, numbers, lines, links)
+    html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
     if not full_page:
         # The size estimates are rough: cut by the measured overshoot until it
         # fits (usually zero or one more round).
@@ -92,8 +97,8 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
             refit_plan(plan, size)
             numbers = settle_plan(plan)
             header = _header(dates, len(entries), len(numbers))
-            html, size = _html(fragments, request, header, plan, numbers, lines, links)
-    text = _text(fragments, request, header, plan, numbers, lines)
+            html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
+    text = _text(fragments, keywords, request, header, plan, numbers, lines)
     if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
         text = [limit_lines("".join(text))]
     return Digest(_subject(fragments, header, plan), tuple(text), tuple(html))
@@ -101,6 +106,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
 
 def _html(
     fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
     request: Request,
     header: dict,
     plan: list[Section],
@@ -116,18 +122,18 @@ def _html(
     for index, name in enumerate(skeleton.holes):
         out.append(skeleton.parts[index])
         if name == "entries":
-            size += _html_entries(out, fragments, plan, numbers, lines, links["view_url"])
+            size += _html_entries(out, fragments, keywords, plan, numbers, lines, links["view_url"])
         elif name == "summary":
             piece = fragments.summary(_summary_values(header))
             size += fill(out, piece, *(links[hole] for hole in piece.holes))
         elif name == "section_links":
             for n, section in enumerate(plan, start=1):
-                counted = fragments.keyword(section.keyword).counted(section.count)
+                counted = keywords[section.keyword].counted(section.count)
                 link = counted.last_link if n == len(plan) else counted.link
                 size += fill(out, link, _anchor(section.anchor))
         elif name == "footer_keywords":
             for n, keyword in enumerate(request.keywords, start=1):
-                pieces = fragments.keyword(keyword)
+                pieces = keywords[keyword]
                 item = pieces.last_footer_html if n == len(request.keywords) else pieces.footer_html
                 out.append(item.text)
                 size += item.size
@@ -145,6 +151,7 @@ def _html(
 def _html_entries(
     out: list[str],
     fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
     plan: list[Section],
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
@@ -153,16 +160,16 @@ def _html_entries(
     size = 0
     matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
     for section in plan:
-        pieces = fragments.keyword(section.keyword)
+        pieces = keywords[section.keyword]
         size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
         for item in section.items:
             listing = item.entry
             if item.kind == "full":
-                keywords = lines[listing.arxiv_id]
-                title, abstract = fragments.highlighted(listing.entry, keywords)
-                found = matched.get(keywords)
+                matched_by = lines[listing.arxiv_id]
+                title, abstract = fragments.highlighted(listing.entry, matched_by)
+                found = matched.get(matched_by)
                 if found is None:
-                    found = matched[keywords] = fragments.matched(keywords)
+                    found = matched[matched_by] = fragments.matched(matched_by)
                 piece = listing.full_html
                 parts = piece.parts
                 out += (parts[0], title.text, parts[1], found[0].text, parts[2])
@@ -174,7 +181,7 @@ def _html_entries(
                 size += fill(out, listing.title_html, page)
             else:
                 page = NOTHING if listing.arxiv_id in numbers else view_url
-                keyword = fragments.keyword(item.first_keyword).escaped
+                keyword = keywords[item.first_keyword].escaped
                 size += fill(out, listing.above_html, page, keyword)
         if section.hidden:
             piece = fragments.hidden_html(section.anchor, section.hidden, section.keyword)
@@ -184,6 +191,7 @@ def _html_entries(
 
 def _text(
     fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
     request: Request,
     header: dict,
     plan: list[Section],
@@ -196,9 +204,9 @@ def _text(
     for index, name in enumerate(skeleton.holes):
         out.append(skeleton.parts[index])
         if name == "entries":
-            _text_entries(out, fragments, plan, numbers, lines, request.links["view_url"])
+            _text_entries(out, fragments, keywords, plan, numbers, lines, request.links["view_url"])
         elif name == "keyword_list":
-            out.extend(fragments.keyword(keyword).footer_text for keyword in request.keywords)
+            out.extend(keywords[keyword].footer_text for keyword in request.keywords)
         else:
             out.append(request.links[name])
     out.append(skeleton.parts[-1])
@@ -208,6 +216,7 @@ def _text(
 def _text_entries(
     out: list[str],
     fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
     plan: list[Section],
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
@@ -215,15 +224,15 @@ def _text_entries(
 ) -> None:
     matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
     for section in plan:
-        out.append(fragments.keyword(section.keyword).counted(section.count).heading_text)
+        out.append(keywords[section.keyword].counted(section.count).heading_text)
         for item in section.items:
             listing = item.entry
             number = numbers.get(listing.arxiv_id)
             if item.kind == "full":
-                keywords = lines[listing.arxiv_id]
-                found = matched.get(keywords)
+                matched_by = lines[listing.arxiv_id]
+                found = matched.get(matched_by)
                 if found is None:
-                    found = matched[keywords] = fragments.matched(keywords)
+                    found = matched[matched_by] = fragments.matched(matched_by)
                 parts = listing.full_text.parts
                 out += (parts[0], str(number), parts[1], found[1], parts[2])
             elif item.kind == "title":
