@@ -2,9 +2,9 @@
 
 Used by worker/digest_fragments.py, once per paper and language variant per
 listing date (pure; no I/O past the bundled category names). Owns the
-`PaperEntry` the entry macros (emails/templates/digest/parts.*) receive,
-which translation of a paper may be shown, and the highlighting of matched
-words. What differs between subscribers (highlights, "matched:") is not
+`PaperEntry` the entry macros (emails/templates/digest/parts.*) receive, its
+rendered pieces (`Listing`), which translation of a paper may be shown, and
+the highlighting of matched words. What differs between subscribers (highlights, "matched:") is not
 here: it fills the holes of the rendered entry.
 """
 
@@ -12,7 +12,7 @@ import json
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from itertools import accumulate
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +21,8 @@ from markupsafe import escape
 
 from newsletter.languages import TargetLanguage
 from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
+from worker.digest_pieces import Fragment, fragment, hole
+from worker.digest_text import limit_lines
 from worker.matching import TextTokens, merge_tokens, phrase_tokens
 from worker.tex import tex_to_text
 
@@ -104,6 +106,56 @@ def make_entry(
         language=target.code if target is not None else "en",
         **translated,
     )
+
+
+class Listing:
+    """One paper in one variant: its entry, size estimates and rendered pieces (made on first use)."""
+
+    def __init__(self, entry: PaperEntry, weight: int, title_weight: int, html, text):
+        self.entry = entry
+        self.arxiv_id = entry.arxiv_id
+        self.weight = weight  # the full entry's, for the byte budget (worker/digest_layout.py)
+        self.title_weight = title_weight
+        self._html = html
+        self._text = text
+
+    @cached_property
+    def full_html(self) -> Fragment:
+        rendered = self._html.full_entry(
+            self.entry, hole("title_html"), hole("matched"), hole("abstract_html")
+        )
+        return fragment(rendered, holes=("title_html", "matched", "abstract_html"))
+
+    @cached_property
+    def full_text(self) -> Fragment:
+        rendered = self._text.full_entry(self.entry, hole("number"), hole("matched"))
+        return fragment(rendered, text_part=True, holes=("number", "matched"))
+
+    @cached_property
+    def title_html(self) -> Fragment:
+        rendered = self._html.title_entry(self.entry, hole("page"))
+        return fragment(rendered, holes=("page",))
+
+    @cached_property
+    def above_html(self) -> Fragment:
+        rendered = self._html.above_entry(self.entry, hole("page"), hole("first_keyword"))
+        return fragment(rendered, holes=("page", "first_keyword"))
+
+    @cached_property
+    def title_text(self) -> str:
+        return limit_lines(str(self._text.title_entry(self.entry)))
+
+    @cached_property
+    def above_text(self) -> Fragment:
+        """Above a full entry listed elsewhere (the web page)."""
+        rendered = self._text.above_entry(self.entry, hole("first_keyword"), None)
+        return fragment(rendered, text_part=True, holes=("first_keyword",))
+
+    @cached_property
+    def numbered_above_text(self) -> Fragment:
+        """Above a full entry in this message."""
+        rendered = self._text.above_entry(self.entry, hole("first_keyword"), hole("number"))
+        return fragment(rendered, text_part=True, holes=("first_keyword", "number"))
 
 
 def finished_translation(

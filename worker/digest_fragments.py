@@ -26,6 +26,7 @@ from newsletter.languages import TargetLanguage
 from newsletter.models import Paper, Translation
 from worker.digest_entries import (
     EscapedText,
+    Listing,
     PaperEntry,
     escaped_text,
     finished_translation,
@@ -117,56 +118,6 @@ def _matched(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
     return sized(str(escape(", ".join(lines)))), str(text.matched_line(lines))
 
 
-class Listing:
-    """One paper in one variant: its entry, size estimates and rendered pieces (made on first use)."""
-
-    def __init__(self, entry: PaperEntry, weight: int, title_weight: int, html, text):
-        self.entry = entry
-        self.arxiv_id = entry.arxiv_id
-        self.weight = weight  # the full entry's, for the byte budget (worker/digest_layout.py)
-        self.title_weight = title_weight
-        self._html = html
-        self._text = text
-
-    @cached_property
-    def full_html(self) -> Fragment:
-        rendered = self._html.full_entry(
-            self.entry, hole("title_html"), hole("matched"), hole("abstract_html")
-        )
-        return fragment(rendered, holes=("title_html", "matched", "abstract_html"))
-
-    @cached_property
-    def full_text(self) -> Fragment:
-        rendered = self._text.full_entry(self.entry, hole("number"), hole("matched"))
-        return fragment(rendered, text_part=True, holes=("number", "matched"))
-
-    @cached_property
-    def title_html(self) -> Fragment:
-        rendered = self._html.title_entry(self.entry, hole("page"))
-        return fragment(rendered, holes=("page",))
-
-    @cached_property
-    def above_html(self) -> Fragment:
-        rendered = self._html.above_entry(self.entry, hole("page"), hole("first_keyword"))
-        return fragment(rendered, holes=("page", "first_keyword"))
-
-    @cached_property
-    def title_text(self) -> str:
-        return limit_lines(str(self._text.title_entry(self.entry)))
-
-    @cached_property
-    def above_text(self) -> Fragment:
-        """Above a full entry listed elsewhere (the web page)."""
-        rendered = self._text.above_entry(self.entry, hole("first_keyword"), None)
-        return fragment(rendered, text_part=True, holes=("first_keyword",))
-
-    @cached_property
-    def numbered_above_text(self) -> Fragment:
-        """Above a full entry in this message."""
-        rendered = self._text.above_entry(self.entry, hole("first_keyword"), hole("number"))
-        return fragment(rendered, text_part=True, holes=("first_keyword", "number"))
-
-
 class DayFragments:
     """The rendered pieces of one listing date's digests, shared by all its digests."""
 
@@ -190,7 +141,7 @@ class DayFragments:
 
     # --- per paper and variant ---
 
-    def entries(self, bilingual: bool, full_page: bool, ids: Iterable[str]) -> dict[str, "Listing"]:
+    def entries(self, bilingual: bool, full_page: bool, ids: Iterable[str]) -> dict[str, Listing]:
         """The listings of these papers in this variant, made on first use."""
         known = self._listings.setdefault((bilingual, full_page), {})
         found = {}
@@ -201,7 +152,7 @@ class DayFragments:
             found[arxiv_id] = listing
         return found
 
-    def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool) -> "Listing":
+    def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool) -> Listing:
         paper = self.papers[arxiv_id]
         translation = finished_translation(paper, self._translations()) if bilingual else None
         entry = make_entry(paper, full_page, self.target if bilingual else None, translation)
