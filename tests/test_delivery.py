@@ -642,9 +642,9 @@ def test_cli_send_and_preview(sink, demo, app):
     ("args", "message"),
     [
         (["digest", "preview", "nobody@example.com"], "no subscriber with the address"),
-        (["digest", "preview", "reader@example.com", "--date", "2026-05-30"], "not completely"),
+        (["digest", "preview", "reader@example.com", "--date", "2026-06-01"], "not completely"),
         (["digest", "preview", "reader@example.com", "--date", "yesterday"], "must be a date"),
-        (["digest", "send", "--date", "2026-05-30"], "not completely ingested"),
+        (["digest", "send", "--date", "2026-06-01"], "not completely ingested"),
         (["digest", "send", "--date", "2026-13-01"], "must be a date"),
     ],
 )
