@@ -815,3 +815,46 @@ def test_a_digest_that_cannot_be_rendered_fails_alone(redis_url, sink, demo, app
     assert recipients(sink) == Counter({fine.email: 1})
     failed = next(r for r in deliveries() if r.subscriber_id == broken.id)
     assert failed.status is DeliveryStatus.FAILED and failed.error.startswith("render failed")
+
+
+def test_dispatch_reads_subscribers_in_pages_and_inserts_each_page_with_one_statement(
+    redis_url, sink, demo, app, monkeypatch
+):
+    from sqlalchemy import event
+
+    from worker import delivery
+
+    monkeypatch.setattr(delivery, "PAGE_SIZE", 3)
+    app.config["REDIS_URL"] = redis_url  # rows only; drain jobs are left on Redis
+    wanted = {}
+    for n in range(10):
+        keywords = [[RL, DP], [DP], [NO_MATCH]][n % 3]
+        subscriber = add_subscriber(f"p{n}@example.com", keywords)
+        wanted[subscriber.id] = keywords
+        # Subscribers without a digest between them: pages skip them, keywords stay apart.
+        add_subscriber(f"u{n}@example.com", [RL], status=SubscriberStatus.UNCONFIRMED)
+    inserts: list[tuple[bool, int]] = []
+
+    def record(_connection, _cursor, statement, parameters, _context, executemany):
+        if statement.startswith("INSERT INTO deliveries"):
+            inserts.append((executemany, len(parameters) if executemany else 1))
+
+    event.listen(db.engine(), "before_cursor_execute", record)
+    try:
+        summary = dispatch_digests(demo)
+    finally:
+        event.remove(db.engine(), "before_cursor_execute", record)
+
+    assert (summary.queued, summary.skipped) == (7, 3)
+    rows = {row.subscriber_id: row for row in deliveries()}
+    assert set(rows) == set(wanted)
+    for subscriber_id, keywords in wanted.items():
+        # Each row got its own subscriber's keyword lines, in their order.
+        assert [keyword for keyword, _ids in rows[subscriber_id].sections] == [
+            k for k in keywords if k != NO_MATCH
+        ]
+    # Four pages of at most 3 confirmed subscribers (the unconfirmed are never read):
+    # per page one INSERT for the rows to send and one for the skipped ones, at most.
+    assert sum(count for _many, count in inserts) == 10
+    assert len(inserts) <= 8
+    assert all(count <= 3 for _many, count in inserts)
