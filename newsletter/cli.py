@@ -131,13 +131,19 @@ def create_cli_app():
 class CommandGroup(FlaskGroup):
     """Flask's group, whose command list needs no app: every command is defined here.
 
-    Flask's own `list_commands` loads the app to add its `app.cli` commands
-    (this app has none), so `newsletter --help` printed a settings error.
+    Flask's own `list_commands` and `get_command` load the app to add its
+    `app.cli` commands (this app has none), so `newsletter --help` printed a
+    settings error.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
         return sorted(click.Group.list_commands(self, ctx))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        # An unknown name is "No such command", not a settings error first.
+        self._load_plugin_commands()
+        return click.Group.get_command(self, ctx, name)
 
 
 @click.group(cls=CommandGroup, create_app=create_cli_app, add_version_option=False)

@@ -270,3 +270,10 @@ def test_the_favicon_is_served(config, database_url, dev_mode):
         response.close()
     finally:
         app.extensions["db_engine"].dispose()
+
+
+def test_an_unknown_command_is_named_not_a_settings_error(tmp_path):
+    result = cli(newcomer_env(tmp_path / "empty"), "nosuch")
+    assert result.returncode == 2
+    assert "No such command 'nosuch'" in result.stderr
+    assert "SECRET_KEY" not in result.stderr
