@@ -350,3 +350,15 @@ def count_held_by_others(connection: Connection, listing_date: date, claimer: st
             Delivery.claimed_by != claimer,
         )
     )
+
+
+def next_lease_expiry(connection: Connection, listing_date: date, claimer: str) -> datetime | None:
+    """When the earliest live claim of another worker on the day would lapse, if any."""
+    return connection.scalar(
+        select(func.min(Delivery.lease_expires_at)).where(
+            Delivery.listing_date == listing_date,
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_expires_at >= utcnow(),
+            Delivery.claimed_by != claimer,
+        )
+    )

@@ -12,7 +12,8 @@ Outcomes: accepted -> sent; 5xx -> failed and counted as a hard bounce;
 4xx -> deferred (queued again with a backoff) while the batch goes on; the
 relay unreachable after bounded reconnects -> the batch's untried rows are
 given back and the drain stops. A heartbeat renews this drain's leases; if
-the worker dies its rows are taken by any other drain once the lease lapses.
+the worker dies its rows are taken by any other drain once the lease lapses
+(a drain with nothing left to claim waits while other workers hold rows).
 """
 
 import logging
@@ -44,6 +45,8 @@ _SEGMENTS = SegmentCache()
 # The DayDigest of the last few (database, listing date, translated_at) seen.
 _DAYS: dict[tuple, DayDigest] = {}
 _DAYS_KEPT = 2
+# How often a drain with nothing to claim looks again while others hold rows.
+_RECHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -120,7 +123,9 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
                     )
                 )
                 if not batch:
-                    break
+                    if not _wait_for_other_claims(connection, listing_date, claimer):
+                        break
+                    continue
                 heartbeat.claimed()
                 sender.send_batch(batch, claimer, mailer, heartbeat)
         summary.not_claimed = connection.run(
@@ -138,6 +143,20 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
         f"; stopped: {summary.stopped}" if summary.stopped else "",
     )
     return summary
+
+
+def _wait_for_other_claims(connection, listing_date: date, claimer: str) -> bool:
+    """While other workers hold rows of the day, wait a little; False once none does.
+
+    A live worker's lease is renewed and its rows stay its own; a dead one's
+    lapses, and this drain takes them: they go within one lease, not at the
+    next poll.
+    """
+    expiry = connection.run(lambda c: ledger.next_lease_expiry(c, listing_date, claimer))
+    if expiry is None:
+        return False
+    time.sleep(min(max((expiry - utcnow()).total_seconds(), 0.0) + 0.1, _RECHECK_SECONDS))
+    return True
 
 
 class Sender:
