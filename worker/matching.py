@@ -381,11 +381,9 @@ def phrase_tokens(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> li
     for variant in variants:
         first, size = variant[0], len(variant)
         i = -1
-        while True:
-            try:
-                i = words.index(first, i + 1)
-            except ValueError:
-                break
+        # Counted first: most variants are not in a given text, and no exception ends the scan.
+        for _ in range(words.count(first)):
+            i = words.index(first, i + 1)
             if size == 1 or words[i : i + size] == variant:
                 found.append((i, i + size - 1))
     return found
