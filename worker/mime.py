@@ -78,7 +78,18 @@ def encode_qp(segment: str) -> bytes:
         return binascii.b2a_qp(data, istext=True)
     # binascii breaks lines with CRLF only if the data's first line ends in
     # CRLF; a line added (and taken off again) makes sure it does.
-    return binascii.b2a_qp(data + CRLF, istext=True)[:-2]
+    encoded = binascii.b2a_qp(data + CRLF, istext=True)[:-2]
+    # The soft break that may follow must fit in 76 too: cut a longer last
+    # line at 75, never inside an =XX escape.
+    start = encoded.rfind(CRLF) + 2 if CRLF in encoded else 0
+    if len(encoded) - start > 75:
+        cut = start + 75
+        if encoded[cut - 1 : cut] == b"=":
+            cut -= 1
+        elif encoded[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        encoded = encoded[:cut] + SOFT_BREAK + encoded[cut:]
+    return encoded
 
 
 def encode_body(segments: tuple[str, ...], cache: SegmentCache) -> bytes:
