@@ -78,18 +78,8 @@ def encode_qp(segment: str) -> bytes:
         return binascii.b2a_qp(data, istext=True)
     # binascii breaks lines with CRLF only if the data's first line ends in
     # CRLF; a line added (and taken off again) makes sure it does.
-    encoded = binascii.b2a_qp(data + CRLF, istext=True)[:-2]
-    # The soft break that may follow must fit in 76 too: cut a longer last
-    # line at 75, never inside an =XX escape.
-    start = encoded.rfind(CRLF) + 2 if CRLF in encoded else 0
-    if len(encoded) - start > 75:
-        cut = start + 75
-        if encoded[cut - 1 : cut] == b"=":
-            cut -= 1
-        elif encoded[cut - 2 : cut - 1] == b"=":
-            cut -= 2
-        encoded = encoded[:cut] + SOFT_BREAK + encoded[cut:]
-    return encoded
+    # Its last line is at most 75 characters, so a soft break after it fits in 76.
+    return binascii.b2a_qp(data + CRLF, istext=True)[:-2]
 
 
 def encode_body(segments: tuple[str, ...], cache: SegmentCache) -> bytes:
