@@ -17,6 +17,22 @@ Drain jobs carry no job id: a duplicate finds nothing to claim and exits,
 and a worker that died holds its rows only until their lease lapses. Every
 dispatch (each poll) queues up to DELIVERY_SEND_JOBS of them while rows are
 claimable, so a dead worker's rows go within a lease and one poll.
+
+Late papers (issue 10; the digest side is in worker/digest.py). A paper L
+listed on D that reached us after D completed goes, once, into subscriber S's
+next digest made after it came, in the section of each of S's keywords it
+matches, marked with its own listing date; the row's `sections` hold its id,
+so a resend renders the same. Decided per page with one more query (the
+page's earlier rows, only for subscribers some late paper matches):
+- S gets L only if S has a row for D made before L came: D's digest was
+  made for S without L. A row made after L came already had L (never twice),
+  and a subscriber with no row for D (joined after D, paused, unsubscribed
+  then) gets none of D's papers, on time or late.
+- S does not get L again if any of S's rows since D holds it, so the next
+  date's dispatch, a second dispatch and a resend never repeat it.
+- A digest that would be empty but for late papers is made and sent.
+- Only late papers of the last LATE_LOOKBACK_DATES listing dates are carried
+  (worker/digest.py); older ones stay on their own day's web page and preview.
 """
 
 import logging
@@ -37,12 +53,13 @@ from newsletter.models import (
     DeliveryStatus,
     Keyword,
     ListingDay,
+    Paper,
     Subscriber,
     SubscriberStatus,
 )
 from newsletter.tokens import subscriber_links
 from worker import calendar, digest, ledger
-from worker.digest import DayDigest, DigestEmail, Reader, Sections
+from worker.digest import DayDigest, DigestEmail, Reader, Sections, late_window_start
 from worker.mail import new_message_id
 from worker.queue import enqueue, redis_connection
 from worker.sending import SendSummary, day_digest, drain_day
@@ -51,6 +68,8 @@ log = logging.getLogger(__name__)
 
 # Subscribers read (and rows inserted) per page at dispatch.
 PAGE_SIZE = 1000
+# Ids per IN (...) query, well under every backend's parameter limit.
+_IN_BATCH = 500
 # Seconds one drain job sends before it hands over to a fresh job (RQ's job
 # timeout is 1,800 s): a drain is never killed mid-batch by RQ.
 DRAIN_BUDGET_SECONDS = 1200
@@ -66,6 +85,7 @@ class DispatchSummary:
     queued: int = 0  # rows this run made to be sent
     skipped: int = 0  # rows this run made as skipped (no matching paper)
     given_up: int = 0  # rows whose worker died DELIVERY_MAX_ATTEMPTS times
+    late_papers: int = 0  # late papers (of earlier dates) placed in the rows made
     claimable: int = 0  # rows still to send after the rows were made
     drain_jobs: int = 0  # drain jobs enqueued (or drains run, with send_now)
     sending: SendSummary = field(default_factory=SendSummary)  # with send_now only
@@ -155,9 +175,11 @@ def dispatch_digests(
         else:
             _queue_drains(listing_date, summary)
     log.info(
-        "dispatch %s: %d queued, %d skipped (no papers), %d held, %d to send, %d drain job(s)",
+        "dispatch %s: %d queued (%d late papers placed), %d skipped (no papers), %d held, "
+        "%d to send, %d drain job(s)",
         listing_date,
         summary.queued,
+        summary.late_papers,
         summary.skipped,
         summary.held,
         summary.claimable,
@@ -242,7 +264,9 @@ def make_deliveries(
                 readers[id_] = reader
             else:
                 summary.held += 1
-        queued, skipped = _rows(listing_date, digests.sections(readers))
+        late = late_papers_due(session, digests, readers)
+        summary.late_papers += sum(len(ids) for ids in late.values())
+        queued, skipped = _rows(listing_date, digests.sections(readers, late))
         # Another dispatcher may have made some of these rows meanwhile: those
         # are left alone, and the row count names only the rows made here.
         if queued:
@@ -250,6 +274,66 @@ def make_deliveries(
         if skipped:
             summary.skipped += session.execute(insert, skipped).rowcount
         session.commit()
+
+
+def late_papers_due(
+    session: Session, day: DayDigest, readers: dict[int, Reader]
+) -> dict[int, set[str]]:
+    """Per subscriber, the late papers their digest of `day` carries (one query per page)."""
+    matches = day.late_matches(readers)
+    if not matches:
+        return {}
+    since = late_window_start(day.listing_date)
+    history: dict[int, list[tuple[date, datetime, list]]] = {}
+    ids = sorted(matches)
+    for start in range(0, len(ids), _IN_BATCH):
+        rows = session.execute(
+            select(
+                Delivery.subscriber_id,
+                Delivery.listing_date,
+                Delivery.created_at,
+                Delivery.sections,
+            ).where(
+                Delivery.subscriber_id.in_(ids[start : start + _IN_BATCH]),
+                Delivery.listing_date >= since,
+                Delivery.listing_date < day.listing_date,
+            )
+        )
+        for subscriber_id, listing_date, created_at, sections in rows:
+            history.setdefault(subscriber_id, []).append((listing_date, created_at, sections))
+    due = {}
+    for subscriber_id, candidates in matches.items():
+        found = late_due(candidates, day.late, history.get(subscriber_id, []))
+        if found:
+            due[subscriber_id] = found
+    return due
+
+
+def late_due(
+    candidates: set[str], late: dict[str, Paper], rows: list[tuple[date, datetime, list]]
+) -> set[str]:
+    """Of the late papers a subscriber's lines match, those they are owed (pure).
+
+    `rows` are the subscriber's (listing date, made at, sections) of the
+    look-back window. Owed: the paper's own date has a row made before the
+    paper came, and no row of that date or later holds it.
+    """
+    made = {listing_date: created_at for listing_date, created_at, _sections in rows}
+    owed = set()
+    for arxiv_id in candidates:
+        paper = late[arxiv_id]
+        row_made = made.get(paper.listing_date)
+        if row_made is None or row_made >= paper.updated_at:
+            continue
+        had = any(
+            arxiv_id in ids
+            for listing_date, _made, sections in rows
+            if listing_date >= paper.listing_date
+            for _keyword, ids in sections or ()
+        )
+        if not had:
+            owed.add(arxiv_id)
+    return owed
 
 
 def _insert_statement(session: Session):
@@ -305,8 +389,9 @@ def preview_digest(
     if delivery is not None and delivery.sections is not None:
         sections = delivery.sections
     else:
-        # No row yet: what dispatch would fix for them now.
-        sections = day.sections({subscriber.id: reader})[subscriber.id]
+        # No row yet: what dispatch would fix for them now, late papers included.
+        readers = {subscriber.id: reader}
+        sections = day.sections(readers, late_papers_due(session, day, readers))[subscriber.id]
     links = subscriber_links(config, subscriber.public_id, listing_date)
     now = utcnow().replace(second=0, microsecond=0)
     return day.render_email(reader, sections, now, links)

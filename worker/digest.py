@@ -13,10 +13,29 @@ worker/digest_fragments.py (the day's pieces and their bounded caches),
 worker/digest_assembly.py (one digest from them, within the HTML size
 budget of worker/digest_layout.py), worker/digest_entries.py (one paper's
 entry) and worker/digest_text.py (the plain-text part's wrapping).
+
+Late papers (issue 10). A paper can reach us for a listing date D after D
+completed (ingest's deadline, worker/ingest.py): it is stored under D with
+Paper.updated_at after ListingDay.completed_at of D (updated_at, not
+created_at: a newer version that arrives late is a late announcement too).
+Decisions:
+- A digest of date D' carries the late papers of the LATE_LOOKBACK_DATES
+  listing dates before D' (a week). Older late papers are only on their own
+  day (`newsletter digest preview`, the web page of D): a digest is news.
+- `load_day` loads them with the day's papers, so every DayDigest of D'
+  (dispatch, sending, a resend after a crash, the web page) can render a
+  stored row that refers to them; they are never matched as D' papers.
+- Which late papers a reader gets is decided at dispatch (worker/delivery.py):
+  `late_matches` says which late papers the reader's lines match (the same
+  rules: replacements only for readers who tick them), dispatch removes
+  those the reader already had or was not due, and `sections(..., late=)`
+  puts them in the section of each keyword they match, before the day's
+  papers (so the per-keyword limit of the email never hides them), oldest
+  listing date first. The entry carries "listed <its date>, arrived late".
 """
 
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
@@ -28,7 +47,15 @@ from sqlalchemy.orm import Session
 
 from emails import RenderedEmail
 from newsletter.languages import is_bilingual, target_language
-from newsletter.models import AnnounceType, Paper, Subscriber, Translation, TranslationStatus
+from newsletter.models import (
+    AnnounceType,
+    ListingDay,
+    Paper,
+    Subscriber,
+    Translation,
+    TranslationStatus,
+)
+from worker import calendar
 from worker.digest_assembly import Request, assemble_digest
 from worker.digest_fragments import DayFragments
 from worker.matching import match_papers
@@ -45,6 +72,8 @@ _TYPE_ORDER = {
     AnnounceType.REPLACE_CROSS: 3,
 }
 _ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
+# Listing dates before a digest's own whose late papers it may carry (a week).
+LATE_LOOKBACK_DATES = 7
 
 # (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
 Sections = list[tuple[str, list[str]]]
@@ -52,8 +81,33 @@ Key = TypeVar("Key", bound=Hashable)
 
 
 def load_day(session: Session, listing_date: date) -> dict[str, Paper]:
-    """The papers announced for `listing_date`, by arXiv id."""
+    """The papers announced for `listing_date`, and the late papers its digests may carry."""
     papers = session.scalars(select(Paper).where(Paper.listing_date == listing_date))
+    found = {paper.arxiv_id: paper for paper in papers}
+    found.update(load_late_papers(session, listing_date))
+    return found
+
+
+def late_window_start(listing_date: date) -> date:
+    """The first listing date whose late papers a digest of `listing_date` carries."""
+    day = listing_date
+    for _ in range(LATE_LOOKBACK_DATES):
+        day = calendar.previous_listing_date(day)
+    return day
+
+
+def load_late_papers(session: Session, listing_date: date) -> dict[str, Paper]:
+    """Papers of the look-back window stored after their own listing date completed."""
+    papers = session.scalars(
+        select(Paper)
+        .join(ListingDay, ListingDay.listing_date == Paper.listing_date)
+        .where(
+            Paper.listing_date >= late_window_start(listing_date),
+            Paper.listing_date < listing_date,
+            ListingDay.completed_at.is_not(None),
+            Paper.updated_at > ListingDay.completed_at,
+        )
+    )
     return {paper.arxiv_id: paper for paper in papers}
 
 
@@ -142,6 +196,9 @@ class DayDigest:
     The day's papers are read once; translations on first need; every
     distinct keyword line is matched once, however many readers share it;
     every paper's entry is rendered once per variant (worker/digest_fragments.py).
+    `papers` may hold late papers of earlier listing dates (see the module
+    docstring): they are rendered when a reader's sections name them, and
+    matched apart from the day's own.
     """
 
     def __init__(
@@ -153,20 +210,29 @@ class DayDigest:
     ):
         self.listing_date = listing_date
         self.papers = papers
+        # Papers of an earlier listing date: late papers (`load_late_papers`).
+        self.late = {
+            arxiv_id: paper
+            for arxiv_id, paper in papers.items()
+            if paper.listing_date is not None and paper.listing_date < listing_date
+        }
+        own = {i: p for i, p in papers.items() if i not in self.late} if self.late else papers
         self.max_per_keyword: int = config["DIGEST_MAX_PER_KEYWORD"]
         self.target_language: str = config["TRANSLATION_LANGUAGE"]
         self._load_translations = load_translations or (lambda papers, language: {})
         self._translations: dict[str, Translation] | None = None
-        # Per distinct line: its papers in section order, and how many of them
-        # are new or cross-lists (the rest, replacements, come last).
-        self._lines: dict[str, tuple[tuple[str, ...], int]] = {}
+        self._own = _LineMatches(own, lambda p: (_TYPE_ORDER[p.announce_type], p.arxiv_id))
+        # Late papers: oldest listing date first.
+        self._late = _LineMatches(
+            self.late, lambda p: (p.listing_date, _TYPE_ORDER[p.announce_type], p.arxiv_id)
+        )
         self._target_name: str | None = config.get("TRANSLATION_LANGUAGE_NAME")
 
     @cached_property
     def fragments(self) -> DayFragments:
         """The day's rendered pieces, made when the first digest is rendered."""
         target = target_language(self.target_language, self._target_name)
-        return DayFragments(self.papers, target, self.translations)
+        return DayFragments(self.papers, target, self.translations, self.listing_date)
 
     @classmethod
     def load(cls, session: Session, config: Mapping, listing_date: date) -> "DayDigest":
@@ -198,44 +264,55 @@ class DayDigest:
             self._translations = self._load_translations(self.papers, self.target_language)
         return self._translations
 
-    def sections(self, readers: Mapping[Key, Reader]) -> dict[Key, Sections]:
+    def sections(
+        self, readers: Mapping[Key, Reader], late: Mapping[Key, Collection[str]] | None = None
+    ) -> dict[Key, Sections]:
         """Each reader's sections: keywords with their eligible papers, in the reader's order.
 
         Replacements only for readers who asked; new papers, then cross-lists,
-        then replacements, each by id.
+        then replacements, each by id. `late` names, per reader, the late
+        papers their digest carries (from `late_matches`, less what they had):
+        each goes first in the section of every keyword of theirs it matches.
         """
-        self._match({line for reader in readers.values() for line in reader.keywords})
+        self._own.match({line for reader in readers.values() for line in reader.keywords})
+        late = late or {}
+        if late:
+            self._late.match({line for key in late for line in readers[key].keywords})
         found: dict[Key, Sections] = {}
         for key, reader in readers.items():
+            carried = late.get(key)
             sections = []
             for keyword in reader.keywords:
-                ids, always = self._lines[keyword]
-                shown = ids if reader.include_replacements else ids[:always]
+                shown = self._own.shown(keyword, reader.include_replacements)
+                if carried:
+                    extra = self._late.shown(keyword, reader.include_replacements)
+                    shown = tuple(i for i in extra if i in carried) + shown
                 if shown:
                     sections.append((keyword, list(shown)))
             found[key] = sections
         return found
 
-    def _match(self, lines: set[str]) -> None:
-        new = sorted(lines - self._lines.keys())
-        if not new:
-            return
-        found = match_papers(list(self.papers.values()), new) if self.papers else {}
-        rank = self._rank
-        for line in new:
-            ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))
-            always = sum(self.papers[i].announce_type in _ALWAYS_INCLUDED for i in ids)
-            self._lines[line] = (ids, always)
-
-    @cached_property
-    def _rank(self) -> dict[str, int]:
-        order = sorted(self.papers, key=lambda i: (_TYPE_ORDER[self.papers[i].announce_type], i))
-        return {arxiv_id: n for n, arxiv_id in enumerate(order)}
+    def late_matches(self, readers: Mapping[Key, Reader]) -> dict[Key, set[str]]:
+        """The late papers each reader's lines match (same rules as `sections`); only readers with any."""
+        if not self.late:
+            return {}
+        self._late.match({line for reader in readers.values() for line in reader.keywords})
+        found: dict[Key, set[str]] = {}
+        for key, reader in readers.items():
+            ids = {
+                i
+                for keyword in reader.keywords
+                for i in self._late.shown(keyword, reader.include_replacements)
+            }
+            if ids:
+                found[key] = ids
+        return found
 
     def current(self, sections: Sections) -> Sections:
         """`sections` (maybe a row's stored JSON) without papers no longer on this day.
 
-        A paper re-announced on a later date moves there.
+        A paper re-announced on a later date moves there. Late papers (loaded
+        with the day) stay.
         """
         kept = [(keyword, [i for i in ids if i in self.papers]) for keyword, ids in sections]
         return [(keyword, ids) for keyword, ids in kept if ids]
@@ -272,3 +349,37 @@ class DayDigest:
         )
         digest = assemble_digest(self.fragments, self.listing_date, request)
         return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)
+
+
+class _LineMatches:
+    """Each distinct keyword line's papers among `papers`, matched once.
+
+    Per line: its papers in section order (by `order`), and how many of them
+    are new or cross-lists (the rest, replacements, come last).
+    """
+
+    def __init__(self, papers: dict[str, Paper], order: Callable[[Paper], tuple]):
+        self.papers = papers
+        self._order = order
+        self._lines: dict[str, tuple[tuple[str, ...], int]] = {}
+
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        ordered = sorted(self.papers.values(), key=self._order)
+        return {paper.arxiv_id: n for n, paper in enumerate(ordered)}
+
+    def match(self, lines: set[str]) -> None:
+        new = sorted(lines - self._lines.keys())
+        if not new:
+            return
+        found = match_papers(list(self.papers.values()), new) if self.papers else {}
+        rank = self._rank
+        for line in new:
+            ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))
+            always = sum(self.papers[i].announce_type in _ALWAYS_INCLUDED for i in ids)
+            self._lines[line] = (ids, always)
+
+    def shown(self, line: str, include_replacements: bool) -> tuple[str, ...]:
+        """The line's papers a reader sees (`match` first)."""
+        ids, always = self._lines[line]
+        return ids if include_replacements else ids[:always]

@@ -12,6 +12,7 @@ import json
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from functools import cache, cached_property, lru_cache
 from itertools import accumulate
 from pathlib import Path
@@ -67,6 +68,17 @@ class PaperEntry:
     translated_title: str | None = None
     translated_abstract: str | None = None
     translation_note: str | None = None
+    # Set on a paper of an earlier listing date that came after that day's
+    # digests (a late paper, worker/digest.py): "listed Thu 26 Nov, arrived late".
+    listed: str | None = None
+
+
+def listed_note(paper: Paper, listing_date: date | None) -> str | None:
+    """The mark of a paper listed before the digest's `listing_date` (a late paper), else None."""
+    listed = paper.listing_date
+    if listing_date is None or listed is None or listed >= listing_date:
+        return None
+    return f"listed {listed:%a} {listed.day} {listed:%b}, arrived late"
 
 
 def make_entry(
@@ -74,8 +86,12 @@ def make_entry(
     full_page: bool,
     target: TargetLanguage | None,
     translation: Translation | None,
+    listed: str | None = None,
 ) -> PaperEntry:
-    """The paper's entry; `target` is the second language of a bilingual digest, else None."""
+    """The paper's entry; `target` is the second language of a bilingual digest, else None.
+
+    `listed` marks a late paper (see `listed_note`).
+    """
     authors = list(paper.authors)
     if not full_page and len(authors) > MAX_AUTHORS:
         authors = authors[:MAX_AUTHORS] + [f"et al. ({len(paper.authors)} authors)"]
@@ -104,6 +120,7 @@ def make_entry(
         doi=doi,
         doi_url=f"https://doi.org/{doi}" if doi else None,
         language=target.code if target is not None else "en",
+        listed=listed,
         **translated,
     )
 

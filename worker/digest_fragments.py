@@ -16,6 +16,7 @@ with its UTF-8 size, so a digest's HTML size is a sum, not an encode.
 """
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import date
 from functools import cached_property
 from typing import NamedTuple
 
@@ -31,6 +32,7 @@ from worker.digest_entries import (
     escaped_text,
     finished_translation,
     highlight,
+    listed_note,
     make_entry,
 )
 from worker.digest_layout import estimate_full_entry, title_weight
@@ -126,8 +128,11 @@ class DayFragments:
         papers: Mapping[str, Paper],
         target: TargetLanguage,
         translations: Callable[[], dict[str, Translation]],
+        listing_date: date | None = None,
     ):
         self.papers = papers
+        # Papers listed before it are late papers, marked with their own date.
+        self.listing_date = listing_date
         self.target = target
         self._translations = translations
         self.html = emails.macros("digest/parts.html")
@@ -155,7 +160,9 @@ class DayFragments:
     def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool) -> Listing:
         paper = self.papers[arxiv_id]
         translation = finished_translation(paper, self._translations()) if bilingual else None
-        entry = make_entry(paper, full_page, self.target if bilingual else None, translation)
+        target = self.target if bilingual else None
+        listed = listed_note(paper, self.listing_date)
+        entry = make_entry(paper, full_page, target, translation, listed)
         return Listing(
             entry,
             estimate_full_entry(paper, translation),
