@@ -24,12 +24,14 @@ next digest made after it came, in the section of each of S's keywords it
 matches, marked with its own listing date; the row's `sections` hold its id,
 so a resend renders the same. Decided per page with one more query (the
 page's earlier rows, only for subscribers some late paper matches):
-- S gets L only if S has a row for D made before L came: D's digest was
-  made for S without L. A row made after L came already had L (never twice),
-  and a subscriber with no row for D (joined after D, paused, unsubscribed
-  then) gets none of D's papers, on time or late.
-- S does not get L again if any of S's rows since D holds it, so the next
-  date's dispatch, a second dispatch and a resend never repeat it.
+- S gets L only if S has a row for D and none of S's rows from D on holds
+  L. The rows' sections, not their times, decide: a row for D made after L
+  came holds L (never twice), unless the process that made it had read D
+  before L came (worker/sending.py keeps a day per process), and then L is
+  owed and comes next (never dropped). The next date's dispatch, a second
+  dispatch and a resend never repeat it: the row that carried L holds it.
+- A subscriber with no row for D (joined after D, or paused then) gets none
+  of D's papers, on time or late: a late paper completes a digest they had.
 - A digest that would be empty but for late papers is made and sent.
 - Only late papers of the last LATE_LOOKBACK_DATES listing dates are carried
   (worker/digest.py); older ones stay on their own day's web page and preview.
@@ -284,14 +286,13 @@ def late_papers_due(
     if not matches:
         return {}
     since = late_window_start(day.listing_date)
-    history: dict[int, list[tuple[date, datetime, list]]] = {}
+    history: dict[int, list[tuple[date, list]]] = {}
     ids = sorted(matches)
     for start in range(0, len(ids), _IN_BATCH):
         rows = session.execute(
             select(
                 Delivery.subscriber_id,
                 Delivery.listing_date,
-                Delivery.created_at,
                 Delivery.sections,
             ).where(
                 Delivery.subscriber_id.in_(ids[start : start + _IN_BATCH]),
@@ -299,8 +300,8 @@ def late_papers_due(
                 Delivery.listing_date < day.listing_date,
             )
         )
-        for subscriber_id, listing_date, created_at, sections in rows:
-            history.setdefault(subscriber_id, []).append((listing_date, created_at, sections))
+        for subscriber_id, listing_date, sections in rows:
+            history.setdefault(subscriber_id, []).append((listing_date, sections))
     due = {}
     for subscriber_id, candidates in matches.items():
         found = late_due(candidates, day.late, history.get(subscriber_id, []))
@@ -310,24 +311,23 @@ def late_papers_due(
 
 
 def late_due(
-    candidates: set[str], late: dict[str, Paper], rows: list[tuple[date, datetime, list]]
+    candidates: set[str], late: dict[str, Paper], rows: list[tuple[date, list]]
 ) -> set[str]:
     """Of the late papers a subscriber's lines match, those they are owed (pure).
 
-    `rows` are the subscriber's (listing date, made at, sections) of the
-    look-back window. Owed: the paper's own date has a row made before the
-    paper came, and no row of that date or later holds it.
+    `rows` are the subscriber's (listing date, sections) of the
+    look-back window. Owed: the paper's own date has a row, and no row of
+    that date or later holds it.
     """
-    made = {listing_date: created_at for listing_date, created_at, _sections in rows}
+    dates = {listing_date for listing_date, _sections in rows}
     owed = set()
     for arxiv_id in candidates:
         paper = late[arxiv_id]
-        row_made = made.get(paper.listing_date)
-        if row_made is None or row_made >= paper.updated_at:
+        if paper.listing_date not in dates:
             continue
         had = any(
             arxiv_id in ids
-            for listing_date, _made, sections in rows
+            for listing_date, sections in rows
             if listing_date >= paper.listing_date
             for _keyword, ids in sections or ()
         )
