@@ -7,6 +7,8 @@ emails/templates/digest/parts.{html,txt}, with holes where subscribers
 differ: the highlighted title and abstract, the matched keywords, the
 entry's number, links. Highlighting is worked out once per (paper, matched
 keyword lines) from the paper's words, tokenized once per day.
+A paper of an earlier listing date than the day's (a late paper, see
+worker/digest.py) is rendered with its "listed <date>, arrived late" mark.
 
 Caches are per day and bounded: per paper and variant (a day has ~1,500
 papers, 4 variants), and LRUs of fixed size for what depends on keyword lines
