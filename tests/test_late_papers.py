@@ -19,7 +19,6 @@ from test_delivery import add_subscriber, deliveries
 from newsletter import db
 from newsletter.models import DeliveryStatus, ListingDay, Paper
 from newsletter.tokens import subscriber_links
-from worker import sending
 from worker.arxiv import FeedItem
 from worker.delivery import dispatch_digests, late_due, preview_digest
 from worker.digest import DayDigest, late_window_start, load_day
@@ -69,11 +68,6 @@ def complete_at_deadline(listing_date: date) -> None:
     update_listing_day(listing_date, at_deadline=True)
     note_uncovered_groups(listing_date)
     commit()
-
-
-def fresh_worker_process() -> None:
-    """What a newly started worker sees: no day read yet (sending keeps days per process)."""
-    sending._DAYS.clear()
 
 
 def texts(sink: SmtpSink) -> dict[str, list[tuple[str, str, str]]]:
@@ -127,7 +121,6 @@ def test_a_paper_late_for_a_sent_day_goes_once_into_the_next_digest(groups, sink
     # Fay subscribes now, and a freshly started worker makes her row for D: it
     # holds the late paper already, so NEXT must not repeat it.
     fay = add_subscriber("fay@example.com", [DP])
-    fresh_worker_process()
     assert dispatch_digests(D).queued == 1
     assert abs_url(LATE) in texts(sink)["fay@example.com"][0][1]
     # Joe subscribes after D's digests: no row for D, so none of D's papers.
@@ -164,7 +157,6 @@ def test_a_paper_late_for_a_sent_day_goes_once_into_the_next_digest(groups, sink
     assert (again.queued, again.skipped, again.drain_jobs) == (0, 0, 0)
     assert not ingest(THIRD, "cs", [CS_THIRD])
     assert ingest(THIRD, "math", [MATH_THIRD])
-    fresh_worker_process()
     assert dispatch_digests(THIRD).late_papers == 0
     # Each subscriber read the late paper exactly once, Joe never.
     times = Counter(
@@ -174,7 +166,6 @@ def test_a_paper_late_for_a_sent_day_goes_once_into_the_next_digest(groups, sink
 
     # A resend after a crash (a fresh process reading NEXT) renders the same
     # papers: the late paper is loaded with the day, and the web page shows it.
-    fresh_worker_process()
     day = DayDigest.load(db.session(), app.config, NEXT)
     stored = rows[ada.id, NEXT].sections
     assert [[keyword, ids] for keyword, ids in day.current(stored)] == stored

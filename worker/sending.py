@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from newsletter import db
 from newsletter.db import utcnow
-from newsletter.models import DeliveryStatus, ListingDay, SubscriberStatus, Translation
+from newsletter.models import DeliveryStatus, ListingDay, Paper, SubscriberStatus, Translation
 from newsletter.tokens import subscriber_links
 from worker import ledger
-from worker.digest import DayDigest, Reader, load_day, load_translations
+from worker.digest import DayDigest, Reader, late_window_start, load_day, load_translations
 from worker.leases import Heartbeat, LedgerConnection
 from worker.ledger import Claim
 from worker.mail import Mailer, PermanentFailure, SetupFailure, TemporaryFailure
@@ -77,7 +77,20 @@ def day_digest(engine: Engine, config: dict, listing_date: date) -> DayDigest:
         translated_at = session.scalar(
             select(ListingDay.translated_at).where(ListingDay.listing_date == listing_date)
         )
-        key = (str(engine.url), listing_date, translated_at, config["TRANSLATION_LANGUAGE"])
+        # A late paper stored since this process read the day changes what its
+        # rows name (worker/digest.py): read the day again then.
+        newest_paper = session.scalar(
+            select(func.max(Paper.updated_at)).where(
+                Paper.listing_date >= late_window_start(listing_date)
+            )
+        )
+        key = (
+            str(engine.url),
+            listing_date,
+            translated_at,
+            newest_paper,
+            config["TRANSLATION_LANGUAGE"],
+        )
         day = _DAYS.get(key)
         if day is not None:
             return day
