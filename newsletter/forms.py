@@ -1,5 +1,6 @@
 """Validation of the sign-up and manage forms: raw strings in, clean values or
-one error message per field out. Pure; the views do the I/O.
+one error message per field out (the keywords' message has one line per bad
+keyword line). Pure; the views do the I/O.
 """
 
 import re
@@ -63,29 +64,44 @@ def clean_email(raw: str, check_deliverability: bool) -> tuple[str | None, str |
 
 
 def clean_keywords(raw: str) -> tuple[list[str] | None, str | None]:
-    """Keyword lines trimmed, whitespace collapsed, duplicates (any case) removed."""
+    """Keyword lines trimmed, whitespace collapsed, duplicates (any case) removed.
+
+    Every bad line is reported, one message a line of the error, numbered as
+    the line stands in the text box (blank lines count, so the numbers match).
+    """
     problem = _unreadable(raw.replace("\r", "").replace("\n", ""))
     if problem:
         return None, f"Your keywords {problem}."
-    lines = [normalize_keyword_line(line) for line in raw.splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
+    numbered = [(n, normalize_keyword_line(line)) for n, line in enumerate(raw.splitlines(), 1)]
+    numbered = [(n, line) for n, line in numbered if line]
+    if not numbered:
         return None, "Enter at least one keyword line."
-    if len(lines) > MAX_KEYWORDS:
-        return None, f"At most {MAX_KEYWORDS} keyword lines, please (you entered {len(lines)})."
+    if len(numbered) > MAX_KEYWORDS:
+        return None, f"At most {MAX_KEYWORDS} keyword lines, please (you entered {len(numbered)})."
     keywords: list[str] = []
+    problems: list[str] = []
     seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if len(line) > MAX_KEYWORD_LENGTH:
-            return None, f"Line {number} is longer than {MAX_KEYWORD_LENGTH} characters."
-        try:
-            parse_keyword(line)
-        except KeywordError as error:
-            return None, f"Line {number} ({_shorten(line)}): {error}"
-        if line.casefold() not in seen:
+    for number, line in numbered:
+        error = keyword_line_error(number, line)
+        if error:
+            problems.append(error)
+        elif line.casefold() not in seen:
             seen.add(line.casefold())
             keywords.append(line)
+    if problems:
+        return None, "\n".join(problems)
     return keywords, None
+
+
+def keyword_line_error(number: int, line: str) -> str | None:
+    """Why keyword line `number` (normalised) is refused, or None."""
+    if len(line) > MAX_KEYWORD_LENGTH:
+        return f"Line {number} is longer than {MAX_KEYWORD_LENGTH} characters."
+    try:
+        parse_keyword(line)
+    except KeywordError as error:
+        return f"Line {number} ({_shorten(line)}): {error}"
+    return None
 
 
 def _shorten(line: str) -> str:

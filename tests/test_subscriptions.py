@@ -553,3 +553,65 @@ def test_an_http_base_url_outside_dev_mode_is_warned_at_start(
     assert len(warnings) == (1 if warned else 0)
     if warned:
         assert "https" in warnings[0] and "RFC 8058" in warnings[0]
+
+
+def field_attributes(page: str, field_id: str) -> str:
+    """The opening tag of the form control with id `field_id`."""
+    return re.search(rf'<(?:input|textarea|select) id="{field_id}"[^>]*>', page).group(0)
+
+
+def test_sign_up_reports_every_bad_keyword_line_and_marks_the_fields(client):
+    keywords = "\n".join(
+        ["reinforcement learning", 'broken "quote', "", "x" * 101, "au:", "diffusion policy"]
+    )
+    response = sign_up(client, email="not an address", keywords=keywords, timezone="Nowhere")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    error = re.search(r'<div class="error" id="keywords-error".*?</div>', page, re.S).group(0)
+    # Numbered as the lines stand in the box: the blank line 3 counts.
+    items = re.findall(r"<li>(.*?)</li>", error, re.S)
+    assert [item.split(" ", 2)[:2] for item in items] == [
+        ["Line", "2"],
+        ["Line", "4"],
+        ["Line", "5"],
+    ]
+    assert "longer than 100 characters" in items[1]
+    assert "up to 100 characters each" in page
+    for field_id, described in (
+        ("email", "email-error"),
+        ("keywords", "keywords-help keywords-error"),
+        ("timezone", "timezone-hint timezone-error"),
+    ):
+        tag = field_attributes(page, field_id)
+        assert 'aria-invalid="true"' in tag, tag
+        assert f'aria-describedby="{described}"' in tag, tag
+    for field_id in ("language", "delivery_hour"):
+        assert "aria-invalid" not in field_attributes(page, field_id)
+    assert subscriber_count() == 0
+
+
+def test_a_valid_form_marks_no_field_invalid(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "aria-invalid" not in page
+    assert 'aria-describedby="keywords-help"' in field_attributes(page, "keywords")
+
+
+def test_manage_form_reports_every_bad_keyword_line_with_aria(client):
+    sign_up(client)
+    subscriber = db.session().scalars(select(Subscriber)).one()
+    manage = f"/manage/{make_token('test-secret-key', 'manage', subscriber.public_id)}"
+    response = client.post(
+        manage,
+        data={
+            "csrf_token": csrf_from(client, manage),
+            "keywords": "au:\n-cat:cs.RO\ngood words",
+            "timezone": "UTC",
+        },
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "2 lines need a change" in page
+    assert "Line 1 (au:)" in page and "Line 2 (-cat:cs.RO)" in page
+    tag = field_attributes(page, "keywords")
+    assert 'aria-invalid="true"' in tag and "keywords-error" in tag
+    assert "aria-invalid" not in field_attributes(page, "timezone")
