@@ -535,3 +535,54 @@ def test_deliver_reconnects_with_bounded_backoff_then_reports_the_connection(tmp
         mailer.deliver("digest@digest.example.org", "r@example.com", b"Subject: x\r\n\r\nx\r\n")
     assert caught.value.connection
     assert 0.03 <= time.monotonic() - started < 5  # 0.01 s then 0.02 s between three tries
+
+
+class PipeliningSink(SmtpSink):
+    """The same sink, offering PIPELINING (RFC 2920) as Postfix and most relays do."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_deliver_sorts_every_reply_and_dot_stuffs_with_or_without_pipelining(tmp_path, pipelining):
+    sink = PipeliningSink() if pipelining else SmtpSink()
+    sink.rcpt_replies["later@example.com"].append("451 4.7.1 Greylisted, try again")
+    sink.rcpt_replies["gone@example.com"].append("550 5.1.1 No such user")
+    sink.data_replies["spam@example.com"].append("554 5.7.1 Message rejected as spam")
+    # Lines that start with a dot, first line included: each must arrive as sent.
+    raw = b".first\r\nSubject: dots\r\n\r\n.\r\n..two\r\n. three\r\nend."
+    with run_smtp(sink) as port:
+        config = mail_config(tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=port)
+        with Mailer(config) as mailer:
+            mailer.deliver("digest@digest.example.org", "first@example.com", raw)
+            assert mailer.smtp.has_extn("pipelining") is pipelining
+            writes = []
+            send = mailer.smtp.send
+            mailer.smtp.send = lambda data: (writes.append(data), send(data))[1]
+            outcomes = {}
+            for to in ("later", "gone", "spam", "last"):
+                writes.clear()
+                try:
+                    mailer.deliver("digest@digest.example.org", f"{to}@example.com", raw)
+                    outcomes[to] = "sent"
+                except (TemporaryFailure, PermanentFailure) as failure:
+                    outcomes[to] = (
+                        type(failure).__name__,
+                        failure.code,
+                        failure.connection if isinstance(failure, TemporaryFailure) else None,
+                    )
+            # The last message: with PIPELINING the envelope in one write, then the body;
+            # without, MAIL, RCPT, DATA and the body.
+            assert len(writes) == (2 if pipelining else 4)
+    assert outcomes == {
+        "later": ("TemporaryFailure", 451, False),
+        "gone": ("PermanentFailure", 550, None),
+        "spam": ("PermanentFailure", 554, None),
+        "last": "sent",
+    }
+    assert sink.connections == 1
+    assert [rcpt for _, rcpt, _ in sink.received] == [["first@example.com"], ["last@example.com"]]
+    for _, _, content in sink.received:
+        assert content == raw + b"\r\n"

@@ -49,6 +49,8 @@ DKIM_SIGNED_HEADERS = (
     b"content-type",
 )
 
+CRLF = b"\r\n"
+
 # Characters that may not appear inside a <URI> of List-Unsubscribe.
 _UNSAFE_IN_URI = re.compile(r"[\s<>,\"]")
 
@@ -310,7 +312,7 @@ class Mailer:
                 self._throttle()
                 if self.smtp is None:
                     self.smtp = self._connect()
-                self.smtp.sendmail(sender, [recipient], raw)
+                transmit(self.smtp, sender, recipient, raw)
                 return
             except smtplib.SMTPException as error:
                 failure = classify(error)
@@ -359,6 +361,79 @@ class Mailer:
             except (smtplib.SMTPException, OSError):
                 pass
             self._drop_connection()
+
+
+def transmit(smtp: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> None:
+    """`smtp.sendmail(sender, [recipient], raw)` for ready CRLF bytes, at less cost per message.
+
+    Raises what sendmail raises, in the same cases (so `classify` sorts it),
+    and leaves the session as sendmail does (RSET after a refusal, closed
+    after a 421). Two differences, both for the batch sender's ~140 KB
+    digests: the dot-stuffing is one bytes.replace (smtplib runs a multiline
+    regex over the whole message), and when the server offers PIPELINING
+    (RFC 2920) MAIL, RCPT and DATA go out in one write and their three
+    replies are read after it: two round trips per message instead of four.
+    """
+    smtp.ehlo_or_helo_if_needed()
+    if not (smtp.does_esmtp and smtp.has_extn("pipelining")):
+        _envelope(smtp, sender, recipient, len(raw))
+    else:
+        size = f" SIZE={len(raw)}" if smtp.has_extn("size") else ""
+        if "\r" in sender + recipient or "\n" in sender + recipient:
+            raise ValueError("a line break in an SMTP address")
+        mail_from = f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}\r\n"
+        smtp.send(f"{mail_from}RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
+        mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
+        if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            # A server that took DATA with no recipient: end the empty message.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        _refused(smtp, mail, rcpt, data, sender, recipient)
+    # Dot-stuffing (RFC 5321 4.5.2), then the end-of-data line.
+    body = raw.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    smtp.send(body + (b".\r\n" if body.endswith(CRLF) else b"\r\n.\r\n"))
+    code, reply = smtp.getreply()
+    if code != 250:
+        _close_or_reset(smtp, code)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _envelope(smtp: smtplib.SMTP, sender: str, recipient: str, size: int) -> None:
+    """MAIL, RCPT and DATA one round trip each, for a server without PIPELINING."""
+    options = [f"size={size}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+    mail = smtp.mail(sender, options)
+    if mail[0] != 250:
+        _refused(smtp, mail, (250, b""), (354, b""), sender, recipient)
+    rcpt = smtp.rcpt(recipient)
+    if rcpt[0] not in (250, 251):
+        _refused(smtp, mail, rcpt, (354, b""), sender, recipient)
+    smtp.putcmd("data")
+    _refused(smtp, mail, rcpt, smtp.getreply(), sender, recipient)
+
+
+def _refused(smtp: smtplib.SMTP, mail, rcpt, data, sender: str, recipient: str) -> None:
+    """Raise sendmail's exception for the first refused step of the envelope, if any."""
+    if mail[0] != 250:
+        _close_or_reset(smtp, mail[0])
+        raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+    if rcpt[0] not in (250, 251):
+        _close_or_reset(smtp, rcpt[0])
+        raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
+    if data[0] != 354:
+        _close_or_reset(smtp, data[0])
+        raise smtplib.SMTPDataError(data[0], data[1])
+
+
+def _close_or_reset(smtp: smtplib.SMTP, code: int) -> None:
+    if code == 421:
+        smtp.close()
+    else:
+        try:
+            smtp.rset()
+        except smtplib.SMTPServerDisconnected:
+            pass
 
 
 def classify(error: smtplib.SMTPException) -> DeliveryFailure:
