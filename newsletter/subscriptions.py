@@ -128,6 +128,10 @@ def confirm_post(token: str):
         subscriber.status = SubscriberStatus.CONFIRMED
         subscriber.confirmed_at = db.utcnow()
         db.session().commit()
+        # The day's digest now, not at the next poll (same ledger: a racing poll adds nothing).
+        enqueue(
+            jobs.dispatch_confirmed_digest, subscriber.id, job_id=f"confirm-digest-{subscriber.id}"
+        )
     return redirect(url_for("subscriptions.manage", token=manage_token(subscriber), confirmed=1))
 
 

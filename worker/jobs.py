@@ -4,6 +4,7 @@ A worker runs each job inside an app context (see `newsletter worker`); without
 Redis, `worker.queue.enqueue` runs them in-process.
 """
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime
 
@@ -11,9 +12,9 @@ from flask import current_app
 
 import emails
 from newsletter import db
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
-from worker import sending
+from worker import calendar, sending
 from worker.delivery import DRAIN_BUDGET_SECONDS, dispatch_digests
 from worker.mail import Mailer, build_message, new_message_id
 from worker.queue import enqueue
@@ -89,6 +90,50 @@ def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None
         date.fromisoformat(listing_date_iso), confirmed_before=confirmed_before
     )
     return asdict(summary)
+
+
+def dispatch_confirmed_digest(subscriber_id: int, now_iso: str | None = None) -> dict | None:
+    """Make and queue a just-confirmed subscriber's digest of the date the poll would give them.
+
+    Queued by the confirm view, so a subscriber who confirms after the day's
+    dispatch need not wait for the next poll. The row goes through the same
+    ledger (ON CONFLICT DO NOTHING, claims), so a poll's dispatch racing this
+    one still makes one row and sends one email. Not due yet (delivery hour,
+    translation wait): nothing now, the poll sends it later.
+    """
+    session = db.session()
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status is not SubscriberStatus.CONFIRMED:
+        return None
+    now = datetime.fromisoformat(now_iso) if now_iso else db.utcnow()
+    listing_date = listing_date_for_subscriber(now, subscriber.confirmed_at, _is_complete)
+    if listing_date is None:
+        return None
+    summary = dispatch_digests(listing_date, now, subscriber_ids=[subscriber_id])
+    return asdict(summary)
+
+
+def listing_date_for_subscriber(
+    now: datetime, confirmed_at: datetime | None, is_complete: Callable[[date], bool]
+) -> date | None:
+    """The latest complete listing date `worker.schedule.poll` would dispatch to a subscriber.
+
+    The poll gives the due date to everyone confirmed, and the previous date
+    only to those confirmed before the due date took over (its feed rebuild).
+    """
+    due = calendar.due_listing_date(now)
+    if is_complete(due):
+        return due
+    previous = calendar.previous_listing_date(due)
+    took_over = calendar.feed_rebuild_instant(due)
+    if is_complete(previous) and confirmed_at is not None and confirmed_at < took_over:
+        return previous
+    return None
+
+
+def _is_complete(listing_date: date) -> bool:
+    day = db.session().get(ListingDay, listing_date)
+    return day is not None and day.completed_at is not None
 
 
 def drain_deliveries(listing_date_iso: str) -> dict:
