@@ -39,6 +39,7 @@ page's earlier rows, only for subscribers some late paper matches):
 
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -145,6 +146,7 @@ def dispatch_digests(
     *,
     send_now: bool = False,
     confirmed_before: datetime | None = None,
+    subscriber_ids: Collection[int] | None = None,
 ) -> DispatchSummary:
     """Make the day's missing delivery rows and queue drain jobs while rows are claimable.
 
@@ -153,6 +155,9 @@ def dispatch_digests(
     `send_now` the day is drained in this process (the CLI) instead. With
     `confirmed_before`, only subscribers confirmed before then get a new row
     (a past day goes to those who were subscribed while it was current).
+    With `subscriber_ids`, only those subscribers get a new row (a subscriber
+    who just confirmed, worker.jobs.dispatch_confirmed_digest); the drain is the
+    day's as always.
     """
     config = current_app.config
     session = db.session()
@@ -164,7 +169,7 @@ def dispatch_digests(
         log.info("listing date %s is not complete; no digests yet", listing_date)
         return summary
 
-    make_deliveries(session, day, now, confirmed_before, summary)
+    make_deliveries(session, day, now, confirmed_before, summary, subscriber_ids)
     max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
     connection = session.connection()
     summary.given_up = ledger.give_up_dead_claims(connection, listing_date, max_attempts)
@@ -211,6 +216,7 @@ def make_deliveries(
     now: datetime,
     confirmed_before: datetime | None,
     summary: DispatchSummary,
+    subscriber_ids: Collection[int] | None = None,
 ) -> None:
     """Insert the rows of due subscribers without one, page by page; count them in `summary`.
 
@@ -230,6 +236,8 @@ def make_deliveries(
     eligible = [Subscriber.status == SubscriberStatus.CONFIRMED, without_row]
     if confirmed_before is not None:
         eligible.append(Subscriber.confirmed_at < confirmed_before)
+    if subscriber_ids is not None:
+        eligible.append(Subscriber.id.in_(sorted(subscriber_ids)))
     columns = (
         Subscriber.id,
         Subscriber.language,
