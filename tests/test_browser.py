@@ -1,20 +1,24 @@
 """A real browser (Debian's Chromium driven by Playwright) walks the site as a
 new user would: sign up, open the confirmation email in the dev outbox,
-confirm, change keywords, unsubscribe."""
+confirm, change keywords, unsubscribe. Then every page (errors included) and
+every email (confirmation, already-subscribed, digest in English and
+bilingual) is shown at 1280 and 390 px and must not scroll sideways."""
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import Outbox, empty_tables, free_port
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from newsletter import build_app, create_app, db
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
-from newsletter.tokens import make_token
+from newsletter.tokens import make_token, read_token
 from worker.delivery import dispatch_digests
 from worker.demo import load_demo
 
@@ -165,6 +169,13 @@ def link_in(message, path_part: str) -> str:
     return next(url for url in re.findall(r"https?://\S+", text) if path_part in url)
 
 
+class YearOldSigner(TimestampSigner):
+    """Signs as if a year ago: an expired confirmation link."""
+
+    def get_timestamp(self) -> int:
+        return int(time.time()) - 365 * 24 * 3600
+
+
 def test_every_page_and_email_fits_at_1280_and_390_px(live_site, browser_page, database_url):
     app, base = live_site
     page, problems = browser_page
@@ -201,7 +212,13 @@ def test_every_page_and_email_fits_at_1280_and_390_px(live_site, browser_page, d
     show_email(mail, confirmation)
     check("confirmation email", tab=mail)
 
-    check("confirm", 200, page.goto(link_in(confirmation, "/confirm/")))
+    confirm_link = link_in(confirmation, "/confirm/")
+    public_id = read_token(app.config["SECRET_KEY"], "confirm", confirm_link.rsplit("/", 1)[1])
+    expired = URLSafeTimedSerializer(
+        app.config["SECRET_KEY"], salt="newsletter.confirm", signer=YearOldSigner
+    ).dumps(public_id)
+    check("confirm link expired", 410, page.goto(f"{base}/confirm/{expired}"))
+    check("confirm", 200, page.goto(confirm_link))
     with page.expect_navigation() as sent:
         page.click("button:has-text('Confirm subscription')")
     check("confirmed (manage)", 200, sent.value)
@@ -278,7 +295,7 @@ def test_every_page_and_email_fits_at_1280_and_390_px(live_site, browser_page, d
     finally:
         server.shutdown()
 
-    assert len(seen) == 18
+    assert len(seen) == 19
     assert found == [], "\n".join(found)
     assert problems == []
 
