@@ -42,15 +42,16 @@ from worker.digest_pieces import LRU, Fragment, Sized, fragment, hole, sized
 from worker.digest_text import limit_lines, wrap_text
 from worker.matching import TextTokens, line_variants, text_tokens
 
-# Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines):
-# the process stays near 230 MB; at 20,000 entries ~70% of highlight lookups
-# hit. Highlighted (title, abstract) pairs: up to ~3 KB each (a text without
-# any <mark> is the paper's own escaped text, not a copy).
-HIGHLIGHT_CACHE = 16_000
+# Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
+# and benchmarks/scale.py (a worker's peak RSS at 100k, beside its QP cache):
+# at 16,000 entries each the highlight and keyword caches held ~90 MB of a
+# worker's ~410 MB. Highlighted (title, abstract) pairs: up to ~3 KB each (a
+# text without any <mark> is the paper's own escaped text, not a copy).
+HIGHLIGHT_CACHE = 6_000
 # Keyword lines whose pieces are kept: ~2 KB each.
-KEYWORD_CACHE = 16_000
+KEYWORD_CACHE = 6_000
 # Other small pieces: "matched:" lists of several lines, headers, "N more" notes.
-SMALL_CACHE = 20_000
+SMALL_CACHE = 10_000
 
 _LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
 _SKELETON_HOLES = (

@@ -16,6 +16,7 @@ Lines end in CRLF, ready for smtplib, which sends bytes as they are.
 
 import binascii
 import secrets
+import sys
 import threading
 from base64 import b64encode
 from collections import OrderedDict
@@ -30,12 +31,17 @@ CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 # Segments shorter than this (template glue, numbers, links) are kept in a
 # count-bounded cache: the shared ones hit, a subscriber's own fall out.
+# ~500 bytes each with the key: 10,000 is ~5 MB.
 _SMALL_CHARS = 200
-_SMALL_ENTRIES = 50_000
+_SMALL_ENTRIES = 10_000
 # Longer than this is a whole part handed over as one segment: never shared.
 _CACHE_MAX_CHARS = 32 * 1024
-# Bytes of encoded large segments kept; a full day's fragments in two languages fit.
-CACHE_BYTES = 64 * 1024 * 1024
+# Bytes kept for large segments, the segment (the key, which the cache keeps
+# alive once the day's fragment caches have let it go) and its encoding both
+# counted. A day's plain entries in both languages are ~15 MB of the two; the
+# rest holds the most used highlighted entries. Sized with benchmarks/scale.py
+# at 100,000 subscribers: 64 MB of encodings alone took a worker to ~110 MB.
+CACHE_BYTES = 24 * 1024 * 1024
 # Header lines stay within the recommended 78 characters where they can be folded.
 _LINE = 78
 
@@ -64,11 +70,16 @@ class SegmentCache:
         with self._lock:
             if segment not in self._entries:
                 self._entries[segment] = encoded
-                self.size += len(encoded)
+                self.size += _cost(segment, encoded)
             while self.size > self.max_bytes and self._entries:
-                _, dropped = self._entries.popitem(last=False)
-                self.size -= len(dropped)
+                kept, dropped = self._entries.popitem(last=False)
+                self.size -= _cost(kept, dropped)
         return encoded
+
+
+def _cost(segment: str, encoded: bytes) -> int:
+    """Bytes a cache entry holds: the segment (1, 2 or 4 bytes a character) and its encoding."""
+    return sys.getsizeof(segment) + len(encoded)
 
 
 def encode_qp(segment: str) -> bytes:

@@ -17,7 +17,9 @@ the worker dies its rows are taken by any other drain once the lease lapses
 """
 
 import logging
+import os
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -45,6 +47,9 @@ _SEGMENTS = SegmentCache()
 # The DayDigest of the last few (database, listing date, translated_at) seen.
 _DAYS: dict[tuple, DayDigest] = {}
 _DAYS_KEPT = 2
+# Debugging memory: a folder for `_heap_report`, every _HEAP_EVERY messages sent.
+_HEAP_REPORT = os.environ.get("NEWSLETTER_HEAP_REPORT")
+_HEAP_EVERY = 2500
 # How often a drain with nothing to claim looks again while others hold rows.
 _RECHECK_SECONDS = 5.0
 
@@ -102,6 +107,10 @@ def day_digest(engine: Engine, config: dict, listing_date: date) -> DayDigest:
             return load_translations(session, papers, language)
 
     day = DayDigest(listing_date, papers, config, translations)
+    # The same day before its translations came is done with: its fragments
+    # and dispatch's match cache (~30,000 lines) would stay for nothing.
+    for stale in [k for k in _DAYS if k[:2] == key[:2] and k[3:] == key[3:]]:
+        del _DAYS[stale]
     while len(_DAYS) >= _DAYS_KEPT:
         _DAYS.pop(next(iter(_DAYS)))
     _DAYS[key] = day
@@ -156,6 +165,34 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
         f"; stopped: {summary.stopped}" if summary.stopped else "",
     )
     return summary
+
+
+def _heap_report(sent: int) -> None:
+    """With NEWSLETTER_HEAP_REPORT=FOLDER, append where this process's memory is (debugging).
+
+    Called every few thousand messages: the process's RSS, the deep size of
+    this module's caches, and the largest allocation sites when tracemalloc
+    runs (PYTHONTRACEMALLOC=1). benchmarks/scale.py --heap-report sets it.
+    """
+    folder = _HEAP_REPORT
+    from benchmarks.heap import census  # debugging only: not on a production path
+    from worker import digest_entries, digest_text, matching
+
+    roots = {
+        "days": _DAYS,
+        "mime": _SEGMENTS,
+        "readable": digest_entries.readable,
+        "wrap_text": digest_text.wrap_text,
+        "line_variants": matching.line_variants,
+        "_paper_stream": matching._paper_stream,
+        "_name_words": matching._name_words,
+    }
+    lines = [f"== pid {os.getpid()} after {sent} sent", *census(roots)]
+    if tracemalloc.is_tracing():
+        stats = tracemalloc.take_snapshot().statistics("lineno")
+        lines += [str(stat) for stat in stats[:30]]
+    with open(os.path.join(folder, f"heap-{os.getpid()}.txt"), "a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def _wait_for_other_claims(connection, listing_date: date, claimer: str) -> bool:
@@ -282,6 +319,8 @@ class Sender:
         if not run(lambda c: ledger.mark_sent(c, claim.id, claimer)):
             log.warning("delivery %d: claim lost before it was recorded as sent", claim.id)
         summary.sent += 1
+        if _HEAP_REPORT and summary.sent % _HEAP_EVERY == 0:
+            _heap_report(summary.sent)
 
     def _temporary(
         self, claim: Claim, claimer: str, failure: TemporaryFailure | SetupFailure
