@@ -160,7 +160,10 @@ def validate_row(
     if error:
         result.errors = {"email": error, **result.errors}
     if result.errors:
-        return None, "; ".join(f"{name}: {message}" for name, message in result.errors.items())
+        # The form lists each bad keyword line on a line of its own; a report line is one line.
+        return None, "; ".join(
+            f"{name}: {' '.join(message.splitlines())}" for name, message in result.errors.items()
+        )
     values = {
         "email": email,
         "email_key": email.casefold(),

@@ -128,6 +128,11 @@ HOSTILE_ROWS = [
     ("short@example.org,diffusion policy,en", "3 fields, the header has 6"),
     ("ADA@example.org,diffusion policy,en,UTC,,", "the same address as line 2"),
     ("ada@example.org,other words,en,UTC,,", "the same address as line 2"),
+    # Two bad keyword lines: the form lists them on two lines, the report keeps one.
+    (
+        '"two@example.org","au:\nau:",en,UTC,,',
+        'Line 1 (au:): “au:” needs a value, e.g. au:"Ada Lovelace". Line 2 (au:)',
+    ),
 ]
 
 
