@@ -29,6 +29,7 @@ from worker.ingest_store import (
     store_group,
     update_listing_day,
 )
+from worker.translation import papers_to_translate
 
 D, NEXT, THIRD = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)
 DP, SR = "diffusion policy", "sparse regression"
@@ -219,3 +220,15 @@ def test_a_late_paper_matches_under_the_same_rules_and_only_within_the_look_back
 def test_late_due_owes_a_paper_to_a_row_of_its_date_that_lacked_it(rows, owed):
     paper = Paper(arxiv_id="L", listing_date=D)
     assert late_due({"L"}, {"L": paper}, rows) == owed
+
+
+def test_translation_plans_the_late_papers_a_bilingual_digest_may_carry(groups, app):
+    assert not ingest(D, "math", [MATH_D])
+    assert not ingest(D, "cs", [])
+    complete_at_deadline(D)
+    assert ingest(D, "cs", [LATE])  # after D completed: late
+    assert not ingest(NEXT, "math", [MATH_NEXT])
+    assert ingest(NEXT, "cs", [CS_NEXT])
+    add_subscriber("mei@example.com", [DP, SR], language="en+zh")
+    planned = {paper.arxiv_id for paper in papers_to_translate(db.session(), NEXT, "zh")}
+    assert planned == {LATE.arxiv_id, MATH_NEXT.arxiv_id}

@@ -119,6 +119,11 @@ def papers_to_translate(session: Session, listing_date: date, language: str) -> 
         for _keyword, ids in sections
         for arxiv_id in ids
     }
+    # Late papers of earlier dates that these digests may carry (worker/digest.py):
+    # every one a bilingual reader's lines match, whether or not that reader is
+    # owed it, so none goes out untranslated for want of planning.
+    for late in day.late_matches(readers).values():
+        needed |= late
     return [day.papers[arxiv_id] for arxiv_id in sorted(needed)]
 
 
