@@ -95,14 +95,16 @@ def encode_qp(segment: str) -> bytes:
 
 def encode_body(segments: tuple[str, ...], cache: SegmentCache) -> bytes:
     """The quoted-printable body of the joined `segments`, each encoded (or found) once."""
-    out = []
+    out: list[bytes] = []
+    append, encode, small = out.append, cache.encode, cache._small
+    # ~230 segments a digest: the loop is kept lean (bound methods, one index).
     for segment in segments:
         if not segment:
             continue
-        out.append(cache.encode(segment))
-        if not segment.endswith("\n"):
+        append(small(segment) if len(segment) < _SMALL_CHARS else encode(segment))
+        if segment[-1] != "\n":
             # The next segment continues this line: a soft break decodes to nothing.
-            out.append(SOFT_BREAK)
+            append(SOFT_BREAK)
     body = b"".join(out)
     # The last segment ends the body: no soft break before the boundary.
     if body.endswith(SOFT_BREAK):
