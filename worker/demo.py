@@ -10,6 +10,7 @@ from the sample digest by `parse_sample_digest`, run by hand:
 
     python -m worker.demo extract SAMPLE.txt > newsletter/data/demo_2026-05-29.json
 
+and its Chinese was then repaired once by `python -m worker.demo_repair`.
 Nothing here reads the sample at run time; see newsletter/data/README.md.
 """
 
