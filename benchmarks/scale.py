@@ -19,10 +19,14 @@ free 127.0.0.1 ports, and drives the service only through its commands:
 Prints dispatch seconds, send msg/s, ingest done -> last digest accepted,
 worker CPU ms per message (/proc/<pid>/stat), database round trips per message
 (pg_stat_statements calls; with an outside database only transactions, from
-pg_stat_database), render ms per digest and MIME ms per message (in this
-process, a sample of the ledger's digests through the sender's renderer), peak
-RSS of every process (VmHWM, sampled), and the baseline: a bare smtplib loop
-sending ~1,000 of the same real messages to the same sink over one connection.
+pg_stat_database), render and MIME CPU ms per digest (in this process, through
+the worker's own DayDigest and DigestMime: a cold sample, which pays the day's
+one-time fragment and encoding work, then a disjoint warm one; amortized =
+warm + one-time x 2 workers / N), peak RSS of every process (VmHWM, sampled),
+and the baseline: a bare smtplib loop sending the warm sample's real messages
+to the same sink over one connection. "One worker / bare loop" is given as the
+issue computed it ((2-worker msg/s / 2) / bare) and, with --single-worker M,
+for one worker alone: M sent rows are queued again and a fresh worker drains them.
 Exits non-zero unless the sink accepted exactly N messages and N rows are sent.
 Every process it started is stopped on success, failure, timeout or Ctrl-C.
 """
