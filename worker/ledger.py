@@ -212,6 +212,15 @@ _MARK_SENT = (
     .values(lease_expires_at=None)
 )
 
+# `_MARK_SENT` for psycopg, written out (sent_at is an aware UTC datetime, as
+# UTCDateTime would bind it).
+_MARK_SENT_PG = (
+    f"UPDATE deliveries SET status = '{DeliveryStatus.SENT.value}', sent_at = %(sent_at)s, "
+    "error = NULL, lease_expires_at = NULL WHERE id = %(delivery_id)s "
+    "AND claimed_by = %(claimer)s "
+    f"AND status IN ('{DeliveryStatus.SENDING.value}', '{DeliveryStatus.SENT.value}')"
+)
+
 
 def mark_sent(connection: Connection, delivery_id: int, claimer: str) -> bool:
     """Record that the server accepted the row's message: one statement, one round trip.
@@ -220,6 +229,11 @@ def mark_sent(connection: Connection, delivery_id: int, claimer: str) -> bool:
     it already marked); False if another worker took the row meanwhile.
     """
     parameters = {"delivery_id": delivery_id, "claimer": claimer, "sent_at": utcnow()}
+    if connection.dialect.name == "postgresql":
+        # The same statement as driver SQL: SQLAlchemy still wraps errors (the
+        # retry in worker/leases.py relies on it) but skips its per-call
+        # compile-cache and type processing, ~0.3 -> ~0.16 ms CPU per message.
+        return connection.exec_driver_sql(_MARK_SENT_PG, parameters).rowcount == 1
     return connection.execute(_MARK_SENT, parameters).rowcount == 1
 
 
