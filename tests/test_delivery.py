@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from urllib.parse import urlparse
 import pytest
 from smtp_server import SmtpSink, run_smtp
 from sqlalchemy import select
+from tcp_relay import TcpRelay
 
 from newsletter import db
 from newsletter.cli import main as cli_main
@@ -693,65 +693,6 @@ def test_each_message_costs_one_database_round_trip(redis_url, sink, demo, app):
     assert len(statements) - len(marks) - 2 * len(claims) <= 5, statements
 
 
-class TcpProxy:
-    """A TCP proxy on 127.0.0.1 to a database server; `cut` drops every connection for a while."""
-
-    def __init__(self, host: str, port: int):
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.refused = 0
-        self._cut_until = 0.0
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            if time.monotonic() < self._cut_until:
-                self.refused += 1
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self, seconds: float) -> None:
-        """Close every open connection and refuse new ones for `seconds`."""
-        self._cut_until = time.monotonic() + seconds
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for end in sockets:
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            end.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut(0)
-
-
 @pytest.mark.skipif(
     not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
     reason="needs a PostgreSQL server to cut off (SQLite has no connection)",
@@ -767,7 +708,7 @@ def test_a_database_outage_while_marking_rows_sent_loses_nothing_and_sends_nothi
     subscribers = add_many(12)
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
     url = make_url(database_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
     through_proxy = url.set(host="127.0.0.1", port=proxy.port)
     worker = create_app(
         {

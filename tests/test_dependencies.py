@@ -11,10 +11,8 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from redis import Redis
 from rq import Queue, Worker
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
+from tcp_relay import TcpRelay
 
 from newsletter import create_app, db, ratelimit
 from newsletter.dependencies import DependencyError
@@ -209,52 +208,6 @@ def private_redis(tmp_path):
         redis.stop()
 
 
-class Relay:
-    """A TCP relay to the database; `cut` drops every connection and stops listening."""
-
-    def __init__(self, host: str, port: int):
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        # shutdown, not just close, wakes the thread blocked in accept().
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for end in self.sockets:
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            end.close()
-
-
 def assert_friendly_503(response, caplog, setting: str) -> None:
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "60"
@@ -296,7 +249,7 @@ def test_the_database_lost_while_running_is_a_503_page(config, database_url, tmp
         Base.metadata.create_all(engine)
         engine.dispose()
     else:
-        relay = Relay(url.host or "127.0.0.1", url.port or 5432)
+        relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
         app_url = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
         empty_tables(app_url)
     app = create_app({**config, "DATABASE_URL": app_url})
@@ -313,7 +266,7 @@ def test_the_database_lost_while_running_is_a_503_page(config, database_url, tmp
     assert client.get(manage).status_code == 200
 
     if relay is not None:
-        relay.cut()
+        relay.cut(3600)  # for the rest of the test
     else:
         app.extensions["db_engine"].dispose()
         shutil.rmtree(tmp_path / "db")

@@ -19,14 +19,12 @@ import os
 import random
 from collections import Counter
 from datetime import UTC, date, datetime
-from functools import cache
 from pathlib import Path
 
-from newsletter.models import Paper, Translation
-from worker.arxiv import parse_feed
+from test_digest import full_day, sample
+
 from worker.demo import DEMO_LISTING_DATE
 from worker.digest import DayDigest, Reader
-from worker.ingest_store import paper_fields
 from worker.matching import tokenize
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -45,22 +43,6 @@ def links(name: str) -> dict[str, str]:
         "one_click_url": f"{base}/unsubscribe/one-click/unsubscribe-{name}",
         "view_url": f"{base}/digest/view-{name}",
     }
-
-
-@cache
-def full_day() -> dict[str, Paper]:
-    feed = parse_feed((DATA / "rss_all-archives_2024-11-28.xml").read_bytes())
-    return {
-        item.arxiv_id: Paper(listing_date=feed.feed_date, **paper_fields(item))
-        for item in feed.items
-    }
-
-
-@cache
-def demo_day() -> tuple[dict[str, Paper], dict[str, Translation]]:
-    from test_digest import sample
-
-    return sample()
 
 
 def full_day_readers() -> dict[str, Reader]:
@@ -149,7 +131,7 @@ def _prefixes(outputs) -> set[str]:
 
 
 def test_demo_day_digests_are_unchanged(tmp_path):
-    papers, translations = demo_day()
+    papers, translations = sample()
     day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, GOLDEN_CONFIG)
     outputs = render_all(day, demo_readers())
     assert len(outputs) == 5
@@ -169,7 +151,7 @@ def test_digests_do_not_depend_on_what_the_caches_hold(tmp_path, monkeypatch):
 
     for name in ("HIGHLIGHT_CACHE", "KEYWORD_CACHE", "SMALL_CACHE"):
         monkeypatch.setattr(digest_fragments, name, 3)
-    papers, translations = demo_day()
+    papers, translations = sample()
     day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, GOLDEN_CONFIG)
     readers = dict(reversed(demo_readers().items()))
     check(render_all(day, readers), tmp_path, keep_files=False)
