@@ -260,39 +260,12 @@ class Mailer:
             return
         sender = parseaddr(message["From"])[1]
         recipient = parseaddr(message["To"])[1]
-        retries = self.config.get("SMTP_RETRIES", 3)
-        delay = self.config.get("SMTP_RETRY_DELAY", 1.0)
-        for attempt in range(retries + 1):
-            try:
-                self._throttle()
-                if self.smtp is None:
-                    self.smtp = self._connect()
-                self.smtp.sendmail(sender, [recipient], raw)
-                return
-            except smtplib.SMTPException as error:
-                failure = classify(error)
-                cause = error
-            except OSError as error:
-                failure = TemporaryFailure(f"connection error: {error}", connection=True)
-                cause = error
-            if not isinstance(failure, TemporaryFailure) or attempt == retries:
-                # After a refused recipient smtplib has sent RSET and the session
-                # is reusable; after anything else start over.
-                if not isinstance(failure, PermanentFailure):
-                    self._drop_connection()
-                raise failure from cause
-            wait = delay * 2**attempt
-            log.warning(
-                "temporary SMTP failure for %s (try %d of %d, again in %.2f s): %s",
-                message["Message-ID"],
-                attempt + 1,
-                retries + 1,
-                wait,
-                failure.reply,
-            )
-            # The next try starts on a fresh connection: the old one may be half-dead.
-            self._drop_connection()
-            time.sleep(wait)
+        # Account emails are few: a 4xx is worth a retry here, a lost connection too.
+        self._with_retries(
+            lambda: self.smtp.sendmail(sender, [recipient], raw),
+            retry=lambda failure: isinstance(failure, TemporaryFailure),
+            label=message["Message-ID"],
+        )
 
     def deliver(self, sender: str, recipient: str, raw: bytes, label: str = "") -> None:
         """Send ready-made bytes to one recipient; raise a DeliveryFailure subclass.
@@ -305,6 +278,20 @@ class Mailer:
         if not self.config["SMTP_HOST"]:
             write_raw_to_outbox(Path(self.config["OUTBOX_DIR"]), raw, label or recipient)
             return
+        self._with_retries(
+            lambda: transmit(self.smtp, sender, recipient, raw),
+            retry=lambda failure: isinstance(failure, TemporaryFailure) and failure.connection,
+            label=label or recipient,
+        )
+
+    def _with_retries(self, send_once, retry, label: str) -> None:
+        """Run `send_once` on a live connection; retry the failures `retry` accepts.
+
+        Each retry starts on a fresh connection after a doubling wait
+        (SMTP_RETRIES, SMTP_RETRY_DELAY). After a refused recipient or message
+        smtplib has sent RSET, so the session goes on; after a lost connection
+        or a setup failure it is dropped.
+        """
         retries = self.config.get("SMTP_RETRIES", 3)
         delay = self.config.get("SMTP_RETRY_DELAY", 1.0)
         for attempt in range(retries + 1):
@@ -312,7 +299,7 @@ class Mailer:
                 self._throttle()
                 if self.smtp is None:
                     self.smtp = self._connect()
-                transmit(self.smtp, sender, recipient, raw)
+                send_once()
                 return
             except smtplib.SMTPException as error:
                 failure = classify(error)
@@ -320,16 +307,16 @@ class Mailer:
             except OSError as error:
                 failure = TemporaryFailure(f"connection error: {error}", connection=True)
                 cause = error
+            again = retry(failure) and attempt < retries
             connection_lost = isinstance(failure, TemporaryFailure) and failure.connection
-            if connection_lost or isinstance(failure, SetupFailure):
+            if again or connection_lost or isinstance(failure, SetupFailure):
                 self._drop_connection()
-            # After a refused recipient or message smtplib has sent RSET: the
-            # session goes on with the next message.
-            if not connection_lost or attempt == retries:
+            if not again:
                 raise failure from cause
             wait = delay * 2**attempt
             log.warning(
-                "SMTP connection failed (try %d of %d, again in %.2f s): %s",
+                "temporary SMTP failure for %s (try %d of %d, again in %.2f s): %s",
+                label,
                 attempt + 1,
                 retries + 1,
                 wait,
