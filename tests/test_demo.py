@@ -9,8 +9,9 @@ through the app from the rows `load_demo` stores.
 from collections import Counter
 
 import pytest
+from test_digest import sample
 from test_digest_page import SAMPLE_KEYWORDS, add_subscriber, view_url
-from test_golden import GOLDEN_CONFIG, demo_day, demo_readers, render_all
+from test_golden import GOLDEN_CONFIG, demo_readers, render_all
 
 from newsletter import db
 from worker.demo import DEMO_LISTING_DATE, DEMO_PATH, load_demo, read_demo
@@ -25,7 +26,7 @@ RANGE_ZH = "降低了1.5至2.2×"
 
 
 def bilingual_outputs() -> dict[str, dict[str, str]]:
-    papers, translations = demo_day()
+    papers, translations = sample()
     day = DayDigest.from_rows(DEMO_LISTING_DATE, papers, translations, GOLDEN_CONFIG)
     readers = {name: r for name, r in demo_readers().items() if r.language == "en+zh"}
     return render_all(day, readers)
