@@ -69,6 +69,8 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
 
     db.init_app(app)
     web.init_app(app)
+    # After web's body checks, which refuse an oversized or non-UTF-8 form first.
+    web.csrf.init_app(app)
     app.register_blueprint(subscriptions.bp)
     app.register_blueprint(digests.bp)
     if app.config["TRUSTED_PROXIES"]:

@@ -20,6 +20,7 @@ from newsletter import db, forms, ratelimit, signups
 from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
+from newsletter.web import csrf
 from worker import jobs
 from worker.queue import enqueue
 
@@ -264,6 +265,7 @@ def unsubscribe_post(token: str):
 
 
 @bp.post("/unsubscribe/one-click/<token>")
+@csrf.exempt
 def one_click_unsubscribe(token: str):
     """RFC 8058: no cookie, no CSRF token, no login, no redirect."""
     if request.form.get("List-Unsubscribe") != "One-Click":

@@ -1,16 +1,15 @@
-"""Cross-cutting web concerns: body size, security headers, CSRF, error pages.
+"""Cross-cutting web concerns: body size, security headers, CSRF (Flask-WTF), error pages.
 
 `init_app` is called once by `create_app`. A database or Redis lost while the
 site runs gives a 503 page and one log line here, never a traceback.
 """
 
-import hmac
 import io
 import logging
-import secrets
 from urllib.parse import unquote_to_bytes
 
-from flask import Flask, abort, current_app, render_template, request, send_from_directory, session
+from flask import Flask, abort, current_app, render_template, request, send_from_directory
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -33,20 +32,25 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
-# The RFC 8058 one-click endpoint is POSTed by mail providers with no cookie
-# and no token; it is the one form exempt from CSRF.
-CSRF_EXEMPT_ENDPOINTS = {"subscriptions.one_click_unsubscribe"}
+# Every POST carries the session's token; the app factory initialises it after
+# `init_app`, so an oversized or non-UTF-8 body is refused before the form is read.
+# The RFC 8058 one-click view, POSTed by mail providers with no cookie and no
+# token, is the one form exempt (`@csrf.exempt` in subscriptions.py).
+csrf = CSRFProtect()
+
+CSRF_REFUSED = (
+    "This form has expired or was not sent from our site. Go back, reload the page and try again."
+)
 
 
 def init_app(app: Flask) -> None:
     app.wsgi_app = CappedBody(app.wsgi_app, MAX_BODY_BYTES)
     app.after_request(add_security_headers)
     app.before_request(check_body)
-    app.before_request(check_csrf)
-    app.jinja_env.globals["csrf_token"] = csrf_token
     app.add_url_rule("/favicon.ico", "favicon", favicon)
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, render_error)
+    app.register_error_handler(CSRFError, render_csrf_error)
     # Connection-level failures only: a constraint or data error is a bug, a 500.
     for lost in (
         OperationalError,
@@ -62,6 +66,11 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["BASE_URL"].startswith("https://"),
+        # A token lives as long as the browser session, as the session cookie does.
+        WTF_CSRF_TIME_LIMIT=None,
+        # Flask-WTF would also want a same-site Referer on https, which browsers
+        # never send here: every page says Referrer-Policy: no-referrer.
+        WTF_CSRF_SSL_STRICT=False,
     )
 
 
@@ -156,26 +165,6 @@ def check_body() -> None:
         )
 
 
-def csrf_token() -> str:
-    """This browser session's CSRF token, made on first use."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def check_csrf() -> None:
-    if request.method != "POST" or request.endpoint in CSRF_EXEMPT_ENDPOINTS:
-        return
-    sent = request.form.get("csrf_token", "")
-    expected = session.get("csrf", "")
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(
-            400,
-            description="This form has expired or was not sent from our site. "
-            "Go back, reload the page and try again.",
-        )
-
-
 def render_error(error):
     code = getattr(error, "code", 500) or 500
     description = getattr(error, "description", None) or "Something went wrong."
@@ -186,6 +175,11 @@ def render_error(error):
         # Rate-limit windows are an hour long.
         return (*response, {"Retry-After": "3600"})
     return response
+
+
+def render_csrf_error(error: CSRFError):
+    """A missing, forged or stale token: the site's 400 page, not Flask-WTF's reason."""
+    return render_template("error.html", code=400, description=CSRF_REFUSED), 400
 
 
 def render_unavailable(error: Exception):

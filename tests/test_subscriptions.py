@@ -405,6 +405,33 @@ def test_missing_or_wrong_csrf_token_is_refused(client, csrf_token):
     assert subscriber_count() == 0
 
 
+def test_a_token_from_another_browser_session_is_refused(app, client):
+    other = app.test_client()
+    response = sign_up(client, csrf_token=csrf_from(other))
+    assert response.status_code == 400 and b"expired" in response.data
+    assert subscriber_count() == 0
+
+
+def test_a_form_on_the_https_site_needs_no_referer(config, database_url):
+    """Every page says Referrer-Policy: no-referrer, so browsers post forms without one."""
+    empty_tables(database_url)
+    app = create_app({**config, "BASE_URL": "https://digest.test"})
+    with app.app_context():
+        client = app.test_client()
+        page = client.get("/", base_url="https://digest.test").get_data(as_text=True)
+        form = {
+            "csrf_token": CSRF.search(page).group(1),
+            "email": "ada@example.org",
+            "keywords": "learning",
+            "timezone": "UTC",
+        }
+        response = client.post("/", data=form, base_url="https://digest.test")
+        assert "Referer" not in response.request.headers
+        assert response.status_code == 302
+        assert subscriber_count() == 1
+    app.extensions["db_engine"].dispose()
+
+
 def test_oversized_body_is_refused_without_a_traceback(client):
     response = client.post("/", data={"keywords": "x" * 200_000, "csrf_token": csrf_from(client)})
     assert response.status_code == 413
