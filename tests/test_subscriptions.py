@@ -389,6 +389,32 @@ def test_invalid_utf8_is_refused(client):
     assert subscriber_count() == 0
 
 
+def multipart(fields: dict[str, bytes]) -> bytes:
+    """A multipart/form-data body (boundary XX) of these fields, bytes as given."""
+    parts = [
+        b'--XX\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (name.encode(), value)
+        for name, value in fields.items()
+    ]
+    return b"".join(parts) + b"--XX--\r\n"
+
+
+def test_invalid_utf8_in_a_multipart_form_is_refused(client):
+    fields = {
+        "csrf_token": csrf_from(client).encode(),
+        "email": b"ada@example.org",
+        "timezone": b"UTC",
+        "keywords": b"caf\xc3\x28 learning",
+    }
+    content_type = "multipart/form-data; boundary=XX"
+    response = client.post("/", data=multipart(fields), content_type=content_type)
+    assert response.status_code == 400 and b"not valid UTF-8" in response.data
+    assert subscriber_count() == 0
+    # The same form, readable, is taken.
+    fields["keywords"] = "café learning".encode()
+    response = client.post("/", data=multipart(fields), content_type=content_type)
+    assert response.status_code == 302 and subscriber_count() == 1
+
+
 @pytest.mark.parametrize("csrf_token", [None, "", "forged-token"])
 def test_missing_or_wrong_csrf_token_is_refused(client, csrf_token):
     client.get("/")
