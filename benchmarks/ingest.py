@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, text
 from newsletter import create_app, db
 from newsletter.db import utcnow
 from newsletter.models import AnnounceType, Base, Paper
-from worker import ingest
-from worker.arxiv import parse_feed
+from worker.arxiv import ingest
+from worker.arxiv.feeds import parse_feed
 
 FEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 DEFAULT_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1/bench_ingest"

@@ -19,8 +19,8 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from worker.arxiv import parse_feed
-from worker.matching import KeywordError, match_papers, parse_keyword
+from worker.arxiv.feeds import parse_feed
+from worker.digest.matching import KeywordError, match_papers, parse_keyword
 
 FEED = Path(__file__).resolve().parents[1] / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 STOPWORDS = set(

@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from match import ngrams  # noqa: E402
 
 from newsletter.models import Paper  # noqa: E402
-from worker.arxiv import parse_feed  # noqa: E402
-from worker.digest import DayDigest, Reader  # noqa: E402
-from worker.ingest_store import paper_fields  # noqa: E402
-from worker.matching import KeywordError, parse_keyword  # noqa: E402
+from worker.arxiv.feeds import parse_feed  # noqa: E402
+from worker.arxiv.store import paper_fields  # noqa: E402
+from worker.digest.core import DayDigest, Reader  # noqa: E402
+from worker.digest.matching import KeywordError, parse_keyword  # noqa: E402
 
 FEED = ROOT / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 LISTING_DATE = date(2024, 11, 28)

@@ -95,8 +95,8 @@ def day_phrases(distinct: int, rng: random.Random) -> list[str]:
     """
     from collections import Counter
 
-    from worker.arxiv import parse_feed
-    from worker.matching import KeywordError, match_papers, parse_keyword
+    from worker.arxiv.feeds import parse_feed
+    from worker.digest.matching import KeywordError, match_papers, parse_keyword
 
     items = parse_feed(FEED.read_bytes()).items
     titles, abstracts = Counter(), Counter()
@@ -410,7 +410,8 @@ def sample_messages(env: dict, sample: int, subscribers: int, workers: int) -> d
     from newsletter import create_app, db
     from newsletter.models import Delivery, DeliveryStatus, Subscriber
     from newsletter.tokens import subscriber_links
-    from worker import digest, mime
+    from worker.delivery import mime
+    from worker.digest import core as digest
 
     os.environ.update(env)
     app = create_app()
@@ -536,7 +537,7 @@ def run(args: argparse.Namespace, stack: ExitStack, folder: Path) -> dict:
         "PYTHONPATH": str(ROOT),
     }
     if args.heap_report:
-        # Workers append a census of their caches (worker/sending.py, benchmarks/heap.py).
+        # Workers append a census of their caches (worker/delivery/sending.py, benchmarks/heap.py).
         env.update(NEWSLETTER_HEAP_REPORT=args.heap_report)
     monitor = None
     run_command(services, "db-upgrade", ["db", "upgrade"], env, deadline)

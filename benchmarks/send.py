@@ -6,7 +6,7 @@ Setup (timed on its own): the demo day (2026-05-29, 66 papers) and N confirmed
 subscribers with the sample's two keywords, in a SQLite file in a temporary
 folder (or the PostgreSQL database named by --database-url, whose tables are
 dropped and made again); then the first half of a real dispatch
-(`worker.delivery.make_deliveries`: keyset pages, one executemany INSERT per
+(`worker.delivery.dispatch.make_deliveries`: keyset pages, one executemany INSERT per
 page) makes the N delivery rows. Every digest is the full 66-paper digest
 (~138 KB on the wire), personalized with each subscriber's signed links.
 
@@ -15,9 +15,9 @@ against the same sink (`/usr/sbin/smtp-sink` on a free loopback port):
 - `bare smtplib` (the baseline, this machine's limit): one connection, a loop
   of `sendmail` over 100 of the very messages the real path makes (built by
   its `Sender.message`, then cycled);
-- `real drain`: `worker.sending.drain_day` over every row, i.e. batches of
+- `real drain`: `worker.delivery.sending.drain_day` over every row, i.e. batches of
   DELIVERY_BATCH_SIZE claimed in one statement each, rendered by the day's
-  DayDigest, serialized by worker/mime.py, sent over one connection, each
+  DayDigest, serialized by worker/delivery/mime.py, sent over one connection, each
   row marked sent with one autocommit UPDATE.
 Each prints msg/s, CPU ms per message (user + system, `resource.getrusage`)
 and peak RSS; the drain checks that N rows end up sent.
@@ -75,8 +75,8 @@ def setup(config: dict, messages: int) -> dict:
     from newsletter import create_app, db
     from newsletter.db import utcnow
     from newsletter.models import Base, Keyword, ListingDay, Subscriber, SubscriberStatus
-    from worker.delivery import DispatchSummary, make_deliveries
-    from worker.demo import load_demo
+    from worker.delivery.dispatch import DispatchSummary, make_deliveries
+    from worker.demo.load import load_demo
 
     app = create_app(config)
     with app.app_context():
@@ -140,9 +140,9 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
 
     from newsletter import create_app, db
     from newsletter.models import Delivery
-    from worker import ledger
-    from worker.leases import LedgerConnection
-    from worker.sending import Sender, day_digest
+    from worker.delivery import ledger
+    from worker.delivery.leases import LedgerConnection
+    from worker.delivery.sending import Sender, day_digest
 
     app = create_app(config)
     with app.app_context():
@@ -187,7 +187,7 @@ def phase_drain(config: dict, messages: int) -> dict:
 
     from newsletter import create_app, db
     from newsletter.models import Delivery, DeliveryStatus
-    from worker.sending import drain_day
+    from worker.delivery.sending import drain_day
 
     app = create_app(config)
     with app.app_context():

@@ -38,10 +38,10 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from worker.arxiv import parse_feed
-from worker.ingest_store import paper_fields
-from worker.placeholders import PLACEHOLDER, protect, restore
-from worker.translation import papers_to_translate, translate_day
+from worker.arxiv.feeds import parse_feed
+from worker.arxiv.store import paper_fields
+from worker.translation.job import papers_to_translate, translate_day
+from worker.translation.placeholders import PLACEHOLDER, protect, restore
 
 FEED = Path(__file__).resolve().parents[1] / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 LISTING_DATE = date(2024, 11, 28)

@@ -5,7 +5,7 @@ body.mjml. The MJML is compiled to HTML once per template (the Jinja tags
 pass through MJML untouched), then Jinja fills it per message with
 autoescaping on. No Flask, no SMTP, no database here.
 
-An email assembled from pieces (the digest: worker/digest_fragments.py) also
+An email assembled from pieces (the digest: worker/digest/fragments.py) also
 keeps macros in its folder (parts.html, parts.txt, plain Jinja: no MJML),
 reached with `macros`, and renders single templates with `render_template`.
 """

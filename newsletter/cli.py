@@ -35,11 +35,13 @@ from newsletter.subscriber_import import (
     import_subscribers,
     read_file,
 )
-from worker import backfill, calendar, ingest, ingest_store, jobs
-from worker.arxiv import ArxivError
-from worker.delivery import dispatch_digests, preview_digest
-from worker.demo import load_demo
-from worker.mail import DeliveryFailure
+from worker import jobs
+from worker.arxiv import backfill, calendar, ingest
+from worker.arxiv import store as ingest_store
+from worker.arxiv.feeds import ArxivError
+from worker.delivery.dispatch import dispatch_digests, preview_digest
+from worker.delivery.mail import DeliveryFailure
+from worker.demo.load import load_demo
 from worker.queue import enqueue
 from worker.schedule import (
     POLL_INTERVAL_SECONDS,
@@ -50,7 +52,7 @@ from worker.schedule import (
     run_scheduler,
     run_worker,
 )
-from worker.translation import translate_day
+from worker.translation.job import translate_day
 
 # `newsletter dev` writes this into the instance folder: the settings it ran
 # with. Other commands in a shell with neither SECRET_KEY nor DATABASE_URL set
@@ -165,7 +167,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-# --- ingest (worker/ingest.py, worker/backfill.py) ---
+# --- ingest (worker/arxiv/ingest.py, worker/arxiv/backfill.py) ---
 
 
 def _parse_date_option(name: str, value: str | None):
@@ -355,7 +357,7 @@ def _echo_deliveries(listing_date: date, counts: Counter) -> None:
     click.echo(f"deliveries {listing_date}: {figures}")
 
 
-# --- digest (worker/digest.py) ---
+# --- digest (worker/digest/core.py) ---
 
 
 _DIGEST_DATE_HELP = "The listing date (default: the latest complete one)."
@@ -508,7 +510,7 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
         raise SystemExit(1)
 
 
-# --- translate (worker/translation.py) ---
+# --- translate (worker/translation/job.py) ---
 @main.command("translate")
 @click.option(
     "--date", "date_text", metavar="D", help="The listing date (default: the latest complete one)."

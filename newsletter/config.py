@@ -103,7 +103,7 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
     if translation_backend not in ("none", "openai", "recorded"):
         raise ConfigError("TRANSLATION_BACKEND must be none, openai or recorded")
     translation_language = env("TRANSLATION_LANGUAGE", "zh").lower()
-    # It names a glossary file (worker/data/glossary_<code>.tsv): a code, never a path.
+    # It names a glossary file (worker/translation/data/glossary_<code>.tsv): a code, never a path.
     if not re.fullmatch(r"[a-z]{2,3}(-[a-z]{2,4})?", translation_language):
         raise ConfigError("TRANSLATION_LANGUAGE must be a language code such as zh or ja")
 
@@ -187,18 +187,18 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "ARXIV_CONTACT": env("ARXIV_CONTACT", "admin@localhost"),
         "ARXIV_TIMEOUT": _float("ARXIV_TIMEOUT", env("ARXIV_TIMEOUT", "30")),
         "ARXIV_RETRIES": _int("ARXIV_RETRIES", env("ARXIV_RETRIES", "5")),
-        # First retry delay in seconds; doubled per attempt, with jitter (worker/arxiv_client.py).
+        # First retry delay in seconds; doubled per attempt, with jitter (worker/arxiv/client.py).
         "ARXIV_BACKOFF": _float("ARXIV_BACKOFF", env("ARXIV_BACKOFF", "5")),
         # Hours after a listing date's feed rebuild (00:00 ET) that ingest waits for
         # every group's feed to be full (not empty, not far below its usual size);
-        # then the day completes with what it has, with a warning (worker/ingest.py).
+        # then the day completes with what it has, with a warning (worker/arxiv/ingest.py).
         "INGEST_COMPLETE_DEADLINE_HOURS": ingest_deadline,
         # Translation.
         "TRANSLATION_BACKEND": translation_backend,
         "OPENAI_BASE_URL": env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
         "OPENAI_API_KEY": env("OPENAI_API_KEY") or None,
         "TRANSLATION_MODEL": env("TRANSLATION_MODEL", "gpt-4o-mini"),
-        # Bilingual subscribers get en+<this code>; a glossary_<code>.tsv in worker/data/ is used.
+        # Bilingual subscribers get en+<this code>; a glossary_<code>.tsv in worker/translation/data/ is used.
         "TRANSLATION_LANGUAGE": translation_language,
         # The language as the model is told it; known for common codes (zh = Simplified Chinese).
         "TRANSLATION_LANGUAGE_NAME": env("TRANSLATION_LANGUAGE_NAME") or None,

@@ -3,7 +3,7 @@
 GET /digest/<token> shows one subscriber's digest for one listing date with
 every paper in full (no per-keyword limit, all authors). It shows what the
 email held when one was made (the Delivery row's `sections`), otherwise what
-the subscriber's current keywords match; the digest core (worker/digest.py,
+the subscriber's current keywords match; the digest core (worker/digest/core.py,
 `DayDigest`) decides both and renders the page. Read-only: it never changes state.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.models import Delivery, Subscriber
 from newsletter.tokens import read_token, subscriber_links
-from worker.digest import DayDigest, Reader
+from worker.digest.core import DayDigest, Reader
 
 bp = Blueprint("digests", __name__)
 

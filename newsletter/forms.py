@@ -12,7 +12,7 @@ from importlib import resources
 
 from email_validator import EmailNotValidError, validate_email
 
-from worker.matching import KeywordError, normalize_keyword_line, parse_keyword
+from worker.digest.matching import KeywordError, normalize_keyword_line, parse_keyword
 
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100

@@ -210,7 +210,7 @@ class DeliveryStatus(enum.Enum):
 class Delivery(Base):
     """One subscriber's digest for one listing date: the exactly-once ledger.
 
-    worker/ledger.py owns the state changes: queued -> sending (a claim with a
+    worker/delivery/ledger.py owns the state changes: queued -> sending (a claim with a
     lease) -> sent | failed | skipped, or back to queued (deferred, released).
     """
 

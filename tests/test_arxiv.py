@@ -9,8 +9,9 @@ import pytest
 from arxiv_server import Reply, fixture
 
 from newsletter import create_app
-from worker import arxiv, arxiv_client
-from worker.arxiv import FeedError, FetchError, parse_feed, split_authors
+from worker.arxiv import client as arxiv_client
+from worker.arxiv import feeds as arxiv
+from worker.arxiv.feeds import FeedError, FetchError, parse_feed, split_authors
 
 ALL = "rss_all-archives_2024-11-28.xml"
 COMBINED = "rss_combined_cs.LG_cs.AI_cs.CL_stat.ML_2026-09-24.xml"

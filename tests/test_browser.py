@@ -19,8 +19,8 @@ from werkzeug.serving import make_server
 from newsletter import build_app, create_app, db
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import make_token, read_token
-from worker.delivery import dispatch_digests
-from worker.demo import load_demo
+from worker.delivery.dispatch import dispatch_digests
+from worker.demo.load import load_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [

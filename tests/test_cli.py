@@ -22,8 +22,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from worker.demo import load_demo
-from worker.mail import new_message_id
+from worker.delivery.mail import new_message_id
+from worker.demo.load import load_demo
 from worker.queue import QUEUE_NAME
 
 HEADER = "email,keywords,language,timezone,delivery_hour,include_replacements\n"

@@ -1,4 +1,4 @@
-"""worker/delivery.py, worker/ledger.py and worker/sending.py: exactly-once digests over real SMTP.
+"""worker/delivery/dispatch.py, worker/delivery/ledger.py and worker/delivery/sending.py: exactly-once digests over real SMTP.
 
 Every test runs the real dispatch and drain on the test database with
 the bundled demo day (2026-05-29, 66 papers) against aiosmtpd on 127.0.0.1;
@@ -34,9 +34,9 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import read_token
-from worker.delivery import dispatch_digests, is_due, release_instant
-from worker.demo import load_demo
-from worker.sending import SendSummary, drain_day
+from worker.delivery.dispatch import dispatch_digests, is_due, release_instant
+from worker.delivery.sending import SendSummary, drain_day
+from worker.demo.load import load_demo
 
 DEMO = date(2026, 5, 29)
 RL, DP = "reinforcement learning", "diffusion policy"
@@ -237,7 +237,7 @@ def test_rq_workers_drain_the_day_and_extra_drain_jobs_find_nothing(redis_url, s
 WORKER_SCRIPT = """
 import json, sys
 from newsletter import create_app
-from worker.sending import drain_day
+from worker.delivery.sending import drain_day
 app = create_app(json.loads(sys.argv[1]))
 with app.app_context():
     drain_day(sys.argv[2])
@@ -761,7 +761,7 @@ def test_dispatch_reads_subscribers_in_pages_and_inserts_each_page_with_one_stat
 ):
     from sqlalchemy import event
 
-    from worker import delivery
+    from worker.delivery import dispatch as delivery
 
     monkeypatch.setattr(delivery, "PAGE_SIZE", 3)
     app.config["REDIS_URL"] = redis_url  # rows only; drain jobs are left on Redis

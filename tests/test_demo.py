@@ -1,4 +1,4 @@
-"""The demo's Chinese (newsletter/data/demo_2026-05-29.json) as repaired by worker/demo_repair.py.
+"""The demo's Chinese (newsletter/data/demo_2026-05-29.json) as repaired by worker/demo/repair.py.
 
 The bilingual demo is the first digest a new user reads: it must not show the
 predecessor tool's defects (TeX dollars read as 美元, 代币 for "token", ...).
@@ -14,10 +14,10 @@ from test_digest_page import SAMPLE_KEYWORDS, add_subscriber, view_url
 from test_golden import GOLDEN_CONFIG, demo_readers, render_all
 
 from newsletter import db
-from worker.demo import DEMO_LISTING_DATE, DEMO_PATH, load_demo, read_demo
-from worker.demo_repair import DEFECTS, dump, problems, repair_demo, repair_field
-from worker.digest import DayDigest
-from worker.placeholders import protect
+from worker.demo.load import DEMO_LISTING_DATE, DEMO_PATH, load_demo, read_demo
+from worker.demo.repair import DEFECTS, dump, problems, repair_demo, repair_field
+from worker.digest.core import DayDigest
+from worker.translation.placeholders import protect
 
 # The issue's list, spelled out here so a shortened DEFECTS cannot weaken the test.
 FORBIDDEN = ["美元", "黑客攻击", "代币", "非发行的", "%%", "\\p/footnote{", "\\倍数"]

@@ -1,7 +1,7 @@
-"""worker/digest.py and worker/demo.py: sections, the rendered email, the demo day.
+"""worker/digest/core.py and worker/demo/load.py: sections, the rendered email, the demo day.
 
-The digest's parts (worker/digest_fragments.py, digest_assembly.py,
-digest_entries.py, digest_layout.py, digest_text.py) are tested through
+The digest's parts (worker/digest/fragments.py, assembly.py,
+entries.py, layout.py, text.py) are tested through
 `DayDigest`, plus the few names they export. tests/test_golden.py holds the
 byte-for-byte comparison with the digests of the old single-template renderer.
 
@@ -29,15 +29,15 @@ from newsletter.models import (
     Translation,
     TranslationStatus,
 )
-from worker.arxiv import parse_feed
-from worker.demo import DEMO_LISTING_DATE, load_demo, read_demo
-from worker.digest import DayDigest, DigestEmail, Reader, load_day
-from worker.digest_entries import category_names, escaped_text, highlight
-from worker.digest_layout import HTML_BUDGET
-from worker.digest_text import wrap_text
-from worker.ingest_store import paper_fields
-from worker.mail import build_message
-from worker.matching import highlight_spans, line_variants, text_tokens
+from worker.arxiv.feeds import parse_feed
+from worker.arxiv.store import paper_fields
+from worker.delivery.mail import build_message
+from worker.demo.load import DEMO_LISTING_DATE, load_demo, read_demo
+from worker.digest.core import DayDigest, DigestEmail, Reader, load_day
+from worker.digest.entries import category_names, escaped_text, highlight
+from worker.digest.layout import HTML_BUDGET
+from worker.digest.matching import highlight_spans, line_variants, text_tokens
+from worker.digest.text import wrap_text
 
 DATA = Path(__file__).resolve().parent / "data"
 CONFIG = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "zh"}

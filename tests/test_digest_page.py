@@ -17,7 +17,7 @@ from newsletter.models import (
     Translation,
 )
 from newsletter.tokens import make_token, read_token, subscriber_links
-from worker.demo import DEMO_LISTING_DATE, load_demo
+from worker.demo.load import DEMO_LISTING_DATE, load_demo
 
 SAMPLE_KEYWORDS = ["reinforcement learning", "diffusion policy"]
 

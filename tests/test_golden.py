@@ -23,9 +23,9 @@ from pathlib import Path
 
 from test_digest import full_day, sample
 
-from worker.demo import DEMO_LISTING_DATE
-from worker.digest import DayDigest, Reader
-from worker.matching import tokenize
+from worker.demo.load import DEMO_LISTING_DATE
+from worker.digest.core import DayDigest, Reader
+from worker.digest.matching import tokenize
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"
@@ -147,7 +147,7 @@ def test_full_day_digests_of_200_subscribers_are_unchanged(tmp_path):
 
 def test_digests_do_not_depend_on_what_the_caches_hold(tmp_path, monkeypatch):
     """Tiny caches (evicting all the time) and another order give the same bytes."""
-    from worker import digest_fragments
+    from worker.digest import fragments as digest_fragments
 
     for name in ("HIGHLIGHT_CACHE", "KEYWORD_CACHE", "SMALL_CACHE"):
         monkeypatch.setattr(digest_fragments, name, 3)

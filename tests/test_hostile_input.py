@@ -31,7 +31,7 @@ from werkzeug.serving import make_server
 from newsletter import create_app, db, ratelimit
 from newsletter.models import Keyword, Subscriber
 from newsletter.tokens import make_token
-from worker.demo import DEMO_LISTING_DATE, load_demo
+from worker.demo.load import DEMO_LISTING_DATE, load_demo
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 EXAMPLES = int(os.environ.get("HOSTILE_INPUT_EXAMPLES", "200"))

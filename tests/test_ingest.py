@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 from newsletter import db
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
-from worker import arxiv, backfill, calendar, ingest, ingest_store
+from worker.arxiv import backfill, calendar, ingest
+from worker.arxiv import feeds as arxiv
+from worker.arxiv import store as ingest_store
 
 ET = ZoneInfo("America/New_York")
 ALL = DATA / "rss_all-archives_2024-11-28.xml"

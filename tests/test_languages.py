@@ -15,9 +15,9 @@ from test_translation import ChatServer, Reply, completion, settings, with_place
 
 from newsletter import db
 from newsletter.models import Subscriber, Translation
-from worker.delivery import dispatch_digests
-from worker.demo import DEMO_LISTING_DATE, load_demo
-from worker.translation import translate_day
+from worker.delivery.dispatch import dispatch_digests
+from worker.demo.load import DEMO_LISTING_DATE, load_demo
+from worker.translation.job import translate_day
 
 JAPANESE_TITLE = "強化学習による論文"
 JAPANESE_SENTENCE = "本論文では強化学習の新しい手法を提案する。"

@@ -2,8 +2,8 @@
 into each matching subscriber's next digest, marked with its own listing date.
 
 The scenario runs the real pieces: ingest's storing and completeness rule
-(worker/ingest_store.py) for days with a `cs` and a `math` group, the real
-dispatch and drain (worker/delivery.py, worker/sending.py) to aiosmtpd on
+(worker/arxiv/store.py) for days with a `cs` and a `math` group, the real
+dispatch and drain (worker/delivery/dispatch.py, worker/delivery/sending.py) to aiosmtpd on
 127.0.0.1, the digest web page, on SQLite and (with TEST_DATABASE_URL)
 PostgreSQL.
 """
@@ -19,17 +19,17 @@ from test_delivery import add_subscriber, deliveries
 from newsletter import db
 from newsletter.models import DeliveryStatus, ListingDay, Paper
 from newsletter.tokens import subscriber_links
-from worker.arxiv import FeedItem
-from worker.delivery import dispatch_digests, late_due, preview_digest
-from worker.digest import DayDigest, late_window_start, load_day
-from worker.ingest_store import (
+from worker.arxiv.feeds import FeedItem
+from worker.arxiv.store import (
     IngestSummary,
     commit,
     note_uncovered_groups,
     store_group,
     update_listing_day,
 )
-from worker.translation import papers_to_translate
+from worker.delivery.dispatch import dispatch_digests, late_due, preview_digest
+from worker.digest.core import DayDigest, late_window_start, load_day
+from worker.translation.job import papers_to_translate
 
 D, NEXT, THIRD = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)
 DP, SR = "diffusion policy", "sparse regression"

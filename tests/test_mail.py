@@ -1,4 +1,4 @@
-"""worker/mail.py: digest headers, DKIM, and the Mailer against a real aiosmtpd server.
+"""worker/delivery/mail.py: digest headers, DKIM, and the Mailer against a real aiosmtpd server.
 
 The SMTP server is tests/smtp_server.py.
 """
@@ -18,7 +18,7 @@ from conftest import free_port
 from smtp_server import SmtpSink, run_smtp
 
 from newsletter.config import load_config
-from worker.mail import (
+from worker.delivery.mail import (
     Mailer,
     PermanentFailure,
     SetupFailure,
@@ -365,7 +365,7 @@ def test_outbox_mode_writes_parseable_eml(tmp_path):
     assert parsed["List-Unsubscribe"] == f"<{ONE_CLICK}>"
 
 
-# --- digests as pre-encoded bytes (worker/mime.py) ---
+# --- digests as pre-encoded bytes (worker/delivery/mime.py) ---
 
 # Segments as a renderer hands them out: shared fragments, subscriber bits,
 # segments that end mid-line, trailing spaces, dots and "From " at line starts.
@@ -389,7 +389,7 @@ SEGMENTS = (
 def mime_message(config: dict, subject: str = SUBJECT, segments=SEGMENTS) -> bytes:
     from datetime import UTC, datetime
 
-    from worker.mime import DigestMime
+    from worker.delivery.mime import DigestMime
 
     html = tuple(f"<p>{s}</p>" if n % 2 else s for n, s in enumerate(segments))
     return DigestMime(config).build(
@@ -454,7 +454,7 @@ def test_digest_bytes_parse_back_with_every_header_and_the_exact_parts(tmp_path,
 
 
 def test_each_shared_segment_is_encoded_once_and_the_cache_is_bounded():
-    from worker.mime import SegmentCache, encode_body
+    from worker.delivery.mime import SegmentCache, encode_body
 
     fragment = "A paper's entry, the same in every digest of the day. " * 20
     cache = SegmentCache(max_bytes=10_000)

@@ -1,4 +1,4 @@
-"""Keyword matching (worker/matching.py): every rule of the syntax, on tables of
+"""Keyword matching (worker/digest/matching.py): every rule of the syntax, on tables of
 small papers, then on the sample digest's 66 papers and the real 1,504-item day."""
 
 import json
@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.models import Paper
-from worker.arxiv import parse_feed
-from worker.matching import (
+from worker.arxiv.feeds import parse_feed
+from worker.digest.matching import (
     KeywordError,
     Query,
     highlight_spans,

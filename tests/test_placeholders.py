@@ -1,4 +1,4 @@
-"""worker.placeholders: TeX, URLs and identifiers survive a translation unchanged.
+"""worker.translation.placeholders: TeX, URLs and identifiers survive a translation unchanged.
 
 The property tests run over every title and abstract of a real full day of
 arXiv (tests/data/rss_all-archives_2024-11-28.xml, 1,504 items).
@@ -12,8 +12,8 @@ from conftest import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.arxiv import parse_feed
-from worker.placeholders import PlaceholderError, protect, restore
+from worker.arxiv.feeds import parse_feed
+from worker.translation.placeholders import PlaceholderError, protect, restore
 
 
 @cache

@@ -1,4 +1,4 @@
-"""worker/tex.py: TeX made readable, never mangled (cases, real abstracts, properties, tables)."""
+"""worker/digest/tex.py: TeX made readable, never mangled (cases, real abstracts, properties, tables)."""
 
 import json
 import re
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.arxiv import parse_feed
-from worker.tex import tex_to_text
-from worker.tex_symbols import SYMBOLS_FILE, symbol_tables
+from worker.arxiv.feeds import parse_feed
+from worker.digest.tex import tex_to_text
+from worker.digest.tex_symbols import SYMBOLS_FILE, symbol_tables
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO = Path(__file__).resolve().parent.parent / "newsletter" / "data" / "demo_2026-05-29.json"
@@ -60,7 +60,7 @@ DEMO = Path(__file__).resolve().parent.parent / "newsletter" / "data" / "demo_20
         (r"tasks\footnote{Code soon.}", "tasks (Code soon.)"),
         (r"\LaTeX{} and \ss", "LaTeX and ß"),
         (r"$$E = mc^2$$", "E = mc²"),
-        # One case per table of worker/data/tex_symbols.json that the cases above miss.
+        # One case per table of worker/digest/data/tex_symbols.json that the cases above miss.
         (r"$\log n$ and $\log2$", "log n and log 2"),
         (r"$\liminf_{n} a_n$", "lim infₙ aₙ"),
         (r"$\left(\frac{a}{b}\right)$", "(a/b)"),

@@ -1,4 +1,4 @@
-"""worker/translators.py, worker/translation_prompt.py and worker/translation.py
+"""worker/translation/backends.py, worker/translation/prompt.py and worker/translation/job.py
 against a real OpenAI-compatible server.
 
 `ChatServer`, on 127.0.0.1, speaks the Chat Completions protocol and answers, by default, with
@@ -40,25 +40,25 @@ from newsletter.models import (
     Translation,
     TranslationStatus,
 )
-from worker.demo import read_demo
+from worker.demo.load import read_demo
+from worker.digest.matching import match_papers
 from worker.http import retry_after_seconds
-from worker.matching import match_papers
-from worker.placeholders import PLACEHOLDER, protect
-from worker.translation import load_glossary, target_from_config, translate_day
-from worker.translation_prompt import (
-    Target,
-    TranslationError,
-    check_translation,
-    parse_answer,
-    relevant_terms,
-)
-from worker.translators import (
+from worker.translation.backends import (
     OpenAIBackend,
     RecordedBackend,
     SourcePaper,
     TokenBudget,
     make_batches,
     translate_papers,
+)
+from worker.translation.job import load_glossary, target_from_config, translate_day
+from worker.translation.placeholders import PLACEHOLDER, protect
+from worker.translation.prompt import (
+    Target,
+    TranslationError,
+    check_translation,
+    parse_answer,
+    relevant_terms,
 )
 
 DEMO = read_demo()
@@ -638,7 +638,7 @@ def test_requests_per_minute_is_limited(chat_server):
 def test_token_budget_stops_with_one_log_line(chat_server, caplog):
     budget = TokenBudget(limit=2 * TOKENS_PER_REQUEST)
     backend = OpenAIBackend(settings(chat_server.url), budget)
-    with caplog.at_level(logging.WARNING, logger="worker.translators"):
+    with caplog.at_level(logging.WARNING, logger="worker.translation.backends"):
         outcomes = run(backend, SAMPLE + [source(i) for i in TEX_PAPERS])
     assert len(chat_server.requests) == 2
     done = [o for o in outcomes.values() if o.error is None]
@@ -954,7 +954,7 @@ def bilingual_and_english_readers(session) -> int:
 
 
 def test_with_the_endpoint_down_every_digest_still_goes_out(config, app, outbox):
-    from worker.delivery import dispatch_digests
+    from worker.delivery.dispatch import dispatch_digests
 
     app.config.update(settings(f"http://127.0.0.1:{free_port()}/v1"))
     session = db.session()
@@ -981,7 +981,7 @@ def test_with_the_endpoint_down_every_digest_still_goes_out(config, app, outbox)
 def test_a_translation_job_that_never_finishes_holds_digests_only_until_the_deadline(
     openai_settings, app, outbox
 ):
-    from worker.delivery import dispatch_digests
+    from worker.delivery.dispatch import dispatch_digests
 
     session = db.session()
     store_sample_day(session, completed_minutes_ago=0)
@@ -999,7 +999,7 @@ def test_a_translation_job_that_never_finishes_holds_digests_only_until_the_dead
 def test_translated_digests_show_the_chinese_and_english_ones_do_not(
     openai_settings, app, outbox, chat_server
 ):
-    from worker.delivery import dispatch_digests
+    from worker.delivery.dispatch import dispatch_digests
 
     session = db.session()
     store_sample_day(session)

@@ -1,5 +1,5 @@
-"""What the two HTTP clients (arXiv in worker/arxiv_client.py, the translation
-endpoint in worker/translators.py) share: reading Retry-After, and the
+"""What the two HTTP clients (arXiv in worker/arxiv/client.py, the translation
+endpoint in worker/translation/backends.py) share: reading Retry-After, and the
 backoff between retries."""
 
 import random

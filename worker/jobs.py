@@ -14,11 +14,12 @@ import emails
 from newsletter import db
 from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
-from worker import calendar, sending
-from worker.delivery import DRAIN_BUDGET_SECONDS, dispatch_digests
-from worker.mail import Mailer, build_message, new_message_id
+from worker.arxiv import calendar
+from worker.delivery import sending
+from worker.delivery.dispatch import DRAIN_BUDGET_SECONDS, dispatch_digests
+from worker.delivery.mail import Mailer, build_message, new_message_id
 from worker.queue import enqueue
-from worker.translation import translate_day
+from worker.translation.job import translate_day
 
 # --- subscriptions ---
 

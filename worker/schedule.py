@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from newsletter import db
 from newsletter.models import ListingDay
-from worker import calendar, jobs
-from worker.ingest import ingest_due
+from worker import jobs
+from worker.arxiv import calendar
+from worker.arxiv.ingest import ingest_due
 from worker.queue import QUEUE_NAME, enqueue
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Stage 4, send: dispatch, the delivery ledger with its leases, MIME, SMTP."""

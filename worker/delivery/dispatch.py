@@ -1,0 +1,407 @@
+"""Exactly-once digest delivery: who is due, the ledger's rows, and dispatch.
+
+Run by the RQ job `worker.jobs.dispatch_digests_job` (every scheduler poll) and
+by `newsletter digest send|preview`. It owns making the `deliveries` rows and
+queueing the drain jobs that worker/delivery/sending.py runs; worker/delivery/ledger.py owns
+every later state change.
+
+The ledger holds one row per (subscriber, listing date), made once by
+`dispatch_digests` with its content (sections) and Message-ID fixed. Dispatch
+streams: confirmed subscribers are read in keyset pages (Core rows, not ORM
+objects), each page's keyword lines are matched by the day's `DayDigest`
+(every distinct line once per day), and the page's rows are inserted with
+one statement executed many times, ON CONFLICT DO NOTHING, so concurrent
+dispatches stay idempotent and memory stays flat however many subscribers.
+
+Drain jobs carry no job id: a duplicate finds nothing to claim and exits,
+and a worker that died holds its rows only until their lease lapses. Every
+dispatch (each poll) queues up to DELIVERY_SEND_JOBS of them while rows are
+claimable, so a dead worker's rows go within a lease and one poll.
+
+Late papers (issue 10; the digest side is in worker/digest/core.py). A paper L
+listed on D that reached us after D completed goes, once, into subscriber S's
+next digest made after it came, in the section of each of S's keywords it
+matches, marked with its own listing date; the row's `sections` hold its id,
+so a resend renders the same. Decided per page with one more query (the
+page's earlier rows, only for subscribers some late paper matches):
+- S gets L only if S has a row for D and none of S's rows from D on holds
+  L. The rows' sections, not their times, decide: a row for D made after L
+  came holds L (never twice), unless the process that made it had read D
+  before L came (worker/delivery/sending.py keeps a day per process), and then L is
+  owed and comes next (never dropped). The next date's dispatch, a second
+  dispatch and a resend never repeat it: the row that carried L holds it.
+- A subscriber with no row for D (joined after D, or paused then) gets none
+  of D's papers, on time or late: a late paper completes a digest they had.
+- A digest that would be empty but for late papers is made and sent.
+- Only late papers of the last LATE_LOOKBACK_DATES listing dates are carried
+  (worker/digest/core.py); older ones stay on their own day's web page and preview.
+"""
+
+import logging
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from newsletter import db
+from newsletter.db import utcnow
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Keyword,
+    ListingDay,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.tokens import subscriber_links
+from worker.arxiv import calendar
+from worker.delivery import ledger
+from worker.delivery.mail import new_message_id
+from worker.delivery.sending import SendSummary, day_digest, drain_day
+from worker.digest import core as digest
+from worker.digest.core import DayDigest, DigestEmail, Reader, Sections, late_window_start
+from worker.queue import enqueue, redis_connection
+
+log = logging.getLogger(__name__)
+
+# Subscribers read (and rows inserted) per page at dispatch.
+PAGE_SIZE = 1000
+# Ids per IN (...) query, well under every backend's parameter limit.
+_IN_BATCH = 500
+# Seconds one drain job sends before it hands over to a fresh job (RQ's job
+# timeout is 1,800 s): a drain is never killed mid-batch by RQ.
+DRAIN_BUDGET_SECONDS = 1200
+
+
+@dataclass
+class DispatchSummary:
+    """What one run of `dispatch_digests` did."""
+
+    listing_date: date
+    ready: bool = True  # False: the day is not ingested yet, nothing was done
+    held: int = 0  # subscribers waiting for their delivery hour or the translation
+    queued: int = 0  # rows this run made to be sent
+    skipped: int = 0  # rows this run made as skipped (no matching paper)
+    given_up: int = 0  # rows whose worker died DELIVERY_MAX_ATTEMPTS times
+    late_papers: int = 0  # late papers (of earlier dates) placed in the rows made
+    claimable: int = 0  # rows still to send after the rows were made
+    drain_jobs: int = 0  # drain jobs enqueued (or drains run, with send_now)
+    sending: SendSummary = field(default_factory=SendSummary)  # with send_now only
+
+
+# --- when a subscriber is due (pure) ---
+
+
+@lru_cache(maxsize=4096)
+def release_instant(listing_date: date, timezone: str, delivery_hour: int | None) -> datetime:
+    """The first `delivery_hour`:00 local time at or after the day's announcement.
+
+    Without a delivery hour a digest goes as soon as it is ready, i.e. from
+    the announcement on. Cached: dispatch asks once per subscriber.
+    """
+    announced = calendar.announcement_instant(listing_date)
+    if delivery_hour is None:
+        return announced
+    zone = digest.subscriber_zone(timezone)
+    local_day = announced.astimezone(zone).date()
+    candidate = datetime.combine(local_day, time(delivery_hour), zone)
+    if candidate < announced:
+        candidate = datetime.combine(local_day + timedelta(days=1), time(delivery_hour), zone)
+    return candidate
+
+
+def is_due(
+    day: ListingDay,
+    now: datetime,
+    translation_deadline: timedelta,
+    *,
+    timezone: str,
+    delivery_hour: int | None,
+    bilingual: bool,
+) -> bool:
+    """Whether a subscriber's digest of a complete `day` may be made at `now`."""
+    if now < release_instant(day.listing_date, timezone, delivery_hour):
+        return False
+    if bilingual and day.translated_at is None:
+        # Never held indefinitely: past the deadline it goes without the missing translations.
+        return now >= day.completed_at + translation_deadline
+    return True
+
+
+def unique_paper_count(sections: Sections) -> int:
+    return len({arxiv_id for _keyword, ids in sections for arxiv_id in ids})
+
+
+# --- dispatch ---
+
+
+def dispatch_digests(
+    listing_date: date,
+    now: datetime | None = None,
+    *,
+    send_now: bool = False,
+    confirmed_before: datetime | None = None,
+    subscriber_ids: Collection[int] | None = None,
+) -> DispatchSummary:
+    """Make the day's missing delivery rows and queue drain jobs while rows are claimable.
+
+    Idempotent and safe to run concurrently: rows are inserted with ON
+    CONFLICT DO NOTHING and sending claims rows under leases. With
+    `send_now` the day is drained in this process (the CLI) instead. With
+    `confirmed_before`, only subscribers confirmed before then get a new row
+    (a past day goes to those who were subscribed while it was current).
+    With `subscriber_ids`, only those subscribers get a new row (a subscriber
+    who just confirmed, worker.jobs.dispatch_confirmed_digest); the drain is the
+    day's as always.
+    """
+    config = current_app.config
+    session = db.session()
+    now = now or utcnow()
+    summary = DispatchSummary(listing_date)
+    day = session.get(ListingDay, listing_date)
+    if day is None or day.completed_at is None:
+        summary.ready = False
+        log.info("listing date %s is not complete; no digests yet", listing_date)
+        return summary
+
+    make_deliveries(session, day, now, confirmed_before, summary, subscriber_ids)
+    max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+    connection = session.connection()
+    summary.given_up = ledger.give_up_dead_claims(connection, listing_date, max_attempts)
+    summary.claimable = ledger.count_claimable(connection, listing_date, max_attempts)
+    session.commit()
+    if summary.claimable:
+        if send_now:
+            summary.drain_jobs = 1
+            summary.sending.add(drain_day(listing_date.isoformat()))
+        else:
+            _queue_drains(listing_date, summary)
+    log.info(
+        "dispatch %s: %d queued (%d late papers placed), %d skipped (no papers), %d held, "
+        "%d to send, %d drain job(s)",
+        listing_date,
+        summary.queued,
+        summary.late_papers,
+        summary.skipped,
+        summary.held,
+        summary.claimable,
+        summary.drain_jobs,
+    )
+    return summary
+
+
+def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
+    """Enough drain jobs for the claimable rows, at most DELIVERY_SEND_JOBS."""
+    config = current_app.config
+    # The RQ entry point, imported late to keep the import graph jobs -> delivery.
+    from worker import jobs
+
+    batches = math.ceil(summary.claimable / max(1, config["DELIVERY_BATCH_SIZE"]))
+    wanted = min(max(1, config["DELIVERY_SEND_JOBS"]), batches)
+    if redis_connection() is None:
+        wanted = 1  # run in-process right away: one drain sends everything
+    for _ in range(wanted):
+        summary.drain_jobs += 1
+        enqueue(jobs.drain_deliveries, listing_date.isoformat())
+
+
+def make_deliveries(
+    session: Session,
+    day: ListingDay,
+    now: datetime,
+    confirmed_before: datetime | None,
+    summary: DispatchSummary,
+    subscriber_ids: Collection[int] | None = None,
+) -> None:
+    """Insert the rows of due subscribers without one, page by page; count them in `summary`.
+
+    The first half of a dispatch; benchmarks/send.py times it alone.
+    """
+    config = current_app.config
+    listing_date = day.listing_date
+    deadline = timedelta(minutes=config["TRANSLATION_DEADLINE_MINUTES"])
+    if config["TRANSLATION_BACKEND"] == "none":
+        deadline = timedelta(0)  # no translation is coming: nothing to wait for
+    digests = day_digest(db.engine(), config, listing_date)
+    without_row = ~(
+        select(Delivery.id)
+        .where(Delivery.subscriber_id == Subscriber.id, Delivery.listing_date == listing_date)
+        .exists()
+    )
+    eligible = [Subscriber.status == SubscriberStatus.CONFIRMED, without_row]
+    if confirmed_before is not None:
+        eligible.append(Subscriber.confirmed_at < confirmed_before)
+    if subscriber_ids is not None:
+        eligible.append(Subscriber.id.in_(sorted(subscriber_ids)))
+    columns = (
+        Subscriber.id,
+        Subscriber.language,
+        Subscriber.timezone,
+        Subscriber.include_replacements,
+        Subscriber.delivery_hour,
+    )
+    insert = _insert_statement(session)
+    after = 0
+    while True:
+        page = session.execute(
+            select(*columns)
+            .where(*eligible, Subscriber.id > after)
+            .order_by(Subscriber.id)
+            .limit(PAGE_SIZE)
+        ).all()
+        if not page:
+            break
+        first, after = page[0].id, page[-1].id
+        lines: dict[int, list[str]] = {}
+        for subscriber_id, text in session.execute(
+            select(Keyword.subscriber_id, Keyword.text)
+            .where(Keyword.subscriber_id.between(first, after))
+            .order_by(Keyword.subscriber_id, Keyword.position)
+        ):
+            lines.setdefault(subscriber_id, []).append(text)
+        readers: dict[int, Reader] = {}
+        for id_, language, timezone, replacements, hour in page:
+            reader = Reader(tuple(lines.get(id_, ())), language, timezone, replacements)
+            bilingual = digests.is_bilingual(reader)
+            if is_due(
+                day, now, deadline, timezone=timezone, delivery_hour=hour, bilingual=bilingual
+            ):
+                readers[id_] = reader
+            else:
+                summary.held += 1
+        late = late_papers_due(session, digests, readers)
+        summary.late_papers += sum(len(ids) for ids in late.values())
+        queued, skipped = _rows(listing_date, digests.sections(readers, late))
+        # Another dispatcher may have made some of these rows meanwhile: those
+        # are left alone, and the row count names only the rows made here.
+        if queued:
+            summary.queued += session.execute(insert, queued).rowcount
+        if skipped:
+            summary.skipped += session.execute(insert, skipped).rowcount
+        session.commit()
+
+
+def late_papers_due(
+    session: Session, day: DayDigest, readers: dict[int, Reader]
+) -> dict[int, set[str]]:
+    """Per subscriber, the late papers their digest of `day` carries (one query per page)."""
+    matches = day.late_matches(readers)
+    if not matches:
+        return {}
+    since = late_window_start(day.listing_date)
+    history: dict[int, list[tuple[date, list]]] = {}
+    ids = sorted(matches)
+    for start in range(0, len(ids), _IN_BATCH):
+        rows = session.execute(
+            select(
+                Delivery.subscriber_id,
+                Delivery.listing_date,
+                Delivery.sections,
+            ).where(
+                Delivery.subscriber_id.in_(ids[start : start + _IN_BATCH]),
+                Delivery.listing_date >= since,
+                Delivery.listing_date < day.listing_date,
+            )
+        )
+        for subscriber_id, listing_date, sections in rows:
+            history.setdefault(subscriber_id, []).append((listing_date, sections))
+    due = {}
+    for subscriber_id, candidates in matches.items():
+        found = late_due(candidates, day.late, history.get(subscriber_id, []))
+        if found:
+            due[subscriber_id] = found
+    return due
+
+
+def late_due(
+    candidates: set[str], late: dict[str, Paper], rows: list[tuple[date, list]]
+) -> set[str]:
+    """Of the late papers a subscriber's lines match, those they are owed (pure).
+
+    `rows` are the subscriber's (listing date, sections) of the
+    look-back window. Owed: the paper's own date has a row, and no row of
+    that date or later holds it.
+    """
+    dates = {listing_date for listing_date, _sections in rows}
+    owed = set()
+    for arxiv_id in candidates:
+        paper = late[arxiv_id]
+        if paper.listing_date not in dates:
+            continue
+        had = any(
+            arxiv_id in ids
+            for listing_date, sections in rows
+            if listing_date >= paper.listing_date
+            for _keyword, ids in sections or ()
+        )
+        if not had:
+            owed.add(arxiv_id)
+    return owed
+
+
+def _insert_statement(session: Session):
+    """INSERT ... ON CONFLICT DO NOTHING: one statement, executed once per row of a page."""
+    dialect = session.get_bind().dialect.name
+    inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    if dialect not in inserts:
+        raise NotImplementedError(f"deliveries need INSERT ... ON CONFLICT; {dialect} has none")
+    statement = inserts[dialect](Delivery.__table__).on_conflict_do_nothing()
+    # Without RETURNING the rows made are counted from the driver's rowcount,
+    # which psycopg sums over an executemany.
+    return statement.execution_options(preserve_rowcount=True)
+
+
+def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict], list[dict]]:
+    """The page's new rows: (to send, skipped for want of papers)."""
+    config = current_app.config
+    created = utcnow()
+    queued, skipped = [], []
+    for subscriber_id, own in sections.items():
+        count = unique_paper_count(own)
+        send = bool(count) or config["DIGEST_SEND_EMPTY"]
+        (queued if send else skipped).append(
+            {
+                "subscriber_id": subscriber_id,
+                "listing_date": listing_date,
+                "status": DeliveryStatus.QUEUED if send else DeliveryStatus.SKIPPED,
+                "message_id": new_message_id(config["MAIL_FROM"]),
+                "sections": [[keyword, ids] for keyword, ids in own],
+                "paper_count": count,
+                "attempts": 0,
+                "created_at": created,
+                "error": None if send else "no matching papers",
+            }
+        )
+    return queued, skipped
+
+
+# --- operator helpers (CLI) ---
+
+
+def preview_digest(
+    session: Session, config: dict, subscriber: Subscriber, listing_date: date
+) -> DigestEmail:
+    """`subscriber`'s digest of `listing_date` as it would be (or was) sent; sends nothing."""
+    delivery = session.scalar(
+        select(Delivery).where(
+            Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
+        )
+    )
+    day = DayDigest.load(session, config, listing_date)
+    reader = Reader.of(subscriber)
+    if delivery is not None and delivery.sections is not None:
+        sections = delivery.sections
+    else:
+        # No row yet: what dispatch would fix for them now, late papers included.
+        readers = {subscriber.id: reader}
+        sections = day.sections(readers, late_papers_due(session, day, readers))[subscriber.id]
+    links = subscriber_links(config, subscriber.public_id, listing_date)
+    now = utcnow().replace(second=0, microsecond=0)
+    return day.render_email(reader, sections, now, links)

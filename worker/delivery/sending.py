@@ -1,0 +1,345 @@
+"""Draining a day's delivery ledger: claim a batch, render, send, record each row.
+
+Run by the RQ job `worker.jobs.drain_deliveries` (queued by every dispatch)
+and in-process by `dispatch_digests(send_now=True)`. worker/delivery/ledger.py owns
+the statements; this module owns the loop: claim up to DELIVERY_BATCH_SIZE
+rows in one statement, render each with the day's `DayDigest` (one per
+listing date per process, reused across batches and jobs), serialize it
+with worker/delivery/mime.py, send the batch over one SMTP connection and record
+each row right after the server answers, with one autocommit statement.
+
+Outcomes: accepted -> sent; 5xx -> failed and counted as a hard bounce;
+4xx -> deferred (queued again with a backoff) while the batch goes on; the
+relay unreachable after bounded reconnects -> the batch's untried rows are
+given back and the drain stops. A heartbeat renews this drain's leases; if
+the worker dies its rows are taken by any other drain once the lease lapses
+(a drain with nothing left to claim waits while other workers hold rows).
+"""
+
+import logging
+import os
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from newsletter import db
+from newsletter.db import utcnow
+from newsletter.models import DeliveryStatus, ListingDay, Paper, SubscriberStatus, Translation
+from newsletter.tokens import subscriber_links
+from worker.delivery import ledger
+from worker.delivery.leases import Heartbeat, LedgerConnection
+from worker.delivery.ledger import Claim
+from worker.delivery.mail import Mailer, PermanentFailure, SetupFailure, TemporaryFailure
+from worker.delivery.mime import DigestMime, SegmentCache
+from worker.digest.core import DayDigest, Reader, late_window_start, load_day, load_translations
+
+log = logging.getLogger(__name__)
+
+# Encoded body segments, shared by every drain of this process.
+_SEGMENTS = SegmentCache()
+# The DayDigest of the last few (database, listing date, translated_at) seen.
+_DAYS: dict[tuple, DayDigest] = {}
+_DAYS_KEPT = 2
+# Debugging memory: a folder for `_heap_report`, every _HEAP_EVERY messages sent.
+_HEAP_REPORT = os.environ.get("NEWSLETTER_HEAP_REPORT")
+_HEAP_EVERY = 2500
+# How often a drain with nothing to claim looks again while others hold rows.
+_RECHECK_SECONDS = 5.0
+
+
+@dataclass
+class SendSummary:
+    """What one drain (or several, added up) did."""
+
+    sent: int = 0
+    skipped: int = 0  # unsubscribed since dispatch
+    failed: int = 0  # hard bounces, unrenderable rows, temporary failures given up on
+    deferred: int = 0  # 4xx replies: queued again for a later attempt
+    not_claimed: int = 0  # rows of the day other workers held when this drain ended
+    stopped: str | None = None  # why the drain stopped early, if it did
+    out_of_time: bool = False  # the drain used its time budget; rows may remain
+
+    def add(self, other: "SendSummary") -> None:
+        self.sent += other.sent
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.deferred += other.deferred
+        self.not_claimed += other.not_claimed
+        self.stopped = self.stopped or other.stopped
+        self.out_of_time = self.out_of_time or other.out_of_time
+
+
+def day_digest(engine: Engine, config: dict, listing_date: date) -> DayDigest:
+    """The day's DayDigest, made once per process (again once the day is translated)."""
+    with Session(engine) as session:
+        translated_at = session.scalar(
+            select(ListingDay.translated_at).where(ListingDay.listing_date == listing_date)
+        )
+        # A late paper stored since this process read the day changes what its
+        # rows name (worker/digest/core.py): read the day again then.
+        newest_paper = session.scalar(
+            select(func.max(Paper.updated_at)).where(
+                Paper.listing_date >= late_window_start(listing_date)
+            )
+        )
+        key = (
+            str(engine.url),
+            listing_date,
+            translated_at,
+            newest_paper,
+            config["TRANSLATION_LANGUAGE"],
+        )
+        day = _DAYS.get(key)
+        if day is not None:
+            return day
+        # Closing the session detaches the papers with every column loaded.
+        papers = load_day(session, listing_date)
+
+    def translations(papers, language) -> dict[str, Translation]:
+        with Session(engine) as session:
+            return load_translations(session, papers, language)
+
+    day = DayDigest(listing_date, papers, config, translations)
+    # The same day before its translations came is done with: its fragments
+    # and dispatch's match cache (~30,000 lines) would stay for nothing.
+    for stale in [k for k in _DAYS if k[:2] == key[:2] and k[3:] == key[3:]]:
+        del _DAYS[stale]
+    while len(_DAYS) >= _DAYS_KEPT:
+        _DAYS.pop(next(iter(_DAYS)))
+    _DAYS[key] = day
+    return day
+
+
+def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSummary:
+    """Send the day's claimable rows batch by batch until none is left (or the budget is used)."""
+    config = current_app.config
+    engine = db.engine()
+    listing_date = date.fromisoformat(listing_date_iso)
+    claimer = ledger.worker_name()
+    lease = timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])
+    connection = LedgerConnection(engine, config["DELIVERY_DB_RETRY_SECONDS"])
+    sender = Sender(config, listing_date, day_digest(engine, config, listing_date), connection)
+    started = time.monotonic()
+    summary = sender.summary
+    try:
+        with Heartbeat(engine, claimer, lease) as heartbeat, Mailer(config) as mailer:
+            while not summary.stopped:
+                if time_budget is not None and time.monotonic() - started > time_budget:
+                    summary.out_of_time = True
+                    break
+                batch = connection.run(
+                    lambda c: ledger.claim_batch(
+                        c,
+                        listing_date,
+                        claimer,
+                        size=config["DELIVERY_BATCH_SIZE"],
+                        lease=lease,
+                        max_attempts=config["DELIVERY_MAX_ATTEMPTS"],
+                    )
+                )
+                if not batch:
+                    if not _wait_for_other_claims(connection, listing_date, claimer):
+                        break
+                    continue
+                heartbeat.claimed()
+                sender.send_batch(batch, claimer, mailer, heartbeat)
+        summary.not_claimed = connection.run(
+            lambda c: ledger.count_held_by_others(c, listing_date, claimer)
+        )
+    finally:
+        connection.close()
+    log.info(
+        "drain of %s: %d sent, %d skipped, %d failed, %d deferred%s",
+        listing_date_iso,
+        summary.sent,
+        summary.skipped,
+        summary.failed,
+        summary.deferred,
+        f"; stopped: {summary.stopped}" if summary.stopped else "",
+    )
+    return summary
+
+
+def _heap_report(sent: int) -> None:
+    """With NEWSLETTER_HEAP_REPORT=FOLDER, append where this process's memory is (debugging).
+
+    Called every few thousand messages: the process's RSS, the deep size of
+    this module's caches, and the largest allocation sites when tracemalloc
+    runs (PYTHONTRACEMALLOC=1). benchmarks/scale.py --heap-report sets it.
+    """
+    folder = _HEAP_REPORT
+    from benchmarks.heap import census  # debugging only: not on a production path
+    from worker.digest import entries as digest_entries
+    from worker.digest import matching
+    from worker.digest import text as digest_text
+
+    roots = {
+        "days": _DAYS,
+        "mime": _SEGMENTS,
+        "readable": digest_entries.readable,
+        "wrap_text": digest_text.wrap_text,
+        "line_variants": matching.line_variants,
+        "_paper_stream": matching._paper_stream,
+        "_name_words": matching._name_words,
+    }
+    lines = [f"== pid {os.getpid()} after {sent} sent", *census(roots)]
+    if tracemalloc.is_tracing():
+        stats = tracemalloc.take_snapshot().statistics("lineno")
+        lines += [str(stat) for stat in stats[:30]]
+    with open(os.path.join(folder, f"heap-{os.getpid()}.txt"), "a") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+def _wait_for_other_claims(connection, listing_date: date, claimer: str) -> bool:
+    """While other workers hold rows of the day, wait a little; False once none does.
+
+    A live worker's lease is renewed and its rows stay its own; a dead one's
+    lapses, and this drain takes them: they go within one lease, not at the
+    next poll.
+    """
+    expiry = connection.run(lambda c: ledger.next_lease_expiry(c, listing_date, claimer))
+    if expiry is None:
+        return False
+    time.sleep(min(max((expiry - utcnow()).total_seconds(), 0.0) + 0.1, _RECHECK_SECONDS))
+    return True
+
+
+class Sender:
+    """Renders, serializes, sends and records claimed rows of one day."""
+
+    def __init__(self, config: dict, listing_date: date, day: DayDigest, connection):
+        self.config = config
+        self.listing_date = listing_date
+        self.day = day
+        self.connection: LedgerConnection = connection
+        self.mime = DigestMime(config, _SEGMENTS)
+        self.summary = SendSummary()
+
+    def send_batch(
+        self, batch: list[Claim], claimer: str, mailer: Mailer, heartbeat: Heartbeat
+    ) -> None:
+        """Send each claimed row; on a stop, give the untried rows back.
+
+        The next row's message is built on a second thread while this row's
+        SMTP exchange and ledger update wait on the network (the build is CPU,
+        the waits are not); a message still goes only once the one before it
+        is recorded, so a crash repeats at most the one in flight.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
+            upcoming = builder.submit(self._build, batch[0])
+            for index, claim in enumerate(batch):
+                built = upcoming.result()
+                if index + 1 < len(batch):
+                    upcoming = builder.submit(self._build, batch[index + 1])
+                if not heartbeat.valid():
+                    self.summary.stopped = "lease renewals failed (database unreachable)"
+                if self.summary.stopped:
+                    self._give_back([c.id for c in batch[index:]], claimer)
+                    return
+                self.send_one(claim, claimer, mailer, built)
+
+    def _give_back(self, untried: list[int], claimer: str) -> None:
+        try:
+            self.connection.run(lambda c: ledger.release(c, untried, claimer))
+        except Exception:  # their leases lapse instead; any drain takes them then
+            log.exception("could not give back %d claimed rows", len(untried))
+        log.error(
+            "drain of %s stopped; %d claimed rows given back: %s",
+            self.listing_date,
+            len(untried),
+            self.summary.stopped,
+        )
+
+    def _build(self, claim: Claim) -> bytes | Exception | None:
+        """The row's message, the error that stopped it, or None if it is not to be sent."""
+        if claim.status is not SubscriberStatus.CONFIRMED:
+            return None
+        try:
+            return self.message(claim)
+        except Exception as error:  # reported by send_one, in order
+            return error
+
+    def message(self, claim: Claim) -> bytes:
+        """The row's message as wire bytes, with its stored Message-ID."""
+        reader = Reader(claim.keywords, claim.language, claim.timezone, claim.include_replacements)
+        # The dispatch minute, not the send time: a resend after a crash is the
+        # same digest, and digests dispatched together share a render.
+        generated_at = claim.created_at.replace(second=0, microsecond=0)
+        links = subscriber_links(self.config, claim.public_id, self.listing_date)
+        rendered = self.day.render_email(reader, claim.sections, generated_at, links)
+        return self.mime.build(
+            to=claim.email,
+            subject=rendered.subject,
+            # Until the renderer hands out segments, a whole part is one segment.
+            text_segments=getattr(rendered, "text_segments", None) or (rendered.text,),
+            html_segments=getattr(rendered, "html_segments", None) or (rendered.html,),
+            message_id=claim.message_id,
+            one_click_url=links["one_click_url"],
+            date=utcnow(),
+        )
+
+    def send_one(
+        self, claim: Claim, claimer: str, mailer: Mailer, raw: bytes | Exception | None
+    ) -> None:
+        """Send one row's built message (see `_build`) and record the outcome."""
+        config, summary, run = self.config, self.summary, self.connection.run
+        if claim.status is not SubscriberStatus.CONFIRMED:
+            why = f"subscriber {claim.status.value}"
+            run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.SKIPPED, why))
+            summary.skipped += 1
+            return
+        if isinstance(raw, Exception) or raw is None:
+            # One digest that cannot be rendered must not hold up the rest.
+            log.error("delivery %d: rendering failed", claim.id, exc_info=raw)
+            why = f"render failed: {raw!r}"
+            run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, why))
+            summary.failed += 1
+            return
+        try:
+            mailer.deliver(self.mime.sender_address, claim.email, raw, claim.message_id)
+        except PermanentFailure as failure:
+            reply = failure.reply
+            log.warning("delivery %d refused: %s", claim.id, reply)
+            run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, reply))
+            limit = config["BOUNCE_LIMIT"]
+            if run(lambda c: ledger.record_bounce(c, claim.subscriber_id, limit)):
+                log.warning(
+                    "subscriber %d suppressed after repeated hard bounces", claim.subscriber_id
+                )
+            summary.failed += 1
+            return
+        except (TemporaryFailure, SetupFailure) as failure:
+            self._temporary(claim, claimer, failure)
+            return
+        if not run(lambda c: ledger.mark_sent(c, claim.id, claimer)):
+            log.warning("delivery %d: claim lost before it was recorded as sent", claim.id)
+        summary.sent += 1
+        if _HEAP_REPORT and summary.sent % _HEAP_EVERY == 0:
+            _heap_report(summary.sent)
+
+    def _temporary(
+        self, claim: Claim, claimer: str, failure: TemporaryFailure | SetupFailure
+    ) -> None:
+        """A 4xx for this recipient defers the row; a dead relay or our setup stops the drain."""
+        run, summary = self.connection.run, self.summary
+        stops = isinstance(failure, SetupFailure) or failure.connection
+        if claim.attempts >= self.config["DELIVERY_MAX_ATTEMPTS"]:
+            why = failure.reply
+            run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, why))
+            summary.failed += 1
+        else:
+            # After a dead relay the next dispatch may try at once; a 4xx waits its backoff.
+            wait = ledger.retry_delay(claim.attempts, self.config["DELIVERY_RETRY_SECONDS"])
+            not_before: datetime = utcnow() + (timedelta(0) if stops else wait)
+            run(lambda c: ledger.defer(c, claim.id, claimer, failure.reply, not_before))
+            summary.deferred += 1
+            log.warning("delivery %d deferred until %s: %s", claim.id, not_before, failure.reply)
+        if stops:
+            summary.stopped = failure.reply

@@ -1,0 +1,323 @@
+"""One subscriber's digest put together from the day's fragments.
+
+Used by worker/digest/core.py (`DayDigest.render_email`, `render_page`). Owns the
+order of a digest: header, each section's heading, entries and "N more"
+note, footer; and the size fitting loop: estimate, cut (worker/digest/layout.py),
+assemble, measure, cut again. Measuring is a sum of the pieces' known sizes.
+The result is segments: the day's shared pieces as they are (the same str
+objects for every digest) and small per-subscriber ones (links, numbers).
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from markupsafe import escape
+
+from worker.arxiv.calendar import announcement_instant
+from worker.digest.fragments import DayFragments, KeywordPieces
+from worker.digest.layout import (
+    HTML_BUDGET,
+    Section,
+    fit_plan,
+    plan_sections,
+    refit_plan,
+    settle_plan,
+)
+from worker.digest.pieces import NOTHING, Sized, fill, fill_text, sized
+from worker.digest.text import limit_lines
+
+# Subject lines stay readable; keywords past this many characters become "+N more".
+SUBJECT_MAX = 150
+# Links are measured at the length of the placeholder links that shared
+# renders used to carry, not at their real length: a layout depends only on
+# the sections, the same for every subscriber who has them (and as before).
+_LINK_SIZES = {
+    name: len(f"https://placeholder.invalid/{'0' * 32}/{name}")
+    for name in ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
+}
+# Longer keywords or links could make a text line cross the 998-byte limit
+# between pieces; such (hostile) digests are limited as a whole instead.
+_SAFE_VALUE = 200
+
+
+@dataclass(frozen=True)
+class Digest:
+    subject: str
+    text_segments: tuple[str, ...]
+    html_segments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one digest is made of: the reader's settings, their sections, the moment, the links."""
+
+    keywords: tuple[str, ...]
+    timezone: str
+    zone: ZoneInfo
+    bilingual: bool
+    sections: list[tuple[str, list[str]]]
+    generated_at: datetime
+    links: dict[str, str]
+    max_per_keyword: int | None  # None: the web page, every paper in full
+
+
+def assemble_digest(fragments: DayFragments, listing_date: date, request: Request) -> Digest:
+    """The digest's subject, text and HTML as segments."""
+    full_page = request.max_per_keyword is None
+    matched: dict[str, list[str]] = {}
+    for keyword, ids in request.sections:
+        for arxiv_id in ids:
+            matched.setdefault(arxiv_id, []).append(keyword)
+    entries = fragments.entries(request.bilingual, full_page, matched)
+    lines = {i: tuple(keywords) for i, keywords in matched.items()}
+    plan = plan_sections(request.sections, entries, request.max_per_keyword)
+    links = {
+        name: Sized(str(escape(url)), _LINK_SIZES.get(name, len(url.encode())))
+        for name, url in request.links.items()
+    }
+    dates = _dates(listing_date, request.zone, request.timezone, request.generated_at)
+    # This digest's keyword lines, looked up once (each is used several times).
+    keywords = {
+        keyword: fragments.keyword(keyword)
+        for keyword in (*request.keywords, *(keyword for keyword, _ in request.sections))
+    }
+    if not full_page:
+        fit_plan(plan)
+    numbers = settle_plan(plan)
+    header = _header(dates, len(entries), len(numbers))
+    html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
+    if not full_page:
+        # The size estimates are rough: cut by the measured overshoot until it
+        # fits (usually zero or one more round).
+        for _ in range(8):
+            if size <= HTML_BUDGET:
+                break
+            refit_plan(plan, size)
+            numbers = settle_plan(plan)
+            header = _header(dates, len(entries), len(numbers))
+            html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
+    text = _text(fragments, keywords, request, header, plan, numbers, lines)
+    if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
+        text = [limit_lines("".join(text))]
+    return Digest(_subject(fragments, header, plan), tuple(text), tuple(html))
+
+
+def _html(
+    fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
+    request: Request,
+    header: dict,
+    plan: list[Section],
+    numbers: dict[str, int],
+    lines: dict[str, tuple[str, ...]],
+    links: dict[str, Sized],
+) -> tuple[list[str], int]:
+    """The HTML as segments, and its measured size: body.mjml's holes filled."""
+    out: list[str] = []
+    preview = _preview(header, plan)
+    skeleton = fragments.skeleton(header["listing_date"])
+    size = skeleton.size
+    for index, name in enumerate(skeleton.holes):
+        out.append(skeleton.parts[index])
+        if name == "entries":
+            size += _html_entries(out, fragments, keywords, plan, numbers, lines, links["view_url"])
+        elif name == "summary":
+            piece = fragments.summary(_summary_values(header))
+            size += fill(out, piece, *(links[hole] for hole in piece.holes))
+        elif name == "section_links":
+            for n, section in enumerate(plan, start=1):
+                counted = keywords[section.keyword].counted(section.count)
+                link = counted.last_link if n == len(plan) else counted.link
+                size += fill(out, link, _anchor(section.anchor))
+        elif name == "footer_keywords":
+            for n, keyword in enumerate(request.keywords, start=1):
+                pieces = keywords[keyword]
+                item = pieces.last_footer_html if n == len(request.keywords) else pieces.footer_html
+                out.append(item.text)
+                size += item.size
+        elif name == "footer_links":
+            piece = fragments.footer_links(request.max_per_keyword is None)
+            size += fill(out, piece, *(links[hole] for hole in piece.holes))
+        else:
+            value = sized(str(escape(preview[name])))
+            out.append(value.text)
+            size += value.size
+    out.append(skeleton.parts[-1])
+    return out, size
+
+
+def _html_entries(
+    out: list[str],
+    fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
+    plan: list[Section],
+    numbers: dict[str, int],
+    lines: dict[str, tuple[str, ...]],
+    view_url: Sized,
+) -> int:
+    size = 0
+    matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
+    for section in plan:
+        pieces = keywords[section.keyword]
+        size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
+        for item in section.items:
+            listing = item.entry
+            if item.kind == "full":
+                matched_by = lines[listing.arxiv_id]
+                title, abstract = fragments.highlighted(listing.entry, matched_by)
+                found = matched.get(matched_by)
+                if found is None:
+                    found = matched[matched_by] = fragments.matched(matched_by)
+                piece = listing.full_html
+                parts = piece.parts
+                out += (parts[0], title.text, parts[1], found[0].text, parts[2])
+                out += (abstract.text, parts[3])
+                size += piece.size + title.size + found[0].size + abstract.size
+            elif item.kind == "title":
+                # Where a pointer leads: the full entry in this message, or on the web page.
+                page = NOTHING if listing.arxiv_id in numbers else view_url
+                size += fill(out, listing.title_html, page)
+            else:
+                page = NOTHING if listing.arxiv_id in numbers else view_url
+                keyword = keywords[item.first_keyword].escaped
+                size += fill(out, listing.above_html, page, keyword)
+        if section.hidden:
+            piece = fragments.hidden_html(section.anchor, section.hidden, section.keyword)
+            size += fill(out, piece, view_url)
+    return size
+
+
+def _text(
+    fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
+    request: Request,
+    header: dict,
+    plan: list[Section],
+    numbers: dict[str, int],
+    lines: dict[str, tuple[str, ...]],
+) -> list[str]:
+    """The text part as segments: body.txt's holes filled."""
+    out: list[str] = []
+    skeleton = fragments.text_skeleton(header, request.max_per_keyword is None)
+    for index, name in enumerate(skeleton.holes):
+        out.append(skeleton.parts[index])
+        if name == "entries":
+            _text_entries(out, fragments, keywords, plan, numbers, lines, request.links["view_url"])
+        elif name == "keyword_list":
+            out.extend(keywords[keyword].footer_text for keyword in request.keywords)
+        else:
+            out.append(request.links[name])
+    out.append(skeleton.parts[-1])
+    return out
+
+
+def _text_entries(
+    out: list[str],
+    fragments: DayFragments,
+    keywords: dict[str, KeywordPieces],
+    plan: list[Section],
+    numbers: dict[str, int],
+    lines: dict[str, tuple[str, ...]],
+    view_url: str,
+) -> None:
+    matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
+    for section in plan:
+        out.append(keywords[section.keyword].counted(section.count).heading_text)
+        for item in section.items:
+            listing = item.entry
+            number = numbers.get(listing.arxiv_id)
+            if item.kind == "full":
+                matched_by = lines[listing.arxiv_id]
+                found = matched.get(matched_by)
+                if found is None:
+                    found = matched[matched_by] = fragments.matched(matched_by)
+                parts = listing.full_text.parts
+                out += (parts[0], str(number), parts[1], found[1], parts[2])
+            elif item.kind == "title":
+                out.append(listing.title_text)
+            elif number is None:
+                fill_text(out, listing.above_text, item.first_keyword)
+            else:
+                fill_text(out, listing.numbered_above_text, item.first_keyword, str(number))
+        piece = fragments.section_end_text(section.anchor, section.hidden)
+        fill_text(out, piece, *([view_url] * len(piece.holes)))
+
+
+@lru_cache(maxsize=256)
+def _anchor(anchor: str) -> Sized:
+    return Sized(anchor, len(anchor))
+
+
+def _subject(fragments: DayFragments, header: dict, plan: list[Section]) -> str:
+    values = _preview(header, plan)
+    piece = fragments.subject(header["listing_date"], bool(values["subject_keywords"]))
+    out: list[str] = []
+    fill_text(out, piece, *(values[hole] for hole in piece.holes))
+    # One line whatever the values held (header injection guard).
+    return " ".join("".join(out).split())
+
+
+def _preview(header: dict, plan: list[Section]) -> dict[str, str]:
+    return {
+        "paper_count": str(header["paper_count"]),
+        "papers_word": header["papers_word"],
+        "subject_keywords": subject_keywords(plan),
+    }
+
+
+def _header(dates: tuple[str, str | None, str | None, str, str], papers: int, full: int) -> dict:
+    """The values of the header (both parts), in a fixed order (a cache key)."""
+    listing_date, announced_et, announced_local, timezone, generated = dates
+    return {
+        "listing_date": listing_date,
+        "announced_et": announced_et,
+        "announced_local": announced_local,
+        "timezone": timezone,
+        "generated": generated,
+        "paper_count": papers,
+        "full_count": full,
+        "papers_word": "paper" if papers == 1 else "papers",
+    }
+
+
+def _summary_values(header: dict) -> dict:
+    return {name: value for name, value in header.items() if name != "listing_date"}
+
+
+@lru_cache(maxsize=4096)
+def _dates(
+    listing_date: date, zone: ZoneInfo, timezone: str, generated_at: datetime
+) -> tuple[str, str | None, str | None, str, str]:
+    """The header's dates, made once per (day, zone, minute) rather than per digest."""
+    try:
+        announced = announcement_instant(listing_date)
+    except ValueError:
+        announced = None
+    return (
+        _day(listing_date),
+        _instant(announced) if announced else None,
+        _instant(announced.astimezone(zone)) if announced else None,
+        zone.key if zone.key == timezone else "UTC",
+        _instant(generated_at.astimezone(zone)),
+    )
+
+
+def subject_keywords(sections: list[Section]) -> str:
+    parts = [f"{s.keyword} ({s.count})" for s in sections]
+    shown: list[str] = []
+    for n, part in enumerate(parts):
+        if shown and len(", ".join(shown + [part])) > SUBJECT_MAX - 60:
+            shown.append(f"+{len(parts) - n} more")
+            break
+        shown.append(part)
+    return ", ".join(shown)
+
+
+def _day(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _instant(instant: datetime) -> str:
+    return f"{_day(instant.date())}, {instant:%H:%M} {instant.tzname()}"

@@ -1,0 +1,385 @@
+"""The digest core: which papers each subscriber gets on a listing date, and how they are shown.
+
+`DayDigest` is the one place that answers "which papers does this subscriber
+get on this day, and how is that shown": dispatch and sending
+(worker/delivery/dispatch.py, worker/delivery/sending.py), `newsletter digest preview`, the
+digest web page (newsletter/digests.py) and translation planning
+(worker/translation/job.py) all ask it. It is free of Flask: the session and
+settings are passed in. It owns the bilingual decision (through
+newsletter/languages.py), the sections (each distinct keyword line matched
+once per day) and the rendering of one reader's digest as an email or as the
+web page, assembled from pieces rendered once per day:
+worker/digest/fragments.py (the day's pieces and their bounded caches),
+worker/digest/assembly.py (one digest from them, within the HTML size
+budget of worker/digest/layout.py), worker/digest/entries.py (one paper's
+entry) and worker/digest/text.py (the plain-text part's wrapping).
+
+Late papers (issue 10). A paper can reach us for a listing date D after D
+completed (ingest's deadline, worker/arxiv/ingest.py): it is stored under D with
+Paper.updated_at after ListingDay.completed_at of D (updated_at, not
+created_at: a newer version that arrives late is a late announcement too).
+Decisions:
+- A digest of date D' carries the late papers of the LATE_LOOKBACK_DATES
+  listing dates before D' (a week). Older late papers are only on their own
+  day (`newsletter digest preview`, the web page of D): a digest is news.
+- `load_day` loads them with the day's papers, so every DayDigest of D'
+  (dispatch, sending, a resend after a crash, the web page) can render a
+  stored row that refers to them; they are never matched as D' papers.
+- Which late papers a reader gets is decided at dispatch (worker/delivery/dispatch.py):
+  `late_matches` says which late papers the reader's lines match (the same
+  rules: replacements only for readers who tick them), dispatch removes
+  those the reader already had or was not due, and `sections(..., late=)`
+  puts them in the section of each keyword they match, before the day's
+  papers (so the per-keyword limit of the email never hides them), oldest
+  listing date first. The entry carries "listed <its date>, arrived late".
+"""
+
+import logging
+from collections.abc import Callable, Collection, Hashable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cached_property
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from emails import RenderedEmail
+from newsletter.languages import is_bilingual, target_language
+from newsletter.models import (
+    AnnounceType,
+    ListingDay,
+    Paper,
+    Subscriber,
+    Translation,
+    TranslationStatus,
+)
+from worker.arxiv import calendar
+from worker.digest.assembly import Request, assemble_digest
+from worker.digest.fragments import DayFragments
+from worker.digest.matching import match_papers
+
+log = logging.getLogger(__name__)
+
+# Ids per IN (...) query, well under every backend's parameter limit.
+_IN_BATCH = 500
+
+_TYPE_ORDER = {
+    AnnounceType.NEW: 0,
+    AnnounceType.CROSS: 1,
+    AnnounceType.REPLACE: 2,
+    AnnounceType.REPLACE_CROSS: 3,
+}
+_ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
+# Listing dates before a digest's own whose late papers it may carry (a week).
+LATE_LOOKBACK_DATES = 7
+
+# (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
+Sections = list[tuple[str, list[str]]]
+Key = TypeVar("Key", bound=Hashable)
+
+
+def load_day(session: Session, listing_date: date) -> dict[str, Paper]:
+    """The papers announced for `listing_date`, and the late papers its digests may carry."""
+    papers = session.scalars(select(Paper).where(Paper.listing_date == listing_date))
+    found = {paper.arxiv_id: paper for paper in papers}
+    found.update(load_late_papers(session, listing_date))
+    return found
+
+
+def late_window_start(listing_date: date) -> date:
+    """The first listing date whose late papers a digest of `listing_date` carries."""
+    day = listing_date
+    for _ in range(LATE_LOOKBACK_DATES):
+        day = calendar.previous_listing_date(day)
+    return day
+
+
+def load_late_papers(session: Session, listing_date: date) -> dict[str, Paper]:
+    """Papers of the look-back window stored after their own listing date completed."""
+    papers = session.scalars(
+        select(Paper)
+        .join(ListingDay, ListingDay.listing_date == Paper.listing_date)
+        .where(
+            Paper.listing_date >= late_window_start(listing_date),
+            Paper.listing_date < listing_date,
+            ListingDay.completed_at.is_not(None),
+            Paper.updated_at > ListingDay.completed_at,
+        )
+    )
+    return {paper.arxiv_id: paper for paper in papers}
+
+
+def load_translations(
+    session: Session, papers: dict[str, Paper], language: str
+) -> dict[str, Translation]:
+    """The finished translations of exactly the versions in `papers`, by arXiv id."""
+    wanted = {(p.arxiv_id, p.version) for p in papers.values()}
+    ids = sorted(papers)
+    found: dict[str, Translation] = {}
+    for start in range(0, len(ids), _IN_BATCH):
+        rows = session.scalars(
+            select(Translation).where(
+                Translation.arxiv_id.in_(ids[start : start + _IN_BATCH]),
+                Translation.language == language,
+                Translation.status == TranslationStatus.DONE,
+            )
+        )
+        found.update({t.arxiv_id: t for t in rows if (t.arxiv_id, t.version) in wanted})
+    return found
+
+
+def subscriber_zone(name: str) -> ZoneInfo:
+    """The subscriber's timezone; UTC if the name is unknown (validated at sign-up)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        log.warning("unknown timezone %r; using UTC", name)
+        return ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a digest needs to know of its subscriber."""
+
+    keywords: tuple[str, ...]
+    language: str
+    timezone: str
+    include_replacements: bool
+
+    @classmethod
+    def of(cls, subscriber: Subscriber) -> "Reader":
+        return cls(
+            keywords=tuple(subscriber.keyword_lines),
+            language=subscriber.language,
+            timezone=subscriber.timezone,
+            include_replacements=subscriber.include_replacements,
+        )
+
+
+class DigestEmail:
+    """A rendered digest email; its parts as segments for MIME encoding.
+
+    `"".join(html_segments) == html` (and the same for text). The large
+    segments (papers' entries, the HTML around them) are the same str objects
+    in every digest of the day that shows them, so an encoder can cache each
+    one's encoding by the object; links and numbers are segments of their own.
+    """
+
+    def __init__(
+        self, subject: str, text_segments: tuple[str, ...], html_segments: tuple[str, ...]
+    ):
+        self.subject = subject
+        self.text_segments = text_segments
+        self.html_segments = html_segments
+
+    @cached_property
+    def text(self) -> str:
+        return "".join(self.text_segments)
+
+    @cached_property
+    def html(self) -> str:
+        return "".join(self.html_segments)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DigestEmail | RenderedEmail):
+            return NotImplemented
+        return (self.subject, self.text, self.html) == (other.subject, other.text, other.html)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class DayDigest:
+    """One listing date's digests: which papers each reader gets, rendered as email or page.
+
+    The day's papers are read once; translations on first need; every
+    distinct keyword line is matched once, however many readers share it;
+    every paper's entry is rendered once per variant (worker/digest/fragments.py).
+    `papers` may hold late papers of earlier listing dates (see the module
+    docstring): they are rendered when a reader's sections name them, and
+    matched apart from the day's own.
+    """
+
+    def __init__(
+        self,
+        listing_date: date,
+        papers: dict[str, Paper],
+        config: Mapping,
+        load_translations: Callable[[dict[str, Paper], str], dict[str, Translation]] | None = None,
+    ):
+        self.listing_date = listing_date
+        self.papers = papers
+        # Papers of an earlier listing date: late papers (`load_late_papers`).
+        self.late = {
+            arxiv_id: paper
+            for arxiv_id, paper in papers.items()
+            if paper.listing_date is not None and paper.listing_date < listing_date
+        }
+        own = {i: p for i, p in papers.items() if i not in self.late} if self.late else papers
+        self.max_per_keyword: int = config["DIGEST_MAX_PER_KEYWORD"]
+        self.target_language: str = config["TRANSLATION_LANGUAGE"]
+        self._load_translations = load_translations or (lambda papers, language: {})
+        self._translations: dict[str, Translation] | None = None
+        self._own = _LineMatches(own, lambda p: (_TYPE_ORDER[p.announce_type], p.arxiv_id))
+        # Late papers: oldest listing date first.
+        self._late = _LineMatches(
+            self.late, lambda p: (p.listing_date, _TYPE_ORDER[p.announce_type], p.arxiv_id)
+        )
+        self._target_name: str | None = config.get("TRANSLATION_LANGUAGE_NAME")
+
+    @cached_property
+    def fragments(self) -> DayFragments:
+        """The day's rendered pieces, made when the first digest is rendered."""
+        target = target_language(self.target_language, self._target_name)
+        return DayFragments(self.papers, target, self.translations, self.listing_date)
+
+    @classmethod
+    def load(cls, session: Session, config: Mapping, listing_date: date) -> "DayDigest":
+        """The day as stored; translations are read from `session` when first needed."""
+        return cls(
+            listing_date,
+            load_day(session, listing_date),
+            config,
+            lambda papers, language: load_translations(session, papers, language),
+        )
+
+    @classmethod
+    def from_rows(
+        cls,
+        listing_date: date,
+        papers: dict[str, Paper],
+        translations: dict[str, Translation],
+        config: Mapping,
+    ) -> "DayDigest":
+        """A day from rows already in hand (tests, benchmarks)."""
+        return cls(listing_date, papers, config, lambda _papers, _language: translations)
+
+    def is_bilingual(self, reader: Reader) -> bool:
+        """Whether the reader's digest is English + TRANSLATION_LANGUAGE."""
+        return is_bilingual(reader.language, self.target_language)
+
+    def translations(self) -> dict[str, Translation]:
+        if self._translations is None:
+            self._translations = self._load_translations(self.papers, self.target_language)
+        return self._translations
+
+    def sections(
+        self, readers: Mapping[Key, Reader], late: Mapping[Key, Collection[str]] | None = None
+    ) -> dict[Key, Sections]:
+        """Each reader's sections: keywords with their eligible papers, in the reader's order.
+
+        Replacements only for readers who asked; new papers, then cross-lists,
+        then replacements, each by id. `late` names, per reader, the late
+        papers their digest carries (from `late_matches`, less what they had):
+        each goes first in the section of every keyword of theirs it matches.
+        """
+        self._own.match({line for reader in readers.values() for line in reader.keywords})
+        late = late or {}
+        if late:
+            self._late.match({line for key in late for line in readers[key].keywords})
+        found: dict[Key, Sections] = {}
+        for key, reader in readers.items():
+            carried = late.get(key)
+            sections = []
+            for keyword in reader.keywords:
+                shown = self._own.shown(keyword, reader.include_replacements)
+                if carried:
+                    extra = self._late.shown(keyword, reader.include_replacements)
+                    shown = tuple(i for i in extra if i in carried) + shown
+                if shown:
+                    sections.append((keyword, list(shown)))
+            found[key] = sections
+        return found
+
+    def late_matches(self, readers: Mapping[Key, Reader]) -> dict[Key, set[str]]:
+        """The late papers each reader's lines match (same rules as `sections`); only readers with any."""
+        if not self.late:
+            return {}
+        self._late.match({line for reader in readers.values() for line in reader.keywords})
+        found: dict[Key, set[str]] = {}
+        for key, reader in readers.items():
+            ids = {
+                i
+                for keyword in reader.keywords
+                for i in self._late.shown(keyword, reader.include_replacements)
+            }
+            if ids:
+                found[key] = ids
+        return found
+
+    def current(self, sections: Sections) -> Sections:
+        """`sections` (maybe a row's stored JSON) without papers no longer on this day.
+
+        A paper re-announced on a later date moves there. Late papers (loaded
+        with the day) stay.
+        """
+        kept = [(keyword, [i for i in ids if i in self.papers]) for keyword, ids in sections]
+        return [(keyword, ids) for keyword, ids in kept if ids]
+
+    def render_email(
+        self, reader: Reader, sections: Sections, generated_at: datetime, links: dict[str, str]
+    ) -> DigestEmail:
+        """The reader's digest email with their own `links`."""
+        return self._render(reader, sections, generated_at, links, self.max_per_keyword)
+
+    def render_page(
+        self, reader: Reader, sections: Sections, generated_at: datetime, links: dict[str, str]
+    ) -> str:
+        """The reader's digest as the "view in browser" page: every paper in full."""
+        return self._render(reader, sections, generated_at, links, None).html
+
+    def _render(
+        self,
+        reader: Reader,
+        sections: Sections,
+        generated_at: datetime,
+        links: dict[str, str],
+        max_per_keyword: int | None,
+    ) -> DigestEmail:
+        request = Request(
+            keywords=reader.keywords,
+            timezone=reader.timezone,
+            zone=subscriber_zone(reader.timezone),
+            bilingual=self.is_bilingual(reader),
+            sections=self.current(sections),
+            generated_at=generated_at,
+            links=links,
+            max_per_keyword=max_per_keyword,
+        )
+        digest = assemble_digest(self.fragments, self.listing_date, request)
+        return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)
+
+
+class _LineMatches:
+    """Each distinct keyword line's papers among `papers`, matched once.
+
+    Per line: its papers in section order (by `order`), and how many of them
+    are new or cross-lists (the rest, replacements, come last).
+    """
+
+    def __init__(self, papers: dict[str, Paper], order: Callable[[Paper], tuple]):
+        self.papers = papers
+        self._order = order
+        self._lines: dict[str, tuple[tuple[str, ...], int]] = {}
+
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        ordered = sorted(self.papers.values(), key=self._order)
+        return {paper.arxiv_id: n for n, paper in enumerate(ordered)}
+
+    def match(self, lines: set[str]) -> None:
+        new = sorted(lines - self._lines.keys())
+        if not new:
+            return
+        found = match_papers(list(self.papers.values()), new) if self.papers else {}
+        rank = self._rank
+        for line in new:
+            ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))
+            always = sum(self.papers[i].announce_type in _ALWAYS_INCLUDED for i in ids)
+            self._lines[line] = (ids, always)
+
+    def shown(self, line: str, include_replacements: bool) -> tuple[str, ...]:
+        """The line's papers a reader sees (`match` first)."""
+        ids, always = self._lines[line]
+        return ids if include_replacements else ids[:always]

@@ -1,0 +1,296 @@
+"""A listing date's digest pieces: rendered once, assembled per subscriber.
+
+Used by worker/digest/core.py (`DayDigest`), which owns one `DayFragments` per
+listing date. Every paper's entries (full, title-only, "above" pointer) are
+rendered once per language variant from the macros in
+emails/templates/digest/parts.{html,txt}, with holes where subscribers
+differ: the highlighted title and abstract, the matched keywords, the
+entry's number, links. Highlighting is worked out once per (paper, matched
+keyword lines) from the paper's words, tokenized once per day.
+A paper of an earlier listing date than the day's (a late paper, see
+worker/digest/core.py) is rendered with its "listed <date>, arrived late" mark.
+
+Caches are per day and bounded: per paper and variant (a day has ~1,500
+papers, 4 variants), and LRUs of fixed size for what depends on keyword lines
+(highlights, headings, "matched:" lines). Nothing grows with subscribers.
+Each cached piece is one str object, reused by every digest that shows it,
+with its UTF-8 size, so a digest's HTML size is a sum, not an encode.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from functools import cached_property
+from typing import NamedTuple
+
+from markupsafe import escape
+
+import emails
+from newsletter.languages import TargetLanguage
+from newsletter.models import Paper, Translation
+from worker.digest.entries import (
+    EscapedText,
+    Listing,
+    PaperEntry,
+    escaped_text,
+    finished_translation,
+    highlight,
+    listed_note,
+    make_entry,
+)
+from worker.digest.layout import estimate_full_entry, title_weight
+from worker.digest.matching import TextTokens, line_variants, text_tokens
+from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
+from worker.digest.text import limit_lines, wrap_text
+
+# Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
+# and benchmarks/scale.py (a worker's peak RSS at 100k, beside its QP cache):
+# at 16,000 entries each the highlight and keyword caches held ~90 MB of a
+# worker's ~410 MB. Highlighted (title, abstract) pairs: up to ~3 KB each (a
+# text without any <mark> is the paper's own escaped text, not a copy).
+HIGHLIGHT_CACHE = 6_000
+# Keyword lines whose pieces are kept: ~2 KB each.
+KEYWORD_CACHE = 6_000
+# Other small pieces: "matched:" lists of several lines, headers, "N more" notes.
+SMALL_CACHE = 10_000
+
+_LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
+_SKELETON_HOLES = (
+    "paper_count",
+    "papers_word",
+    "subject_keywords",
+    "summary",
+    "section_links",
+    "entries",
+    "footer_keywords",
+    "footer_links",
+)
+
+
+class Counted(NamedTuple):
+    """A keyword's section pieces for one paper count (hole: anchor)."""
+
+    heading_html: Fragment
+    heading_text: str
+    link: Fragment  # in the header, followed by " · "
+    last_link: Fragment
+
+
+class KeywordPieces:
+    """One keyword line's pieces, each made on first use."""
+
+    def __init__(self, html, text, keyword: str):
+        self.keyword = keyword
+        self._html = html
+        self._text = text
+        self._counted: dict[int, Counted] = {}
+
+    def counted(self, count: int) -> Counted:
+        found = self._counted.get(count)
+        if found is None:
+            anchor = hole("anchor")
+            html, keyword = self._html, self.keyword
+            found = self._counted[count] = Counted(
+                fragment(html.section_heading(anchor, keyword, count), holes=("anchor",)),
+                limit_lines(str(self._text.section_heading(keyword, count))),
+                fragment(html.section_link(anchor, keyword, count, False), holes=("anchor",)),
+                fragment(html.section_link(anchor, keyword, count, True), holes=("anchor",)),
+            )
+        return found
+
+    @cached_property
+    def escaped(self) -> Sized:
+        return sized(str(escape(self.keyword)))
+
+    @cached_property
+    def footer_html(self) -> Sized:
+        return sized(str(self._html.footer_keyword(self.keyword, False)))
+
+    @cached_property
+    def last_footer_html(self) -> Sized:
+        return sized(str(self._html.footer_keyword(self.keyword, True)))
+
+    @cached_property
+    def footer_text(self) -> str:
+        return limit_lines(str(self._text.footer_keyword(self.keyword)))
+
+    @cached_property
+    def matched(self) -> tuple[Sized, str]:
+        """ "matched:" of an entry only this line matched, in HTML and text."""
+        return _matched(self._html, self._text, (self.keyword,))
+
+
+def _matched(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
+    return sized(str(escape(", ".join(lines)))), str(text.matched_line(lines))
+
+
+class DayFragments:
+    """The rendered pieces of one listing date's digests, shared by all its digests."""
+
+    def __init__(
+        self,
+        papers: Mapping[str, Paper],
+        target: TargetLanguage,
+        translations: Callable[[], dict[str, Translation]],
+        listing_date: date | None = None,
+    ):
+        self.papers = papers
+        # Papers listed before it are late papers, marked with their own date.
+        self.listing_date = listing_date
+        self.target = target
+        self._translations = translations
+        self.html = emails.macros("digest/parts.html")
+        self.text = emails.macros("digest/parts.txt", wrap=wrap_text)
+        self._listings: dict[tuple[bool, bool], dict[str, Listing]] = {}
+        # Per paper: its title and abstract tokenized and escaped, once per day.
+        self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
+        self._highlights = LRU(HIGHLIGHT_CACHE)
+        self._keywords = LRU(KEYWORD_CACHE)
+        self._small = LRU(SMALL_CACHE)
+
+    # --- per paper and variant ---
+
+    def entries(self, bilingual: bool, full_page: bool, ids: Iterable[str]) -> dict[str, Listing]:
+        """The listings of these papers in this variant, made on first use."""
+        known = self._listings.setdefault((bilingual, full_page), {})
+        found = {}
+        for arxiv_id in ids:
+            listing = known.get(arxiv_id)
+            if listing is None:
+                listing = known[arxiv_id] = self._listing(arxiv_id, bilingual, full_page)
+            found[arxiv_id] = listing
+        return found
+
+    def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool) -> Listing:
+        paper = self.papers[arxiv_id]
+        translation = finished_translation(paper, self._translations()) if bilingual else None
+        target = self.target if bilingual else None
+        listed = listed_note(paper, self.listing_date)
+        entry = make_entry(paper, full_page, target, translation, listed)
+        return Listing(
+            entry,
+            estimate_full_entry(paper, translation),
+            title_weight(entry.title),
+            self.html,
+            self.text,
+        )
+
+    # --- per paper and keyword lines ---
+
+    def highlighted(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
+        """The entry's title and abstract as HTML, with what `lines` matched marked."""
+        if len(lines) > 1:
+            lines = tuple(sorted(set(lines)))
+        key = (entry.arxiv_id, lines)
+        found = self._highlights.find(key)
+        if found is None:
+            found = self._highlight(entry, lines)
+            self._highlights.put(key, found)
+        return found
+
+    def _highlight(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
+        texts = self._texts.get(entry.arxiv_id)
+        if texts is None:
+            title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)
+            texts = self._texts[entry.arxiv_id] = (
+                (title, escaped_text(entry.title, title)),
+                (abstract, escaped_text(entry.abstract, abstract)),
+            )
+        variants = [variant for line in lines for variant in line_variants(line)]
+        (title, title_html), (abstract, abstract_html) = texts
+        return (
+            Sized(*highlight(title_html, title, variants)),
+            Sized(*highlight(abstract_html, abstract, variants)),
+        )
+
+    def keyword(self, keyword: str) -> KeywordPieces:
+        found = self._keywords.find(keyword)
+        if found is None:
+            found = KeywordPieces(self.html, self.text, keyword)
+            self._keywords.put(keyword, found)
+        return found
+
+    def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
+        """ "matched:" of an entry, in HTML and text."""
+        if len(lines) == 1:
+            return self.keyword(lines[0]).matched
+        return self._small.get_or_make(
+            ("matched", lines), lambda: _matched(self.html, self.text, lines)
+        )
+
+    # --- per digest and section ---
+
+    def skeleton(self, listing_date: str) -> Fragment:
+        """body.mjml with holes for all but the date (rendered once per day)."""
+        return self._small.get_or_make(
+            ("skeleton.html", listing_date),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/body.mjml",
+                    listing_date=listing_date,
+                    **{name: hole(name) for name in _SKELETON_HOLES},
+                )
+            ),
+        )
+
+    def text_skeleton(self, header: Mapping[str, object], full_page: bool) -> Fragment:
+        """body.txt for these header values, with holes for entries, keywords and links."""
+        return self._small.get_or_make(
+            ("skeleton.txt", full_page, *header.values()),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/body.txt",
+                    entries=hole("entries"),
+                    keyword_list=hole("keyword_list"),
+                    links={name: hole(name) for name in _LINKS},
+                    full_page=full_page,
+                    **header,
+                ),
+                text_part=True,
+            ),
+        )
+
+    def subject(self, listing_date: str, with_keywords: bool) -> Fragment:
+        values = {name: hole(name) for name in ("paper_count", "papers_word", "subject_keywords")}
+        if not with_keywords:
+            values["subject_keywords"] = ""
+        return self._small.get_or_make(
+            ("subject", listing_date, with_keywords),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/subject.txt",
+                    listing_date=listing_date,
+                    **values,
+                )
+            ),
+        )
+
+    def summary(self, header: Mapping[str, object]) -> Fragment:
+        """The header line for these values, with a hole for the view link (if it shows)."""
+        return self._small.get_or_make(
+            ("summary", *header.values()),
+            lambda: fragment(self.html.summary(view_url=hole("view_url"), **header)),
+        )
+
+    def footer_links(self, full_page: bool) -> Fragment:
+        return self._small.get_or_make(
+            ("footer.links", full_page),
+            lambda: fragment(
+                self.html.footer_links(full_page, {name: hole(name) for name in _LINKS})
+            ),
+        )
+
+    def hidden_html(self, anchor: str, hidden: int, keyword: str) -> Fragment:
+        """Holes: view_url."""
+        return self._small.get_or_make(
+            ("hidden.html", anchor, hidden, keyword),
+            lambda: fragment(self.html.hidden_note(hole("view_url"), anchor, hidden, keyword)),
+        )
+
+    def section_end_text(self, anchor: str, hidden: int) -> Fragment:
+        """Holes: view_url (if any papers are hidden)."""
+        return self._small.get_or_make(
+            ("end.txt", anchor, hidden),
+            lambda: fragment(
+                self.text.section_end(hole("view_url"), anchor, hidden), text_part=True
+            ),
+        )

@@ -1,0 +1,180 @@
+"""Which papers the digest email shows in full, as a title line, or only counts.
+
+Used by worker/digest/fragments.py to lay out each digest. Owns the size
+budget: Gmail clips HTML past 102 KB, so the email shows at most
+`max_per_keyword` papers in full per keyword and keeps the whole HTML under
+`HTML_BUDGET` bytes by turning further entries into title-only lines, then
+into a count with a link to the full digest page (which has no limits).
+Sizes are estimated before assembling, then corrected by the measured size.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from newsletter.models import Paper, Translation
+from worker.digest.entries import MAX_AUTHORS
+
+# Gmail clips at 102 KB; leave room for what mail clients and DKIM add.
+HTML_BUDGET = 95_000
+# Bytes of HTML around the content, measured on the sample digest: per full
+# entry, per title-only line (plus its title), and for a digest with no papers.
+_ENTRY_HTML = 500
+_TITLE_WEIGHT = 250
+_FIXED_HTML = 8_000
+# Aim this far under the budget, so one cut usually suffices.
+_MARGIN = 1_000
+
+
+class Listed(Protocol):
+    """A paper as laid out: its id and the estimated sizes of its full entry and title line."""
+
+    arxiv_id: str
+    weight: int
+    title_weight: int
+
+
+@dataclass(slots=True)
+class Item:
+    """A line of a section: the full entry, its title only, or a pointer to it above."""
+
+    kind: str  # full | title | above
+    entry: Listed
+    first_keyword: str = ""
+
+
+@dataclass
+class Section:
+    keyword: str
+    anchor: str
+    count: int
+    items: list[Item] = field(default_factory=list)
+    # Papers of this section not listed at all (past the byte budget).
+    hidden: int = 0
+
+
+def estimate_full_entry(paper: Paper, translation: Translation | None) -> int:
+    """A rough size in bytes of the paper's full HTML entry."""
+    raw = (
+        paper.title,
+        paper.abstract,
+        paper.comments or "",
+        paper.journal_ref or "",
+        paper.doi or "",
+        ", ".join(paper.authors[: MAX_AUTHORS + 1]),
+        translation.title if translation else "",
+        translation.abstract if translation else "",
+    )
+    return _ENTRY_HTML + 45 * len(paper.categories) + sum(len(s.encode()) for s in raw)
+
+
+def plan_sections(
+    sections: list[tuple[str, list[str]]],
+    entries: Mapping[str, Listed],
+    max_per_keyword: int | None,
+) -> list[Section]:
+    """Sections with each paper in full once (first keyword), later as a pointer."""
+    plan = []
+    first_keyword: dict[str, str] = {}
+    for position, (keyword, ids) in enumerate(sections, start=1):
+        section = Section(keyword=keyword, anchor=f"k-{position}", count=len(ids))
+        shown_in_full = 0
+        for arxiv_id in ids:
+            entry = entries[arxiv_id]
+            if arxiv_id in first_keyword:
+                section.items.append(Item("above", entry, first_keyword[arxiv_id]))
+                continue
+            first_keyword[arxiv_id] = keyword
+            if max_per_keyword is None or shown_in_full < max_per_keyword:
+                section.items.append(Item("full", entry))
+                shown_in_full += 1
+            else:
+                section.items.append(Item("title", entry))
+        plan.append(section)
+    return plan
+
+
+def settle_plan(plan: list[Section]) -> dict[str, int]:
+    """The number of each paper listed in full; a pointer whose paper was cut becomes its title.
+
+    Called before each assembly, as the size fitting may have cut listings.
+    """
+    numbers: dict[str, int] = {}
+    listed: set[str] = set()
+    for section in plan:
+        for item in section.items:
+            if item.kind == "full":
+                numbers[item.entry.arxiv_id] = len(numbers) + 1
+            if item.kind != "above":
+                listed.add(item.entry.arxiv_id)
+    for section in plan:
+        for item in section.items:
+            if item.kind == "above" and item.entry.arxiv_id not in listed:
+                # Its first listing was cut for size: this line is now its listing.
+                item.kind = "title"
+    return numbers
+
+
+def fit_plan(plan: list[Section]) -> None:
+    """Cut listings until the estimated HTML fits the budget (before the first render)."""
+    if _FIXED_HTML + _weight(plan) > HTML_BUDGET:
+        _shrink(plan, HTML_BUDGET - _FIXED_HTML - _MARGIN)
+
+
+def refit_plan(plan: list[Section], html_size: int) -> None:
+    """Cut listings after a render measured `html_size` bytes, over the budget."""
+    # Estimates are rough: cut by the measured overshoot, scaled from bytes to
+    # estimate units.
+    weight = _weight(plan)
+    scale = weight / max(html_size - _FIXED_HTML, 1)
+    _shrink(plan, weight - (html_size - HTML_BUDGET + _MARGIN) * scale)
+
+
+def title_weight(title: str) -> int:
+    """The estimate of a title-only line (or pointer) of a paper with this title."""
+    return _TITLE_WEIGHT + len(title.encode())
+
+
+def _weight(plan: list[Section]) -> int:
+    return sum(
+        item.entry.weight if item.kind == "full" else item.entry.title_weight
+        for section in plan
+        for item in section.items
+    )
+
+
+def _shrink(plan: list[Section], budget: float) -> None:
+    """Cut listings until their estimated weight fits `budget`.
+
+    Cut first what the digest page has anyway and the reader loses least:
+    pointers to papers listed elsewhere, then title-only lines (both from the
+    end), then full entries, always from the section that has the most (the
+    last of those), so every keyword keeps some. What is cut is counted per
+    section and linked.
+    """
+    total = _weight(plan)
+    for kind in ("above", "title"):
+        for section in reversed(plan):
+            items = section.items
+            for index in range(len(items) - 1, -1, -1):
+                if total <= budget:
+                    return
+                if items[index].kind == kind:
+                    total -= items[index].entry.title_weight
+                    del items[index]
+                    section.hidden += 1
+    fulls = [sum(item.kind == "full" for item in section.items) for section in plan]
+    while total > budget:
+        most = max(fulls, default=0)
+        if not most:
+            return
+        # The last section with the most full entries loses its last one.
+        position = len(fulls) - 1 - fulls[::-1].index(most)
+        section = plan[position]
+        index = next(
+            i for i in range(len(section.items) - 1, -1, -1) if section.items[i].kind == "full"
+        )
+        total -= section.items[index].entry.weight
+        del section.items[index]
+        section.hidden += 1
+        fulls[position] -= 1

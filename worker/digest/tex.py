@@ -1,0 +1,368 @@
+"""TeX in arXiv titles and abstracts, made readable as plain Unicode text.
+
+Called by worker/digest/entries.py on every title and abstract the digest shows,
+English and translated. Pure (its symbol tables are read once, on first use).
+Owns the conversion rules; the tables themselves (Greek letters, operators,
+accents, sub/superscripts, ...) are data in worker/digest/data/tex_symbols.json, each
+saying what it is for, loaded by worker/digest/tex_symbols.py.
+
+The rule is "readable, never mangled": what we know becomes Unicode
+($\\alpha$ -> α, \\textbf{x} -> x, $O(n^2)$ -> O(n²), $1.5$-$2.2\\times$ -> 1.5–2.2×);
+what we do not know stays exactly as written. A math span we cannot convert
+completely is kept verbatim, dollars included, rather than half-converted; an
+unknown command outside math is kept as-is. Text with no TeX in it comes back
+unchanged.
+"""
+
+import unicodedata
+
+from worker.digest.tex_symbols import symbol_tables
+
+
+class _Unconvertible(Exception):
+    """Math we cannot render faithfully; the caller keeps the source."""
+
+
+def tex_to_text(s: str) -> str:
+    """`s` with the TeX it contains made readable as Unicode; never raises."""
+    try:
+        return _Text(s).run()
+    except RecursionError:
+        # Absurdly deep nesting: the source itself is the safest reading.
+        return s
+
+
+def _read_group(s: str, i: int) -> tuple[str, int] | None:
+    """The content of the balanced {...} starting at s[i], and the index after it."""
+    if i >= len(s) or s[i] != "{":
+        return None
+    depth = 0
+    j = i
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return s[i + 1 : j], j + 1
+        j += 1
+    return None
+
+
+def _read_name(s: str, i: int) -> tuple[str, int]:
+    """The command name after the backslash at s[i-1]: letters, or one other character."""
+    j = i
+    while j < len(s) and s[j].isascii() and s[j].isalpha():
+        j += 1
+    if j == i:
+        return (s[i], i + 1) if i < len(s) else ("", i)
+    return s[i:j], j
+
+
+def _skip_spaces(s: str, i: int) -> int:
+    while i < len(s) and s[i] in " \t\n":
+        i += 1
+    return i
+
+
+def _accent(base: str, mark: str) -> str:
+    if not base:
+        return mark
+    return unicodedata.normalize("NFC", base[0] + mark + base[1:])
+
+
+def _find_math_end(s: str, i: int, closer: str) -> int:
+    """Index of the unescaped `closer` ending math opened before s[i], or -1."""
+    j = i
+    while j < len(s):
+        if s.startswith(closer, j):
+            return j
+        # Skip escapes: \$ does not close $...$.
+        j += 2 if s[j] == "\\" else 1
+    return -1
+
+
+class _Text:
+    """A single left-to-right pass over running text."""
+
+    def __init__(self, s: str):
+        self.s = s
+        self.out: list[str] = []
+        # Where the last converted math span ended, for $1.5$-$2.2$ -> 1.5–2.2.
+        self.last_math_end = -1
+
+    def run(self) -> str:
+        s, out = self.s, self.out
+        i = 0
+        while i < len(s):
+            c = s[i]
+            if c == "\\":
+                i = self.command(i)
+            elif c == "$":
+                i = self.math(i)
+            elif c == "~":
+                out.append(" ")
+                i += 1
+            elif s.startswith("``", i):
+                out.append("“")
+                i += 2
+            elif s.startswith("''", i):
+                out.append("”")
+                i += 2
+            elif c == "{" and (group := self.switch_group(i)) is not None:
+                out.append(tex_to_text(group[0]))
+                i = group[1]
+            elif c == "-" and i == self.last_math_end and s.startswith("$", i + 1):
+                out.append("–")
+                i += 1
+            else:
+                out.append(c)
+                i += 1
+        return "".join(out)
+
+    def switch_group(self, i: int) -> tuple[str, int] | None:
+        """{\\em x} -> ("x", end) when the group starts with a font switch."""
+        s = self.s
+        if not s.startswith("\\", i + 1):
+            return None
+        name, after = _read_name(s, i + 2)
+        if name not in symbol_tables().font_switches:
+            return None
+        group = _read_group(s, i)
+        if group is None:
+            return None
+        return group[0][after - i - 1 :].lstrip(), group[1]
+
+    def math(self, i: int) -> int:
+        s = self.s
+        opener = "$$" if s.startswith("$$", i) else "$"
+        end = _find_math_end(s, i + len(opener), opener)
+        if end < 0 or end == i + len(opener):
+            # A lone dollar is a dollar.
+            self.out.append(opener)
+            return i + len(opener)
+        return self.emit_math(i, i + len(opener), end, end + len(opener))
+
+    def emit_math(self, start: int, content_start: int, content_end: int, end: int) -> int:
+        try:
+            converted = _math(self.s[content_start:content_end])
+        except _Unconvertible:
+            converted = self.s[start:end]
+        self.out.append(converted)
+        self.last_math_end = end
+        return end
+
+    def command(self, i: int) -> int:
+        s, out, t = self.s, self.out, symbol_tables()
+        name, j = _read_name(s, i + 1)
+        if name in ("(", "["):
+            closer = "\\)" if name == "(" else "\\]"
+            end = _find_math_end(s, j, closer)
+            if end >= 0:
+                return self.emit_math(i, j, end, end + 2)
+            out.append(s[i:j])
+            return j
+        if name in t.text_escapes:
+            out.append(t.text_escapes[name])
+            return j
+        if name in t.text_accents:
+            k = _skip_spaces(s, j) if name.isalpha() else j
+            group = _read_group(s, k)
+            if group is not None:
+                out.append(_accent(tex_to_text(group[0]), t.text_accents[name]))
+                return group[1]
+            if k < len(s) and s[k] not in "\\{}$ \t\n":
+                out.append(_accent(s[k], t.text_accents[name]))
+                return k + 1
+            out.append(s[i:j])
+            return j
+        if name in t.citations:
+            k = j
+            if k < len(s) and s[k] == "*":
+                k += 1
+            while k < len(s) and s[k] == "[":
+                close = s.find("]", k)
+                if close < 0:
+                    break
+                k = close + 1
+            group = _read_group(s, k)
+            if group is None:
+                out.append(s[i:j])
+                return j
+            # "policy \cite{x}." -> "policy."
+            while out and out[-1] in (" ", "~", "\u00a0"):
+                out.pop()
+            return group[1]
+        if name in t.text_wrappers or name in ("footnote", "href"):
+            group = _read_group(s, _skip_spaces(s, j))
+            if group is None:
+                out.append(s[i:j])
+                return j
+            if name == "href":
+                text = _read_group(s, _skip_spaces(s, group[1]))
+                if text is None:
+                    out.append(s[i:j])
+                    return j
+                out.append(f"{tex_to_text(text[0])} ({group[0]})")
+                return text[1]
+            inner = group[0] if name == "url" else tex_to_text(group[0])
+            if name == "footnote":
+                inner = f" ({inner})" if out and not out[-1].isspace() else f"({inner})"
+            out.append(inner)
+            return group[1]
+        if name in t.text_symbols or name in t.symbols:
+            # \i, \o, \l, \L, ... are only themselves before a non-letter.
+            out.append(t.text_symbols.get(name) or t.symbols[name])
+            # "\ss{}" and "\LaTeX{}": the empty group only ends the name.
+            if s.startswith("{}", j):
+                return j + 2
+            return j
+        # Unknown: keep the command exactly as written; its arguments follow as text.
+        out.append(s[i:j])
+        return j
+
+
+def _math(m: str) -> str:
+    """Readable text for a math span's content; _Unconvertible if we cannot."""
+    out: list[str] = []
+    i = 0
+    while i < len(m):
+        c = m[i]
+        if c == "\\":
+            name, j = _read_name(m, i + 1)
+            i = _math_command(m, name, j, out)
+        elif c in "^_":
+            arg, i = _math_arg(m, i + 1)
+            out.append(_script(arg, c))
+        elif c in "{}":
+            # Grouping braces are invisible.
+            i += 1
+        elif c == "~":
+            out.append(" ")
+            i += 1
+        elif c == "'":
+            out.append("′")
+            i += 1
+        elif c == "&" or c == "#":
+            raise _Unconvertible
+        else:
+            out.append(c)
+            i += 1
+    text = "".join(out)
+    return " ".join(text.split()) if text.strip() else text
+
+
+def _math_arg(m: str, i: int) -> tuple[str, int]:
+    """The converted argument at m[i]: a {group}, a \\command or one character."""
+    i = _skip_spaces(m, i)
+    if i >= len(m):
+        raise _Unconvertible
+    if m[i] == "{":
+        group = _read_group(m, i)
+        if group is None:
+            raise _Unconvertible
+        return _math(group[0]), group[1]
+    if m[i] == "\\":
+        name, j = _read_name(m, i + 1)
+        out: list[str] = []
+        end = _math_command(m, name, j, out)
+        return "".join(out), end
+    if m[i] == "}":
+        raise _Unconvertible
+    return m[i], i + 1
+
+
+def _script(arg: str, kind: str) -> str:
+    table = symbol_tables().superscripts if kind == "^" else symbol_tables().subscripts
+    if arg and all(ch in table for ch in arg):
+        return "".join(table[ch] for ch in arg)
+    # x^\top is a transpose; ⊤ inside a longer exponent is not, so it has no table entry.
+    if arg == "⊤" and kind == "^":
+        return "ᵀ"
+    if len(arg) == 1:
+        return kind + arg
+    return f"{kind}{{{arg}}}" if arg else ""
+
+
+def _styled(arg: str, style: str, exceptions: dict[str, str]) -> str:
+    out = []
+    for ch in arg:
+        if ch in exceptions:
+            out.append(exceptions[ch])
+            continue
+        if not (ch.isascii() and ch.isalpha()):
+            raise _Unconvertible
+        case = "CAPITAL" if ch.isupper() else "SMALL"
+        try:
+            out.append(unicodedata.lookup(f"MATHEMATICAL {style} {case} {ch.upper()}"))
+        except KeyError:
+            raise _Unconvertible from None
+    return "".join(out)
+
+
+def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
+    """Append the reading of \\name (arguments start at m[j]); return the next index."""
+    t = symbol_tables()
+    if name in t.math_spaces:
+        out.append(t.math_spaces[name])
+        return j
+    if name in t.math_escapes:
+        out.append(t.math_escapes[name])
+        return j
+    if name in t.relations:
+        # TeX spaces relations itself ("x\\sim p" reads "x ∼ p"); runs collapse later.
+        out.append(f" {t.relations[name]} ")
+        return j
+    if name in t.symbols:
+        symbol = t.symbols[name]
+        # Operator names are words: keep them apart from a following letter.
+        if symbol.isalpha() and symbol.isascii() and j < len(m) and m[j].isalnum():
+            symbol += " "
+        out.append(symbol)
+        return j
+    if name in t.delimiter_sizes or name in t.math_declarations:
+        return j
+    if name in t.math_text_wrappers:
+        group = _read_group(m, _skip_spaces(m, j))
+        if group is None:
+            raise _Unconvertible
+        out.append(tex_to_text(group[0]))
+        return group[1]
+    if name in t.math_wrappers:
+        arg, end = _math_arg(m, j)
+        out.append(arg)
+        return end
+    if name in t.math_alphabets:
+        arg, end = _math_arg(m, j)
+        style = t.math_alphabets[name]
+        out.append(_styled(arg, style, t.letterlike.get(style, {})))
+        return end
+    if name in t.math_accents:
+        arg, end = _math_arg(m, j)
+        if len(arg) != 1:
+            raise _Unconvertible
+        out.append(_accent(arg, t.math_accents[name]))
+        return end
+    if name in ("frac", "dfrac", "tfrac"):
+        numerator, k = _math_arg(m, j)
+        denominator, end = _math_arg(m, k)
+        out.append(f"{_operand(numerator)}/{_operand(denominator)}")
+        return end
+    if name == "sqrt":
+        if j < len(m) and m[j] == "[":
+            raise _Unconvertible
+        arg, end = _math_arg(m, j)
+        out.append("√" + _operand(arg))
+        return end
+    raise _Unconvertible
+
+
+def _operand(text: str) -> str:
+    """`text` bracketed when it is more than one term."""
+    if len(text) <= 1 or text.replace(".", "").isalnum():
+        return text
+    return f"({text})"

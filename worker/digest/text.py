@@ -1,0 +1,78 @@
+"""Line wrapping for the digest's plain-text part.
+
+Used by worker/digest/core.py: `wrap_text` is handed to the text template as
+`wrap`, and `limit_lines` is applied to the rendered text. Owns the text
+part's line width and the hard line-length limit of RFC 5322.
+"""
+
+import unicodedata
+from functools import lru_cache
+
+# Characters per line in the text part (RFC 5322 allows 998 octets, we aim for readability).
+TEXT_WIDTH = 76
+# Words up to this long (URLs) stay whole on a line of their own; longer ones are split.
+_LONGEST_WORD = 200
+
+
+def _width(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+# The same titles and abstracts recur in thousands of digests a day.
+@lru_cache(maxsize=16384)
+def wrap_text(text: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
+    """`text` as lines of at most `width` columns (CJK counts double), each indented.
+
+    Words and URLs are never split (unless absurdly long); CJK text, which
+    has no spaces, breaks between any two characters.
+    """
+    tokens: list[str] = []
+    word = ""
+    for ch in text:
+        if ch.isspace():
+            if word:
+                tokens.append(word)
+            word = ""
+            tokens.append(" ")
+        elif _width(ch) == 2:
+            if word:
+                tokens.append(word)
+            word = ""
+            tokens.append(ch)
+        else:
+            word += ch
+    if word:
+        tokens.append(word)
+    room = max(width - len(indent), 20)
+    lines: list[str] = []
+    line, used = "", 0
+    for token in tokens:
+        size = sum(_width(c) for c in token)
+        if token == " ":
+            if line:
+                line, used = line + " ", used + 1
+            continue
+        if used + size > room and line.strip():
+            lines.append(line.rstrip())
+            line, used = "", 0
+        while size > _LONGEST_WORD:
+            # A "word" no line can hold (hostile input): hard-split it.
+            lines.append(token[:_LONGEST_WORD])
+            token = token[_LONGEST_WORD:]
+            size = sum(_width(c) for c in token)
+        line, used = line + token, used + size
+    if line.strip():
+        lines.append(line.rstrip())
+    return "\n".join(indent + line for line in lines)
+
+
+def limit_lines(text: str, limit: int = 998) -> str:
+    """Split every line longer than `limit` bytes, whatever the template or data did."""
+    out = []
+    for line in text.split("\n"):
+        while len(line.encode()) > limit:
+            cut = limit // 4  # characters; at most 4 bytes each in UTF-8
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Stage 2, translate: the translation job, its backends, prompt and placeholders."""
