@@ -18,7 +18,7 @@ from flask.cli import FlaskGroup, NoAppException, with_appcontext
 from sqlalchemy import func, select
 from werkzeug.serving import run_simple
 
-from newsletter import create_app, db, migrate, subscriptions
+from newsletter import create_app, db, migrate, subscriber_admin, subscriptions
 from newsletter.config import ConfigError, config_warnings
 from newsletter.db import utcnow
 from newsletter.models import (
@@ -28,6 +28,7 @@ from newsletter.models import (
     ListingDay,
     Paper,
     Subscriber,
+    SubscriberStatus,
 )
 from newsletter.subscriber_import import (
     ImportFileError,
@@ -460,7 +461,7 @@ def digest_send_command(date_text: str | None, to_workers: bool) -> None:
 
 @main.group("subscribers")
 def subscribers_group() -> None:
-    """Manage subscribers in bulk."""
+    """Manage subscribers: import and export lists; find, suppress or delete one."""
 
 
 @subscribers_group.command("import")
@@ -508,6 +509,80 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
     click.echo(summary.line())
     if summary.rejected:
         raise SystemExit(1)
+
+
+# --- one subscriber at a time (newsletter/subscriber_admin.py) ---
+
+
+@subscribers_group.command("find")
+@click.argument("email")
+@with_appcontext
+def subscribers_find_command(email: str) -> None:
+    """Show EMAIL's status, settings, keywords and last deliveries."""
+    session = db.session()
+    try:
+        subscriber = subscriber_admin.find_subscriber(session, email)
+    except subscriber_admin.AdminError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("\n".join(subscriber_admin.describe_subscriber(session, subscriber)))
+
+
+@subscribers_group.command("suppress")
+@click.argument("email")
+@with_appcontext
+def subscribers_suppress_command(email: str) -> None:
+    """Send EMAIL no further mail (status blocklisted); a sign-up does not undo it."""
+    try:
+        click.echo(subscriber_admin.suppress_subscriber(db.session(), email))
+    except subscriber_admin.AdminError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@subscribers_group.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def subscribers_delete_command(email: str, yes: bool) -> None:
+    """Delete EMAIL with their keywords and deliveries (asks first unless --yes)."""
+    session = db.session()
+    try:
+        subscriber = subscriber_admin.find_subscriber(session, email)
+    except subscriber_admin.AdminError as error:
+        raise click.ClickException(str(error)) from None
+    deliveries = subscriber_admin.count_deliveries(session, subscriber)
+    if not yes:
+        click.confirm(
+            f"Delete {subscriber.email} ({subscriber.status.value}) and their "
+            f"{deliveries} deliveries?",
+            abort=True,
+        )
+    click.echo(subscriber_admin.delete_subscriber(session, subscriber))
+
+
+@subscribers_group.command("export")
+@click.argument("path", metavar="FILE.csv")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    default=["confirmed"],
+    show_default=True,
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Export subscribers with this status (repeat for several).",
+)
+@with_appcontext
+def subscribers_export_command(path: str, statuses: tuple[str, ...]) -> None:
+    """Write subscribers to FILE.csv in the format `subscribers import` reads.
+
+    The file has no status column: `subscribers import --confirmed` stores
+    every row confirmed again.
+    """
+    chosen = [SubscriberStatus(status) for status in statuses]
+    try:
+        count = subscriber_admin.export_subscribers(db.session(), path, chosen)
+    except subscriber_admin.AdminError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"exported {count} subscribers ({', '.join(statuses)}) to {path}")
 
 
 # --- translate (worker/translation/job.py) ---
