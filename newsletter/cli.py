@@ -36,8 +36,8 @@ from newsletter.subscriber_import import (
     import_subscribers,
     read_file,
 )
-from worker import jobs
-from worker.arxiv import backfill, calendar, ingest
+from worker import calendar, jobs
+from worker.arxiv import backfill, ingest
 from worker.arxiv import store as ingest_store
 from worker.arxiv.feeds import ArxivError
 from worker.delivery.dispatch import dispatch_digests, preview_digest

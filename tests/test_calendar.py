@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.arxiv import calendar
+from worker import calendar
 
 ET = ZoneInfo("America/New_York")
 

@@ -28,8 +28,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import make_token
-from worker import jobs
-from worker.arxiv import calendar
+from worker import calendar, jobs
 from worker.delivery.dispatch import dispatch_digests
 from worker.demo.load import load_demo
 from worker.queue import QUEUE_NAME

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from newsletter import db
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
-from worker.arxiv import backfill, calendar, ingest
+from worker import calendar
+from worker.arxiv import backfill, ingest
 from worker.arxiv import feeds as arxiv
 from worker.arxiv import store as ingest_store
 

@@ -14,7 +14,7 @@ import emails
 from newsletter import db
 from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
-from worker.arxiv import calendar
+from worker import calendar
 from worker.delivery import sending
 from worker.delivery.dispatch import DRAIN_BUDGET_SECONDS, dispatch_digests
 from worker.delivery.mail import Mailer, build_message, new_message_id

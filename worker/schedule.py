@@ -22,8 +22,7 @@ from sqlalchemy import select
 
 from newsletter import db
 from newsletter.models import ListingDay
-from worker import jobs
-from worker.arxiv import calendar
+from worker import calendar, jobs
 from worker.arxiv.ingest import ingest_due
 from worker.queue import QUEUE_NAME, enqueue
 

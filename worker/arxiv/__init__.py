@@ -1,1 +1,1 @@
-"""Stage 1, papers in: arXiv client (fetch), feeds (parse), calendar, ingest, backfill, store."""
+"""Stage 1, papers in: arXiv client (fetch), feeds (parse), ingest, backfill, store."""

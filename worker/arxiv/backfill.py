@@ -4,7 +4,7 @@ Run by `newsletter ingest --date D` and `--since D` (`ingest_oai`), and by
 `ingest_file` (worker/arxiv/ingest.py) for a saved OAI-PMH or Atom document. No feed
 says which listing date announced a version, or whether it was new or a
 cross-list for us; this module owns that inference, from each version's
-submission time (worker/arxiv/calendar.py) and its categories against the
+submission time (worker/calendar.py) and its categories against the
 configured archives. A harvest covers every archive, so the listing dates it
 backfills are marked complete.
 """
@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from newsletter.db import utcnow
-from worker.arxiv import calendar
+from worker import calendar
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
 from worker.arxiv.feeds import FeedItem

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 
-from worker.arxiv.calendar import ARXIV_TZ
+from worker.calendar import ARXIV_TZ
 
 # A full day of all of arXiv is ~3 MB of RSS; an OAI page of 2,000 records is a
 # few MB. Anything far beyond is not a document we asked for.

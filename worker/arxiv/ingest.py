@@ -12,7 +12,7 @@ which document stands for which listing date, and when the due date is done:
   a short one stores what it has. Either way the day stays incomplete and the
   next poll tries again.
 - At the deadline (INGEST_COMPLETE_DEADLINE_HOURS after the due date's feed
-  rebuild, worker/arxiv/calendar.py) the day completes with what it has; each
+  rebuild, worker/calendar.py) the day completes with what it has; each
   uncovered group's FeedFetch.warning says so (`newsletter status`) and a
   warning is logged naming the group, its count and the reason. "What it has"
   needs one feed dated the day, even an empty one (an all-empty weekday is
@@ -38,7 +38,7 @@ from flask import current_app
 
 from newsletter import db
 from newsletter.models import ListingDay
-from worker.arxiv import calendar
+from worker import calendar
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
 from worker.arxiv.backfill import (
@@ -215,5 +215,5 @@ def _read_document(path: Path) -> bytes:
 def _check_listing_date(day: date) -> None:
     if not calendar.is_listing_date(day):
         raise IngestError(
-            f"{day} is not an arXiv listing date (weekend or holiday in worker/arxiv/data/arxiv_holidays.csv)"
+            f"{day} is not an arXiv listing date (weekend or holiday in worker/data/arxiv_holidays.csv)"
         )

@@ -61,7 +61,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import subscriber_links
-from worker.arxiv import calendar
+from worker import calendar
 from worker.delivery import ledger
 from worker.delivery.mail import new_message_id
 from worker.delivery.sending import SendSummary, day_digest, drain_day

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
-from worker.arxiv.calendar import announcement_instant
+from worker.calendar import announcement_instant
 from worker.digest.fragments import DayFragments, KeywordPieces
 from worker.digest.layout import (
     HTML_BUDGET,

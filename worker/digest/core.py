@@ -55,7 +55,7 @@ from newsletter.models import (
     Translation,
     TranslationStatus,
 )
-from worker.arxiv import calendar
+from worker import calendar
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
 from worker.digest.matching import match_papers
