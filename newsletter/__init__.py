@@ -61,11 +61,11 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     app.config.from_mapping(load_config(environ, app.instance_path, dev))
     if test_config:
         app.config.update(test_config)
-    logging.basicConfig(
-        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from newsletter.logging_setup import configure_logging
 
-    from newsletter import db, digests, subscriptions, web
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+
+    from newsletter import db, digests, health, metrics, subscriptions, web
 
     db.init_app(app)
     web.init_app(app)
@@ -73,6 +73,8 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     web.csrf.init_app(app)
     app.register_blueprint(subscriptions.bp)
     app.register_blueprint(digests.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

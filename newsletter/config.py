@@ -51,6 +51,12 @@ def _float(name: str, value: str) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
 
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be {' or '.join(choices)}, got {value!r}")
+    return value
+
+
 def _database_url(value: str) -> str:
     """The URL if SQLAlchemy can read it and has its dialect, else a ConfigError."""
     try:
@@ -240,4 +246,18 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
             "EMAIL_CHECK_DELIVERABILITY", env("EMAIL_CHECK_DELIVERABILITY", "0")
         ),
         "LOG_LEVEL": env("LOG_LEVEL", "INFO").upper(),
+        # text (human-readable lines) | json (one JSON object per line, for a log collector).
+        "LOG_FORMAT": _choice("LOG_FORMAT", env("LOG_FORMAT", "text").lower(), ("text", "json")),
+        # GET /metrics (Prometheus) is off (404) unless set; scrapers then send
+        # "Authorization: Bearer <token>".
+        "METRICS_TOKEN": env("METRICS_TOKEN") or None,
+        # /healthz fails when the listing date after the latest complete one is still
+        # incomplete this many hours past ingest's deadline (weekends and holidays never count).
+        "HEALTH_LISTING_GRACE_HOURS": _float(
+            "HEALTH_LISTING_GRACE_HOURS", env("HEALTH_LISTING_GRACE_HOURS", "2")
+        ),
+        # /healthz fails when a delivery due to be sent has been queued longer than this.
+        "HEALTH_QUEUED_MAX_MINUTES": _int(
+            "HEALTH_QUEUED_MAX_MINUTES", env("HEALTH_QUEUED_MAX_MINUTES", "120")
+        ),
     }
