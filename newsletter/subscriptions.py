@@ -16,12 +16,11 @@ from flask import (
 )
 from sqlalchemy import select
 
-from newsletter import db, forms, ratelimit, signups
+from newsletter import db, forms, ratelimit
 from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
 from newsletter.web import csrf
-from worker import jobs
 from worker.queue import enqueue
 
 bp = Blueprint("subscriptions", __name__)
@@ -91,17 +90,24 @@ def signup_post():
         return render_form("signup.html", values, result.errors, status=400)
 
     config = current_app.config
-    if not ratelimit.allow(
+    # An address is not counted once its IP is refused.
+    wait = ratelimit.attempt(
         f"ip:{client_ip()}", config["SIGNUP_LIMIT_PER_IP"]
-    ) or not ratelimit.allow(f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"]):
-        abort(429, description="Too many sign-up attempts. Please wait an hour and try again.")
+    ) or ratelimit.attempt(f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"])
+    if wait:
+        abort(
+            429,
+            description="Too many sign-up attempts. Please wait an hour and try again.",
+            retry_after=wait,
+        )
 
     # Known or not, the request does the same: one job, which does the writing.
     settings = {
         name: result.values[name]
         for name in ("keywords", "language", "timezone", "include_replacements", "delivery_hour")
     }
-    enqueue(signups.register_sign_up, email, settings)
+    # Jobs are queued by name: the web process never imports their code (worker/queue.py).
+    enqueue("newsletter.signups.register_sign_up", email, settings)
     return redirect(url_for("subscriptions.check_email"))
 
 
@@ -131,7 +137,9 @@ def confirm_post(token: str):
         db.session().commit()
         # The day's digest now, not at the next poll (same ledger: a racing poll adds nothing).
         enqueue(
-            jobs.dispatch_confirmed_digest, subscriber.id, job_id=f"confirm-digest-{subscriber.id}"
+            "worker.jobs.dispatch_confirmed_digest",
+            subscriber.id,
+            job_id=f"confirm-digest-{subscriber.id}",
         )
     return redirect(url_for("subscriptions.manage", token=manage_token(subscriber), confirmed=1))
 
@@ -147,15 +155,17 @@ def confirm_resend(token: str):
         )
         if subscriber is None:
             abort(404, description="This link is not valid any more.")
-    if not ratelimit.allow(
+    wait = ratelimit.attempt(
         f"address:{subscriber.email_key}", current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
-    ):
+    )
+    if wait:
         abort(
             429,
             description="Too many requests for this address. Please wait an hour and try again.",
+            retry_after=wait,
         )
     if subscriber.status is SubscriberStatus.UNCONFIRMED:
-        enqueue(jobs.send_confirmation, subscriber.id)
+        enqueue("worker.jobs.send_confirmation", subscriber.id)
     return redirect(url_for("subscriptions.check_email"))
 
 

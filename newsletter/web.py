@@ -178,9 +178,10 @@ def render_error(error):
     if code == 500:
         description = "Something went wrong on our side. Please try again later."
     response = render_template("error.html", code=code, description=description), code
-    if code == 429:
-        # Rate-limit windows are an hour long.
-        return (*response, {"Retry-After": "3600"})
+    retry_after = getattr(error, "retry_after", None)
+    if code == 429 and isinstance(retry_after, int):
+        # Seconds until the rate limit that refused lets the next attempt in (ratelimit.attempt).
+        return (*response, {"Retry-After": str(retry_after)})
     return response
 
 

@@ -229,11 +229,13 @@ def test_security_headers(client):
 
 def test_sign_ups_are_rate_limited_per_address_and_per_ip(app, client):
     app.config["SIGNUP_LIMIT_PER_ADDRESS"] = 2
+    first = time.time()
     for _ in range(2):
         assert sign_up(client).status_code == 302
     limited = sign_up(client)
     assert limited.status_code == 429 and b"Too many" in limited.data
-    assert limited.headers["Retry-After"] == "3600"
+    # The first attempt leaves the hour's window at first + 3600: that many seconds, rounded up.
+    assert first + 3600 - time.time() <= int(limited.headers["Retry-After"]) <= 3600
 
     app.config["SIGNUP_LIMIT_PER_IP"] = 3
     responses = [sign_up(client, email=f"user{i}@example.org").status_code for i in range(3)]
@@ -504,6 +506,36 @@ def test_rate_limits_are_shared_by_every_web_process_through_redis(config, redis
             ]
         app.extensions["db_engine"].dispose()
     assert answers == [302, 302, 302, 429]
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_retry_after_counts_down_to_when_the_oldest_attempt_leaves_the_hour(
+    config, database_url, request, storage
+):
+    empty_tables(database_url)
+    if storage == "redis":
+        config["REDIS_URL"] = request.getfixturevalue("redis_url")
+    config.update(SIGNUP_LIMIT_PER_ADDRESS=1)
+    app = create_app(config)
+    with app.app_context():
+        client = app.test_client()
+        first = time.time()
+        assert sign_up(client).status_code == 302
+        waits = []
+        for _ in range(2):
+            refused = sign_up(client)
+            assert refused.status_code == 429 and b"Too many" in refused.data
+            waits.append(int(refused.headers["Retry-After"]))
+            assert first + 3600 - time.time() <= waits[-1] <= 3600
+            # Into the next whole second since the first attempt.
+            time.sleep(max(0.0, first + 1.05 - time.time()))
+        assert waits[1] < waits[0]
+        if storage == "redis":
+            connection = Redis.from_url(config["REDIS_URL"])
+            keys = connection.keys("*ratelimit*")
+            connection.close()
+            assert b"LIMITS:newsletter:ratelimit/address:ada@example.org" in keys
+    app.extensions["db_engine"].dispose()
 
 
 def test_sign_up_takes_as_long_for_a_known_address_as_for_a_new_one(
