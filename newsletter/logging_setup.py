@@ -96,8 +96,6 @@ def logged_job(func: Callable) -> Callable:
     """Decorate an RQ job so its log lines carry the RQ job id and the listing date or
     subscriber id among its arguments (found by parameter name)."""
     signature = inspect.signature(func)
-    if not set(signature.parameters) & set(_JOB_PARAMETERS):
-        raise TypeError(f"{func.__name__} has none of the parameters {sorted(_JOB_PARAMETERS)}")
 
     @functools.wraps(func)
     def job(*args, **kwargs):

@@ -2,6 +2,8 @@
 
 A worker runs each job inside an app context (see `newsletter worker`); without
 Redis, `worker.queue.enqueue` runs them in-process.
+Each job is `@logged_job`: its log lines carry its RQ job id and the listing
+date or subscriber id it was given (shown with LOG_FORMAT=json).
 """
 
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from flask import current_app
 
 import emails
 from newsletter import db
+from newsletter.logging_setup import logged_job
 from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
 from worker import calendar
@@ -24,6 +27,7 @@ from worker.translation.job import translate_day
 # --- subscriptions ---
 
 
+@logged_job
 def send_confirmation(subscriber_id: int) -> None:
     """Email the double opt-in link to a subscriber who has not confirmed yet."""
     session = db.session()
@@ -41,6 +45,7 @@ def send_confirmation(subscriber_id: int) -> None:
     session.commit()
 
 
+@logged_job
 def send_manage_link(subscriber_id: int) -> None:
     """Email a known address its manage link (a repeated sign-up)."""
     subscriber = db.session().get(Subscriber, subscriber_id)
@@ -71,6 +76,7 @@ def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) 
 # --- translation ---
 
 
+@logged_job
 def translate_listing_date(listing_date_iso: str) -> str:
     """Translate what the day's bilingual digests need, once; mark the day translated."""
 
@@ -81,6 +87,7 @@ def translate_listing_date(listing_date_iso: str) -> str:
 # --- digest ---
 
 
+@logged_job
 def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None = None) -> dict:
     """Make the day's missing deliveries and queue what is left to send (run by every poll)."""
 
@@ -93,6 +100,7 @@ def dispatch_digests_job(listing_date_iso: str, confirmed_before_iso: str | None
     return asdict(summary)
 
 
+@logged_job
 def dispatch_confirmed_digest(subscriber_id: int, now_iso: str | None = None) -> dict | None:
     """Make and queue a just-confirmed subscriber's digest of the date the poll would give them.
 
@@ -137,6 +145,7 @@ def _is_complete(listing_date: date) -> bool:
     return day is not None and day.completed_at is not None
 
 
+@logged_job
 def drain_deliveries(listing_date_iso: str) -> dict:
     """Send the day's claimable deliveries, batch by batch, until none is left.
 
@@ -149,6 +158,7 @@ def drain_deliveries(listing_date_iso: str) -> dict:
     return asdict(summary)
 
 
+@logged_job
 def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
     """A job queued before the ledger was drained in batches: drains the day instead."""
     return drain_deliveries(listing_date_iso)
