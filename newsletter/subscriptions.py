@@ -16,12 +16,11 @@ from flask import (
 )
 from sqlalchemy import select
 
-from newsletter import db, forms, ratelimit, signups
+from newsletter import db, forms, ratelimit
 from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
 from newsletter.web import csrf
-from worker import jobs
 from worker.queue import enqueue
 
 bp = Blueprint("subscriptions", __name__)
@@ -107,7 +106,8 @@ def signup_post():
         name: result.values[name]
         for name in ("keywords", "language", "timezone", "include_replacements", "delivery_hour")
     }
-    enqueue(signups.register_sign_up, email, settings)
+    # Jobs are queued by name: the web process never imports their code (worker/queue.py).
+    enqueue("newsletter.signups.register_sign_up", email, settings)
     return redirect(url_for("subscriptions.check_email"))
 
 
@@ -137,7 +137,9 @@ def confirm_post(token: str):
         db.session().commit()
         # The day's digest now, not at the next poll (same ledger: a racing poll adds nothing).
         enqueue(
-            jobs.dispatch_confirmed_digest, subscriber.id, job_id=f"confirm-digest-{subscriber.id}"
+            "worker.jobs.dispatch_confirmed_digest",
+            subscriber.id,
+            job_id=f"confirm-digest-{subscriber.id}",
         )
     return redirect(url_for("subscriptions.manage", token=manage_token(subscriber), confirmed=1))
 
@@ -163,7 +165,7 @@ def confirm_resend(token: str):
             retry_after=wait,
         )
     if subscriber.status is SubscriberStatus.UNCONFIRMED:
-        enqueue(jobs.send_confirmation, subscriber.id)
+        enqueue("worker.jobs.send_confirmation", subscriber.id)
     return redirect(url_for("subscriptions.check_email"))
 
 

@@ -1,6 +1,10 @@
 """Hand a job to RQ, or run it right away when no Redis is configured.
 
-Callers enqueue only after the commit that made the rows the job reads.
+Callers enqueue only after the commit that made the rows the job reads. The web
+names its jobs by dotted path ("worker.jobs.send_confirmation"), as RQ allows, so
+that the web process never imports the job's code (sending, DKIM, the arXiv
+client): the worker process imports it when it runs the job, and so does the
+in-process mode below.
 """
 
 import logging
@@ -9,6 +13,7 @@ from collections.abc import Callable
 from flask import current_app
 from redis import Redis
 from rq import Queue, Retry
+from rq.utils import import_attribute
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ def redis_connection() -> Redis | None:
 
 
 def enqueue(
-    func: Callable,
+    func: Callable | str,
     *args,
     job_id: str | None = None,
     retry: Retry | None = None,
@@ -34,18 +39,20 @@ def enqueue(
 ) -> None:
     """Queue `func(*args)` on RQ; without Redis, run it now in a fresh app context.
 
-    A deterministic `job_id` makes a double enqueue harmless while the first
-    is still queued or running.
+    `func` is a function or its dotted name. A deterministic `job_id` makes a
+    double enqueue harmless while the first is still queued or running.
     """
     connection = redis_connection()
     if connection is None:
         app = current_app._get_current_object()
         with app.app_context():
             try:
-                func(*args)
+                # What an RQ worker does with a name: import it when the job runs.
+                job = import_attribute(func) if isinstance(func, str) else func
+                job(*args)
             except Exception:
                 # As a failed RQ job would: logged, never raised into a request.
-                log.exception("job %s%r failed", func.__name__, args)
+                log.exception("job %s%r failed", job_name(func), args)
         return
     queue = Queue(QUEUE_NAME, connection=connection)
     if job_id is not None:
@@ -59,3 +66,10 @@ def enqueue(
             log.info("job %s already %s; not queued again", job_id, existing.get_status())
             return
     queue.enqueue(func, *args, job_id=job_id, retry=retry, job_timeout=job_timeout)
+
+
+def job_name(func: Callable | str) -> str:
+    """The dotted name RQ stores for `func`."""
+    if isinstance(func, str):
+        return func
+    return f"{func.__module__}.{func.__qualname__}"

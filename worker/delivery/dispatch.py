@@ -200,16 +200,14 @@ def dispatch_digests(
 def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
     """Enough drain jobs for the claimable rows, at most DELIVERY_SEND_JOBS."""
     config = current_app.config
-    # The RQ entry point, imported late to keep the import graph jobs -> delivery.
-    from worker import jobs
-
     batches = math.ceil(summary.claimable / max(1, config["DELIVERY_BATCH_SIZE"]))
     wanted = min(max(1, config["DELIVERY_SEND_JOBS"]), batches)
     if redis_connection() is None:
         wanted = 1  # run in-process right away: one drain sends everything
     for _ in range(wanted):
         summary.drain_jobs += 1
-        enqueue(jobs.drain_deliveries, listing_date.isoformat())
+        # By name: the RQ edge (worker/jobs.py) calls this stage, never the other way round.
+        enqueue("worker.jobs.drain_deliveries", listing_date.isoformat())
 
 
 def make_deliveries(
