@@ -3,10 +3,12 @@
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from flask import Flask
 
-from newsletter.config import ConfigError, config_warnings, load_config
+from newsletter.config import ConfigError, config_warnings, load_config, read_environment
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,27 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     return app
 
 
-def instance_path() -> str | None:
+def instance_path(environ: Mapping[str, str] = os.environ) -> str | None:
     """NEWSLETTER_INSTANCE_PATH made absolute, or None for Flask's `instance/` beside the package.
 
     Read before the settings, since the settings' defaults (the SQLite file, the
     outbox) live in the instance folder.
     """
-    path = os.environ.get("NEWSLETTER_INSTANCE_PATH", "").strip()
+    path = environ.get("NEWSLETTER_INSTANCE_PATH", "").strip()
     return os.path.abspath(path) if path else None
 
 
 def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
-    """The app without the start-up checks; raises ConfigError on a bad setting."""
-    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path())
+    """The app without the start-up checks; raises ConfigError on a bad setting.
+
+    A process (gunicorn, the CLI) also reads `.env` in its working directory;
+    tests (`test_config`) do not, so a developer's `.env` never reaches them.
+    """
+    environ = (
+        dict(os.environ) if test_config is not None else read_environment(os.environ, Path.cwd())
+    )
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path(environ))
     os.makedirs(app.instance_path, exist_ok=True)
-    environ = dict(os.environ)
     if test_config and test_config.get("SECRET_KEY"):
         environ["SECRET_KEY"] = test_config["SECRET_KEY"]
     app.config.from_mapping(load_config(environ, app.instance_path, dev))

@@ -1,21 +1,39 @@
 """Every setting the service reads, from the environment, in one place.
 
 `load_config` is called once by `create_app`; nothing else reads os.environ.
+`read_environment` adds a `.env` file in the working directory beneath it.
 Each setting has a safe development default except the production secrets,
 which have none: the app refuses to start without them outside dev mode.
 Mirrored, with comments, in `.env.example`.
 """
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the process must not start."""
+
+
+def read_environment(environ: Mapping[str, str], directory: Path) -> dict[str, str]:
+    """`environ` over the settings in `directory`/.env, when that file exists.
+
+    What the process was started with wins, as with Flask's own loader (which
+    `newsletter ...` also runs), so one setting can be overridden without
+    editing the file. Called by the app factory for every process but tests.
+    """
+    path = directory / ".env"
+    if not path.is_file():
+        return dict(environ)
+    # A bare NAME line (no "=") reads as None: not a setting.
+    from_file = {name: value for name, value in dotenv_values(path).items() if value is not None}
+    return {**from_file, **environ}
 
 
 # Archives of the whole of arXiv, grouped so each RSS request stays well below
@@ -235,7 +253,7 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         # An operator's extra glossary (term<TAB>translation lines), overriding the shipped one.
         "TRANSLATION_GLOSSARY_PATH": env("TRANSLATION_GLOSSARY_PATH") or None,
         "TRANSLATION_TIMEOUT": _float("TRANSLATION_TIMEOUT", env("TRANSLATION_TIMEOUT", "120")),
-        # Sign-up rate limits: attempts per hour.
+        # Sign-up rate limits: attempts in any hour (newsletter/ratelimit.py).
         "SIGNUP_LIMIT_PER_IP": _int("SIGNUP_LIMIT_PER_IP", env("SIGNUP_LIMIT_PER_IP", "20")),
         "SIGNUP_LIMIT_PER_ADDRESS": _int(
             "SIGNUP_LIMIT_PER_ADDRESS", env("SIGNUP_LIMIT_PER_ADDRESS", "3")
