@@ -1,6 +1,6 @@
-"""The layout's two rules, checked on the source: no import cycle anywhere in
-newsletter/, worker/ and emails/, and a web process that never loads the
-sending or arXiv code (ARCHITECTURE.md).
+"""The layout's rules (ARCHITECTURE.md): no import cycle anywhere in newsletter/,
+worker/ and emails/; imports run one way (web and CLI -> jobs -> stages ->
+bottom); a web process never loads the sending or arXiv code.
 
 The graph is read from the files (ast), not from a running interpreter, so an
 import inside a function counts as much as one at the top: it runs as soon as
@@ -142,6 +142,48 @@ def test_no_import_cycle_in_newsletter_worker_and_emails():
     assert "worker.delivery.ledger" in graph["worker.delivery.sending"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# The layers of ARCHITECTURE.md, lowest first. A module imports its own layer or
+# lower ones: newsletter (web, CLI) -> worker jobs -> stages -> the bottom.
+BOTTOM = {
+    # Everything may import these: settings, the database, models, links, languages.
+    "newsletter.config",
+    "newsletter.db",
+    "newsletter.models",
+    "newsletter.tokens",
+    "newsletter.languages",
+    "newsletter.logging_setup",
+    # The pure renderer, and what every stage shares: the calendar, HTTP, the queue.
+    "emails",
+    "worker",
+    "worker.calendar",
+    "worker.http",
+    "worker.queue",
+}
+STAGES = ("arxiv", "digest", "translation", "delivery", "demo")
+EDGE = {"worker.jobs", "worker.schedule"}
+LAYER_NAMES = ("bottom", "stage", "job edge", "web/CLI")
+
+
+def layer(module: str) -> int:
+    if module in BOTTOM:
+        return 0
+    if module.startswith(tuple(f"worker.{stage}" for stage in STAGES)):
+        return 1
+    if module in EDGE:
+        return 2
+    return 3
+
+
+def test_imports_run_one_way():
+    upward = [
+        f"{module} ({LAYER_NAMES[layer(module)]}) -> {target} ({LAYER_NAMES[layer(target)]})"
+        for module, targets in sorted(import_graph().items())
+        for target in sorted(targets)
+        if layer(target) > layer(module)
+    ]
+    assert upward == []
 
 
 # Run in a fresh interpreter: the test session has long imported everything.
