@@ -114,11 +114,13 @@ class NewsletterCollector:
         oldest = self.session.scalar(select(func.min(dates.subquery().c[0])))
         if oldest is None:
             return []
-        return self.session.execute(
-            select(date_column, *columns, func.count() if value is None else value)
-            .where(date_column >= oldest)
-            .group_by(date_column, *columns)
-        ).all()
+        return list(
+            self.session.execute(
+                select(date_column, *columns, func.count() if value is None else value)
+                .where(date_column >= oldest)
+                .group_by(date_column, *columns)
+            )
+        )
 
     def papers(self) -> Metric:
         family = GaugeMetricFamily(

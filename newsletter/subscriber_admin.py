@@ -37,7 +37,7 @@ def find_subscriber(session: Session, raw_email: str) -> Subscriber:
     """The subscriber with this address (any case), or AdminError."""
     shown = raw_email.strip()[:320]
     email, error = forms.clean_email(raw_email, check_deliverability=False)
-    if error:
+    if error or email is None:
         raise AdminError(f"{shown!r}: {error}")
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == email.casefold()))
     if subscriber is None:
@@ -99,17 +99,23 @@ def suppress_subscriber(session: Session, raw_email: str) -> str:
 def delete_subscriber(session: Session, subscriber: Subscriber) -> str:
     """Delete a subscriber with their keywords and deliveries; returns what was deleted."""
     email, subscriber_id = subscriber.email, subscriber.id
-    deliveries = session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    deliveries = count_deliveries(session, subscriber)
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
     session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber_id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
     session.commit()
     session.expunge_all()
-    return f"{email} deleted with {deliveries.rowcount} deliveries"
+    return f"{email} deleted with {deliveries} deliveries"
 
 
 def count_deliveries(session: Session, subscriber: Subscriber) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.subscriber_id == subscriber.id)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.subscriber_id == subscriber.id)
+        )
+        or 0
     )
 
 
