@@ -256,6 +256,12 @@ HOSTILE = [
         "DTD",
     ),
     (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b"<rss><channel><title>&xxe;</title></channel></rss>",
+        "DTD",
+    ),
+    (b'<!DOCTYPE rss SYSTEM "http://127.0.0.1:9/rss.dtd"><rss/>', "DTD"),
+    (
         b'<?xml version="1.0"?><rss><channel><title>x</title><item><title>t</title>'
         b"<guid>no id here</guid></item></channel></rss>",
         "no arXiv id",
