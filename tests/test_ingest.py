@@ -10,7 +10,7 @@ from newsletter import db
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
 from worker import calendar
-from worker.arxiv import backfill, ingest
+from worker.arxiv import backfill, completeness, ingest
 from worker.arxiv import feeds as arxiv
 from worker.arxiv import store as ingest_store
 
@@ -158,7 +158,7 @@ def test_short_file_is_stored_but_does_not_cover_its_archives(app):
     assert paper_count() == 4  # stored all the same
     fetch = db.session().scalar(select(FeedFetch).where(FeedFetch.listing_date == DUE))
     assert fetch.warning == warning
-    assert ingest_store.covered_archives(DUE) == set()
+    assert completeness.covered_archives(DUE) == set()
 
 
 def test_atom_announcement_file_takes_its_date_from_the_feed(app):
@@ -256,7 +256,7 @@ def test_poll_stores_fresh_groups_and_waits_for_stale_ones(poll_config, server, 
     assert paper_count() == 4
     stat = fetch_of("stat")
     assert (stat.feed_date, stat.warning) == (date(2026, 9, 23), summary.warnings[0])
-    assert ingest_store.uncovered_groups(DUE) == ["stat"]
+    assert completeness.uncovered_groups(DUE) == ["stat"]
 
     # The next poll fetches only the stale group; it is fresh and full now, so the day completes.
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
@@ -327,11 +327,11 @@ def test_all_empty_weekday_stays_open_until_the_deadline(poll_config, server, ap
     assert noted[0] == (
         "ingest 2026-09-24 completed at the deadline without a full feed from cs (0 items): "
         "cs: only 0 items, empty on an announcement day; waiting for a full feed; "
-        f"{ingest_store.DEADLINE_NOTE}"
+        f"{completeness.DEADLINE_NOTE}"
     )
     (day,) = ingest_store.recent_days()
     assert day.completed_at is not None
-    assert [f.warning.endswith(ingest_store.DEADLINE_NOTE) for f in day.fetches] == [True, True]
+    assert [f.warning.endswith(completeness.DEADLINE_NOTE) for f in day.fetches] == [True, True]
 
 
 def test_group_far_below_its_median_keeps_the_day_open(poll_config, server, app):
@@ -345,7 +345,7 @@ def test_group_far_below_its_median_keeps_the_day_open(poll_config, server, app)
         "waiting for a full feed"
     ]
     assert paper_count() == 4  # what it has is stored
-    assert ingest_store.uncovered_groups(DUE) == ["cs"]
+    assert completeness.uncovered_groups(DUE) == ["cs"]
 
     server.serve("/rss/cs", Reply(body=full_due()))
     assert ingest.ingest_due(DUE_NOW).complete
@@ -364,7 +364,7 @@ def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
     done = completed_at()
     warning = (
         "cs: only 0 items, empty on an announcement day; waiting for a full feed; "
-        f"{ingest_store.DEADLINE_NOTE}"
+        f"{completeness.DEADLINE_NOTE}"
     )
     assert fetch_of("cs").warning == warning
     assert warning in summary.warnings
@@ -471,7 +471,7 @@ def test_faults_keep_the_day_open_then_complete_it_at_the_deadline(
     assert len(summary.warnings) == 1 and summary.warnings[0].startswith(warning)
     assert paper_count() == 4  # cs only
     assert fetch_of("stat").warning.startswith(warning)
-    assert ingest_store.uncovered_groups(DUE) == ["stat"]
+    assert completeness.uncovered_groups(DUE) == ["stat"]
     assert completed_at() is None
 
     # Still failing at the deadline: the day completes without stat, and says so.
@@ -480,7 +480,7 @@ def test_faults_keep_the_day_open_then_complete_it_at_the_deadline(
     assert summary.complete and completed_at() is not None
     assert len(server.requests_to("/rss/stat")) > stat_requests  # retried at that poll
     assert fetch_of("stat").warning.startswith(warning)
-    assert fetch_of("stat").warning.endswith(ingest_store.DEADLINE_NOTE)
+    assert fetch_of("stat").warning.endswith(completeness.DEADLINE_NOTE)
     assert fetch_of("cs").warning is None
 
 
@@ -491,8 +491,8 @@ def test_with_no_feed_dated_the_day_the_deadline_does_not_complete_it(poll_confi
     server.serve("/rss/stat", Reply(503, b"down"))
     summary = ingest.ingest_due(AFTER_DEADLINE)
     assert not summary.complete and completed_at() is None
-    assert ingest_store.uncovered_groups(DUE) == ["cs", "stat"]
-    assert ingest_store.DEADLINE_NOTE not in fetch_of("cs").warning
+    assert completeness.uncovered_groups(DUE) == ["cs", "stat"]
+    assert completeness.DEADLINE_NOTE not in fetch_of("cs").warning
 
     # Once one feed is dated the day, even empty, the deadline completes it.
     server.serve("/rss/cs", Reply(body=empty_due()))

@@ -2,7 +2,7 @@
 into each matching subscriber's next digest, marked with its own listing date.
 
 The scenario runs the real pieces: ingest's storing and completeness rule
-(worker/arxiv/store.py) for days with a `cs` and a `math` group, the real
+(worker/arxiv/store.py, completeness.py) for days with a `cs` and a `math` group, the real
 dispatch and drain (worker/delivery/dispatch.py, worker/delivery/sending.py) to aiosmtpd on
 127.0.0.1, the digest web page, on SQLite and (with TEST_DATABASE_URL)
 PostgreSQL.
@@ -19,14 +19,9 @@ from test_delivery import add_subscriber, deliveries
 from newsletter import db
 from newsletter.models import DeliveryStatus, ListingDay, Paper
 from newsletter.tokens import subscriber_links
+from worker.arxiv.completeness import note_uncovered_groups, update_listing_day
 from worker.arxiv.feeds import FeedItem
-from worker.arxiv.store import (
-    IngestSummary,
-    commit,
-    note_uncovered_groups,
-    store_group,
-    update_listing_day,
-)
+from worker.arxiv.store import IngestSummary, commit, store_group
 from worker.delivery.dispatch import dispatch_digests, late_due, preview_digest
 from worker.digest.core import DayDigest, late_window_start, load_day
 from worker.translation.job import papers_to_translate

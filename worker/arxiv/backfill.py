@@ -16,6 +16,7 @@ from newsletter.db import utcnow
 from worker import calendar
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
+from worker.arxiv.completeness import configured_archives, update_listing_day
 from worker.arxiv.feeds import FeedItem
 from worker.arxiv.store import (
     FILE_GROUP,
@@ -23,9 +24,7 @@ from worker.arxiv.store import (
     IngestError,
     IngestSummary,
     commit,
-    configured_archives,
     store_group,
-    update_listing_day,
 )
 
 # Backfill reaches at most this far back (OAI-PMH harvests get large).

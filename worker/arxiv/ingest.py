@@ -6,7 +6,7 @@ and by `newsletter ingest` (`ingest_file`; `--date`/`--since` go to
 which document stands for which listing date, and when the due date is done:
 
 - The poll fetches the due date's groups that do not yet cover it (see the
-  completeness rule in worker/arxiv/store.py: a feed dated the due date that is
+  completeness rule in worker/arxiv/completeness.py: a feed dated the due date that is
   not empty and not far below its group's usual size). A document that fails to
   fetch or parse, or is not dated the due date, stores no papers for its group;
   a short one stores what it has. Either way the day stays incomplete and the
@@ -26,8 +26,8 @@ which document stands for which listing date, and when the due date is done:
   than ListingDay.completed_at tells them apart. Storing them is this module's
   job; sending them is the digest's.
 
-Storing and the completeness rule are worker/arxiv/store.py's; each call
-commits its own unit of work.
+Storing is worker/arxiv/store.py's and the completeness rule
+worker/arxiv/completeness.py's; each call commits its own unit of work.
 """
 
 import logging
@@ -46,6 +46,12 @@ from worker.arxiv.backfill import (
     store_by_listing_date,
     type_for_archives,
 )
+from worker.arxiv.completeness import (
+    has_dated_feed,
+    note_uncovered_groups,
+    uncovered_groups,
+    update_listing_day,
+)
 from worker.arxiv.feeds import ArxivError, ParsedFeed
 from worker.arxiv.store import (
     FILE_GROUP,
@@ -53,13 +59,9 @@ from worker.arxiv.store import (
     IngestSummary,
     commit,
     find_feed_fetch,
-    has_dated_feed,
-    note_uncovered_groups,
     record_failure,
     store_group,
     total_items,
-    uncovered_groups,
-    update_listing_day,
 )
 
 log = logging.getLogger(__name__)

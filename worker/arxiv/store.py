@@ -2,8 +2,8 @@
 
 Used by every way in (the scheduled poll and saved files in worker/arxiv/ingest.py,
 the OAI-PMH backfill in worker/arxiv/backfill.py) and by `newsletter status`. Owns
-the rows of Paper, FeedFetch and ListingDay; never fetches or parses. Its
-callers own the unit of work and commit through `commit`.
+the rows of Paper and FeedFetch; never fetches or parses. Its callers own the
+unit of work and commit through `commit`.
 
 Rules it keeps:
 - Papers are upserted by arXiv id and version: the same feed twice changes
@@ -18,15 +18,9 @@ Rules it keeps:
   SHORTFALL_RATIO of its group's median over the group's last
   SHORTFALL_HISTORY listing dates. A shortfall is stored as the fetch's warning,
   so a fetch *covers* its archives only when it is fresh and carries no warning.
-- A listing date is complete (ListingDay.completed_at) when every archive of
-  every configured group is covered. A saved announcement file (RSS or Atom)
-  covering all configured archives counts (its archives come from its link);
-  search-API Atom and OAI-PMH files never do, since they are not a whole day by
-  construction. An OAI-PMH backfill harvests every archive, so its fresh
-  OAI_GROUP row completes the day alone (no shortfall check: it is arXiv's
-  record after the fact, not a feed that may be half built). The poll may also
-  complete a day at its deadline with groups uncovered (worker/arxiv/ingest.py); those
-  keep their warning, with DEADLINE_NOTE added, for `newsletter status`.
+- When those rows make a listing date complete is worker/arxiv/completeness.py's
+  rule. An OAI-PMH backfill's fresh OAI_GROUP row gets no shortfall check: it
+  is arXiv's record after the fact, not a feed that may be half built.
 """
 
 import logging
@@ -35,7 +29,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -59,8 +52,6 @@ TYPE_RANK = {"new": 0, "cross": 1, "replace": 2, "replace-cross": 3}
 # "not empty" until it has a usual level.
 SHORTFALL_RATIO = 0.2
 SHORTFALL_HISTORY = 10
-# Appended to an uncovered group's warning once its day is complete without it.
-DEADLINE_NOTE = "the day was completed without a full feed at the deadline"
 # FeedFetch group names for documents that are not one RSS query: OAI-PMH
 # covers the whole of arXiv; a saved file may name no archives.
 OAI_GROUP = "oai"
@@ -284,95 +275,6 @@ def fetch_counts(fetch: FeedFetch) -> Counter:
 def total_items(fetch: FeedFetch) -> int:
     """How many items a FeedFetch stored, of every announce type."""
     return sum(fetch_counts(fetch).values())
-
-
-def configured_archives() -> set[str]:
-    """Every archive the configured groups cover ("cs", "math-ph", ...)."""
-    return {a for group in current_app.config["ARXIV_ARCHIVE_GROUPS"] for a in group.split("+")}
-
-
-def covered_archives(listing_date: date) -> set[str]:
-    """Archives covered on `listing_date`: by fresh fetches without a warning ("oai" covers all)."""
-    session = db.session()
-    session.flush()
-    groups = session.scalars(
-        select(FeedFetch.archive_group).where(
-            FeedFetch.listing_date == listing_date,
-            FeedFetch.feed_date == listing_date,
-            FeedFetch.warning.is_(None),
-        )
-    ).all()
-    return {a for group in groups for a in group.split("+")}
-
-
-def has_dated_feed(listing_date: date) -> bool:
-    """Whether any feed dated `listing_date` was fetched for it (full, short or empty)."""
-    return (
-        db.session().scalar(
-            select(FeedFetch.id)
-            .where(FeedFetch.listing_date == listing_date, FeedFetch.feed_date == listing_date)
-            .limit(1)
-        )
-        is not None
-    )
-
-
-def uncovered_groups(listing_date: date) -> list[str]:
-    """The configured groups with an archive not yet covered on `listing_date`, in config order."""
-    covered = covered_archives(listing_date)
-    if OAI_GROUP in covered:
-        return []
-    return [
-        group
-        for group in current_app.config["ARXIV_ARCHIVE_GROUPS"]
-        if not set(group.split("+")) <= covered
-    ]
-
-
-def update_listing_day(listing_date: date, *, at_deadline: bool = False) -> bool:
-    """Create the day's row; set completed_at once every configured archive is covered.
-
-    With `at_deadline`, complete it whatever is missing (the caller notes what is).
-    """
-    session = db.session()
-    session.flush()
-    day = session.get(ListingDay, listing_date)
-    if day is None:
-        day = ListingDay(listing_date=listing_date)
-        session.add(day)
-    if day.completed_at is not None:
-        return True
-    if at_deadline or not uncovered_groups(listing_date):
-        day.completed_at = utcnow()
-        log.info("listing date %s complete", listing_date)
-        return True
-    return False
-
-
-def note_uncovered_groups(listing_date: date) -> list[FeedFetch]:
-    """Add DEADLINE_NOTE to each uncovered group's warning (once); return the fetches noted now."""
-    noted = []
-    for group in uncovered_groups(listing_date):
-        fetch = find_feed_fetch(listing_date, group)
-        if fetch is None:  # never fetched: a poll died between its fetches and this
-            fetch = FeedFetch(
-                listing_date=listing_date,
-                archive_group=group,
-                source="rss",
-                count_new=0,
-                count_cross=0,
-                count_replace=0,
-                count_replace_cross=0,
-                warning=f"{group}: never fetched",
-            )
-            db.session().add(fetch)
-        warning = fetch.warning or f"{group}: not covered"
-        if DEADLINE_NOTE in warning:
-            continue
-        fetch.warning = f"{warning}; {DEADLINE_NOTE}"
-        noted.append(fetch)
-    db.session().flush()
-    return noted
 
 
 # --- status (`newsletter status`) ---
