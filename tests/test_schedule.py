@@ -1,7 +1,9 @@
 """The scheduled poll end to end (recorded feed over local HTTP -> ingest ->
 digests in the outbox), and the one-scheduler rule against a real Redis."""
 
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from arxiv_server import Reply, fixture
 from redis import Redis
+from rq import cron_scheduler_registry
 from sqlalchemy import select
 
 from newsletter import db
 from newsletter.models import Delivery, Keyword, Subscriber, SubscriberStatus
-from worker.schedule import SCHEDULER_LOCK, poll
+from worker.schedule import SCHEDULER_LOCK, SingleCronScheduler, poll
 
 FULL_DAY = "rss_all-archives_2024-11-28.xml"
 ALL_ARCHIVES = (
@@ -121,6 +124,29 @@ def test_a_deployment_runs_exactly_one_scheduler(redis_url, database_url):
         first.terminate()
         first.communicate(timeout=30)
     assert connection.get(SCHEDULER_LOCK) is None  # released on a clean stop
+
+
+def test_a_scheduler_whose_lock_was_taken_stops_cleanly(redis_url, caplog):
+    connection = Redis.from_url(redis_url)
+    scheduler = SingleCronScheduler(connection=connection, name="this-one")
+    scheduler.heartbeat()
+    assert connection.get(SCHEDULER_LOCK) == b"this-one"  # a heartbeat holds the lease
+    assert not scheduler.lost_lock
+
+    connection.set(SCHEDULER_LOCK, "the-other-one")
+    # start() installs RQ's signal handlers in this (pytest's) process: put ours back.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with caplog.at_level(logging.INFO, logger="worker.schedule"):
+            scheduler.start()  # returns (no exception) at its first heartbeat
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert scheduler.lost_lock
+    assert "another scheduler (the-other-one) holds the lock; stopping" in caplog.text
+    assert "this-one" not in cron_scheduler_registry.get_keys(connection)  # death registered
+    assert connection.get(SCHEDULER_LOCK) == b"the-other-one"  # the other's lease untouched
+    connection.close()
 
 
 def test_a_poll_sends_a_dead_workers_rows_once_their_lease_lapsed(

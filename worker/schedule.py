@@ -18,6 +18,7 @@ from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 from sqlalchemy import select
 
 from newsletter import db
@@ -157,12 +158,17 @@ def run_worker(app: Flask, burst: bool = False) -> None:
 class SingleCronScheduler(CronScheduler):
     """RQ's cron, refusing to run beside another instance (a Redis lease)."""
 
+    lost_lock = False  # set when another scheduler took the lease and this one stopped
+
     def heartbeat(self) -> None:
         super().heartbeat()
         holder = self.connection.get(SCHEDULER_LOCK)
         if holder is not None and holder.decode() != self.name:
             log.error("another scheduler (%s) holds the lock; stopping", holder.decode())
-            raise KeyboardInterrupt
+            self.lost_lock = True
+            # RQ's own way out of its loop (what its SIGTERM handler raises):
+            # start() logs it, registers this scheduler's death and returns.
+            raise StopRequested
         self.connection.set(SCHEDULER_LOCK, self.name, ex=SCHEDULER_LOCK_SECONDS)
 
     def register_death(self, pipeline=None) -> None:
