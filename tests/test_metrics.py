@@ -13,12 +13,13 @@ from redis import Redis
 from rq import Queue
 
 from newsletter import db
-from newsletter.metrics import RECENT_DATES
+from newsletter.metrics import DELIVERY_DATES, RECENT_DATES
 from newsletter.models import (
     AnnounceType,
     Delivery,
     DeliveryStatus,
     FeedFetch,
+    ListingDay,
     Paper,
     Subscriber,
     SubscriberStatus,
@@ -122,6 +123,7 @@ def test_metrics_need_the_bearer_token(client, headers):
 
 def test_figures_match_the_rows(client):
     now = db.utcnow()
+    add(ListingDay(listing_date=DAY), ListingDay(listing_date=NEXT))
     add(
         paper(1, DAY, AnnounceType.NEW),
         paper(2, DAY, AnnounceType.NEW),
@@ -202,17 +204,29 @@ def test_figures_match_the_rows(client):
     assert b"newsletter_" not in generate_latest(REGISTRY)
 
 
-def test_per_day_figures_cover_the_last_30_listing_dates(client):
-    first = date(2024, 1, 1)
-    add(*(paper(n, first + timedelta(days=n), AnnounceType.NEW) for n in range(RECENT_DATES + 2)))
+def test_per_day_figures_cover_the_last_listing_dates_ingested(client):
+    days = [date(2024, 1, 1) + timedelta(days=n) for n in range(RECENT_DATES + 2)]
+    add(*(ListingDay(listing_date=day, completed_at=db.utcnow()) for day in days))
+    add(*(paper(n, day, AnnounceType.NEW) for n, day in enumerate(days)))
+    people = [subscriber(n, SubscriberStatus.CONFIRMED) for n in range(DELIVERY_DATES + 1)]
+    add(*people)
+    old_sent = db.utcnow() - timedelta(minutes=3)  # as if an operator resent an old day
+    add(
+        *(
+            delivery(n, who, day, DeliveryStatus.SENT, old_sent)
+            for n, (who, day) in enumerate(zip(people, days[-DELIVERY_DATES - 1 :], strict=True))
+        )
+    )
 
     samples = scrape(client)
 
-    dates = sorted(
-        dict(labels)["listing_date"] for name, labels in samples if name == "newsletter_papers"
-    )
-    assert len(dates) == RECENT_DATES
-    assert dates[0] == (first + timedelta(days=2)).isoformat()
+    def dates(metric: str) -> list[str]:
+        return sorted(dict(labels)["listing_date"] for name, labels in samples if name == metric)
+
+    assert dates("newsletter_papers") == [day.isoformat() for day in days[-RECENT_DATES:]]
+    assert dates("newsletter_deliveries") == [day.isoformat() for day in days[-DELIVERY_DATES:]]
+    # The send rate reads the same dates.
+    assert samples[("newsletter_deliveries_sent_recently", (("minutes", "5"),))] == DELIVERY_DATES
 
 
 def test_queue_depth_from_redis(app, client, redis_url):
