@@ -60,12 +60,6 @@ def _env(name: str) -> jinja2.Environment:
     return _text_env() if name.endswith(".txt") else _html_env()
 
 
-def add_filter(name: str, func) -> None:
-    """Make `func` available as a Jinja filter in all three templates."""
-    _text_env().filters[name] = func
-    _html_env().filters[name] = func
-
-
 def render(template: str, **values) -> RenderedEmail:
     """Render templates/<template>/{subject.txt, body.txt, body.mjml} with `values`."""
     subject = _text_env().get_template(f"{template}/subject.txt").render(**values)
