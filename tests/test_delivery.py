@@ -34,7 +34,8 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import read_token
-from worker.delivery.dispatch import dispatch_digests, is_due, release_instant
+from worker.delivery.dispatch import dispatch_digests
+from worker.delivery.due import is_due, release_instant
 from worker.delivery.sending import SendSummary, drain_day
 from worker.demo.load import load_demo
 

@@ -1,4 +1,4 @@
-"""Exactly-once digest delivery: who is due, the ledger's rows, and dispatch.
+"""Exactly-once digest delivery: the ledger's rows, made once per subscriber and day.
 
 Run by the RQ job `worker.jobs.dispatch_digests_job` (every scheduler poll) and
 by `newsletter digest send|preview`. It owns making the `deliveries` rows and
@@ -18,31 +18,15 @@ and a worker that died holds its rows only until their lease lapses. Every
 dispatch (each poll) queues up to DELIVERY_SEND_JOBS of them while rows are
 claimable, so a dead worker's rows go within a lease and one poll.
 
-Late papers (issue 10; the digest side is in worker/digest/core.py). A paper L
-listed on D that reached us after D completed goes, once, into subscriber S's
-next digest made after it came, in the section of each of S's keywords it
-matches, marked with its own listing date; the row's `sections` hold its id,
-so a resend renders the same. Decided per page with one more query (the
-page's earlier rows, only for subscribers some late paper matches):
-- S gets L only if S has a row for D and none of S's rows from D on holds
-  L. The rows' sections, not their times, decide: a row for D made after L
-  came holds L (never twice), unless the process that made it had read D
-  before L came (worker/delivery/sending.py keeps a day per process), and then L is
-  owed and comes next (never dropped). The next date's dispatch, a second
-  dispatch and a resend never repeat it: the row that carried L holds it.
-- A subscriber with no row for D (joined after D, or paused then) gets none
-  of D's papers, on time or late: a late paper completes a digest they had.
-- A digest that would be empty but for late papers is made and sent.
-- Only late papers of the last LATE_LOOKBACK_DATES listing dates are carried
-  (worker/digest/core.py); older ones stay on their own day's web page and preview.
+Who is due when is worker/delivery/due.py's (pure); which late papers a row
+carries, worker/delivery/late.py's.
 """
 
 import logging
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from datetime import date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -56,25 +40,22 @@ from newsletter.models import (
     DeliveryStatus,
     Keyword,
     ListingDay,
-    Paper,
     Subscriber,
     SubscriberStatus,
 )
 from newsletter.tokens import subscriber_links
-from worker import calendar
 from worker.delivery import ledger
+from worker.delivery.due import is_due
+from worker.delivery.late import late_papers_due
 from worker.delivery.mail import new_message_id
 from worker.delivery.sending import SendSummary, day_digest, drain_day
-from worker.digest import core as digest
-from worker.digest.core import DayDigest, DigestEmail, Reader, Sections, late_window_start
+from worker.digest.core import DayDigest, DigestEmail, Reader, Sections
 from worker.queue import enqueue, redis_connection
 
 log = logging.getLogger(__name__)
 
 # Subscribers read (and rows inserted) per page at dispatch.
 PAGE_SIZE = 1000
-# Ids per IN (...) query, well under every backend's parameter limit.
-_IN_BATCH = 500
 # Seconds one drain job sends before it hands over to a fresh job (RQ's job
 # timeout is 1,800 s): a drain is never killed mid-batch by RQ.
 DRAIN_BUDGET_SECONDS = 1200
@@ -94,45 +75,6 @@ class DispatchSummary:
     claimable: int = 0  # rows still to send after the rows were made
     drain_jobs: int = 0  # drain jobs enqueued (or drains run, with send_now)
     sending: SendSummary = field(default_factory=SendSummary)  # with send_now only
-
-
-# --- when a subscriber is due (pure) ---
-
-
-@lru_cache(maxsize=4096)
-def release_instant(listing_date: date, timezone: str, delivery_hour: int | None) -> datetime:
-    """The first `delivery_hour`:00 local time at or after the day's announcement.
-
-    Without a delivery hour a digest goes as soon as it is ready, i.e. from
-    the announcement on. Cached: dispatch asks once per subscriber.
-    """
-    announced = calendar.announcement_instant(listing_date)
-    if delivery_hour is None:
-        return announced
-    zone = digest.subscriber_zone(timezone)
-    local_day = announced.astimezone(zone).date()
-    candidate = datetime.combine(local_day, time(delivery_hour), zone)
-    if candidate < announced:
-        candidate = datetime.combine(local_day + timedelta(days=1), time(delivery_hour), zone)
-    return candidate
-
-
-def is_due(
-    day: ListingDay,
-    now: datetime,
-    translation_deadline: timedelta,
-    *,
-    timezone: str,
-    delivery_hour: int | None,
-    bilingual: bool,
-) -> bool:
-    """Whether a subscriber's digest of a complete `day` may be made at `now`."""
-    if now < release_instant(day.listing_date, timezone, delivery_hour):
-        return False
-    if bilingual and day.translated_at is None:
-        # Never held indefinitely: past the deadline it goes without the missing translations.
-        return now >= day.completed_at + translation_deadline
-    return True
 
 
 def unique_paper_count(sections: Sections) -> int:
@@ -284,64 +226,6 @@ def make_deliveries(
         if skipped:
             summary.skipped += session.execute(insert, skipped).rowcount
         session.commit()
-
-
-def late_papers_due(
-    session: Session, day: DayDigest, readers: dict[int, Reader]
-) -> dict[int, set[str]]:
-    """Per subscriber, the late papers their digest of `day` carries (one query per page)."""
-    matches = day.late_matches(readers)
-    if not matches:
-        return {}
-    since = late_window_start(day.listing_date)
-    history: dict[int, list[tuple[date, list]]] = {}
-    ids = sorted(matches)
-    for start in range(0, len(ids), _IN_BATCH):
-        rows = session.execute(
-            select(
-                Delivery.subscriber_id,
-                Delivery.listing_date,
-                Delivery.sections,
-            ).where(
-                Delivery.subscriber_id.in_(ids[start : start + _IN_BATCH]),
-                Delivery.listing_date >= since,
-                Delivery.listing_date < day.listing_date,
-            )
-        )
-        for subscriber_id, listing_date, sections in rows:
-            history.setdefault(subscriber_id, []).append((listing_date, sections))
-    due = {}
-    for subscriber_id, candidates in matches.items():
-        found = late_due(candidates, day.late, history.get(subscriber_id, []))
-        if found:
-            due[subscriber_id] = found
-    return due
-
-
-def late_due(
-    candidates: set[str], late: dict[str, Paper], rows: list[tuple[date, list]]
-) -> set[str]:
-    """Of the late papers a subscriber's lines match, those they are owed (pure).
-
-    `rows` are the subscriber's (listing date, sections) of the
-    look-back window. Owed: the paper's own date has a row, and no row of
-    that date or later holds it.
-    """
-    dates = {listing_date for listing_date, _sections in rows}
-    owed = set()
-    for arxiv_id in candidates:
-        paper = late[arxiv_id]
-        if paper.listing_date not in dates:
-            continue
-        had = any(
-            arxiv_id in ids
-            for listing_date, sections in rows
-            if listing_date >= paper.listing_date
-            for _keyword, ids in sections or ()
-        )
-        if not had:
-            owed.add(arxiv_id)
-    return owed
 
 
 def _insert_statement(session: Session):
