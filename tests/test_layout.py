@@ -161,7 +161,6 @@ BOTTOM = {
     "worker.http",
     "worker.queue",
 }
-STAGES = ("arxiv", "digest", "translation", "delivery", "demo")
 EDGE = {"worker.jobs", "worker.schedule"}
 LAYER_NAMES = ("bottom", "stage", "job edge", "web/CLI")
 
@@ -169,10 +168,10 @@ LAYER_NAMES = ("bottom", "stage", "job edge", "web/CLI")
 def layer(module: str) -> int:
     if module in BOTTOM:
         return 0
-    if module.startswith(tuple(f"worker.{stage}" for stage in STAGES)):
-        return 1
     if module in EDGE:
         return 2
+    if module.startswith("worker."):
+        return 1  # every other module of worker/ is (in) a stage: arxiv/, digest/, ...
     return 3
 
 
