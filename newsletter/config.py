@@ -231,7 +231,8 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
             "TRANSLATION_BATCH_SIZE", env("TRANSLATION_BATCH_SIZE", "4")
         ),
         # Retries of one request after a 429, 5xx, timeout or refused connection,
-        # backing off TRANSLATION_RETRY_BACKOFF * 2^n seconds (Retry-After wins).
+        # backing off TRANSLATION_RETRY_BACKOFF * 2^n seconds, with jitter, and never
+        # less than a Retry-After (worker/http.py).
         "TRANSLATION_RETRIES": _int("TRANSLATION_RETRIES", env("TRANSLATION_RETRIES", "4")),
         "TRANSLATION_RETRY_BACKOFF": _float(
             "TRANSLATION_RETRY_BACKOFF", env("TRANSLATION_RETRY_BACKOFF", "2")

@@ -324,6 +324,25 @@ def test_transient_statuses_are_retried(fetch_config, server, app, status):
     assert len(server.requests) == 3
 
 
+def test_each_failed_attempt_is_one_line(fetch_config, server, app, caplog):
+    server.serve("/rss/cs", Reply(503, b"busy"), Reply(502, b"busy"), Reply(body=fixture(EMPTY)))
+    with caplog.at_level("WARNING", logger="worker.arxiv.client"):
+        arxiv_client.fetch_feed("cs")
+    lines = [r.getMessage() for r in caplog.records if r.name == "worker.arxiv.client"]
+    assert len(lines) == 2
+    assert "HTTP 503 (attempt 1/4); retrying in" in lines[0]
+    assert "HTTP 502 (attempt 2/4); retrying in" in lines[1]
+
+
+def test_a_retry_waits_for_the_rate_limit(fetch_config, server, app):
+    """The backoff (10 ms here) is shorter than the limit: the retry still waits its turn."""
+    app.config["ARXIV_MIN_INTERVAL"] = 0.5
+    server.serve("/rss/cs", Reply(503, b"busy"), Reply(body=fixture(EMPTY)))
+    arxiv_client.fetch_feed("cs")
+    first, second = server.requests
+    assert second.at - first.at >= 0.48
+
+
 def test_retries_run_out(fetch_config, server, app):
     server.serve("/rss/cs", Reply(503, b"down"))
     with pytest.raises(FetchError, match="HTTP 503, giving up after 4 attempts"):

@@ -604,6 +604,21 @@ def test_a_long_retry_after_counts_as_down(chat_server):
     )
 
 
+def test_no_retry_waits_past_the_deadline(chat_server):
+    chat_server.respond = lambda r: Reply(503, "upstream trouble")
+    config = settings(chat_server.url, TRANSLATION_RETRY_BACKOFF=2.0)
+    backend = OpenAIBackend(config, stop_at=utcnow() + timedelta(seconds=0.5))
+    started = time.monotonic()
+    outcomes = run(backend, SAMPLE[:2])
+    assert time.monotonic() - started < 0.5  # the 1-3 s backoff would end past it: no wait
+    assert len(chat_server.requests) == 1
+    assert {o.error for o in outcomes.values()} == {
+        "translation deadline passed (last error: HTTP 503 from "
+        + chat_server.url
+        + "/chat/completions)"
+    }
+
+
 def test_concurrency_is_limited(chat_server):
     chat_server.respond = lambda r: Reply(
         body=answer(r).body, delay=0.6

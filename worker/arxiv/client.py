@@ -3,8 +3,9 @@
 Run by ingest (the scheduled poll in worker/arxiv/ingest.py, the OAI-PMH backfill
 in worker/arxiv/backfill.py) inside an app context. It owns how we talk to arXiv:
 one rate limiter for the whole deployment, a User-Agent that names us,
-timeouts, a cap on document size, retries with exponential backoff and
-jitter, Retry-After honoured. What the bytes mean is worker/arxiv/feeds.py's job.
+timeouts, a cap on document size, retries (a tenacity policy: exponential
+backoff with jitter, Retry-After honoured, every attempt through the rate
+limiter). What the bytes mean is worker/arxiv/feeds.py's job.
 """
 
 import logging
@@ -12,12 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import date
+from typing import NoReturn
 
 import requests
 from flask import current_app
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from worker.arxiv.feeds import MAX_DOCUMENT_BYTES, FeedError, FetchError, parse_feed
-from worker.http import backoff_delay, retry_after_seconds
+from worker.http import (
+    Transient,
+    last_transient,
+    retry_after_seconds,
+    stop_on_long_retry_after,
+    wait_backoff,
+)
 from worker.queue import redis_connection
 
 log = logging.getLogger(__name__)
@@ -72,56 +81,68 @@ def fetch_url(
     ARXIV_RETRIES times; anything else is a FetchError at once.
     """
     config = current_app.config
-    timeout = config["ARXIV_TIMEOUT"]
     attempts = max(1, config["ARXIV_RETRIES"] + 1)
-    for attempt in range(attempts):
-        wait_for_turn(config["ARXIV_MIN_INTERVAL"], sleep=sleep)
-        retry_after = None
-        try:
-            with requests.get(
-                url,
-                params=params,
-                headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
-                timeout=(timeout, timeout),
-                stream=True,
-            ) as response:
-                body = _read_capped(response, deadline=time.monotonic() + 4 * timeout)
-                status = response.status_code
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        except (
-            requests.Timeout,
-            requests.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-        ) as exc:
-            problem = f"{type(exc).__name__}"
-        else:
-            if status == 200:
-                return body
-            if status == 400:
-                parse_feed(body)  # raises FeedError with arXiv's own message when it has one
-                raise FeedError(f"HTTP 400 from {response.url}: arXiv rejected the query")
-            if status != 429 and status < 500:
-                raise FetchError(f"HTTP {status} from {response.url}")
-            problem = f"HTTP {status}"
-        if attempt == attempts - 1:
-            raise FetchError(f"{url}: {problem}, giving up after {attempts} attempts")
-        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-            raise FetchError(
-                f"{url}: {problem}, arXiv asks to wait {retry_after:.0f} s; giving up for now"
-            )
-        delay = backoff_delay(attempt, config["ARXIV_BACKOFF"], MAX_BACKOFF)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
+    min_interval = config["ARXIV_MIN_INTERVAL"]
+
+    def log_retry(state: RetryCallState) -> None:
         log.warning(
             "arXiv %s: %s (attempt %d/%d); retrying in %.1f s",
             url,
-            problem,
-            attempt + 1,
+            last_transient(state).problem,
+            state.attempt_number,
             attempts,
-            delay,
+            state.upcoming_sleep,
         )
-        sleep(delay)
-    raise AssertionError("unreachable")
+
+    def give_up(state: RetryCallState) -> NoReturn:
+        error = last_transient(state)
+        if state.attempt_number < attempts:  # stopped by a long Retry-After
+            raise FetchError(
+                f"{url}: {error.problem}, arXiv asks to wait {error.retry_after:.0f} s; "
+                "giving up for now"
+            )
+        raise FetchError(f"{url}: {error.problem}, giving up after {attempts} attempts")
+
+    retrying = Retrying(
+        # Every attempt, the first and each one after its backoff, passes the
+        # deployment-wide gate: a retry never reaches arXiv sooner than it allows.
+        before=lambda state: wait_for_turn(min_interval, sleep=sleep),
+        retry=retry_if_exception_type(Transient),
+        wait=wait_backoff(config["ARXIV_BACKOFF"], MAX_BACKOFF),
+        stop=stop_after_attempt(attempts) | stop_on_long_retry_after(MAX_RETRY_AFTER),
+        before_sleep=log_retry,
+        retry_error_callback=give_up,
+        sleep=sleep,
+    )
+    return retrying(_get, url, params, config["ARXIV_TIMEOUT"])
+
+
+def _get(url: str, params: dict | None, timeout: float) -> bytes:
+    """One attempt: the body of a 200; Transient for what another attempt may cure."""
+    try:
+        with requests.get(
+            url,
+            params=params,
+            headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
+            timeout=(timeout, timeout),
+            stream=True,
+        ) as response:
+            body = _read_capped(response, deadline=time.monotonic() + 4 * timeout)
+    except (
+        requests.Timeout,
+        requests.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+    ) as exc:
+        raise Transient(type(exc).__name__) from exc
+    status = response.status_code
+    if status == 200:
+        return body
+    if status == 400:
+        parse_feed(body)  # raises FeedError with arXiv's own message when it has one
+        raise FeedError(f"HTTP 400 from {response.url}: arXiv rejected the query")
+    if status != 429 and status < 500:
+        raise FetchError(f"HTTP {status} from {response.url}")
+    raise Transient(f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
 
 
 def _read_capped(response: requests.Response, deadline: float) -> bytes:

@@ -11,8 +11,9 @@ which runs a backend over many papers a few batches at a time:
   and every answer is validated (worker/translation/prompt.py, which also
   writes the prompt); a rejected answer is asked again, then the paper stays
   English-only for the day (its Outcome carries the reason).
-  Requests are spaced, retried with backoff and stopped by the daily token
-  budget and the job's deadline.
+  Requests are spaced, retried (a tenacity policy: backoff with jitter,
+  Retry-After honoured, no wait that ends past the job's deadline) and stopped
+  by the daily token budget and the job's deadline.
 - `recorded`: no network; answers from the recorded translations bundled in
   newsletter/data/demo_*.json (the sample digest's), for the dev demo.
   worker/demo/load.py already stores those as rows, so normally they are reused from
@@ -26,14 +27,21 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from newsletter.db import utcnow
-from worker.http import backoff_delay, retry_after_seconds
+from worker.http import (
+    Transient,
+    last_transient,
+    retry_after_seconds,
+    stop_on_long_retry_after,
+    wait_backoff,
+)
 from worker.translation.placeholders import protect
 from worker.translation.prompt import (
     Target,
@@ -286,41 +294,60 @@ class OpenAIBackend:
         """One chat completion's text and tokens, retrying 429, 5xx and timeouts with backoff."""
         payload = {"model": self.model, "messages": messages, "temperature": 0}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        problem, delay = "", 0.0
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(delay)
-                if self._past_deadline():
-                    raise EndpointError(f"translation deadline passed (last error: {problem})")
-            self.limiter.wait()
-            delay = backoff_delay(attempt, self.backoff, MAX_RETRY_AFTER)
-            try:
-                response = http.post(self.url, json=payload, headers=headers, timeout=self.timeout)
-            except requests.Timeout:
-                problem = f"no answer within {self.timeout:g} s"
-                continue
-            except requests.RequestException as exc:
-                problem = f"cannot reach {self.url}: {type(exc).__name__}"
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                problem = f"HTTP {response.status_code} from {self.url}"
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    if retry_after > MAX_RETRY_AFTER:
-                        raise EndpointError(f"{problem}, Retry-After {retry_after:.0f} s")
-                    delay = retry_after
-                continue
-            if response.status_code >= 400:
-                problem = f"HTTP {response.status_code} from {self.url}: {response.text[:200]}"
-                if response.status_code in (400, 413, 422):
-                    raise RequestRejected(problem)  # e.g. this batch is over the context size
-                raise EndpointError(problem)  # a wrong key, model or URL: retrying will not help
-            try:
-                data = response.json()
-            except ValueError:
-                data = None  # no text: a malformed answer for every paper asked
-            return parse_completion(data, messages)
-        raise EndpointError(f"endpoint unavailable after {self.retries + 1} attempts: {problem}")
+        attempts = self.retries + 1
+
+        def wait_ends_past_deadline(state: RetryCallState) -> bool:
+            after_wait = utcnow() + timedelta(seconds=state.upcoming_sleep)
+            return self.stop_at is not None and after_wait >= self.stop_at
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            error = last_transient(state)
+            if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+                raise EndpointError(f"{error.problem}, Retry-After {error.retry_after:.0f} s")
+            if state.attempt_number >= attempts:
+                raise EndpointError(
+                    f"endpoint unavailable after {attempts} attempts: {error.problem}"
+                )
+            raise EndpointError(f"translation deadline passed (last error: {error.problem})")
+
+        retrying = Retrying(
+            before=lambda state: self.limiter.wait(),
+            retry=retry_if_exception_type(Transient),
+            wait=wait_backoff(self.backoff, MAX_RETRY_AFTER),
+            stop=(
+                stop_after_attempt(attempts)
+                | stop_on_long_retry_after(MAX_RETRY_AFTER)
+                | wait_ends_past_deadline
+            ),
+            retry_error_callback=give_up,
+        )
+        return retrying(self._post, http, payload, headers, messages)
+
+    def _post(
+        self, http: requests.Session, payload: dict, headers: dict, messages: list[dict]
+    ) -> tuple[str, int]:
+        """One attempt: the completion's text and tokens; Transient for what a retry may cure."""
+        try:
+            response = http.post(self.url, json=payload, headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            raise Transient(f"no answer within {self.timeout:g} s") from None
+        except requests.RequestException as exc:
+            raise Transient(f"cannot reach {self.url}: {type(exc).__name__}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Transient(
+                f"HTTP {response.status_code} from {self.url}",
+                retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if response.status_code >= 400:
+            problem = f"HTTP {response.status_code} from {self.url}: {response.text[:200]}"
+            if response.status_code in (400, 413, 422):
+                raise RequestRejected(problem)  # e.g. this batch is over the context size
+            raise EndpointError(problem)  # a wrong key, model or URL: retrying will not help
+        try:
+            data = response.json()
+        except ValueError:
+            data = None  # no text: a malformed answer for every paper asked
+        return parse_completion(data, messages)
 
 
 class RecordedBackend:
