@@ -244,6 +244,8 @@ class Delivery(Base):
     # A deferred (4xx) row is not claimed again before this instant.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A sent digest a relay bounced later (worker/bounces/effects.py): counted once.
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -18,6 +18,9 @@ from newsletter.logging_setup import logged_job
 from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
 from worker import calendar
+from worker.bounces.effects import apply_report
+from worker.bounces.mailbox import process_mailbox
+from worker.bounces.parse import report_from_dict
 from worker.delivery import sending
 from worker.delivery.dispatch import DRAIN_BUDGET_SECONDS, dispatch_digests
 from worker.delivery.mail import Mailer, build_message, new_message_id
@@ -162,3 +165,29 @@ def drain_deliveries(listing_date_iso: str) -> dict:
 def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
     """A job queued before the ledger was drained in batches: drains the day instead."""
     return drain_deliveries(listing_date_iso)
+
+
+# --- late bounces and complaints (worker/bounces/) ---
+
+
+@logged_job
+def poll_bounces() -> dict:
+    """Apply the unseen reports in BOUNCE_IMAP_URL's mailbox; queued by every poll when set."""
+    config = current_app.config
+    if not config["BOUNCE_IMAP_URL"]:
+        return {}
+    return process_mailbox(db.session(), config["BOUNCE_IMAP_URL"], config["BOUNCE_LIMIT"])
+
+
+@logged_job
+def apply_bounce_reports(reports: list[dict]) -> dict:
+    """Apply the reports of a relay's webhook request (queued by newsletter/bounce_webhooks.py)."""
+    session = db.session()
+    outcomes: dict[str, int] = {}
+    for values in reports:
+        outcome = apply_report(
+            session, report_from_dict(values), current_app.config["BOUNCE_LIMIT"]
+        )
+        session.commit()
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
