@@ -254,6 +254,20 @@ def test_mailer_reports_an_unreachable_server_as_a_connection_failure(tmp_path):
     assert time.monotonic() - started >= 0.03
 
 
+def test_each_retry_is_one_warning_line(tmp_path, caplog):
+    config = mail_config(tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=free_port(), SMTP_RETRIES=2)
+    with Mailer(config) as mailer, pytest.raises(TemporaryFailure):
+        mailer.deliver("digest@digest.example.org", "r@example.com", b"Subject: x\r\n\r\nx\r\n")
+    lines = [r.getMessage() for r in caplog.records if r.name == "worker.delivery.mail"]
+    assert len(lines) == 2  # the third, last failure is raised, not logged
+    assert lines[0].startswith(
+        "temporary SMTP failure for r@example.com (try 1 of 3, again in 0.01 s)"
+    )
+    assert lines[1].startswith(
+        "temporary SMTP failure for r@example.com (try 2 of 3, again in 0.02 s)"
+    )
+
+
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 and its key."""

@@ -5,7 +5,8 @@ Run by jobs and CLI commands that send mail. `build_message` and
 worker/delivery/mime.py and go through `Mailer.deliver`). `Mailer` owns one SMTP connection for a batch
 (or writes .eml files to OUTBOX_DIR when SMTP_HOST is unset): it signs with
 DKIM when configured, throttles, retries 4xx replies and lost connections with
-backoff, and sorts what is left into three failures a caller can act on:
+backoff (a tenacity policy), and sorts what is left into three failures a
+caller can act on:
 `PermanentFailure` (5xx for this message: a hard bounce), `TemporaryFailure`
 (still 4xx or unreachable after the retries) and `SetupFailure` (our side is
 misconfigured: AUTH, STARTTLS or sender refused; no message can go).
@@ -17,6 +18,7 @@ import re
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -24,6 +26,13 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
 import dkim
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from newsletter.db import utcnow
 
@@ -284,7 +293,12 @@ class Mailer:
             label=label or recipient,
         )
 
-    def _with_retries(self, send_once, retry, label: str) -> None:
+    def _with_retries(
+        self,
+        send_once: Callable[[], object],
+        retry: Callable[[DeliveryFailure], bool],
+        label: str,
+    ) -> None:
         """Run `send_once` on a live connection; retry the failures `retry` accepts.
 
         Each retry starts on a fresh connection after a doubling wait
@@ -293,36 +307,48 @@ class Mailer:
         or a setup failure it is dropped.
         """
         retries = self.config.get("SMTP_RETRIES", 3)
-        delay = self.config.get("SMTP_RETRY_DELAY", 1.0)
-        for attempt in range(retries + 1):
-            try:
-                self._throttle()
-                if self.smtp is None:
-                    self.smtp = self._connect()
-                send_once()
-                return
-            except smtplib.SMTPException as error:
-                failure = classify(error)
-                cause = error
-            except OSError as error:
-                failure = TemporaryFailure(f"connection error: {error}", connection=True)
-                cause = error
-            again = retry(failure) and attempt < retries
-            connection_lost = isinstance(failure, TemporaryFailure) and failure.connection
-            if again or connection_lost or isinstance(failure, SetupFailure):
-                self._drop_connection()
-            if not again:
-                raise failure from cause
-            wait = delay * 2**attempt
+
+        def before_retry(state: RetryCallState) -> None:
+            assert state.outcome is not None
+            failure = state.outcome.exception()
+            assert isinstance(failure, DeliveryFailure)
+            self._drop_connection()
             log.warning(
                 "temporary SMTP failure for %s (try %d of %d, again in %.2f s): %s",
                 label,
-                attempt + 1,
+                state.attempt_number,
                 retries + 1,
-                wait,
+                state.upcoming_sleep,
                 failure.reply,
             )
-            time.sleep(wait)
+
+        Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, DeliveryFailure) and retry(e)),
+            stop=stop_after_attempt(retries + 1),
+            wait=wait_exponential(multiplier=self.config.get("SMTP_RETRY_DELAY", 1.0)),
+            before_sleep=before_retry,
+            reraise=True,  # the last DeliveryFailure, as callers expect
+        )(self._send_once, send_once)
+
+    def _send_once(self, send_once: Callable[[], object]) -> None:
+        """One try on a live connection; a DeliveryFailure (classified) if it fails."""
+        try:
+            self._throttle()
+            if self.smtp is None:
+                self.smtp = self._connect()
+            send_once()
+        except smtplib.SMTPException as error:
+            failure = classify(error)
+            cause: Exception = error
+        except OSError as error:
+            failure = TemporaryFailure(f"connection error: {error}", connection=True)
+            cause = error
+        else:
+            return
+        connection_lost = isinstance(failure, TemporaryFailure) and failure.connection
+        if connection_lost or isinstance(failure, SetupFailure):
+            self._drop_connection()
+        raise failure from cause
 
     def _throttle(self) -> None:
         rate = self.config.get("SMTP_MAX_PER_SECOND") or 0
