@@ -30,12 +30,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.subscriber_import import (
-    ImportFileError,
-    Rejection,
-    import_subscribers,
-    read_file,
-)
+from newsletter.subscriber_file import ImportFileError, Rejection, read_file
+from newsletter.subscriber_import import import_subscribers
 from worker import calendar, jobs
 from worker.arxiv import backfill, ingest
 from worker.arxiv import store as ingest_store

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from newsletter import forms
 from newsletter.db import utcnow
 from newsletter.models import Delivery, Keyword, Subscriber, SubscriberStatus
-from newsletter.subscriber_import import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from newsletter.subscriber_file import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 # Deliveries `find` shows, newest first.
 RECENT_DELIVERIES = 10

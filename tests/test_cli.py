@@ -9,7 +9,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from newsletter import db, subscriber_import
+from newsletter import db, subscriber_file, subscriber_import
 from newsletter.cli import main
 from newsletter.db import utcnow
 from newsletter.models import (
@@ -229,7 +229,7 @@ def test_import_of_a_missing_file_is_a_message(app, tmp_path):
 def test_import_refuses_a_file_over_the_size_limit_without_reading_it_whole(
     app, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(subscriber_import, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(subscriber_file, "MAX_FILE_BYTES", 100)
     path = write(tmp_path, HEADER + "ada@example.org,diffusion policy,en,UTC,,\n" * 3)
     result = run(app, "subscribers", "import", path)
     assert result.exit_code == 1
