@@ -150,11 +150,12 @@ def confirm_resend(token: str):
     try:
         subscriber = load_subscriber("confirm", token, max_age=CONFIRM_MAX_AGE)
     except ExpiredToken as expired:
-        subscriber = db.session().scalar(
+        found = db.session().scalar(
             select(Subscriber).where(Subscriber.public_id == expired.public_id)
         )
-        if subscriber is None:
+        if found is None:
             abort(404, description="This link is not valid any more.")
+        subscriber = found
     wait = ratelimit.attempt(
         f"address:{subscriber.email_key}", current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
     )
