@@ -131,6 +131,13 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
     if not re.fullmatch(r"[a-z]{2,3}(-[a-z]{2,4})?", translation_language):
         raise ConfigError("TRANSLATION_LANGUAGE must be a language code such as zh or ja")
 
+    bounce_imap_url = env("BOUNCE_IMAP_URL") or None
+    if bounce_imap_url and urlsplit(bounce_imap_url).scheme not in ("imap", "imaps"):
+        raise ConfigError("BOUNCE_IMAP_URL must be imaps://user:password@host:993/INBOX")
+    sendgrid_key = env("SENDGRID_WEBHOOK_PUBLIC_KEY") or None
+    if sendgrid_key and not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", sendgrid_key):
+        raise ConfigError("SENDGRID_WEBHOOK_PUBLIC_KEY must be the base64 key SendGrid shows")
+
     groups = env("ARXIV_ARCHIVE_GROUPS")
     archive_groups = (
         tuple(g.strip() for g in groups.split(",") if g.strip())
@@ -172,6 +179,13 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "DKIM_PRIVATE_KEY_PATH": env("DKIM_PRIVATE_KEY_PATH") or None,
         # Hard bounces (5xx at RCPT/DATA) after which a subscriber is suppressed.
         "BOUNCE_LIMIT": _int("BOUNCE_LIMIT", env("BOUNCE_LIMIT", "3")),
+        # A mailbox the relay returns bounces and complaints to (the envelope sender's),
+        # read by every poll: imaps://user:password@host:993/INBOX (imap:// only for a
+        # server on this machine). Unset: no mailbox is read (worker/bounces/).
+        "BOUNCE_IMAP_URL": bounce_imap_url,
+        # SendGrid's Event Webhook verification key (base64, from its Mail Settings);
+        # POST /webhooks/sendgrid is off (404) unless set.
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": sendgrid_key,
         # Reconnects after a lost or refused connection (and, for account emails,
         # retries after a 4xx; a digest's 4xx defers its row instead), with
         # exponential backoff from SMTP_RETRY_DELAY seconds (1, 2, 4 s ...).

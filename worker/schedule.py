@@ -54,6 +54,9 @@ def poll(now: datetime | None = None) -> None:
             log.info("listing date %s is not complete yet; its digests wait", listing_date)
             continue
         queue_day(listing_date, confirmed_before)
+    if current_app.config["BOUNCE_IMAP_URL"]:
+        # A fixed id: a slow mailbox read is not queued again beside itself.
+        enqueue(jobs.poll_bounces, job_id="poll-bounces", job_timeout=600)
 
 
 def queue_day(listing_date: date, confirmed_before: datetime | None = None) -> None:
