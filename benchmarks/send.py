@@ -141,6 +141,7 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
     from newsletter import create_app, db
     from newsletter.models import Delivery
     from worker.delivery import ledger
+    from worker.delivery.claims import claim_batch
     from worker.delivery.leases import LedgerConnection
     from worker.delivery.sending import Sender, day_digest
 
@@ -151,7 +152,7 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
         connection = LedgerConnection(engine, 0)
         # Claimed for the build only, then given back: the drain phase finds them queued.
         claims = connection.run(
-            lambda c: ledger.claim_batch(
+            lambda c: claim_batch(
                 c, listing_date, "benchmark", size=count, lease=ledger.RETRY_CAP, max_attempts=9
             )
         )

@@ -2,8 +2,8 @@
 
 Run by the RQ job `worker.jobs.dispatch_digests_job` (every scheduler poll) and
 by `newsletter digest send|preview`. It owns making the `deliveries` rows and
-queueing the drain jobs that worker/delivery/sending.py runs; worker/delivery/ledger.py owns
-every later state change.
+queueing the drain jobs that worker/delivery/sending.py runs; worker/delivery/claims.py
+and ledger.py own every later state change.
 
 The ledger holds one row per (subscriber, listing date), made once by
 `dispatch_digests` with its content (sections) and Message-ID fixed. Dispatch
@@ -44,7 +44,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import subscriber_links
-from worker.delivery import ledger
+from worker.delivery import claims
 from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
 from worker.delivery.mail import new_message_id
@@ -116,8 +116,8 @@ def dispatch_digests(
     make_deliveries(session, day, now, confirmed_before, summary, subscriber_ids)
     max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
     connection = session.connection()
-    summary.given_up = ledger.give_up_dead_claims(connection, listing_date, max_attempts)
-    summary.claimable = ledger.count_claimable(connection, listing_date, max_attempts)
+    summary.given_up = claims.give_up_dead_claims(connection, listing_date, max_attempts)
+    summary.claimable = claims.count_claimable(connection, listing_date, max_attempts)
     session.commit()
     if summary.claimable:
         if send_now:

@@ -1,7 +1,7 @@
 """Keeping the ledger's claims alive: a retrying connection and the lease heartbeat.
 
 Used by worker/delivery/sending.py while it drains a day. `LedgerConnection` runs
-worker/delivery/ledger.py's statements in autocommit mode and rides out a database
+the ledger's statements (worker/delivery/claims.py, ledger.py) in autocommit mode and rides out a database
 outage of up to DELIVERY_DB_RETRY_SECONDS; `Heartbeat` renews the drain's
 leases every third of DELIVERY_LEASE_SECONDS on a connection of its own.
 """
@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from worker.delivery.ledger import renew
+from worker.delivery.claims import renew
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ T = TypeVar("T")
 class LedgerConnection:
     """An autocommit connection that reconnects and retries through a database outage.
 
-    Each statement of worker/delivery/ledger.py is idempotent for its claimer, so running
+    Each statement of worker/delivery/claims.py and ledger.py is idempotent for its claimer, so running
     it again after a lost reply is safe.
     """
 

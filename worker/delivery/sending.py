@@ -1,8 +1,8 @@
 """Draining a day's delivery ledger: claim a batch, render, send, record each row.
 
 Run by the RQ job `worker.jobs.drain_deliveries` (queued by every dispatch)
-and in-process by `dispatch_digests(send_now=True)`. worker/delivery/ledger.py owns
-the statements; this module owns the loop: claim up to DELIVERY_BATCH_SIZE
+and in-process by `dispatch_digests(send_now=True)`. worker/delivery/claims.py and
+ledger.py own the statements; this module owns the loop: claim up to DELIVERY_BATCH_SIZE
 rows in one statement, render each with the day's `DayDigest` (one per
 listing date per process, reused across batches and jobs), serialize it
 with worker/delivery/mime.py, send the batch over one SMTP connection and record
@@ -33,9 +33,9 @@ from newsletter import db
 from newsletter.db import utcnow
 from newsletter.models import DeliveryStatus, ListingDay, Paper, SubscriberStatus, Translation
 from newsletter.tokens import subscriber_links
-from worker.delivery import ledger
+from worker.delivery import claims, ledger
+from worker.delivery.claims import Claim
 from worker.delivery.leases import Heartbeat, LedgerConnection
-from worker.delivery.ledger import Claim
 from worker.delivery.mail import Mailer, PermanentFailure, SetupFailure, TemporaryFailure
 from worker.delivery.mime import DigestMime, SegmentCache
 from worker.digest.core import DayDigest, Reader, late_window_start, load_day, load_translations
@@ -122,7 +122,7 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
     config = current_app.config
     engine = db.engine()
     listing_date = date.fromisoformat(listing_date_iso)
-    claimer = ledger.worker_name()
+    claimer = claims.worker_name()
     lease = timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])
     connection = LedgerConnection(engine, config["DELIVERY_DB_RETRY_SECONDS"])
     sender = Sender(config, listing_date, day_digest(engine, config, listing_date), connection)
@@ -135,7 +135,7 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
                     summary.out_of_time = True
                     break
                 batch = connection.run(
-                    lambda c: ledger.claim_batch(
+                    lambda c: claims.claim_batch(
                         c,
                         listing_date,
                         claimer,
@@ -151,7 +151,7 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
                 heartbeat.claimed()
                 sender.send_batch(batch, claimer, mailer, heartbeat)
         summary.not_claimed = connection.run(
-            lambda c: ledger.count_held_by_others(c, listing_date, claimer)
+            lambda c: claims.count_held_by_others(c, listing_date, claimer)
         )
     finally:
         connection.close()
@@ -204,7 +204,7 @@ def _wait_for_other_claims(connection, listing_date: date, claimer: str) -> bool
     lapses, and this drain takes them: they go within one lease, not at the
     next poll.
     """
-    expiry = connection.run(lambda c: ledger.next_lease_expiry(c, listing_date, claimer))
+    expiry = connection.run(lambda c: claims.next_lease_expiry(c, listing_date, claimer))
     if expiry is None:
         return False
     time.sleep(min(max((expiry - utcnow()).total_seconds(), 0.0) + 0.1, _RECHECK_SECONDS))
