@@ -132,7 +132,10 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         raise ConfigError("TRANSLATION_LANGUAGE must be a language code such as zh or ja")
 
     bounce_imap_url = env("BOUNCE_IMAP_URL") or None
-    if bounce_imap_url and urlsplit(bounce_imap_url).scheme not in ("imap", "imaps"):
+    imap = urlsplit(bounce_imap_url or "")
+    if bounce_imap_url and (
+        imap.scheme not in ("imap", "imaps") or not imap.hostname or not imap.username
+    ):
         raise ConfigError("BOUNCE_IMAP_URL must be imaps://user:password@host:993/INBOX")
     sendgrid_key = env("SENDGRID_WEBHOOK_PUBLIC_KEY") or None
     if sendgrid_key and not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", sendgrid_key):

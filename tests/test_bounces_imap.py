@@ -27,8 +27,10 @@ from test_schedule import feed_server  # noqa: F401 (a fixture)
 
 from newsletter import db
 from newsletter.cli import main
+from newsletter.config import ConfigError, load_config
 from newsletter.models import SubscriberStatus
 from worker.bounces import effects
+from worker.bounces.mailbox import MailboxUrl, parse_mailbox_url
 from worker.schedule import poll
 
 USER, PASSWORD = "bounces", "imap-password-for-tests"
@@ -289,3 +291,46 @@ def test_the_scheduled_poll_reads_the_mailbox(feed_server, mailbox, app, outbox)
     db.session().expire_all()
     assert ada.bounce_count == 1 and digest.bounced_at is not None
     assert mailbox.flags() == [{"\\Seen"}]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "imaps://bounces%40example.org:p%2Fss@imap.example.org/INBOX",
+            MailboxUrl(True, "imap.example.org", 993, "bounces@example.org", "p/ss", "INBOX"),
+        ),
+        (
+            "imap://u:p@127.0.0.1:1143/Bounces/DSN",
+            MailboxUrl(False, "127.0.0.1", 1143, "u", "p", "Bounces/DSN"),
+        ),
+        ("imaps://u:p@host", MailboxUrl(True, "host", 993, "u", "p", "INBOX")),
+    ],
+)
+def test_the_mailbox_url_names_server_user_and_folder(url, expected):
+    assert parse_mailbox_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["pop3://u:p@host/", "imaps://host/INBOX", "imaps:///INBOX"])
+def test_a_mailbox_url_without_a_user_or_imap_is_refused(url):
+    with pytest.raises(ValueError):
+        parse_mailbox_url(url)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BOUNCE_IMAP_URL", "https://mail.example.org/"),
+        ("BOUNCE_IMAP_URL", "imaps://mail.example.org/INBOX"),  # no user
+        ("SENDGRID_WEBHOOK_PUBLIC_KEY", "not base64!"),
+    ],
+)
+def test_a_malformed_bounce_setting_stops_the_start(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_config({"SECRET_KEY": "s", name: value}, str(tmp_path), dev=False)
+
+
+def test_the_bounce_settings_are_off_by_default(tmp_path):
+    config = load_config({"SECRET_KEY": "s"}, str(tmp_path), dev=False)
+
+    assert (config["BOUNCE_IMAP_URL"], config["SENDGRID_WEBHOOK_PUBLIC_KEY"]) == (None, None)

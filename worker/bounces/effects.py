@@ -17,7 +17,7 @@ sent digest). Effects, each idempotent so a report read twice counts once:
 
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.db import utcnow
@@ -101,7 +101,7 @@ def latest_sent_delivery(session: Session, subscriber_id: int) -> Delivery | Non
 
 def _count_hard_bounce(session: Session, delivery: Delivery, limit: int, report: Report) -> str:
     # One conditional UPDATE: of two workers reading the same report, one marks the row.
-    marked = session.execute(
+    result: CursorResult = session.execute(  # type: ignore[assignment]
         update(Delivery)
         .where(
             Delivery.id == delivery.id,
@@ -110,8 +110,8 @@ def _count_hard_bounce(session: Session, delivery: Delivery, limit: int, report:
         )
         .values(bounced_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if not marked:
+    )
+    if result.rowcount != 1:
         log.info(
             "hard bounce for delivery %d already counted (%s)", delivery.id, delivery.status.value
         )

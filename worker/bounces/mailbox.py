@@ -71,7 +71,7 @@ def read_mailbox(url: str, handle: Callable[[bytes], Kind], timeout: float = 30)
     try:
         client.login(where.user, where.password)
         _check(client.select(_quoted(where.mailbox)), "SELECT")
-        uids = _check(client.uid("SEARCH", None, "UNSEEN"), "SEARCH")[0].split()
+        uids = _check(client.uid("SEARCH", "UNSEEN"), "SEARCH")[0].split()
         for uid in uids:
             raw = _fetched_body(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"), "FETCH"))
             if raw is None:

@@ -154,11 +154,13 @@ def _original_headers(parts: list[Message]) -> Message | None:
         kind = part.get_content_type()
         if kind == "message/rfc822":
             payload = part.get_payload()
-            if isinstance(payload, list) and payload and len(payload[0].keys()):
-                return payload[0]
+            attached = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(attached, Message) and len(attached.keys()):
+                return attached
         elif kind in HEADER_PARTS:
-            body = part.get_payload(decode=True) or b""
-            return HeaderParser().parsestr(body.decode("utf-8", "replace"))
+            body = part.get_payload(decode=True)
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else ""
+            return HeaderParser().parsestr(text)
     return None
 
 
