@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+)
 
 from newsletter.db import utcnow
 from worker.http import (
@@ -314,10 +320,10 @@ class OpenAIBackend:
             before=lambda state: self.limiter.wait(),
             retry=retry_if_exception_type(Transient),
             wait=wait_backoff(self.backoff, MAX_RETRY_AFTER),
-            stop=(
-                stop_after_attempt(attempts)
-                | stop_on_long_retry_after(MAX_RETRY_AFTER)
-                | wait_ends_past_deadline
+            stop=stop_any(
+                stop_after_attempt(attempts),
+                stop_on_long_retry_after(MAX_RETRY_AFTER),
+                wait_ends_past_deadline,
             ),
             retry_error_callback=give_up,
         )
