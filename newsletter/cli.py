@@ -152,7 +152,7 @@ def main() -> None:
 
 @main.group("db")
 def db_group() -> None:
-    """Database migrations (Alembic)."""
+    """Database migrations (Flask-Migrate over migrations/)."""
 
 
 @db_group.command("upgrade")
@@ -162,6 +162,11 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     migrate.upgrade(revision)
     click.echo(f"database at {revision}")
+
+
+# downgrade, current, migrate, revision, history, heads, stamp, check, ...
+for _command in migrate.flask_migrate_commands():
+    db_group.add_command(_command)
 
 
 # --- ingest (worker/arxiv/ingest.py, worker/arxiv/backfill.py) ---

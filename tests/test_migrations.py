@@ -1,11 +1,15 @@
 """Alembic builds the whole schema on an empty database, and the models and the
-migrations agree (autogenerate finds nothing to do)."""
+migrations agree (autogenerate finds nothing to do); Flask-Migrate's commands
+(`newsletter db current`, `downgrade`, `migrate`) work over migrations/."""
+
+import shutil
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from newsletter import create_app
+from newsletter import create_app, migrate
 from newsletter.cli import main
 from newsletter.models import Base
 
@@ -31,6 +35,54 @@ def test_upgrade_on_an_empty_database_creates_every_table_without_drift(config, 
             )
             assert compare_metadata(context, Base.metadata) == []
     finally:
+        # Leave the schema as the other tests expect it.
+        Base.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        Base.metadata.create_all(engine)
+        engine.dispose()
+
+
+def test_downgrade_to_base_and_up_again_and_nothing_to_autogenerate(config, database_url, tmp_path):
+    engine = create_engine(database_url)
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    app = create_app(config)
+    cli = app.test_cli_runner()
+
+    def db(*args: str) -> str:
+        result = cli.invoke(main, ["db", *args])
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.output
+
+    try:
+        with app.app_context():
+            head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+        assert head is not None
+        assert "database at head" in db("upgrade")
+        assert db("current").split() == [head, "(head)"]
+
+        db("downgrade", "base")
+        assert db("current").strip() == ""
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+
+        assert "database at head" in db("upgrade")
+        assert db("current").split() == [head, "(head)"]
+        assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+
+        # `db migrate` on a schema at head: autogenerate finds no change and
+        # writes no revision (run on a copy, so a drift never lands in migrations/).
+        copy = tmp_path / "migrations"
+        shutil.copytree(migrate.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        before = sorted(p.name for p in (copy / "versions").iterdir())
+        db("migrate", "--directory", str(copy), "-m", "drift")
+        written = sorted(p.name for p in (copy / "versions").iterdir())
+        assert written == before, [
+            (copy / "versions" / name).read_text() for name in set(written) - set(before)
+        ]
+    finally:
+        app.extensions["db_engine"].dispose()
         # Leave the schema as the other tests expect it.
         Base.metadata.drop_all(engine)
         with engine.begin() as connection:
