@@ -63,7 +63,9 @@ def queue_day(listing_date: date, confirmed_before: datetime | None = None) -> N
     """Queue a complete day's translation (if needed) and its digest dispatch."""
     iso = listing_date.isoformat()
     day = db.session().get(ListingDay, listing_date)
-    if day.translated_at is None:
+    # A day never ingested (`digest send --queue --date` of one) has nothing to
+    # translate; its dispatch finds nothing to send, as a direct send would.
+    if day is not None and day.translated_at is None:
         # Even with no backend the job runs: it marks the day translated, so
         # bilingual digests (if any) need not wait for the deadline.
         deadline = current_app.config["TRANSLATION_DEADLINE_MINUTES"] * 60
