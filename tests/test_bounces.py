@@ -380,8 +380,9 @@ def test_a_soft_bounce_is_logged_only(app, caplog):
     assert f"soft bounce for subscriber {ada.id}" in caplog.text
 
 
-# Complaints matched three ways: Message-ID with the recipient (arf-02), Message-ID
-# alone (arf-11 names no address), the recipient alone (arf-12's Removal-Recipient).
+# Complaints matched by Message-ID with the recipient (arf-02, arf-12's
+# Removal-Recipient), by Message-ID alone (arf-11 names no address), by the
+# recipient alone (arf-01 carries no Message-ID).
 COMPLAINTS = [
     (
         "arf-02.eml",
@@ -391,7 +392,15 @@ COMPLAINTS = [
         },
     ),
     ("arf-11.eml", {"ffffffffffffffffffffffffff0000000000@example.net": "{message_id}"}),
-    ("arf-12.eml", {"user@example.com": "ada@example.org"}),
+    (
+        "arf-12.eml",
+        {
+            "0000000000000000000000000@example.net": "{message_id}",
+            "user@example.com": "ada@example.org",
+        },
+    ),
+    # arf-01's attached original has no Message-ID: its To names the reader.
+    ("arf-01.eml", {"redacted@example.net": "ada@example.org"}),
 ]
 
 
@@ -427,6 +436,19 @@ def test_auto_replies_and_unreadable_bounces_change_nothing(app, name):
     assert (ada.bounce_count, ada.status) == (0, SubscriberStatus.CONFIRMED)
 
 
+def test_a_bounce_of_a_message_that_is_not_our_digest_counts_nothing(app):
+    """Backscatter (spam that forged our sender address bounced back), or an account
+    email: its Message-ID is not one of our digests, so its address is not trusted."""
+    ada = make_subscriber("ada@example.org")
+    make_delivery(ada)
+    raw = rewrite(sample("lhost-postfix-03.eml"), {"kijitora@example.net": "ada@example.org"})
+
+    assert apply(raw) == effects.UNMATCHED
+
+    db.session().expire_all()
+    assert ada.bounce_count == 0
+
+
 def test_a_report_about_someone_else_is_unmatched(app):
     make_delivery(make_subscriber("ada@example.org"))
 
@@ -438,7 +460,8 @@ def test_the_webhook_job_applies_reports_given_as_plain_values(app):
     delivery = make_delivery(ada)
     reports = [
         Report(Kind.HARD, ("someone@example.net",), delivery.message_id, "5.1.1"),
-        Report(Kind.COMPLAINT, ("BOB@example.org",), None, "spamreport"),
+        # The relay's Message-ID for it, not ours: a webhook's address is still trusted.
+        Report(Kind.COMPLAINT, ("BOB@example.org",), "<14c5d75ce93.dfd.64b469@ismtpd-555>"),
     ]
 
     outcomes = jobs.apply_bounce_reports([report_to_dict(r) for r in reports])

@@ -185,8 +185,10 @@ def apply_bounce_reports(reports: list[dict]) -> dict:
     session = db.session()
     outcomes: dict[str, int] = {}
     for values in reports:
+        report = report_from_dict(values)
+        # The relay's own word: its events are about mail we sent through it.
         outcome = apply_report(
-            session, report_from_dict(values), current_app.config["BOUNCE_LIMIT"]
+            session, report, current_app.config["BOUNCE_LIMIT"], trust_recipient=True
         )
         session.commit()
         outcomes[outcome] = outcomes.get(outcome, 0) + 1

@@ -5,7 +5,11 @@ and `newsletter bounces poll`; the caller commits after each report.
 
 Matching: by the original Message-ID (`Delivery.message_id` is unique), else
 by a recipient address -> subscriber (and, for a hard bounce, their latest
-sent digest). Effects, each idempotent so a report read twice counts once:
+sent digest). A mailbox report whose Message-ID is not one of our digests is
+about another message (an account email, or backscatter: a bounce of spam
+that forged our sender address), so its recipient is not taken as a reader's;
+a relay's webhook (`trust_recipient`) speaks only of mail we sent through it.
+Effects, each idempotent so a report read twice counts once:
 
 - hard bounce: the delivery is marked `bounced_at` and counts toward
   BOUNCE_LIMIT by ledger.record_bounce's rule (suppressed at the limit). A
@@ -38,12 +42,16 @@ UNMATCHED = "unmatched"
 NO_DELIVERY = "no sent digest"
 
 
-def apply_report(session: Session, report: Report, bounce_limit: int) -> str:
+def apply_report(
+    session: Session, report: Report, bounce_limit: int, trust_recipient: bool = False
+) -> str:
     """Apply one report (not committed); the outcome, or the report's kind if it is not one."""
     if report.kind in (Kind.NONE, Kind.UNKNOWN):
         return report.kind.value
     delivery = find_delivery(session, report.message_id)
-    subscriber = delivery.subscriber if delivery else find_subscriber(session, report.recipients)
+    subscriber = delivery.subscriber if delivery else None
+    if subscriber is None and (trust_recipient or report.message_id is None):
+        subscriber = find_subscriber(session, report.recipients)
     if subscriber is None:
         log.info(
             "%s report for %s (%s) matches none of our deliveries or subscribers",
