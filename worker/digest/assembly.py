@@ -158,23 +158,16 @@ def _html_entries(
     view_url: Sized,
 ) -> int:
     size = 0
-    matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
+    full_entry = fragments.full_entry
     for section in plan:
         pieces = keywords[section.keyword]
         size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
         for item in section.items:
             listing = item.entry
             if item.kind == "full":
-                matched_by = lines[listing.arxiv_id]
-                title, abstract = fragments.highlighted(listing.entry, matched_by)
-                found = matched.get(matched_by)
-                if found is None:
-                    found = matched[matched_by] = fragments.matched(matched_by)
-                piece = listing.full_html
-                parts = piece.parts
-                out += (parts[0], title.text, parts[1], found[0].text, parts[2])
-                out += (abstract.text, parts[3])
-                size += piece.size + title.size + found[0].size + abstract.size
+                entry = full_entry(listing, lines[listing.arxiv_id])
+                out += entry.html
+                size += entry.html_size
             elif item.kind == "title":
                 # Where a pointer leads: the full entry in this message, or on the web page.
                 page = NOTHING if listing.arxiv_id in numbers else view_url
@@ -222,19 +215,15 @@ def _text_entries(
     lines: dict[str, tuple[str, ...]],
     view_url: str,
 ) -> None:
-    matched: dict[tuple[str, ...], tuple[Sized, str]] = {}
+    full_entry = fragments.full_entry
     for section in plan:
         out.append(keywords[section.keyword].counted(section.count).heading_text)
         for item in section.items:
             listing = item.entry
             number = numbers.get(listing.arxiv_id)
             if item.kind == "full":
-                matched_by = lines[listing.arxiv_id]
-                found = matched.get(matched_by)
-                if found is None:
-                    found = matched[matched_by] = fragments.matched(matched_by)
-                parts = listing.full_text.parts
-                out += (parts[0], str(number), parts[1], found[1], parts[2])
+                entry = full_entry(listing, lines[listing.arxiv_id])
+                out += (entry.text_head, str(number), *entry.text_tail)
             elif item.kind == "title":
                 out.append(listing.title_text)
             elif number is None:

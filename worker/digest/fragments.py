@@ -45,8 +45,9 @@ from worker.digest.text import limit_lines, wrap_text
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
 # and benchmarks/scale.py (a worker's peak RSS at 100k, beside its QP cache):
 # at 16,000 entries each the highlight and keyword caches held ~90 MB of a
-# worker's ~410 MB. Highlighted (title, abstract) pairs: up to ~3 KB each (a
-# text without any <mark> is the paper's own escaped text, not a copy).
+# worker's ~410 MB. Full entries with their highlighted title and abstract
+# filled in, per (paper, matched lines): up to ~3 KB each (a text without any
+# <mark> is the paper's own escaped text, not a copy).
 HIGHLIGHT_CACHE = 6_000
 # Keyword lines whose pieces are kept: ~2 KB each.
 KEYWORD_CACHE = 6_000
@@ -73,6 +74,15 @@ class Counted(NamedTuple):
     heading_text: str
     link: Fragment  # in the header, followed by " · "
     last_link: Fragment
+
+
+class FullEntry(NamedTuple):
+    """A paper's full entry for one set of matched lines, in HTML and text."""
+
+    html: tuple[str, ...]  # the entry's segments, highlights and "matched:" in place
+    html_size: int  # UTF-8 bytes
+    text_head: str  # the text entry up to its number (which differs between digests)
+    text_tail: tuple[str, str, str]  # after the number, "Matched:" in place
 
 
 class KeywordPieces:
@@ -143,7 +153,7 @@ class DayFragments:
         self._listings: dict[tuple[bool, bool], dict[str, Listing]] = {}
         # Per paper: its title and abstract tokenized and escaped, once per day.
         self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
-        self._highlights = LRU(HIGHLIGHT_CACHE)
+        self._full = LRU(HIGHLIGHT_CACHE)
         self._keywords = LRU(KEYWORD_CACHE)
         self._small = LRU(SMALL_CACHE)
 
@@ -176,18 +186,35 @@ class DayFragments:
 
     # --- per paper and keyword lines ---
 
+    def full_entry(self, listing: Listing, lines: tuple[str, ...]) -> FullEntry:
+        """The listing's full entry with what `lines` (the reader's, in order) matched filled in.
+
+        The same segments for every reader whose lines match this paper alike:
+        a digest appends them as they are.
+        """
+        key = (listing, lines)
+        found = self._full.find(key)
+        if found is None:
+            found = self._full_entry(listing, lines)
+            self._full.put(key, found)
+        return found
+
+    def _full_entry(self, listing: Listing, lines: tuple[str, ...]) -> FullEntry:
+        title, abstract = self.highlighted(listing.entry, lines)
+        matched_html, matched_text = self.matched(lines)
+        html, text = listing.full_html, listing.full_text.parts
+        return FullEntry(
+            (html.parts[0], title.text, html.parts[1], matched_html.text, html.parts[2])
+            + (abstract.text, html.parts[3]),
+            html.size + title.size + matched_html.size + abstract.size,
+            text[0],
+            (text[1], matched_text, text[2]),
+        )
+
     def highlighted(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
         """The entry's title and abstract as HTML, with what `lines` matched marked."""
         if len(lines) > 1:
             lines = tuple(sorted(set(lines)))
-        key = (entry.arxiv_id, lines)
-        found = self._highlights.find(key)
-        if found is None:
-            found = self._highlight(entry, lines)
-            self._highlights.put(key, found)
-        return found
-
-    def _highlight(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
         texts = self._texts.get(entry.arxiv_id)
         if texts is None:
             title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)

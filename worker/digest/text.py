@@ -26,6 +26,23 @@ def wrap_text(text: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
     Words and URLs are never split (unless absurdly long); CJK text, which
     has no spaces, breaks between any two characters.
     """
+    if len(text) <= max(width - len(indent), 20) and _fits(text):
+        # Most calls (keyword headings, "Matched:" lines) are one short line:
+        # the general loop would return it as it is.
+        return indent + text
+    return _wrap(text, indent, width)
+
+
+def _fits(text: str) -> bool:
+    """Whether `text` is one line the wrapping loop leaves alone (its length checked apart).
+
+    Printable ASCII is one column a character and its only space is " ";
+    not empty (no line at all) and no space at either end (the loop drops those).
+    """
+    return text.isascii() and text.isprintable() and text[:1] not in ("", " ") and text[-1] != " "
+
+
+def _wrap(text: str, indent: str, width: int) -> str:
     tokens: list[str] = []
     word = ""
     for ch in text:
