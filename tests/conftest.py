@@ -3,24 +3,37 @@
 The database is SQLite in a temporary folder, or the PostgreSQL server named by
 TEST_DATABASE_URL (CI runs the suite on both). Redis is a private redis-server
 process started for the session; SMTP is aiosmtpd on 127.0.0.1.
+
+The suite runs on pytest-xdist workers (pyproject's addopts): each worker has
+its own temporary folder, SQLite file, Redis, servers on free ports and, on
+PostgreSQL, its own database `<name>_<worker>` created here from
+TEST_DATABASE_URL. Test databases skip the disk syncs of a commit (SQLite
+`synchronous = OFF`, PostgreSQL `synchronous_commit = off`): durability
+across a power cut is not what a test checks, and the syncs were most of the
+suite's wall time.
 """
 
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import jinja2
 import pytest
 from arxiv_server import FeedServer
 from redis import Redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ProgrammingError
 
 from newsletter import create_app, db
 from newsletter.models import Base
+from worker.delivery import sending
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -31,9 +44,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): two workers per core for the suite, none for one file.
+
+    Much of the suite waits (sleeps, subprocesses, sockets), so two workers per
+    core keep both busy; but each worker first imports the test files it is
+    given, which costs a single file's run more than it gains.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = 2 * (cores or 1)
+    if config.args_source is pytest.Config.ArgsSource.ARGS:
+        files = {arg.split("::")[0] for arg in config.args}
+        if all(Path(name).is_file() for name in files):
+            return 0 if len(files) == 1 else min(workers, len(files))
+    return workers
+
+
+@event.listens_for(Engine, "connect")
+def _skip_sqlite_syncs(dbapi_connection, _record) -> None:
+    """Every SQLite connection a test opens commits without fsync (see the module docstring)."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA synchronous = OFF")
+
+
+def worker_database(url: str) -> str:
+    """This xdist worker's own PostgreSQL database, created (without syncs) if missing."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = make_url(url)
+    own = base.set(database=f"{base.database}_{worker}") if worker else base
+    server = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        name = connection.dialect.identifier_preparer.quote(own.database)
+        exists = connection.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database}
+        )
+        if not exists:
+            try:
+                connection.execute(text(f"CREATE DATABASE {name}"))
+            except ProgrammingError:  # created meanwhile by a second session of this worker id
+                pass
+        connection.execute(text(f"ALTER DATABASE {name} SET synchronous_commit = off"))
+    server.dispose()
+    return own.render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
+    if url and make_url(url).get_backend_name() == "postgresql":
+        url = worker_database(url)
     if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     engine = create_engine(url)
@@ -71,14 +133,49 @@ def config(database_url, tmp_path) -> dict:
     }
 
 
+class TemplateCache(jinja2.BytecodeCache):
+    """Compiled page templates kept for the session, checked against their source.
+
+    A deployment compiles each template once per process; the tests make an
+    app per test, and compiling its templates again was half of each test's setup.
+    """
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATES = TemplateCache()
+
+
 @pytest.fixture
 def app(config, database_url):
     empty_tables(database_url)
     app = create_app(config)
+    app.jinja_env.bytecode_cache = TEMPLATES
     with app.app_context():
         yield app
         db.session().rollback()
     app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def prompt_claim_rechecks():
+    """Drains waiting on another's claims look again every 0.1 s instead of every 5 s.
+
+    In production the 5 s spare the database; in a test of two drains racing,
+    the loser would sit out those 5 s after the winner's last row was done.
+    What a drain may claim, and when, is unchanged.
+    """
+    saved, sending._RECHECK_SECONDS = sending._RECHECK_SECONDS, 0.1
+    yield
+    sending._RECHECK_SECONDS = saved
 
 
 @pytest.fixture
