@@ -25,28 +25,22 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from newsletter import db
 from newsletter.db import utcnow
-from newsletter.models import DeliveryStatus, ListingDay, Paper, SubscriberStatus, Translation
+from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.tokens import subscriber_links
-from worker.delivery import claims, ledger
+from worker.delivery import claims, day_cache, ledger
 from worker.delivery.claims import Claim
 from worker.delivery.leases import Heartbeat, LedgerConnection
 from worker.delivery.mail import Mailer, PermanentFailure, SetupFailure, TemporaryFailure
 from worker.delivery.mime import DigestMime, SegmentCache
-from worker.digest.core import DayDigest, Reader, late_window_start, load_day, load_translations
+from worker.digest.core import DayDigest, Reader
 
 log = logging.getLogger(__name__)
 
 # Encoded body segments, shared by every drain of this process.
 _SEGMENTS = SegmentCache()
-# The DayDigest of the last few (database, listing date, translated_at) seen.
-_DAYS: dict[tuple, DayDigest] = {}
-_DAYS_KEPT = 2
 # Debugging memory: a folder for `_heap_report`, every _HEAP_EVERY messages sent.
 _HEAP_REPORT = os.environ.get("NEWSLETTER_HEAP_REPORT")
 _HEAP_EVERY = 2500
@@ -76,47 +70,6 @@ class SendSummary:
         self.out_of_time = self.out_of_time or other.out_of_time
 
 
-def day_digest(engine: Engine, config: dict, listing_date: date) -> DayDigest:
-    """The day's DayDigest, made once per process (again once the day is translated)."""
-    with Session(engine) as session:
-        translated_at = session.scalar(
-            select(ListingDay.translated_at).where(ListingDay.listing_date == listing_date)
-        )
-        # A late paper stored since this process read the day changes what its
-        # rows name (worker/digest/core.py): read the day again then.
-        newest_paper = session.scalar(
-            select(func.max(Paper.updated_at)).where(
-                Paper.listing_date >= late_window_start(listing_date)
-            )
-        )
-        key = (
-            str(engine.url),
-            listing_date,
-            translated_at,
-            newest_paper,
-            config["TRANSLATION_LANGUAGE"],
-        )
-        day = _DAYS.get(key)
-        if day is not None:
-            return day
-        # Closing the session detaches the papers with every column loaded.
-        papers = load_day(session, listing_date)
-
-    def translations(papers, language) -> dict[str, Translation]:
-        with Session(engine) as session:
-            return load_translations(session, papers, language)
-
-    day = DayDigest(listing_date, papers, config, translations)
-    # The same day before its translations came is done with: its fragments
-    # and dispatch's match cache (~30,000 lines) would stay for nothing.
-    for stale in [k for k in _DAYS if k[:2] == key[:2] and k[3:] == key[3:]]:
-        del _DAYS[stale]
-    while len(_DAYS) >= _DAYS_KEPT:
-        _DAYS.pop(next(iter(_DAYS)))
-    _DAYS[key] = day
-    return day
-
-
 def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSummary:
     """Send the day's claimable rows batch by batch until none is left (or the budget is used)."""
     config = current_app.config
@@ -125,7 +78,8 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
     claimer = claims.worker_name()
     lease = timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])
     connection = LedgerConnection(engine, config["DELIVERY_DB_RETRY_SECONDS"])
-    sender = Sender(config, listing_date, day_digest(engine, config, listing_date), connection)
+    day = day_cache.day_digest(engine, config, listing_date)
+    sender = Sender(config, listing_date, day, connection)
     started = time.monotonic()
     summary = sender.summary
     try:
@@ -181,7 +135,7 @@ def _heap_report(sent: int) -> None:
     from worker.digest import text as digest_text
 
     roots = {
-        "days": _DAYS,
+        "days": day_cache.DAYS,
         "mime": _SEGMENTS,
         "readable": digest_entries.readable,
         "wrap_text": digest_text.wrap_text,
