@@ -334,13 +334,20 @@ def match_papers(
     return {line: selected[q] if q else frozenset() for line, q in queries.items()}
 
 
+# Between the words of TextTokens.stream; no folded word contains it (_SCAN's
+# words are letters, digits and accents).
+_SEP = "\x01"
+
+
 class TextTokens(NamedTuple):
     """A text's words with their spans, made once per text for highlighting.
 
-    Compact on purpose: a day's 3,000 titles and abstracts stay a few MB.
+    Compact on purpose: a day's 3,000 titles and abstracts stay a few MB. The
+    words are one string, so finding a phrase is one `str.find` (in C), not a
+    scan of the words in Python.
     """
 
-    words: tuple[str, ...]  # folded words, "" where a phrase ends (interned)
+    stream: str  # "\x01" + the folded words joined by "\x01" + "\x01"; "" where a phrase ends
     starts: array  # where each word starts, TeX braces trimmed
     ends: array
 
@@ -349,7 +356,7 @@ def text_tokens(text: str) -> TextTokens:
     """`text` tokenized once, for any number of `phrase_spans` calls."""
     tokens = tokenize(text)
     return TextTokens(
-        tuple(sys.intern(word) for word, _, _ in tokens),
+        _SEP + _SEP.join(word for word, _, _ in tokens) + _SEP,
         array("l", (_start(text, token) for token in tokens)),
         array("l", (_end(text, token) for token in tokens)),
     )
@@ -376,16 +383,19 @@ def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> lis
 
 def phrase_tokens(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
     """Every (first, last) token index where one of `variants` occurs, unmerged."""
-    words = tokens.words
+    stream = tokens.stream
     found = []
     for variant in variants:
-        first, size = variant[0], len(variant)
-        i = -1
-        # Counted first: most variants are not in a given text, and no exception ends the scan.
-        for _ in range(words.count(first)):
-            i = words.index(first, i + 1)
-            if size == 1 or words[i : i + size] == variant:
-                found.append((i, i + size - 1))
+        body = _SEP.join(variant)
+        if body.count(_SEP) != len(variant) - 1:
+            continue  # a word with the separator in it is no word of any text
+        needle = _SEP + body + _SEP
+        at = stream.find(needle)
+        while at != -1:
+            # The separators before it count the words before it.
+            first = stream.count(_SEP, 0, at)
+            found.append((first, first + len(variant) - 1))
+            at = stream.find(needle, at + 1)
     return found
 
 
