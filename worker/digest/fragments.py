@@ -39,7 +39,7 @@ from worker.digest.entries import (
 )
 from worker.digest.layout import estimate_full_entry, title_weight
 from worker.digest.matching import TextTokens, line_variants, text_tokens
-from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
+from worker.digest.pieces import LRU, Fragment, Sized, fill_hole, fragment, hole, sized
 from worker.digest.text import limit_lines, wrap_text
 
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
@@ -85,27 +85,60 @@ class FullEntry(NamedTuple):
     text_tail: tuple[str, str, str]  # after the number, "Matched:" in place
 
 
-class KeywordPieces:
-    """One keyword line's pieces, each made on first use."""
+# Renders a keyword macro with the given keyword (a hole, a probe or the line itself).
+Render = Callable[[str], str]
+Shapes = Callable[[tuple, Render], Fragment | None]
 
-    def __init__(self, html, text, keyword: str):
+
+class KeywordPieces:
+    """One keyword line's pieces, each made on first use.
+
+    The HTML pieces are the macro's output for the line's count with a hole
+    for the keyword (`DayFragments.keyword_shape`, rendered once per count),
+    filled with the escaped line: no Jinja per keyword line.
+    """
+
+    def __init__(self, html, text, keyword: str, shapes: Shapes):
         self.keyword = keyword
         self._html = html
         self._text = text
+        self._shapes = shapes
         self._counted: dict[int, Counted] = {}
 
     def counted(self, count: int) -> Counted:
         found = self._counted.get(count)
         if found is None:
             anchor = hole("anchor")
-            html, keyword = self._html, self.keyword
+            html = self._html
             found = self._counted[count] = Counted(
-                fragment(html.section_heading(anchor, keyword, count), holes=("anchor",)),
-                limit_lines(str(self._text.section_heading(keyword, count))),
-                fragment(html.section_link(anchor, keyword, count, False), holes=("anchor",)),
-                fragment(html.section_link(anchor, keyword, count, True), holes=("anchor",)),
+                self._filled(
+                    ("heading", count),
+                    lambda k: html.section_heading(anchor, k, count),
+                    ("anchor",),
+                ),
+                limit_lines(str(self._text.section_heading(self.keyword, count))),
+                self._filled(
+                    ("link", count),
+                    lambda k: html.section_link(anchor, k, count, False),
+                    ("anchor",),
+                ),
+                self._filled(
+                    ("last link", count),
+                    lambda k: html.section_link(anchor, k, count, True),
+                    ("anchor",),
+                ),
             )
         return found
+
+    def _filled(self, key: tuple, render: Render, holes: tuple[str, ...] = ()) -> Fragment:
+        """The macro's output for this line, with `holes` left."""
+        shape = self._shapes(key, render)
+        if shape is None:
+            return fragment(render(self.keyword), holes=holes)
+        piece = fill_hole(shape, "keyword", self.escaped)
+        if piece.holes != holes:
+            raise ValueError(f"expected holes {holes}, the template has {piece.holes}")
+        return piece
 
     @cached_property
     def escaped(self) -> Sized:
@@ -113,11 +146,13 @@ class KeywordPieces:
 
     @cached_property
     def footer_html(self) -> Sized:
-        return sized(str(self._html.footer_keyword(self.keyword, False)))
+        piece = self._filled(("footer",), lambda k: self._html.footer_keyword(k, False))
+        return Sized(piece.parts[0], piece.size)
 
     @cached_property
     def last_footer_html(self) -> Sized:
-        return sized(str(self._html.footer_keyword(self.keyword, True)))
+        piece = self._filled(("last footer",), lambda k: self._html.footer_keyword(k, True))
+        return Sized(piece.parts[0], piece.size)
 
     @cached_property
     def footer_text(self) -> str:
@@ -127,6 +162,23 @@ class KeywordPieces:
     def matched(self) -> tuple[Sized, str]:
         """ "matched:" of an entry only this line matched, in HTML and text."""
         return _matched(self._html, self._text, (self.keyword,))
+
+
+# A keyword line with what HTML escapes, non-ASCII and a space: a macro whose
+# output with it is its output with a hole filled by it escaped takes the line as it is.
+_PROBE = "a&b <i>\"q\"</i> 'x' \u2019\u00e9"
+
+
+def keyword_shape(render: Render) -> Fragment | None:
+    """`render`'s output with a hole for the keyword; None unless filling it is rendering."""
+    shape = fragment(render(hole("keyword")))
+    direct = fragment(render(_PROBE))
+    if (
+        "keyword" not in shape.holes
+        or fill_hole(shape, "keyword", sized(str(escape(_PROBE)))) != direct
+    ):
+        return None
+    return shape
 
 
 def _matched(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
@@ -232,9 +284,13 @@ class DayFragments:
     def keyword(self, keyword: str) -> KeywordPieces:
         found = self._keywords.find(keyword)
         if found is None:
-            found = KeywordPieces(self.html, self.text, keyword)
+            found = KeywordPieces(self.html, self.text, keyword, self.keyword_shape)
             self._keywords.put(keyword, found)
         return found
+
+    def keyword_shape(self, key: tuple, render: Render) -> Fragment | None:
+        """A keyword macro's output with a hole for the keyword, made once per `key` (see KeywordPieces)."""
+        return self._small.get_or_make(("shape", *key), lambda: (keyword_shape(render),))[0]
 
     def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
         """ "matched:" of an entry, in HTML and text."""

@@ -53,6 +53,21 @@ def fragment(
     return Fragment(tuple(parts), tuple(pieces[1::2]), sum(len(part.encode()) for part in parts))
 
 
+def fill_hole(piece: Fragment, name: str, value: "Sized") -> Fragment:
+    """`piece` with every hole called `name` filled by `value`; its other holes kept."""
+    parts = [piece.parts[0]]
+    holes = []
+    size = piece.size
+    for hole_name, part in zip(piece.holes, piece.parts[1:], strict=True):
+        if hole_name == name:
+            parts[-1] += value.text + part
+            size += value.size
+        else:
+            holes.append(hole_name)
+            parts.append(part)
+    return Fragment(tuple(parts), tuple(holes), size)
+
+
 class Sized(NamedTuple):
     text: str
     size: int  # UTF-8 bytes
