@@ -36,7 +36,8 @@ from newsletter.models import (
 from newsletter.tokens import read_token
 from worker.delivery.dispatch import dispatch_digests
 from worker.delivery.due import is_due, release_instant
-from worker.delivery.sending import SendSummary, drain_day
+from worker.delivery.leases import LedgerConnection
+from worker.delivery.sending import SendSummary, _wait_for_other_claims, drain_day
 from worker.demo.load import load_demo
 
 DEMO = date(2026, 5, 29)
@@ -253,6 +254,27 @@ def start_worker(config: dict, listing_date: date, stderr) -> subprocess.Popen:
         stderr=stderr,
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
+
+
+def test_a_lease_that_lapsed_after_the_drains_last_claim_is_taken_not_left(
+    config, redis_url, sink, demo, app
+):
+    """The race a loaded machine hits: a drain's claim found nothing while a dead
+    worker's lease still ran, and the lease lapsed before the drain asked whom it
+    waits for. The drain goes on to claim those rows instead of stopping."""
+    app.config["REDIS_URL"] = redis_url  # dispatch only makes the rows
+    add_many(1)
+    dispatch_digests(demo)
+    (row,) = deliveries()
+    row.status, row.claimed_by, row.attempts = DeliveryStatus.SENDING, "dead", 1
+    row.lease_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    db.session().commit()
+    connection = LedgerConnection(db.engine(), retry_seconds=0)
+    try:
+        assert _wait_for_other_claims(connection, demo, "alive", max_attempts=3)
+        assert not _wait_for_other_claims(connection, demo, "alive", max_attempts=1)
+    finally:
+        connection.close()
 
 
 def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_after_the_lease(

@@ -99,7 +99,8 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
                     )
                 )
                 if not batch:
-                    if not _wait_for_other_claims(connection, listing_date, claimer):
+                    max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+                    if not _wait_for_other_claims(connection, listing_date, claimer, max_attempts):
                         break
                     continue
                 heartbeat.claimed()
@@ -151,8 +152,9 @@ def _heap_report(sent: int) -> None:
         out.write("\n".join(lines) + "\n")
 
 
-def _wait_for_other_claims(connection, listing_date: date, claimer: str) -> bool:
-    """While other workers hold rows of the day, wait a little; False once none does.
+def _wait_for_other_claims(connection, listing_date: date, claimer: str, max_attempts: int) -> bool:
+    """While other workers hold rows of the day, wait a little; False once none does
+    and none is left to claim.
 
     A live worker's lease is renewed and its rows stay its own; a dead one's
     lapses, and this drain takes them: they go within one lease, not at the
@@ -160,7 +162,9 @@ def _wait_for_other_claims(connection, listing_date: date, claimer: str) -> bool
     """
     expiry = connection.run(lambda c: claims.next_lease_expiry(c, listing_date, claimer))
     if expiry is None:
-        return False
+        # A dead worker's lease may have lapsed since this drain's last (empty)
+        # claim: its rows are claimable now, and this drain takes them.
+        return connection.run(lambda c: claims.count_claimable(c, listing_date, max_attempts)) > 0
     time.sleep(min(max((expiry - utcnow()).total_seconds(), 0.0) + 0.1, _RECHECK_SECONDS))
     return True
 
