@@ -85,7 +85,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     }
     if not full_page:
         fit_plan(plan)
-    numbers = settle_plan(plan)
+    plan, numbers = settle_plan(plan)
     header = _header(dates, len(entries), len(numbers))
     html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
     if not full_page:
@@ -95,7 +95,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
             if size <= HTML_BUDGET:
                 break
             refit_plan(plan, size)
-            numbers = settle_plan(plan)
+            plan, numbers = settle_plan(plan)
             header = _header(dates, len(entries), len(numbers))
             html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
     text = _text(fragments, keywords, request, header, plan, numbers, lines)

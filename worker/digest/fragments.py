@@ -164,20 +164,20 @@ class KeywordPieces:
         return _matched(self._html, self._text, (self.keyword,))
 
 
-# A keyword line with what HTML escapes, non-ASCII and a space: a macro whose
-# output with it is its output with a hole filled by it escaped takes the line as it is.
-_PROBE = "a&b <i>\"q\"</i> 'x' \u2019\u00e9"
+# Keyword lines with what HTML escapes, non-ASCII and spaces, short and long:
+# a macro whose output with each is its output with a hole filled by it
+# escaped takes the line as it is (no wrapping, no test of its value).
+_PROBES = ("a&b <i>\"q\"</i> 'x' \u2019\u00e9", "graph neural networks " * 8)
 
 
 def keyword_shape(render: Render) -> Fragment | None:
     """`render`'s output with a hole for the keyword; None unless filling it is rendering."""
     shape = fragment(render(hole("keyword")))
-    direct = fragment(render(_PROBE))
-    if (
-        "keyword" not in shape.holes
-        or fill_hole(shape, "keyword", sized(str(escape(_PROBE)))) != direct
-    ):
+    if "keyword" not in shape.holes:
         return None
+    for probe in _PROBES:
+        if fill_hole(shape, "keyword", sized(str(escape(probe)))) != fragment(render(probe)):
+            return None
     return shape
 
 

@@ -9,7 +9,7 @@ Sizes are estimated before assembling, then corrected by the measured size.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from newsletter.models import Paper, Translation
@@ -94,9 +94,12 @@ def plan_sections(
     return plan
 
 
-def settle_plan(plan: list[Section]) -> dict[str, int]:
-    """The number of each paper listed in full; a pointer whose paper was cut becomes its title.
+def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
+    """The plan to assemble, and the number of each paper listed in full.
 
+    A pointer whose paper was cut (by the size fitting) becomes its title
+    line. `plan` is left as it is: where a pointer changes, the plan returned
+    is a new one (new sections and items), which the caller fits from then on.
     Called before each assembly, as the size fitting may have cut listings.
     """
     numbers: dict[str, int] = {}
@@ -107,12 +110,26 @@ def settle_plan(plan: list[Section]) -> dict[str, int]:
                 numbers[item.entry.arxiv_id] = len(numbers) + 1
             if item.kind != "above":
                 listed.add(item.entry.arxiv_id)
-    for section in plan:
-        for item in section.items:
-            if item.kind == "above" and item.entry.arxiv_id not in listed:
+    if all(
+        item.kind != "above" or item.entry.arxiv_id in listed
+        for section in plan
+        for item in section.items
+    ):
+        return plan, numbers
+    settled = [
+        replace(
+            section,
+            items=[
                 # Its first listing was cut for size: this line is now its listing.
-                item.kind = "title"
-    return numbers
+                Item("title", item.entry)
+                if item.kind == "above" and item.entry.arxiv_id not in listed
+                else item
+                for item in section.items
+            ],
+        )
+        for section in plan
+    ]
+    return settled, numbers
 
 
 def fit_plan(plan: list[Section]) -> None:
