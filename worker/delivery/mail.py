@@ -271,7 +271,7 @@ class Mailer:
         recipient = parseaddr(message["To"])[1]
         # Account emails are few: a 4xx is worth a retry here, a lost connection too.
         self._with_retries(
-            lambda: self.smtp.sendmail(sender, [recipient], raw),
+            lambda smtp: smtp.sendmail(sender, [recipient], raw),
             retry=lambda failure: isinstance(failure, TemporaryFailure),
             label=message["Message-ID"],
         )
@@ -288,14 +288,14 @@ class Mailer:
             write_raw_to_outbox(Path(self.config["OUTBOX_DIR"]), raw, label or recipient)
             return
         self._with_retries(
-            lambda: transmit(self.smtp, sender, recipient, raw),
+            lambda smtp: transmit(smtp, sender, recipient, raw),
             retry=lambda failure: isinstance(failure, TemporaryFailure) and failure.connection,
             label=label or recipient,
         )
 
     def _with_retries(
         self,
-        send_once: Callable[[], object],
+        send_once: Callable[[smtplib.SMTP], object],
         retry: Callable[[DeliveryFailure], bool],
         label: str,
     ) -> None:
@@ -330,13 +330,13 @@ class Mailer:
             reraise=True,  # the last DeliveryFailure, as callers expect
         )(self._send_once, send_once)
 
-    def _send_once(self, send_once: Callable[[], object]) -> None:
+    def _send_once(self, send_once: Callable[[smtplib.SMTP], object]) -> None:
         """One try on a live connection; a DeliveryFailure (classified) if it fails."""
         try:
             self._throttle()
             if self.smtp is None:
                 self.smtp = self._connect()
-            send_once()
+            send_once(self.smtp)
         except smtplib.SMTPException as error:
             failure = classify(error)
             cause: Exception = error

@@ -37,8 +37,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_any,
 )
+from tenacity.stop import stop_base
 
 from newsletter.db import utcnow
 from worker.http import (
@@ -211,6 +211,17 @@ def make_backend(config: dict, budget: TokenBudget, stop_at: datetime | None) ->
     raise ValueError(f"no translation backend {name!r}")
 
 
+class stop_wait_past(stop_base):
+    """Stop retrying when the next wait would end at or after `deadline` (None: never)."""
+
+    def __init__(self, deadline: datetime | None):
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        after_wait = utcnow() + timedelta(seconds=retry_state.upcoming_sleep)
+        return self.deadline is not None and after_wait >= self.deadline
+
+
 class OpenAIBackend:
     """An OpenAI-compatible Chat Completions endpoint over HTTP."""
 
@@ -302,10 +313,6 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         attempts = self.retries + 1
 
-        def wait_ends_past_deadline(state: RetryCallState) -> bool:
-            after_wait = utcnow() + timedelta(seconds=state.upcoming_sleep)
-            return self.stop_at is not None and after_wait >= self.stop_at
-
         def give_up(state: RetryCallState) -> NoReturn:
             error = last_transient(state)
             if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
@@ -320,10 +327,10 @@ class OpenAIBackend:
             before=lambda state: self.limiter.wait(),
             retry=retry_if_exception_type(Transient),
             wait=wait_backoff(self.backoff, MAX_RETRY_AFTER),
-            stop=stop_any(
-                stop_after_attempt(attempts),
-                stop_on_long_retry_after(MAX_RETRY_AFTER),
-                wait_ends_past_deadline,
+            stop=(
+                stop_after_attempt(attempts)
+                | stop_on_long_retry_after(MAX_RETRY_AFTER)
+                | stop_wait_past(self.stop_at)
             ),
             retry_error_callback=give_up,
         )
