@@ -65,7 +65,8 @@ def enqueue(
         ):
             log.info("job %s already %s; not queued again", job_id, existing.get_status())
             return
-    queue.enqueue(func, *args, job_id=job_id, retry=retry, job_timeout=job_timeout)
+    # By name either way: the same dotted path RQ would store for the function.
+    queue.enqueue(job_name(func), *args, job_id=job_id, retry=retry, job_timeout=job_timeout)
 
 
 def job_name(func: Callable | str) -> str:
