@@ -73,7 +73,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
 
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
-    from newsletter import bounce_webhooks, db, digests, health, metrics, subscriptions, web
+    from newsletter import bounce_webhooks, db, digests, feed, health, metrics, subscriptions, web
 
     db.init_app(app)
     web.init_app(app)
@@ -81,6 +81,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     web.csrf.init_app(app)
     app.register_blueprint(subscriptions.bp)
     app.register_blueprint(digests.bp)
+    app.register_blueprint(feed.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(bounce_webhooks.bp)

@@ -58,6 +58,10 @@ def load_subscriber(purpose: str, token: str, max_age: int | None = None) -> Sub
 
 
 def set_keywords(subscriber: Subscriber, keywords: list[str]) -> None:
+    if keywords != subscriber.keyword_lines:
+        # The keyword rows are not the subscriber's row: date the change there
+        # (the feed's Last-Modified, newsletter/feed.py).
+        subscriber.updated_at = db.utcnow()
     subscriber.keywords.clear()
     db.session().flush()
     subscriber.keywords.extend(Keyword(position=i, text=text) for i, text in enumerate(keywords))

@@ -3,7 +3,9 @@
 A token carries a subscriber's random public_id (never the address), signed
 with SECRET_KEY and salted by purpose, so a manage token cannot confirm and an
 unsubscribe token cannot manage. Confirmation tokens expire after 7 days;
-unsubscribe tokens never do.
+unsubscribe tokens never do, nor do feed tokens (a feed reader keeps its URL
+for years). A feed token only reads the feed: it cannot manage, and a manage
+token cannot read the feed.
 """
 
 from datetime import date
@@ -11,7 +13,7 @@ from datetime import date
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 CONFIRM_MAX_AGE = 7 * 24 * 3600
-PURPOSES = ("confirm", "manage", "unsubscribe", "digest")
+PURPOSES = ("confirm", "manage", "unsubscribe", "digest", "feed")
 
 
 class ExpiredToken(Exception):
@@ -56,11 +58,17 @@ def subscriber_links(
         "manage_url": f"{base}/manage/{make_token(key, 'manage', public_id)}",
         "unsubscribe_url": f"{base}/unsubscribe/{unsubscribe}",
         "one_click_url": f"{base}/unsubscribe/one-click/{unsubscribe}",
+        "feed_url": feed_url(config, public_id),
     }
     if listing_date is not None:
         token = make_token(key, "digest", [public_id, listing_date.isoformat()])
         links["view_url"] = f"{base}/digest/{token}"
     return links
+
+
+def feed_url(config: dict, public_id: str) -> str:
+    """The subscriber's personal Atom feed (newsletter/feed.py); it grants nothing else."""
+    return f"{config['BASE_URL']}/feed/{make_token(config['SECRET_KEY'], 'feed', public_id)}"
 
 
 def confirm_url(config: dict, public_id: str) -> str:

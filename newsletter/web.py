@@ -132,7 +132,8 @@ def add_security_headers(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     if request.endpoint and request.endpoint not in ("static", "favicon"):
-        response.headers["Cache-Control"] = "no-store"
+        # A view that revalidates (the feed: ETag, Last-Modified) sets its own.
+        response.headers.setdefault("Cache-Control", "no-store")
     if current_app.config["BASE_URL"].startswith("https://"):
         response.headers["Strict-Transport-Security"] = HSTS
     return response
