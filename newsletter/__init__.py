@@ -73,7 +73,17 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
 
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
-    from newsletter import bounce_webhooks, db, digests, feed, health, metrics, subscriptions, web
+    from newsletter import (
+        bounce_webhooks,
+        db,
+        digests,
+        feed,
+        health,
+        metrics,
+        preview,
+        subscriptions,
+        web,
+    )
 
     db.init_app(app)
     web.init_app(app)
@@ -85,6 +95,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(bounce_webhooks.bp)
+    app.register_blueprint(preview.bp)
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

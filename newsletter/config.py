@@ -276,6 +276,9 @@ def load_config(environ: dict[str, str], instance_path: str, dev: bool) -> dict:
         "SIGNUP_LIMIT_PER_ADDRESS": _int(
             "SIGNUP_LIMIT_PER_ADDRESS", env("SIGNUP_LIMIT_PER_ADDRESS", "3")
         ),
+        # Keyword previews an hour per IP (newsletter/preview.py); the page asks
+        # again as the reader types (debounced), so it is more generous than sign-up.
+        "PREVIEW_LIMIT_PER_IP": _int("PREVIEW_LIMIT_PER_IP", env("PREVIEW_LIMIT_PER_IP", "600")),
         # Number of proxies in front of gunicorn whose X-Forwarded-For to trust.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", env("TRUSTED_PROXIES", "0")),
         "EMAIL_CHECK_DELIVERABILITY": _bool(

@@ -16,7 +16,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from newsletter import db, forms, ratelimit
+from newsletter import db, forms, preview, ratelimit
 from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
@@ -43,6 +43,23 @@ def render_form(template: str, values: dict, errors: dict, status: int = 200, **
             **extra,
         ),
         status,
+    )
+
+
+def preview_form(template: str, **extra):
+    """The form again, as typed, with its keyword preview; stores nothing (newsletter/preview.py)."""
+    wait = preview.refused()
+    if wait:
+        abort(
+            429,
+            description="Too many previews. Please wait a little and try again.",
+            retry_after=wait,
+        )
+    error, shown = preview.form_preview(request.form)
+    values = preview.form_values(request.form, offered_languages())
+    errors = {"keywords": error} if error else {}
+    return render_form(
+        template, values, errors, status=400 if error else 200, preview=shown, **extra
     )
 
 
@@ -79,6 +96,8 @@ def signup():
 @bp.post("/")
 def signup_post():
     form = request.form
+    if form.get("preview"):
+        return preview_form("signup.html")
     result = forms.read_settings(form, offered_languages())
     email, error = forms.clean_email(
         form.get("email", ""), current_app.config["EMAIL_CHECK_DELIVERABILITY"]
@@ -213,6 +232,14 @@ def manage(token: str):
 @bp.post("/manage/<token>")
 def manage_post(token: str):
     subscriber = load_subscriber("manage", token)
+    if request.form.get("preview"):
+        return preview_form(
+            "manage.html",
+            subscriber=subscriber,
+            token=token,
+            notice=None,
+            unsubscribe_token=unsubscribe_token(subscriber),
+        )
     result = forms.read_settings(request.form, offered_languages())
     if result.errors:
         values = {**result.values, "keywords_text": request.form.get("keywords", "")[:5000]}

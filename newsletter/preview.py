@@ -1,0 +1,263 @@
+"""Keyword preview: what each keyword line would have matched on the last listing dates.
+
+Called by the sign-up and manage views (newsletter/subscriptions.py: the form's
+"Preview" button re-renders the page, storing nothing) and by its own endpoint
+`POST /preview` (blueprint `bp`), which newsletter/static/preview.js calls as
+the reader types and which answers the same HTML fragment (_preview.html).
+
+The decision is the digest's: per listing date, `DayDigest.sections` (worker/digest/core.py,
+which calls `match_papers`) for a Reader with the typed lines, so the preview
+and the email never disagree. What is ours is the speed (~1,500 papers a day,
+5 days, 20 lines, as the reader types). Each of the last PREVIEW_DAYS complete
+listing dates is loaded once per process, with a word index (words of title and
+abstract, category, author-name words -> a bitset of the day's papers). A line's
+candidates are the papers holding every word its phrases, cat: and au: need:
+a superset of its matches, since `match_papers` decides each paper on its own
+text, so `DayDigest.sections` over the candidates gives exactly the whole
+day's sections. Only the candidates are matched (and tokenized by
+matching's own LRU), not all 7,500 papers.
+
+The cache lives in `app.extensions` (one per process) and holds at most
+PREVIEW_DAYS days; a day is rebuilt when its key changes: completed_at, its
+paper count and latest updated_at (a late paper, a newer version). A newly
+completed day replaces the oldest.
+"""
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from flask import Blueprint, current_app, render_template, request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter import db, forms, ratelimit
+from newsletter.models import ListingDay, Paper
+from worker.digest.core import DayDigest, Reader
+from worker.digest.matching import Query, parse_keyword, tokenize
+from worker.digest.tex import tex_to_text
+
+bp = Blueprint("preview", __name__)
+
+PREVIEW_DAYS = 5  # listing dates shown per line
+SAMPLES = 3  # titles shown per line
+# The textarea's maxlength; a longer text is refused before any parsing.
+MAX_TEXT = 4000
+
+DayKey = tuple  # (completed_at, paper count, latest updated_at)
+
+
+@dataclass(frozen=True)
+class LinePreview:
+    line: str
+    counts: tuple[tuple[date, int], ...]  # newest listing date first
+    samples: tuple[tuple[str, str], ...]  # (arXiv id, readable title)
+
+
+@dataclass(frozen=True)
+class Preview:
+    dates: tuple[date, ...]  # newest first; empty when no day is stored
+    lines: tuple[LinePreview, ...]
+
+
+class DayIndex:
+    """One listing date's papers (detached rows) and their word bitsets."""
+
+    def __init__(self, listing_date: date, key: DayKey, papers: list[Paper]):
+        self.listing_date = listing_date
+        self.key = key
+        self.ids = [paper.arxiv_id for paper in papers]
+        self.papers = {paper.arxiv_id: paper for paper in papers}
+        self.everything = (1 << len(papers)) - 1
+        words: dict[str, int] = defaultdict(int)
+        categories: dict[str, int] = defaultdict(int)
+        author_words: dict[str, int] = defaultdict(int)
+        for n, paper in enumerate(papers):
+            bit = 1 << n
+            for word in {w for w, _, _ in tokenize(paper.title) + tokenize(paper.abstract)}:
+                words[word] |= bit
+            for category in paper.categories:  # as match_papers reads them
+                categories[category.lower()] |= bit
+                categories[category.lower().split(".")[0]] |= bit
+            for word in {w for name in paper.authors for w, _, _ in tokenize(name)}:
+                author_words[word] |= bit
+        self.words = dict(words)
+        self.categories = dict(categories)
+        self.author_words = dict(author_words)
+
+    def candidates(self, query: Query) -> int:
+        """A bitset of the papers that may match `query`: all it requires is there."""
+        found = self.everything
+        for phrase in query.phrases:
+            found &= _any(
+                _all(self.words, variant, self.everything) for variant in phrase.variants()
+            )
+        for category in query.categories:
+            found &= self.categories.get(category, 0)
+        for author in query.authors:
+            found &= _all(self.author_words, author, self.everything)
+        return found
+
+    def papers_in(self, bits: int) -> dict[str, Paper]:
+        digits = bin(bits)[:1:-1]  # lowest bit first
+        return {self.ids[n]: self.papers[self.ids[n]] for n, c in enumerate(digits) if c == "1"}
+
+
+def _all(index: Mapping[str, int], words: Iterable[str], everything: int) -> int:
+    found = everything
+    for word in words:
+        found &= index.get(word, 0)
+    return found
+
+
+def _any(bitsets: Iterable[int]) -> int:
+    found = 0
+    for bits in bitsets:
+        found |= bits
+    return found
+
+
+class DayCache:
+    """The last PREVIEW_DAYS complete listing dates' indexes, one per process."""
+
+    def __init__(self) -> None:
+        self._days: dict[date, DayIndex] = {}
+        self._lock = threading.Lock()
+
+    def days(self, session: Session) -> list[DayIndex]:
+        """The current days, newest first; changed or new ones (re)built."""
+        wanted = day_keys(session, PREVIEW_DAYS)
+        with self._lock:  # one build at a time; others wait rather than build twice
+            kept = {d: self._days[d] for d in wanted if d in self._days}
+            for listing_date, key in wanted.items():
+                if listing_date not in kept or kept[listing_date].key != key:
+                    kept[listing_date] = load_index(session, listing_date, key)
+            self._days = kept
+            return [kept[d] for d in wanted]
+
+
+def day_keys(session: Session, count: int) -> dict[date, DayKey]:
+    """The last `count` complete listing dates, newest first, each with its cache key."""
+    completed = session.execute(
+        select(ListingDay.listing_date, ListingDay.completed_at)
+        .where(ListingDay.completed_at.is_not(None))
+        .order_by(ListingDay.listing_date.desc())
+        .limit(count)
+    ).all()
+    stats = {
+        row[0]: (row[1], row[2])
+        for row in session.execute(
+            select(Paper.listing_date, func.count(Paper.id), func.max(Paper.updated_at))
+            .where(Paper.listing_date.in_([d for d, _ in completed]))
+            .group_by(Paper.listing_date)
+        )
+    }
+    return {d: (done, *stats.get(d, (0, None))) for d, done in completed}
+
+
+def load_index(session: Session, listing_date: date, key: DayKey) -> DayIndex:
+    papers = list(session.scalars(select(Paper).where(Paper.listing_date == listing_date)))
+    for paper in papers:
+        # Kept across requests: detached, with every column already loaded.
+        session.expunge(paper)
+    return DayIndex(listing_date, key, papers)
+
+
+def preview_days(days: list[DayIndex], reader: Reader, config: Mapping) -> Preview:
+    """Each of the reader's lines: its papers per day (as the digest shows them), and samples."""
+    queries = {line: parse_keyword(line) for line in reader.keywords}
+    per_day: list[tuple[DayIndex, dict[str, list[str]]]] = []
+    for day in days:
+        bits = _any(day.candidates(query) for query in queries.values())
+        digest = DayDigest(day.listing_date, day.papers_in(bits), config)
+        per_day.append((day, dict(digest.sections({0: reader})[0])))
+    lines = []
+    for line in reader.keywords:
+        counts = tuple((day.listing_date, len(found.get(line, ()))) for day, found in per_day)
+        samples = [
+            (arxiv_id, tex_to_text(day.papers[arxiv_id].title))
+            for day, found in per_day
+            for arxiv_id in found.get(line, ())[:SAMPLES]
+        ][:SAMPLES]
+        lines.append(LinePreview(line, counts, tuple(samples)))
+    return Preview(tuple(day.listing_date for day in days), tuple(lines))
+
+
+def previewable_lines(raw: str) -> tuple[list[str], str | None]:
+    """The lines to preview and the form's keyword error (None when all are good).
+
+    The error is the sign-up form's own (forms.clean_keywords); the good lines
+    of a text with some bad ones are still previewed, unless the text is
+    oversized (too long, too many lines), which previews nothing.
+    """
+    if len(raw) > MAX_TEXT:
+        return [], f"Your keywords are too long: at most {MAX_TEXT} characters, please."
+    keywords, error = forms.clean_keywords(raw)
+    if keywords is not None:
+        return keywords, None
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if len(lines) > forms.MAX_KEYWORDS:
+        return [], error
+    good: dict[str, str] = {}
+    for line in lines:
+        cleaned, problem = forms.clean_keywords(line)
+        if cleaned and not problem:
+            good.setdefault(cleaned[0].casefold(), cleaned[0])
+    return list(good.values()), error
+
+
+def form_values(form, offered_languages: Iterable[str]) -> dict:
+    """Every field of the form as typed, for the page shown again with the preview."""
+    settings = forms.read_settings(form, list(offered_languages))
+    return {
+        **settings.values,
+        "keywords_text": form.get("keywords", "")[:5000],
+        "email": form.get("email", "")[:300],
+        "timezone": settings.values["timezone"] or form.get("timezone", "")[:64],
+    }
+
+
+def form_preview(form) -> tuple[str | None, Preview | None]:
+    """(the keyword error or None, the preview or None) for a sign-up or manage form."""
+    lines, error = previewable_lines(form.get("keywords", ""))
+    if not lines:
+        return error, None
+    reader = Reader(
+        keywords=tuple(lines),
+        language="en",  # neither counts: the sections depend on lines and replacements only
+        timezone="UTC",
+        include_replacements=form.get("include_replacements") == "on",
+    )
+    days = day_cache().days(db.session())
+    return error, preview_days(days, reader, current_app.config)
+
+
+def day_cache() -> DayCache:
+    extensions = current_app.extensions
+    if "preview_days" not in extensions:
+        extensions["preview_days"] = DayCache()
+    return extensions["preview_days"]
+
+
+def refused() -> int | None:
+    """Count one preview for the client's IP: None, or seconds to wait."""
+    return ratelimit.attempt(
+        f"preview-ip:{request.remote_addr or 'unknown'}",
+        current_app.config["PREVIEW_LIMIT_PER_IP"],
+    )
+
+
+@bp.post("/preview")
+def preview_fragment():
+    """The preview as an HTML fragment, for newsletter/static/preview.js."""
+    headers = {"X-Preview": "1", "Cache-Control": "no-store"}
+    wait = refused()
+    if wait:
+        headers["Retry-After"] = str(wait)
+        return render_template("_preview.html", refused=True), 429, headers
+    if not request.form.get("keywords", "").strip():
+        return render_template("_preview.html", preview=None), 200, headers
+    error, shown = form_preview(request.form)
+    return render_template("_preview.html", preview=shown, line_errors=error), 200, headers

@@ -1,0 +1,253 @@
+"""The keyword preview (newsletter/preview.py): the digest's own sections, per day,
+on a real full day; the no-JavaScript Preview button stores nothing; the fragment
+endpoint; errors, oversized input, the rate limit and the cache's invalidation."""
+
+import re
+from datetime import date, datetime, timedelta
+
+import pytest
+from arxiv_server import DATA
+from sqlalchemy import func, select
+
+from newsletter import db, preview, ratelimit
+from newsletter.models import AnnounceType, ListingDay, Paper, Subscriber
+from worker.arxiv import ingest
+from worker.digest.core import DayDigest, Reader
+
+DAY = date(2024, 11, 28)
+LINES = (
+    "reinforcement learning",
+    "large language model",
+    "black hole",
+    "graph neural network -survey",
+    "cat:cs.RO",
+    "grasping cat:cs.RO",
+    "cat:hep-th string",
+    '"neural network"',
+    "transformer -vision",
+    "au:Wang",
+    'au:"Yang Liu"',
+    "quantum error correction",
+    "diffusion model cat:cs.CV",
+    "dark matter -halo",
+    "topological insulator",
+    "zzzz unmatched phrase",
+)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    ratelimit.reset_local()
+
+
+@pytest.fixture
+def full_day(app):
+    ingest.ingest_file(DATA / "rss_all-archives_2024-11-28.xml")
+    return app
+
+
+def csrf_from(client, url: str = "/") -> str:
+    return CSRF.search(client.get(url).get_data(as_text=True)).group(1)
+
+
+def counts_of(html: str) -> list[str]:
+    return re.findall(r"<li>(\w{3} \d+ \w{3}): <strong>(\d+)</strong></li>", html)
+
+
+@pytest.mark.parametrize("replacements", [False, True])
+def test_preview_equals_the_digest_sections_of_the_day(full_day, replacements):
+    reader = Reader(LINES, "en", "UTC", replacements)
+    days = preview.day_cache().days(db.session())
+    assert [day.listing_date for day in days] == [DAY]
+    # The digest core, on the whole day as dispatch loads it.
+    digest = DayDigest.load(db.session(), full_day.config, DAY)
+    expected = dict(digest.sections({0: reader})[0])
+    assert sum(len(ids) for ids in expected.values()) > 200  # the lines do match much
+
+    shown = preview.preview_days(days, reader, full_day.config)
+    assert shown.dates == (DAY,)
+    for item in shown.lines:
+        ((listing_date, count),) = item.counts
+        assert (listing_date, count) == (DAY, len(expected.get(item.line, [])))
+        wanted = expected.get(item.line, [])[: preview.SAMPLES]
+        assert [arxiv_id for arxiv_id, _ in item.samples] == wanted
+    # Paper ids equal, in the digest's order: the sections on the candidates alone.
+    (day,) = days
+    queries = [preview.parse_keyword(line) for line in LINES]
+    bits = preview._any(day.candidates(query) for query in queries)
+    assert bits.bit_count() < len(day.ids)  # the index does narrow the day
+    narrowed = DayDigest(DAY, day.papers_in(bits), full_day.config)
+    assert dict(narrowed.sections({0: reader})[0]) == expected
+
+
+def test_preview_button_renders_the_form_again_and_stores_nothing(full_day, client, outbox):
+    form = {
+        "csrf_token": csrf_from(client),
+        "email": "ada@example.org",
+        "keywords": "reinforcement learning\nblack hole",
+        "language": "en",
+        "timezone": "Europe/Berlin",
+        "delivery_hour": "7",
+        "include_replacements": "on",
+        "preview": "1",
+    }
+    response = client.post("/", data=form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert db.session().scalar(select(func.count()).select_from(Subscriber)) == 0
+    assert outbox.messages() == []
+    # Every field as typed.
+    assert 'value="ada@example.org"' in html
+    assert "reinforcement learning\nblack hole</textarea>" in html
+    assert 'value="Europe/Berlin"' in html
+    assert '<option value="7" selected>' in html
+    assert 'id="include_replacements" name="include_replacements" type="checkbox" checked' in html
+    # The counts and the samples, linked to arXiv.
+    expected = dict(
+        DayDigest.load(db.session(), full_day.config, DAY).sections(
+            {0: Reader(("reinforcement learning", "black hole"), "en", "UTC", True)}
+        )[0]
+    )
+    assert counts_of(html) == [
+        ("Thu 28 Nov", str(len(expected["reinforcement learning"]))),
+        ("Thu 28 Nov", str(len(expected["black hole"]))),
+    ]
+    first = expected["reinforcement learning"][0]
+    assert f'href="https://arxiv.org/abs/{first}"' in html
+
+
+def test_preview_checks_csrf(full_day, client):
+    response = client.post("/", data={"keywords": "black hole", "preview": "1"})
+    assert response.status_code == 400
+    response = client.post("/preview", data={"keywords": "black hole"})
+    assert response.status_code == 400
+    assert response.headers.get("X-Preview") is None
+
+
+def test_manage_preview_keeps_the_stored_lines(full_day, client):
+    from newsletter.models import Keyword, SubscriberStatus
+    from newsletter.tokens import make_token
+
+    subscriber = Subscriber(
+        email="ada@example.org",
+        email_key="ada@example.org",
+        status=SubscriberStatus.CONFIRMED,
+        language="en",
+        timezone="UTC",
+    )
+    subscriber.keywords.append(Keyword(position=0, text="black hole"))
+    db.session().add(subscriber)
+    db.session().commit()
+    url = "/manage/" + make_token("test-secret-key", "manage", subscriber.public_id)
+    response = client.post(
+        url,
+        data={"csrf_token": csrf_from(client, url), "keywords": "dark matter", "preview": "1"},
+    )
+    assert response.status_code == 200
+    assert "<code>dark matter</code>" in response.get_data(as_text=True)
+    db.session().expire_all()
+    assert db.session().get(Subscriber, subscriber.id).keyword_lines == ["black hole"]
+
+
+def test_fragment_endpoint(full_day, client):
+    token = csrf_from(client)
+    response = client.post("/preview", data={"csrf_token": token, "keywords": "black hole"})
+    assert response.status_code == 200
+    assert response.headers["X-Preview"] == "1"
+    html = response.get_data(as_text=True)
+    assert "<html" not in html and "<code>black hole</code>" in html
+    assert len(counts_of(html)) == 1
+    # Nothing typed: nothing shown.
+    response = client.post("/preview", data={"csrf_token": token, "keywords": "  \n "})
+    assert response.status_code == 200 and "<li>" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message", "previewed"),
+    [
+        ('black hole\nbroken "quote', "Line 2 (broken &#34;quote): A quote is not closed", 1),
+        ("black hole\n" + "k" * 150, "Line 2 is longer than 100 characters.", 1),
+        ("\n".join(f"line {n}" for n in range(25)), "At most 20 keyword lines", 0),
+        ("word " * 2000, "Your keywords are too long", 0),
+        ("-only", "not only exclusions", 0),
+    ],
+)
+def test_bad_lines_get_the_form_errors(full_day, client, keywords, message, previewed):
+    token = csrf_from(client)
+    page = client.post("/", data={"csrf_token": token, "keywords": keywords, "preview": "1"})
+    assert page.status_code == 400
+    assert message in page.get_data(as_text=True)
+    assert 'id="keywords-error"' in page.get_data(as_text=True)
+    assert len(counts_of(page.get_data(as_text=True))) == previewed
+    fragment = client.post("/preview", data={"csrf_token": token, "keywords": keywords})
+    assert fragment.status_code == 200
+    assert message in fragment.get_data(as_text=True)
+    assert len(counts_of(fragment.get_data(as_text=True))) == previewed
+
+
+def test_nothing_stored_yet(app, client):
+    response = client.post("/preview", data={"csrf_token": csrf_from(client), "keywords": "x y"})
+    assert "No listing date is stored yet" in response.get_data(as_text=True)
+
+
+def test_rate_limited(config, database_url):
+    from newsletter import create_app
+
+    app = create_app({**config, "PREVIEW_LIMIT_PER_IP": 3})
+    client = app.test_client()
+    with app.app_context():
+        token = csrf_from(client)
+        form = {"csrf_token": token, "keywords": "black hole"}
+        assert [client.post("/preview", data=form).status_code for _ in range(3)] == [200] * 3
+        refused = client.post("/preview", data=form)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+        assert "Too many previews" in refused.get_data(as_text=True)
+        page = client.post("/", data={**form, "preview": "1"})
+        assert page.status_code == 429 and "Too many previews" in page.get_data(as_text=True)
+    app.extensions["db_engine"].dispose()
+
+
+def add_paper(arxiv_id: str, title: str, listing_date: date, when: datetime) -> None:
+    db.session().add(
+        Paper(
+            arxiv_id=arxiv_id,
+            version=1,
+            title=title,
+            authors=["Ada Lovelace"],
+            categories=["astro-ph.GA"],
+            abstract="A study.",
+            listing_date=listing_date,
+            announce_type=AnnounceType.NEW,
+            created_at=when,
+            updated_at=when,
+        )
+    )
+
+
+def test_cache_follows_late_papers_and_new_days(full_day):
+    reader = Reader(("black hole",), "en", "UTC", False)
+
+    def counts() -> tuple:
+        days = preview.day_cache().days(db.session())
+        return preview.preview_days(days, reader, full_day.config).lines[0].counts
+
+    ((_, before),) = counts()
+    cached = preview.day_cache()._days[DAY]
+    assert counts() == ((DAY, before),) and preview.day_cache()._days[DAY] is cached
+
+    # A late paper of the day (stored after it completed).
+    completed = db.session().get(ListingDay, DAY).completed_at
+    add_paper("2411.99991", "A black hole, late", DAY, completed + timedelta(hours=2))
+    db.session().commit()
+    assert counts() == ((DAY, before + 1),)
+
+    # A new complete day comes first; six days keep the newest five.
+    later = [date(2024, 12, 2), date(2024, 12, 3), date(2024, 12, 4), date(2024, 12, 5)]
+    later.append(date(2024, 12, 6))
+    for n, day in enumerate(later):
+        db.session().add(ListingDay(listing_date=day, completed_at=completed + timedelta(days=5)))
+        add_paper(f"2412.0000{n}", "Black holes again", day, completed + timedelta(days=4))
+    db.session().commit()
+    assert counts() == tuple((day, 1) for day in reversed(later))
+    assert sorted(preview.day_cache()._days) == later
