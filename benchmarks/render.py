@@ -24,6 +24,13 @@ the population grows, to show it flat. Measured in the same run:
 
 Prints ms per digest (wall and CPU: the machine may be shared), KB of HTML
 and peak memory (max RSS).
+
+First, on a DayDigest of its own, the figure benchmarks/scale.py reports
+(`render CPU ms per digest, amortized`), taken the same way: a cold sample
+of `--sample` readers (it pays the day's one-time work), then a disjoint warm
+sample; one-time = cold - warm rate x sample, amortized = warm + one-time x
+2 workers / subscribers. Sections are made outside the timing (scale.py reads
+them from the ledger). `--sample-only` stops after it.
 """
 
 import argparse
@@ -138,18 +145,49 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def amortized_render(
+    papers: dict[str, Paper], readers, sample: int, subscribers: int, workers: int = 2
+) -> None:
+    """Print scale.py's render figure for `readers` (see the module docstring)."""
+    chosen = [reader for _, reader in zip(range(2 * sample), readers, strict=False)]
+    day = DayDigest.from_rows(LISTING_DATE, papers, {}, CONFIG)
+    sections = day.sections(dict(enumerate(chosen)))
+    timings = []
+    for numbers in (range(sample), range(sample, len(chosen))):
+        work = [(chosen[n], sections[n], links_for(n)) for n in numbers if sections[n]]
+        started = time.process_time()
+        for reader, reader_sections, links in work:
+            day.render_email(reader, reader_sections, GENERATED, links)
+        timings.append((len(work), time.process_time() - started))
+    (cold_n, cold), (warm_n, warm) = timings
+    warm_ms = 1000 * warm / warm_n
+    one_time_ms = max(0.0, 1000 * cold - warm_ms * cold_n)
+    amortized = warm_ms + one_time_ms * workers / subscribers
+    print(
+        f"scale.py's figure: cold {1000 * cold / cold_n:.3f} / warm {warm_ms:.3f} ms CPU per digest,"
+        f" one-time {one_time_ms / 1000:.2f} s per process;"
+        f" amortized over {subscribers} / {workers} workers: {amortized:.3f} ms;"
+        f" peak RSS {peak_rss_mb():.0f} MB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--population", choices=("titles", "zipf"), default="titles")
     parser.add_argument("--subscribers", type=int)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sample", type=int, default=1000, help="readers per sample (scale.py's)")
+    parser.add_argument("--sample-only", action="store_true", help="only scale.py's figure")
     args = parser.parse_args()
     count = args.subscribers or (10_000 if args.population == "titles" else 100_000)
 
     papers = load_papers()
     make = title_readers if args.population == "titles" else zipf_readers
-    readers = make(count, papers, random.Random(args.seed))
     print(f"{len(papers)} papers, {count} readers ({args.population}); rss {peak_rss_mb():.0f} MB")
+    amortized_render(papers, make(count, papers, random.Random(args.seed)), args.sample, count)
+    if args.sample_only:
+        return
+    readers = make(count, papers, random.Random(args.seed))
 
     day = DayDigest.from_rows(LISTING_DATE, papers, {}, CONFIG)
     sample: list[tuple[Reader, list]] = []

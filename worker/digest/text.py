@@ -5,6 +5,7 @@ Used by worker/digest/core.py: `wrap_text` is handed to the text template as
 part's line width and the hard line-length limit of RFC 5322.
 """
 
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -42,7 +43,43 @@ def _fits(text: str) -> bool:
     return text.isascii() and text.isprintable() and text[:1] not in ("", " ") and text[-1] != " "
 
 
+# A whitespace character, or a run of others (re's \s is str.isspace).
+_RUNS = re.compile(r"\s|\S+")
+
+
 def _wrap(text: str, indent: str, width: int) -> str:
+    narrow = text.isascii() or not any(_width(ch) == 2 for ch in set(text) if not ch.isascii())
+    tokens = _narrow_tokens(text) if narrow else _tokens(text)
+    room = max(width - len(indent), 20)
+    lines: list[str] = []
+    line, used = "", 0
+    for token in tokens:
+        size = len(token) if narrow else sum(_width(c) for c in token)
+        if token == " ":
+            if line:
+                line, used = line + " ", used + 1
+            continue
+        if used + size > room and line.strip():
+            lines.append(line.rstrip())
+            line, used = "", 0
+        while size > _LONGEST_WORD:
+            # A "word" no line can hold (hostile input): hard-split it.
+            lines.append(token[:_LONGEST_WORD])
+            token = token[_LONGEST_WORD:]
+            size = sum(_width(c) for c in token)
+        line, used = line + token, used + size
+    if line.strip():
+        lines.append(line.rstrip())
+    return "\n".join(indent + line for line in lines)
+
+
+def _narrow_tokens(text: str) -> list[str]:
+    """`_tokens` of a text without double-width characters, found by a regex (in C)."""
+    return [" " if run.isspace() else run for run in _RUNS.findall(text)]
+
+
+def _tokens(text: str) -> list[str]:
+    """Words, " " per whitespace character, and each double-width character on its own."""
     tokens: list[str] = []
     word = ""
     for ch in text:
@@ -60,27 +97,7 @@ def _wrap(text: str, indent: str, width: int) -> str:
             word += ch
     if word:
         tokens.append(word)
-    room = max(width - len(indent), 20)
-    lines: list[str] = []
-    line, used = "", 0
-    for token in tokens:
-        size = sum(_width(c) for c in token)
-        if token == " ":
-            if line:
-                line, used = line + " ", used + 1
-            continue
-        if used + size > room and line.strip():
-            lines.append(line.rstrip())
-            line, used = "", 0
-        while size > _LONGEST_WORD:
-            # A "word" no line can hold (hostile input): hard-split it.
-            lines.append(token[:_LONGEST_WORD])
-            token = token[_LONGEST_WORD:]
-            size = sum(_width(c) for c in token)
-        line, used = line + token, used + size
-    if line.strip():
-        lines.append(line.rstrip())
-    return "\n".join(indent + line for line in lines)
+    return tokens
 
 
 def limit_lines(text: str, limit: int = 998) -> str:
