@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ProgrammingError
 
 from newsletter import create_app, db
+from newsletter.config import settings
 from newsletter.models import Base
 from worker.delivery import sending
 
@@ -185,7 +186,7 @@ def client(app):
 
 @pytest.fixture
 def outbox(app) -> "Outbox":
-    return Outbox(Path(app.config["OUTBOX_DIR"]))
+    return Outbox(Path(settings(app).OUTBOX_DIR))
 
 
 class Outbox:

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import pytest
 from arxiv_server import Reply, fixture
 
-from newsletter import create_app
+from newsletter import create_app, replace_settings
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
 from worker.arxiv.feeds import FeedError, FetchError, parse_feed, split_authors
@@ -336,7 +336,7 @@ def test_each_failed_attempt_is_one_line(fetch_config, server, app, caplog):
 
 def test_a_retry_waits_for_the_rate_limit(fetch_config, server, app):
     """The backoff (10 ms here) is shorter than the limit: the retry still waits its turn."""
-    app.config["ARXIV_MIN_INTERVAL"] = 0.5
+    replace_settings(app, ARXIV_MIN_INTERVAL=0.5)
     server.serve("/rss/cs", Reply(503, b"busy"), Reply(body=fixture(EMPTY)))
     arxiv_client.fetch_feed("cs")
     first, second = server.requests
@@ -373,7 +373,7 @@ def test_retry_after_too_long_gives_up_at_once(fetch_config, server, app):
 
 
 def test_timeouts_are_retried(fetch_config, server, app):
-    app.config["ARXIV_TIMEOUT"] = 0.3
+    replace_settings(app, ARXIV_TIMEOUT=0.3)
     server.serve("/rss/cs", Reply(body=fixture(EMPTY), delay=1.0), Reply(body=fixture(EMPTY)))
     assert parse_feed(arxiv_client.fetch_feed("cs")).items == []
     assert len(server.requests) == 2
@@ -424,7 +424,7 @@ def test_oai_page_parameters(fetch_config, server, app):
 
 
 def test_rate_limit_in_process(fetch_config, server, app):
-    app.config["ARXIV_MIN_INTERVAL"] = 0.3
+    replace_settings(app, ARXIV_MIN_INTERVAL=0.3)
     server.serve("/rss/cs", Reply(body=fixture(EMPTY)))
     for _ in range(3):
         arxiv_client.fetch_feed("cs")

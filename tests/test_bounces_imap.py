@@ -25,9 +25,9 @@ from conftest import free_port
 from test_bounces import bare, make_delivery, make_subscriber, rewrite, sample
 from test_schedule import feed_server  # noqa: F401 (a fixture)
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.cli import main
-from newsletter.config import ConfigError, load_config
+from newsletter.config import ConfigError, load_settings
 from newsletter.models import SubscriberStatus
 from worker.bounces import effects
 from worker.bounces.mailbox import MailboxUrl, parse_mailbox_url
@@ -265,7 +265,7 @@ def test_a_report_read_again_after_it_was_marked_unseen_counts_once(mailbox, app
 
 
 def test_a_wrong_password_is_one_line_naming_the_setting(imap_server, config, app):
-    app.config["BOUNCE_IMAP_URL"] = imap_server.replace(PASSWORD, "wrong")
+    replace_settings(app, BOUNCE_IMAP_URL=imap_server.replace(PASSWORD, "wrong"))
 
     result = app.test_cli_runner().invoke(main, ["bounces", "poll"])
 
@@ -327,10 +327,10 @@ def test_a_mailbox_url_without_a_user_or_imap_is_refused(url):
 )
 def test_a_malformed_bounce_setting_stops_the_start(tmp_path, name, value):
     with pytest.raises(ConfigError, match=name):
-        load_config({"SECRET_KEY": "s", name: value}, str(tmp_path), dev=False)
+        load_settings({"SECRET_KEY": "s", name: value}, str(tmp_path), dev=False)
 
 
 def test_the_bounce_settings_are_off_by_default(tmp_path):
-    config = load_config({"SECRET_KEY": "s"}, str(tmp_path), dev=False)
+    config = load_settings({"SECRET_KEY": "s"}, str(tmp_path), dev=False)
 
-    assert (config["BOUNCE_IMAP_URL"], config["SENDGRID_WEBHOOK_PUBLIC_KEY"]) == (None, None)
+    assert (config.BOUNCE_IMAP_URL, config.SENDGRID_WEBHOOK_PUBLIC_KEY) == (None, None)

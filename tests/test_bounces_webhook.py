@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from test_bounces import make_delivery, make_subscriber, sample
 
-from newsletter import db, ratelimit
+from newsletter import db, ratelimit, replace_settings
 from newsletter.models import SubscriberStatus
 from worker.bounces.parse import Kind
 from worker.bounces.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_events
@@ -62,7 +62,7 @@ def test_the_recorded_payloads_read_as_hard_bounces():
 
 
 def test_the_webhook_is_off_without_its_key(app, client):
-    app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"] = None
+    replace_settings(app, SENDGRID_WEBHOOK_PUBLIC_KEY=None)
 
     assert post(client, sample("json-sendgrid-01.json")).status_code == 404
 
@@ -179,7 +179,7 @@ def test_refused_requests_from_one_address_are_limited(app, client):
 
 
 def test_a_key_that_is_not_p256_is_a_503_not_a_500(app, client, caplog):
-    app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"] = base64.b64encode(b"not a key").decode()
+    replace_settings(app, SENDGRID_WEBHOOK_PUBLIC_KEY=base64.b64encode(b"not a key").decode())
 
     assert post(client, sample("json-sendgrid-01.json")).status_code == 503
     assert "SENDGRID_WEBHOOK_PUBLIC_KEY cannot be used" in caplog.text

@@ -16,7 +16,8 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from newsletter import build_app, create_app, db
+from newsletter import build_app, create_app, db, replace_settings
+from newsletter.config import settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import make_token, read_token
 from worker.delivery.dispatch import dispatch_digests
@@ -160,7 +161,7 @@ def show_email(page, message) -> None:
 
 
 def outbox_messages(app, subject_part: str, to: str | None = None) -> list:
-    messages = Outbox(Path(app.config["OUTBOX_DIR"])).messages()
+    messages = Outbox(Path(settings(app).OUTBOX_DIR)).messages()
     return [m for m in messages if subject_part in m["Subject"] and (to is None or m["To"] == to)]
 
 
@@ -274,7 +275,7 @@ def test_every_page_and_email_fits_at_1280_and_390_px(live_site, browser_page, d
                 document.querySelector('form').submit(); }"""
         )
     check("413", 413, sent.value)
-    app.config["SIGNUP_LIMIT_PER_IP"] = 0
+    replace_settings(app, SIGNUP_LIMIT_PER_IP=0)
     page.goto(base + "/")
     page.fill("#email", "someone@example.org")
     page.fill("#keywords", "diffusion policy")

@@ -9,8 +9,9 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select
 
-from newsletter import db, subscriber_file, subscriber_import
+from newsletter import db, replace_settings, subscriber_file, subscriber_import
 from newsletter.cli import main
+from newsletter.config import settings
 from newsletter.db import utcnow
 from newsletter.models import (
     AnnounceType,
@@ -243,7 +244,7 @@ def test_import_in_batches_and_again_skips_everyone(app, tmp_path, outbox):
         f'r{n}@example.org,"diffusion policy\nline {n}\ncat:cs.RO",{"en+zh" if n % 100 == 0 else "en"},Asia/Shanghai,{n % 24},\n'
         for n in range(count)
     )
-    app.config["TRANSLATION_BACKEND"] = "recorded"  # offers English + 简体中文
+    replace_settings(app, TRANSLATION_BACKEND="recorded")  # offers English + 简体中文
     path = write(tmp_path, HEADER + rows)
     first = run(app, "subscribers", "import", path, "--confirmed")
     assert first.stdout == f"imported {count}, skipped 0 existing, rejected 0\n", first.output
@@ -301,7 +302,7 @@ def test_digest_send_queue_hands_the_day_to_the_workers(redis_config, app):
     result = run(app, "digest", "send", "--date", DAY.isoformat(), "--queue")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{DAY}: queued for the workers (see `newsletter status --date`)\n"
-    queue = Queue(QUEUE_NAME, connection=Redis.from_url(app.config["REDIS_URL"]))
+    queue = Queue(QUEUE_NAME, connection=Redis.from_url(settings(app).REDIS_URL))
     # As the scheduler's queue_day does: the translation (if needed) and the dispatch.
     jobs = sorted((job.func_name, job.args[0]) for job in queue.jobs)
     assert jobs == [
@@ -367,7 +368,7 @@ def test_status_of_a_date_counts_its_deliveries(app):
 
 
 def test_status_of_a_date_never_ingested(app):
-    app.config["BASE_URL"] = "https://digest.test"  # no warning
+    replace_settings(app, BASE_URL="https://digest.test")  # no warning
     result = run(app, "status", "--date", "2024-11-27")
     assert result.exit_code == 0, result.output
     assert result.stdout == (
@@ -379,7 +380,7 @@ def test_status_of_a_date_never_ingested(app):
 
 @pytest.mark.parametrize("args", [["status"], ["status", "--date", "2024-11-28"]])
 def test_status_starts_with_the_settings_warnings(app, args):
-    assert app.config["BASE_URL"] == "http://digest.test" and not app.config["DEV"]
+    assert settings(app).BASE_URL == "http://digest.test" and not settings(app).DEV
     result = run(app, *args)
     assert result.exit_code == 0, result.output
     first, second = result.stdout.splitlines()[:2]
@@ -396,7 +397,7 @@ def test_status_refuses_a_bad_date(app):
 
 def test_status_counts_the_papers_stored_not_the_feed_fetches(app):
     """The demo day is stored without any feed fetch; status said `0 items` for its 66 papers."""
-    app.config["BASE_URL"] = "https://digest.test"
+    replace_settings(app, BASE_URL="https://digest.test")
     demo_date = load_demo(db.session())
     db.session().commit()
     add_deliveries(demo_date, [DeliveryStatus.SENT, DeliveryStatus.SENT, DeliveryStatus.SKIPPED])
@@ -449,7 +450,7 @@ def test_status_counts_papers_by_announce_type(app):
 def test_a_date_arxiv_does_not_list_is_named_with_the_nearest_listing_dates(
     app, day, words, before, after
 ):
-    app.config["TRANSLATION_BACKEND"] = "recorded"
+    replace_settings(app, TRANSLATION_BACKEND="recorded")
     load_demo(db.session())
     db.session().add(Subscriber(email="alice@example.org", email_key="alice@example.org"))
     db.session().commit()

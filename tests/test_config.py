@@ -7,21 +7,21 @@ import sys
 
 import pytest
 
-from newsletter.config import DEFAULT_ARCHIVE_GROUPS, ConfigError, config_warnings, load_config
+from newsletter.config import DEFAULT_ARCHIVE_GROUPS, ConfigError, config_warnings, load_settings
 
 
 def test_defaults_need_nothing_in_dev_mode(tmp_path):
-    config = load_config({}, str(tmp_path), dev=True)
-    assert config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'newsletter.sqlite3'}"
-    assert config["REDIS_URL"] is None and config["SMTP_HOST"] is None
-    assert config["ARXIV_ARCHIVE_GROUPS"] == DEFAULT_ARCHIVE_GROUPS
-    assert config["TRANSLATION_BACKEND"] == "none"
+    config = load_settings({}, str(tmp_path), dev=True)
+    assert config.DATABASE_URL == f"sqlite:///{tmp_path / 'newsletter.sqlite3'}"
+    assert config.REDIS_URL is None and config.SMTP_HOST is None
+    assert config.ARXIV_ARCHIVE_GROUPS == DEFAULT_ARCHIVE_GROUPS
+    assert config.TRANSLATION_BACKEND == "none"
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        load_config({}, str(tmp_path), dev=False)
-    assert load_config({"SECRET_KEY": "s"}, str(tmp_path), dev=False)["SECRET_KEY"] == "s"
+        load_settings({}, str(tmp_path), dev=False)
+    assert load_settings({"SECRET_KEY": "s"}, str(tmp_path), dev=False).SECRET_KEY == "s"
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 )
 def test_bad_values_are_named(tmp_path, name, value):
     with pytest.raises(ConfigError, match=name):
-        load_config({"SECRET_KEY": "s", name: value}, str(tmp_path), dev=False)
+        load_settings({"SECRET_KEY": "s", name: value}, str(tmp_path), dev=False)
 
 
 def test_the_cli_reports_a_bad_setting_without_a_traceback(tmp_path):
@@ -66,7 +66,7 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback(tmp_path):
     ],
 )
 def test_an_http_base_url_outside_dev_mode_is_a_warning(tmp_path, base_url, dev, warned):
-    config = load_config({"SECRET_KEY": "s", "BASE_URL": base_url}, str(tmp_path), dev=dev)
+    config = load_settings({"SECRET_KEY": "s", "BASE_URL": base_url}, str(tmp_path), dev=dev)
     warnings = config_warnings(config)
     assert len(warnings) == (1 if warned else 0)
     if warned:

@@ -23,7 +23,7 @@ from smtp_server import SmtpSink, run_smtp
 from sqlalchemy import select
 from tcp_relay import TcpRelay
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.cli import main as cli_main
 from newsletter.models import (
     Delivery,
@@ -262,7 +262,7 @@ def test_a_lease_that_lapsed_after_the_drains_last_claim_is_taken_not_left(
     """The race a loaded machine hits: a drain's claim found nothing while a dead
     worker's lease still ran, and the lease lapsed before the drain asked whom it
     waits for. The drain goes on to claim those rows instead of stopping."""
-    app.config["REDIS_URL"] = redis_url  # dispatch only makes the rows
+    replace_settings(app, REDIS_URL=redis_url)  # dispatch only makes the rows
     add_many(1)
     dispatch_digests(demo)
     (row,) = deliveries()
@@ -280,7 +280,9 @@ def test_a_lease_that_lapsed_after_the_drains_last_claim_is_taken_not_left(
 def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_after_the_lease(
     config, redis_url, sink, demo, app, tmp_path
 ):
-    app.config["REDIS_URL"] = redis_url  # dispatch only queues; the drain runs in a subprocess
+    replace_settings(
+        app, REDIS_URL=redis_url
+    )  # dispatch only queues; the drain runs in a subprocess
     subscribers = add_many(8)
     dispatch_digests(demo)
     assert sink.count() == 0
@@ -331,10 +333,10 @@ def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_a
 def test_two_draining_workers_with_their_own_connections_never_send_a_row_twice(
     redis_url, sink, demo, app
 ):
-    app.config["REDIS_URL"] = redis_url  # dispatch only queues; the drains run below
+    replace_settings(app, REDIS_URL=redis_url)  # dispatch only queues; the drains run below
     subscribers = add_many(40)
     assert dispatch_digests(demo).claimable == 40
-    app.config["REDIS_URL"] = None
+    replace_settings(app, REDIS_URL=None)
     sink.hold = 0.005  # keep both workers busy at the same time
     start = threading.Barrier(2)
     results, errors = [], []
@@ -427,7 +429,7 @@ def test_smtp_replies_decide_a_delivery(sink, demo, where, replies, status, erro
 
 
 def test_a_greylisting_storm_defers_those_rows_and_they_go_later_exactly_once(sink, demo, app):
-    app.config["DELIVERY_BATCH_SIZE"] = 100
+    replace_settings(app, DELIVERY_BATCH_SIZE=100)
     subscribers = add_many(20)
     greylisted = {s.email for s in subscribers[::3]}  # 7 of 20
     for email in greylisted:
@@ -452,7 +454,7 @@ def test_a_greylisting_storm_defers_those_rows_and_they_go_later_exactly_once(si
 
 
 def test_hard_bounces_past_the_limit_suppress_the_subscriber(config, sink, demo, app):
-    app.config["BOUNCE_LIMIT"] = 2
+    replace_settings(app, BOUNCE_LIMIT=2)
     target = add_subscriber("bouncy@example.com", [DP])
     target.bounce_count = 1  # one earlier hard bounce
     db.session().commit()
@@ -473,7 +475,7 @@ def test_hard_bounces_past_the_limit_suppress_the_subscriber(config, sink, demo,
 
 
 def test_temporary_failures_give_up_after_max_attempts(sink, demo, app):
-    app.config["DELIVERY_MAX_ATTEMPTS"] = 2
+    replace_settings(app, DELIVERY_MAX_ATTEMPTS=2)
     target = add_subscriber("grey@example.com", [DP])
     sink.rcpt_replies[target.email].extend(["451 4.3.0 Try later"] * 100)
     dispatch_digests(demo)
@@ -520,7 +522,7 @@ def test_an_unreachable_server_stops_the_drain_and_leaves_rows_queued(config, de
 
 
 def test_a_subscriber_who_left_after_dispatch_is_skipped(config, redis_url, sink, demo, app):
-    app.config["REDIS_URL"] = redis_url
+    replace_settings(app, REDIS_URL=redis_url)
     stays = add_subscriber("stays@example.com", [DP])
     leaves = add_subscriber("leaves@example.com", [DP])
     dispatch_digests(demo)  # rows made, chunk queued on Redis
@@ -540,7 +542,7 @@ def test_a_subscriber_who_left_after_dispatch_is_skipped(config, redis_url, sink
 
 @pytest.mark.parametrize("send_empty", [False, True])
 def test_no_matching_paper_means_no_email_unless_configured(sink, demo, app, send_empty):
-    app.config["DIGEST_SEND_EMPTY"] = send_empty
+    replace_settings(app, DIGEST_SEND_EMPTY=send_empty)
     subscriber = add_subscriber("empty@example.com", [NO_MATCH])
     dispatch_digests(demo)
     row = deliveries()[0]
@@ -584,7 +586,7 @@ def test_without_a_translation_backend_bilingual_digests_do_not_wait(
     day = db.session().get(ListingDay, DEMO)
     day.translated_at = None
     db.session().commit()
-    app.config["TRANSLATION_BACKEND"] = backend
+    replace_settings(app, TRANSLATION_BACKEND=backend)
     add_subscriber("zh@example.com", [DP], language="en+zh")
     summary = dispatch_digests(DEMO, now=day.completed_at + timedelta(minutes=1))
     assert (summary.held, sink.count()) == (held, 1 - held)
@@ -693,7 +695,7 @@ def test_each_message_costs_one_database_round_trip(redis_url, sink, demo, app):
     app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=5)
     add_many(20)
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
-    app.config["REDIS_URL"] = None
+    replace_settings(app, REDIS_URL=None)
     statements: list[str] = []
 
     def count(_connection, _cursor, statement, _parameters, _context, _executemany):
@@ -760,13 +762,13 @@ def test_a_database_outage_while_marking_rows_sent_loses_nothing_and_sends_nothi
 
 
 def test_a_digest_that_cannot_be_rendered_fails_alone(redis_url, sink, demo, app):
-    app.config["REDIS_URL"] = redis_url
+    replace_settings(app, REDIS_URL=redis_url)
     broken, fine = (
         add_subscriber("broken@example.com", [DP]),
         add_subscriber("ok@example.com", [DP]),
     )
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
-    app.config["REDIS_URL"] = None
+    replace_settings(app, REDIS_URL=None)
     row = next(r for r in deliveries() if r.subscriber_id == broken.id)
     row.sections = [["a keyword without its papers"]]  # not what dispatch writes
     db.session().commit()
@@ -787,7 +789,7 @@ def test_dispatch_reads_subscribers_in_pages_and_inserts_each_page_with_one_stat
     from worker.delivery import dispatch as delivery
 
     monkeypatch.setattr(delivery, "PAGE_SIZE", 3)
-    app.config["REDIS_URL"] = redis_url  # rows only; drain jobs are left on Redis
+    replace_settings(app, REDIS_URL=redis_url)  # rows only; drain jobs are left on Redis
     wanted = {}
     for n in range(10):
         keywords = [[RL, DP], [DP], [NO_MATCH]][n % 3]

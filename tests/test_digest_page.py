@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -47,7 +48,7 @@ def demo(app):
 
 def view_url(app, subscriber: Subscriber, listing_date: date = DEMO_LISTING_DATE) -> str:
     url = subscriber_links(app.config, subscriber.public_id, listing_date)["view_url"]
-    return url.removeprefix(app.config["BASE_URL"])
+    return url.removeprefix(settings(app).BASE_URL)
 
 
 def counts() -> tuple[int, ...]:

@@ -8,7 +8,7 @@ import pytest
 from conftest import free_port
 from sqlalchemy import create_engine
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.health import listing_status
 from newsletter.models import Delivery, DeliveryStatus, ListingDay, Subscriber, SubscriberStatus
 from worker import calendar
@@ -147,7 +147,7 @@ def test_nothing_ingested_yet_fails_the_listing_check(client):
 
 
 def test_redis_is_pinged_when_configured(client, app, redis_url):
-    app.config["REDIS_URL"] = redis_url
+    replace_settings(app, REDIS_URL=redis_url)
     complete(calendar.due_listing_date(db.utcnow()))
 
     code, body = healthz(client)
@@ -159,7 +159,7 @@ def test_redis_is_pinged_when_configured(client, app, redis_url):
 
 def test_lost_redis_and_database_are_a_503_naming_no_setting(client, app, config):
     port = free_port()  # nothing listens there: connections are refused
-    app.config["REDIS_URL"] = f"redis://:redis-password@127.0.0.1:{port}/0"
+    replace_settings(app, REDIS_URL=f"redis://:redis-password@127.0.0.1:{port}/0")
     lost = create_engine(
         f"postgresql+psycopg://postgres:db-password@127.0.0.1:{port}/newsletter",
         connect_args={"connect_timeout": 2},

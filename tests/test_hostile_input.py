@@ -29,6 +29,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 
 from newsletter import create_app, db, ratelimit
+from newsletter.config import settings as app_settings
 from newsletter.models import Keyword, Subscriber
 from newsletter.tokens import make_token
 from worker.demo.load import DEMO_LISTING_DATE, load_demo
@@ -289,7 +290,7 @@ def test_no_input_to_any_route_gives_a_server_error(fuzz_site, route):
     method, template, purpose = ROUTES[route]
     client = app.test_client()
     csrf = CSRF.search(client.get("/").get_data(as_text=True)).group(1)
-    outbox = Path(app.config["OUTBOX_DIR"])
+    outbox = Path(app_settings(app).OUTBOX_DIR)
     requests_sent = [0]
 
     @settings(

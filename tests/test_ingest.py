@@ -6,7 +6,7 @@ import pytest
 from arxiv_server import DATA, Reply, fixture, with_pub_date
 from sqlalchemy import func, select
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
 from worker import calendar
@@ -403,7 +403,7 @@ def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
 
 
 def test_poll_reads_atom_announcement_feeds(poll_config, server, app):
-    app.config["ARXIV_RSS_URL"] = server.url + "/atom/"
+    replace_settings(app, ARXIV_RSS_URL=server.url + "/atom/")
     server.serve("/atom/cs", Reply(body=fixture(ATOM)))
     server.serve("/atom/stat", Reply(body=fixture(ATOM)))
     summary = ingest.ingest_due(DUE_NOW)
@@ -555,7 +555,7 @@ def _oai_page(token: str | None, page: int = 1) -> bytes:
 
 def test_backfill_follows_resumption_tokens(poll_config, server, app):
     poll_config  # noqa: B018
-    app.config["ARXIV_ARCHIVE_GROUPS"] = ("math+math-ph", "nucl-ex+nucl-th")
+    replace_settings(app, ARXIV_ARCHIVE_GROUPS=("math+math-ph", "nucl-ex+nucl-th"))
     server.serve("/oai", Reply(body=_oai_page("page-2")), Reply(body=_oai_page(None, page=2)))
     summaries = backfill.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
     lines = [s.line() for s in summaries]

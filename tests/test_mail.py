@@ -7,6 +7,7 @@ import base64
 import re
 import subprocess
 import time
+from dataclasses import asdict
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
@@ -17,7 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import free_port
 from smtp_server import SmtpSink, run_smtp
 
-from newsletter.config import load_config
+from newsletter.config import load_settings
 from worker.delivery.mail import (
     Mailer,
     PermanentFailure,
@@ -41,7 +42,8 @@ UNSUBSCRIBE_MAILTO = "<mailto:unsubscribe@digest.example.org?subject=unsubscribe
 
 
 def mail_config(tmp_path, **overrides) -> dict:
-    config = load_config({}, str(tmp_path), dev=True)
+    # A dict while worker/delivery/mail.py reads its settings by name.
+    config = asdict(load_settings({}, str(tmp_path), dev=True))
     config.update(
         MAIL_FROM="arXiv digest <digest@digest.example.org>",
         SMTP_SECURITY="none",

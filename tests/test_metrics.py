@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Queue
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.metrics import DELIVERY_DATES, RECENT_DATES
 from newsletter.models import (
     AnnounceType,
@@ -98,7 +98,7 @@ def translation(n: int, language: str, status: TranslationStatus, tokens: int) -
 
 
 def test_metrics_are_off_without_a_token(app, client):
-    app.config["METRICS_TOKEN"] = None
+    replace_settings(app, METRICS_TOKEN=None)
 
     assert client.get("/metrics", headers=AUTH).status_code == 404
 
@@ -230,7 +230,7 @@ def test_per_day_figures_cover_the_last_listing_dates_ingested(client):
 
 
 def test_queue_depth_from_redis(app, client, redis_url):
-    app.config["REDIS_URL"] = redis_url
+    replace_settings(app, REDIS_URL=redis_url)
     connection = Redis.from_url(redis_url)
     queue = Queue(QUEUE_NAME, connection=connection)
     # No worker runs here: the jobs stay queued.
@@ -245,7 +245,7 @@ def test_queue_depth_from_redis(app, client, redis_url):
 
 
 def test_redis_down_is_a_figure_not_an_error(app, client):
-    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    replace_settings(app, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
 
     samples = scrape(client)
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import empty_tables
 from sqlalchemy import func, select
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.cli import main
 from newsletter.models import (
     Delivery,
@@ -129,7 +129,7 @@ def test_suppress_stops_a_queued_digest_and_is_idempotent(app, redis_url, outbox
     demo = load_demo(session)
     session.commit()
     # With Redis the dispatch makes the rows and queues their drain: nothing is sent yet.
-    app.config["REDIS_URL"] = redis_url
+    replace_settings(app, REDIS_URL=redis_url)
     stays = add_subscriber("stays@example.com", ["diffusion policy"])
     suppressed = add_subscriber("suppressed@example.com", ["diffusion policy"])
     dispatch_digests(demo)
@@ -211,7 +211,7 @@ def snapshot() -> dict[str, tuple]:
 def test_export_then_import_into_an_empty_database_gives_the_same_subscribers(
     app, database_url, tmp_path
 ):
-    app.config["TRANSLATION_BACKEND"] = "recorded"  # offers en+zh, as on the exporting site
+    replace_settings(app, TRANSLATION_BACKEND="recorded")  # offers en+zh, as on the exporting site
     add_subscriber(
         "ada@example.org",
         ["reinforcement learning", '"neural network" -vision', "grasping cat:cs.RO"],

@@ -14,7 +14,7 @@ from rq import Queue
 from smtp_server import SmtpSink, run_smtp
 from sqlalchemy import event, func, select
 
-from newsletter import create_app, db, ratelimit
+from newsletter import create_app, db, ratelimit, replace_settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import make_token
 from worker.queue import QUEUE_NAME
@@ -228,7 +228,7 @@ def test_security_headers(client):
 
 
 def test_sign_ups_are_rate_limited_per_address_and_per_ip(app, client):
-    app.config["SIGNUP_LIMIT_PER_ADDRESS"] = 2
+    replace_settings(app, SIGNUP_LIMIT_PER_ADDRESS=2)
     first = time.time()
     for _ in range(2):
         assert sign_up(client).status_code == 302
@@ -237,7 +237,7 @@ def test_sign_ups_are_rate_limited_per_address_and_per_ip(app, client):
     # The first attempt leaves the hour's window at first + 3600: that many seconds, rounded up.
     assert first + 3600 - time.time() <= int(limited.headers["Retry-After"]) <= 3600
 
-    app.config["SIGNUP_LIMIT_PER_IP"] = 3
+    replace_settings(app, SIGNUP_LIMIT_PER_IP=3)
     responses = [sign_up(client, email=f"user{i}@example.org").status_code for i in range(3)]
     assert responses[-1] == 429
 
@@ -245,7 +245,7 @@ def test_sign_ups_are_rate_limited_per_address_and_per_ip(app, client):
 def test_bilingual_is_offered_only_with_a_translation_backend(app, client):
     assert b"en+zh" not in client.get("/").data
     assert sign_up(client, language="en+zh").status_code == 400
-    app.config["TRANSLATION_BACKEND"] = "openai"
+    replace_settings(app, TRANSLATION_BACKEND="openai")
     assert b"en+zh" in client.get("/").data
     assert sign_up(client, language="en+zh").status_code == 302
     assert db.session().scalars(select(Subscriber)).one().language == "en+zh"

@@ -26,9 +26,9 @@ import pytest
 from conftest import free_port
 from sqlalchemy import select
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.cli import main
-from newsletter.config import ConfigError, load_config
+from newsletter.config import ConfigError, load_settings
 from newsletter.db import utcnow
 from newsletter.models import (
     AnnounceType,
@@ -322,13 +322,13 @@ def test_target_language_is_configuration():
 )
 def test_bad_translation_settings_stop_the_start(environ, error, tmp_path):
     with pytest.raises(ConfigError, match=re.escape(error)):
-        load_config(environ, str(tmp_path), dev=True)
+        load_settings(environ, str(tmp_path), dev=True)
 
 
 def test_translation_settings_defaults(tmp_path):
-    config = load_config({"TRANSLATION_LANGUAGE": "ZH-TW"}, str(tmp_path), dev=True)
-    assert config["TRANSLATION_LANGUAGE"] == "zh-tw" and config["TRANSLATION_BACKEND"] == "none"
-    assert (config["TRANSLATION_BATCH_SIZE"], config["TRANSLATION_RETRIES"]) == (4, 4)
+    config = load_settings({"TRANSLATION_LANGUAGE": "ZH-TW"}, str(tmp_path), dev=True)
+    assert config.TRANSLATION_LANGUAGE == "zh-tw" and config.TRANSLATION_BACKEND == "none"
+    assert (config.TRANSLATION_BATCH_SIZE, config.TRANSLATION_RETRIES) == (4, 4)
 
 
 def test_batches_are_bounded_by_papers_and_characters():
@@ -875,7 +875,7 @@ def test_budget_spent_earlier_today_counts(openai_settings, app, chat_server, ca
         )
     )
     session.commit()
-    app.config["TRANSLATION_DAILY_TOKEN_BUDGET"] = 1000
+    replace_settings(app, TRANSLATION_DAILY_TOKEN_BUDGET=1000)
     report = translate_day(session, app.config, DEMO_DATE)
     assert chat_server.requests == []
     assert report.translated == 0 and report.failed > 50
@@ -938,7 +938,7 @@ def test_cli_prints_what_was_done(openai_settings, app, chat_server):
 
 
 def test_cli_refuses_without_a_backend(config, app):
-    app.config["TRANSLATION_BACKEND"] = "none"
+    replace_settings(app, TRANSLATION_BACKEND="none")
     result = app.test_cli_runner().invoke(main, ["translate"])
     assert result.exit_code != 0 and "TRANSLATION_BACKEND is none" in result.output
 
