@@ -36,10 +36,10 @@ SHARED = "2605.30056"  # a demo paper both demo lines match
 
 
 @pytest.fixture(autouse=True)
-def fresh_section_cache():
-    # Each test's database is new; the cache is keyed by the database URL and
-    # the day as stored, so a stale hit is impossible, but keep tests apart anyway.
-    feed.SECTIONS.clear()
+def fresh_caches():
+    # Every test empties the same database: a day's counts read by the last
+    # test would be reused for DAYS_TTL, and its sections keyed by them.
+    feed.clear_caches()
 
 
 def add_subscriber(email: str, keywords: list[str], **fields) -> Subscriber:
@@ -148,7 +148,7 @@ def test_the_feed_is_valid_atom_with_one_entry_per_paper_and_its_lines(app, clie
     )
     assert [c.get("term") for c in shared.findall(f"{ATOM}category")] == [RL, DP]
     assert shared.find(f"{ATOM}summary").get("type") == "text"
-    assert response.get_data().startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+    assert response.get_data().startswith(b'<?xml version="1.0" encoding="utf-8"?>')
 
 
 def test_each_days_entries_are_the_digest_cores_sections_of_that_day(app, client):
@@ -157,6 +157,8 @@ def test_each_days_entries_are_the_digest_cores_sections_of_that_day(app, client
     load_demo(session)
     plain = add_subscriber("plain@example.org", [RL, "graph neural network"])
     both = add_subscriber("both@example.org", [RL], include_replacements=True)
+    # An author line: the only kind for which the feed reads the authors to match.
+    author = add_subscriber("author@example.org", ["au:Turing graph", "au:Lovelace reinforcement"])
     complete_day(WED, datetime(2026, 5, 27, 6, tzinfo=UTC))
     complete_day(THU, datetime(2026, 5, 28, 6, tzinfo=UTC))
     add_paper("2605.20001", WED, "Graph neural networks for molecules")
@@ -173,7 +175,7 @@ def test_each_days_entries_are_the_digest_cores_sections_of_that_day(app, client
     add_paper("2606.00001", MON, "Reinforcement learning on Monday")
     session.commit()
 
-    for subscriber in (plain, both):
+    for subscriber in (plain, both, author):
         parsed = parse(client.get(path(app, subscriber)))
         per_day: dict[str, set[str]] = {}
         for entry in parsed.entries:
@@ -187,6 +189,8 @@ def test_each_days_entries_are_the_digest_cores_sections_of_that_day(app, client
         ids = {arxiv_id(entry) for entry in parsed.entries}
         assert "2606.00001" not in ids and "2605.20006" in ids
         assert ("2605.10004" in ids) is subscriber.include_replacements
+        if subscriber is author:
+            assert ids == {"2605.20001", "2605.20002", "2605.20005", "2605.20006"}
     # Newest listing date first.
     parsed = parse(client.get(path(app, plain)))
     assert [arxiv_id(e) for e in parsed.entries][-3:] == ["2605.20002", "2605.20006", "2605.20001"]
@@ -277,6 +281,8 @@ def test_the_feed_answers_304_until_its_data_changes(app, client, demo):
     paper.title = "Diffusion policy, second version"
     paper.updated_at = db.utcnow() + timedelta(seconds=2)
     db.session().commit()
+    assert status(**{"If-None-Match": etag}) == 304  # the day's counts are reused for a minute
+    feed.DAYS.clear()  # ... as if DAYS_TTL passed
     assert status(**{"If-None-Match": etag}) == 200
     assert status(**{"If-Modified-Since": modified}) == 200
     changed = client.get(url)
@@ -287,6 +293,7 @@ def test_the_feed_answers_304_until_its_data_changes(app, client, demo):
     # A new complete listing date.
     complete_day(date(2026, 6, 1), db.utcnow() + timedelta(seconds=4))
     db.session().commit()
+    feed.DAYS.clear()
     assert status(**{"If-None-Match": etag}) == 200
     assert status(**{"If-Modified-Since": modified}) == 200
 
