@@ -1,0 +1,33 @@
+"""`newsletter worker` and `newsletter scheduler`: the long-running processes (worker/schedule.py)."""
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from worker.schedule import run_scheduler, run_worker
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@with_appcontext
+def worker_command(burst: bool) -> None:
+    """Run an RQ worker (needs REDIS_URL)."""
+
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException(
+            "REDIS_URL is not set: without Redis, jobs run inside the web process"
+        )
+    run_worker(current_app._get_current_object(), burst=burst)
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the one scheduler of the deployment: polls arXiv every 15 minutes (needs REDIS_URL)."""
+
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException("REDIS_URL is not set: `newsletter dev` has its own scheduler")
+    try:
+        run_scheduler(current_app._get_current_object())
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None

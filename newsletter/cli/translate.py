@@ -1,0 +1,26 @@
+"""`newsletter translate`: what a listing date's bilingual digests need, by hand.
+
+The work is in worker/translation/job.py.
+"""
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from newsletter import db
+from newsletter.cli.dates import complete_listing_date, date_option
+from worker.translation.job import translate_day
+
+
+@click.command("translate")
+@date_option()
+@with_appcontext
+def translate_command(date_text: str | None) -> None:
+    """Translate what a listing date's bilingual digests need; print what was done."""
+
+    config = current_app.config
+    if config["TRANSLATION_BACKEND"] == "none":
+        raise click.ClickException("TRANSLATION_BACKEND is none: digests are English only")
+    listing_date = complete_listing_date(date_text)
+    # By hand the deadline does not apply: an operator may fill gaps after the digests went out.
+    click.echo(translate_day(db.session(), config, listing_date, respect_deadline=False))
