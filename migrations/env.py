@@ -2,7 +2,7 @@
 
 Alembic runs this file for every command. Three callers reach it:
 - `newsletter db ...` (Flask-Migrate's commands: upgrade, downgrade, current,
-  migrate, revision, history, ...; newsletter/cli.py) and newsletter/migrate.py
+  migrate, revision, history, ...; newsletter/cli/db.py) and newsletter/migrate.py
   (`newsletter dev`, tests), inside an app context: the app's engine;
 - plain `alembic -c migrations/alembic.ini ...`, with no app: an app is built
   from the environment (DATABASE_URL, .env) as every process builds one.

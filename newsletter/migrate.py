@@ -1,6 +1,6 @@
 """Migrations through Flask-Migrate, over migrations/ (Alembic).
 
-Used by the `newsletter db` commands (newsletter/cli.py: Flask-Migrate's upgrade,
+Used by the `newsletter db` commands (newsletter/cli/db.py: Flask-Migrate's upgrade,
 downgrade, current, migrate, revision, history, ...), by `newsletter dev` and by
 tests. Flask-Migrate is registered on an app only when a migration runs
 (`init_app`), so the web process never loads Alembic.
@@ -50,7 +50,7 @@ def upgrade(revision: str = "head") -> None:
 
 
 # `db init` would make a second migrations folder; `list-templates` serves it.
-# `upgrade` is newsletter/cli.py's own (it names the revision reached).
+# `upgrade` is newsletter/cli/db.py's own (it names the revision reached).
 NOT_OFFERED = ("init", "list-templates", "upgrade")
 
 

@@ -1,6 +1,6 @@
 """One subscriber at a time, from the CLI: `newsletter subscribers find|suppress|delete|export`.
 
-Called by newsletter/cli.py, whose commands only parse options and print.
+Called by newsletter/cli/subscribers.py, whose commands only parse options and print.
 Owns looking an address up as the sign-up form would store it, describing a
 subscriber, suppressing one (status blocklisted: the sender skips any digest
 still queued for them, and sign-ups never revive them), deleting one with

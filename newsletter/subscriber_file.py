@@ -1,6 +1,6 @@
 """The operator's subscriber CSV file, read and checked row by row (pure but for `read_file`).
 
-Used by `newsletter subscribers import` (newsletter/cli.py reads the file,
+Used by `newsletter subscribers import` (newsletter/cli/subscribers.py reads the file,
 newsletter/subscriber_import.py stores what passes) and by `subscribers export`
 (newsletter/subscriber_admin.py writes these columns). Owns the file's shape
 (header, encoding, CSV quoting, size) and validating each row with the sign-up

@@ -1,6 +1,6 @@
 """Bulk import of subscribers from a CSV file: `newsletter subscribers import`.
 
-Called by newsletter/cli.py. Reading and checking the file is
+Called by newsletter/cli/subscribers.py. Reading and checking the file is
 newsletter/subscriber_file.py's; this module owns storing the valid rows in
 batches: one multi-row INSERT of subscribers, then one of their keywords, one
 commit per batch. Existing addresses are left untouched. The caller enqueues
