@@ -135,8 +135,8 @@ def main() -> None:
         def new_day():
             # Forget the newest day's sections and entries (their keys start with its key).
             for kept in (feed.SECTIONS, feed.ENTRIES):
-                for key in [k for k in kept._kept if k[0][1] == LAST_DATE]:
-                    del kept._kept[key]
+                for key in [k for k in kept if k[0][1] == LAST_DATE]:
+                    del kept[key]
             get()
 
         def counts_reread():

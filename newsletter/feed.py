@@ -20,38 +20,32 @@ Read-only. Figures: benchmarks/feed.py.
 
 import hashlib
 import json
-import re
+import threading
 import time
-from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Generic, TypeVar, cast
-from urllib.parse import urlsplit
-from xml.sax.saxutils import escape, quoteattr
+from typing import Any, cast
 
 from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy import func, null, select
 from sqlalchemy.orm import Session
 from werkzeug.http import is_resource_modified
 
-from newsletter import db
+from newsletter import atom, db
 from newsletter.models import ListingDay, Paper, Subscriber, SubscriberStatus
 from newsletter.tokens import feed_url, read_token
 from worker import calendar
 from worker.digest.core import DayDigest, Reader, Sections
-from worker.digest.entries import readable
 from worker.digest.matching import KeywordError, parse_keyword
+from worker.digest.pieces import LRU
 
 bp = Blueprint("feed", __name__)
 
-ATOM = "http://www.w3.org/2005/Atom"
 # Complete listing dates the feed covers (about six weeks of announcements).
 FEED_DATES = 30
 # Bump when the feed's markup changes, so every cached copy is refetched.
 FEED_FORMAT = 1
-# The date in the tag: URIs of entries and feeds (RFC 4151); never change it.
-TAG_DATE = "2026"
 # Readers whose feed is served: a paused subscriber keeps the feed.
 SERVED = (SubscriberStatus.CONFIRMED, SubscriberStatus.PAUSED)
 # Seconds a process reuses the listing days' counts (a scan of the window's
@@ -63,8 +57,6 @@ SECTIONS_KEPT = 4096
 ENTRIES_KEPT = 20_000
 _IN_BATCH = 500
 NOT_VALID = "This feed link is not valid. It may have been mistyped or cut off."
-# Characters XML 1.0 cannot carry, even escaped.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # What matching reads of a paper (worker/digest/matching.py `PaperLike`, and the
 # section order in worker/digest/core.py): a day is matched from these columns
 # only, without the ORM, which costs more than the matching for 1,500 papers.
@@ -89,7 +81,7 @@ class FeedDay:
     newest_paper: datetime | None
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[object, ...]:
         """Changes when anything of the day's papers may have changed."""
         return (
             self.database,
@@ -108,36 +100,28 @@ class FeedDay:
             return self.completed_at
 
 
-Value = TypeVar("Value")
-
-
-class Kept(Generic[Value]):
-    """A bounded per-process cache; the least recently used goes first."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._kept: OrderedDict[Hashable, Value] = OrderedDict()
-
-    def get(self, key: Hashable) -> Value | None:
-        found = self._kept.get(key)
-        if found is not None:
-            self._kept.move_to_end(key)
-        return found
-
-    def put(self, key: Hashable, value: Value) -> None:
-        self._kept[key] = value
-        self._kept.move_to_end(key)
-        while len(self._kept) > self.size:
-            self._kept.popitem(last=False)
-
-    def clear(self) -> None:
-        self._kept.clear()
-
-
-SECTIONS: Kept[Sections] = Kept(SECTIONS_KEPT)
-ENTRIES: Kept[str] = Kept(ENTRIES_KEPT)
+# A paper on the day it is in the feed under.
+EntryKey = tuple[FeedDay, str]
+# Per process, least recently used first out (what each holds: SECTIONS_KEPT, ENTRIES_KEPT).
+SECTIONS = LRU(SECTIONS_KEPT)
+ENTRIES = LRU(ENTRIES_KEPT)
 # Database URL -> (when read, on the monotonic clock; its feed days).
 DAYS: dict[str, tuple[float, list[FeedDay]]] = {}
+
+
+# A threaded server (`newsletter dev`) may serve two feeds at once: an LRU's
+# find (get, then move to the end) must not meet another request's eviction.
+_LOCK = threading.Lock()
+
+
+def _find(cache: LRU, key: object) -> Any:
+    with _LOCK:
+        return cache.find(key)  # type: ignore[no-untyped-call]
+
+
+def _put(cache: LRU, key: object, value: object) -> None:
+    with _LOCK:
+        cache.put(key, value)
 
 
 def clear_caches() -> None:
@@ -149,7 +133,7 @@ def clear_caches() -> None:
 
 def feed_days(session: Session) -> list[FeedDay]:
     """The last FEED_DATES complete listing dates, newest first; read again after DAYS_TTL."""
-    database = str(session.get_bind().url)
+    database = str(session.get_bind().engine.url)
     read_at, days = DAYS.get(database, (0.0, []))
     now = time.monotonic()
     if read_at and now - read_at < DAYS_TTL:
@@ -213,7 +197,7 @@ def entity_tag(reader: Reader, subscriber: Subscriber, days: list[FeedDay]) -> s
 
 
 def day_sections(
-    session: Session, config: Mapping, reader: Reader, days: list[FeedDay]
+    session: Session, config: Mapping[str, Any], reader: Reader, days: list[FeedDay]
 ) -> dict[date, Sections]:
     """The reader's sections of each day, as the digest core decides them for that day's email.
 
@@ -223,7 +207,7 @@ def day_sections(
     keys = {d.listing_date: (d.key, reader.keywords, reader.include_replacements) for d in days}
     found: dict[date, Sections] = {}
     for listing_date, key in keys.items():
-        sections = SECTIONS.get(key)
+        sections = _find(SECTIONS, key)
         if sections is not None:
             found[listing_date] = sections
     missing = [d for d in keys if d not in found]
@@ -239,7 +223,7 @@ def day_sections(
         for listing_date in missing:
             day = DayDigest(listing_date, papers[listing_date], config)
             found[listing_date] = day.sections({0: reader})[0]
-            SECTIONS.put(keys[listing_date], found[listing_date])
+            _put(SECTIONS, keys[listing_date], found[listing_date])
     return found
 
 
@@ -250,10 +234,12 @@ def _names_author(line: str) -> bool:
         return False
 
 
-def matched_lines(days: list[FeedDay], sections: Mapping[date, Sections]) -> dict[tuple, list[str]]:
+def matched_lines(
+    days: list[FeedDay], sections: Mapping[date, Sections]
+) -> dict[EntryKey, list[str]]:
     """(day, arXiv id) -> the reader's lines that matched it, newest day first, each paper once."""
-    lines: dict[tuple, list[str]] = {}
-    seen: dict[str, tuple] = {}
+    lines: dict[EntryKey, list[str]] = {}
+    seen: dict[str, EntryKey] = {}
     for day in days:
         for keyword, ids in sections.get(day.listing_date, ()):
             for arxiv_id in ids:
@@ -264,12 +250,12 @@ def matched_lines(days: list[FeedDay], sections: Mapping[date, Sections]) -> dic
     return lines
 
 
-def entry_heads(session: Session, host: str, wanted: Iterable[tuple]) -> dict[tuple, str]:
+def entry_heads(session: Session, host: str, wanted: Iterable[EntryKey]) -> dict[EntryKey, str]:
     """Each (day, arXiv id)'s rendered entry up to its categories, rendered once per day as stored."""
-    heads: dict[tuple, str] = {}
+    heads: dict[EntryKey, str] = {}
     missing: dict[str, FeedDay] = {}
     for day, arxiv_id in wanted:
-        head = ENTRIES.get((day.key, arxiv_id))
+        head = _find(ENTRIES, (day.key, arxiv_id))
         if head is None:
             missing[arxiv_id] = day
         else:
@@ -280,75 +266,35 @@ def entry_heads(session: Session, host: str, wanted: Iterable[tuple]) -> dict[tu
             select(Paper).where(Paper.arxiv_id.in_(ids[start : start + _IN_BATCH]))
         ):
             day = missing[paper.arxiv_id]
-            head = render_entry_head(paper, host, day.announced)
-            ENTRIES.put((day.key, paper.arxiv_id), head)
+            head = atom.render_entry_head(paper, host, day.announced)
+            _put(ENTRIES, (day.key, paper.arxiv_id), head)
             heads[(day, paper.arxiv_id)] = head
     return heads
 
 
-def _text(text: str) -> str:
-    return escape(_NOT_XML.sub("", text))
-
-
-def _attr(value: str) -> str:
-    return quoteattr(_NOT_XML.sub("", value))
-
-
-def _stamp(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def render_entry_head(paper: Paper, host: str, updated: datetime) -> str:
-    """A paper's <entry> up to its categories; titles and abstracts as the email's text part shows them."""
-    abs_url = f"https://arxiv.org/abs/{paper.arxiv_id}"
-    pdf_url = f"https://arxiv.org/pdf/{paper.arxiv_id}"
-    return "".join(
-        [
-            "<entry>",
-            f"<id>{_text(f'tag:{host},{TAG_DATE}:arxiv:{paper.arxiv_id}v{paper.version}')}</id>",
-            f'<title type="text">{_text(readable(paper.title))}</title>',
-            f"<updated>{_stamp(updated)}</updated>",
-            f'<link rel="alternate" type="text/html" href={_attr(abs_url)}/>',
-            f'<link rel="related" type="application/pdf" title="PDF" href={_attr(pdf_url)}/>',
-            *(f"<author><name>{_text(name)}</name></author>" for name in paper.authors),
-            f'<summary type="text">{_text(readable(paper.abstract))}</summary>',
-        ]
-    )
-
-
-def render_feed(
+def feed_document(
     session: Session,
-    lines: dict[tuple, list[str]],
+    lines: dict[EntryKey, list[str]],
     self_url: str,
     base_url: str,
     public_id: str,
     updated: datetime,
 ) -> bytes:
-    """The Atom 1.0 document (RFC 4287): one entry per paper, its matching lines as categories."""
-    host = urlsplit(base_url).hostname or "localhost"
+    """The reader's Atom document: one entry per paper, its matching lines as categories."""
+    host = atom.tag_host(base_url)
     heads = entry_heads(session, host, lines)
-    out = [
-        '<?xml version="1.0" encoding="utf-8"?>\n',
-        f'<feed xmlns="{ATOM}">',
-        '<title type="text">arXiv digest: your matches</title>',
-        '<subtitle type="text">Papers your keyword lines matched on the last'
-        f" {FEED_DATES} listing dates.</subtitle>",
-        f"<id>{_text(f'tag:{host},{TAG_DATE}:feed:{public_id}')}</id>",
-        f"<updated>{_stamp(updated)}</updated>",
-        f'<link rel="self" type="application/atom+xml" href={_attr(self_url)}/>',
-        f'<link rel="alternate" type="text/html" href={_attr(base_url + "/")}/>',
-        "<author><name>arXiv digest</name></author>",
-        "<generator>arXiv digest newsletter</generator>",
-    ]
-    for key, keywords in lines.items():
-        head = heads.get(key)
-        if head is None:  # gone since the day's counts were read
-            continue
-        out.append(head)
-        out.extend(f"<category term={_attr(keyword)}/>" for keyword in keywords)
-        out.append("</entry>")
-    out.append("</feed>")
-    return "".join(out).encode()
+    return atom.render_feed(
+        atom.FeedHead(
+            title="arXiv digest: your matches",
+            subtitle=f"Papers your keyword lines matched on the last {FEED_DATES} listing dates.",
+            feed_id=atom.tag(host, f"feed:{public_id}"),
+            updated=updated,
+            self_url=self_url,
+            home_url=f"{base_url}/",
+        ),
+        # A paper gone since the day's counts were read has no head: left out.
+        ((heads[key], keywords) for key, keywords in lines.items() if key in heads),
+    )
 
 
 def load_feed_subscriber(token: str) -> Subscriber:
@@ -363,7 +309,7 @@ def load_feed_subscriber(token: str) -> Subscriber:
 
 
 @bp.get("/feed/<token>")
-def show(token: str):
+def show(token: str) -> Response:
     subscriber = load_feed_subscriber(token)
     session = db.session()
     reader = Reader.of(subscriber)
@@ -377,7 +323,7 @@ def show(token: str):
         sections = day_sections(session, current_app.config, reader, days)
         # The URL as requested: a fresh token would change the body, not the data.
         base_url = current_app.config["BASE_URL"]
-        body = render_feed(
+        body = feed_document(
             session,
             matched_lines(days, sections),
             f"{base_url}/feed/{token}",
