@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from flask import Blueprint, abort, current_app, request
 
 from newsletter import ratelimit
+from newsletter.config import settings
 from newsletter.web import csrf
 from worker.bounces import sendgrid
 from worker.bounces.parse import report_to_dict
@@ -47,7 +48,7 @@ def sendgrid_events():
 
 def public_key() -> EllipticCurvePublicKey:
     """The setting's key, read once per app; 404 while the webhook is off."""
-    text = current_app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"]
+    text = settings().SENDGRID_WEBHOOK_PUBLIC_KEY
     if not text:
         abort(404)
     cached = current_app.extensions.get("sendgrid_webhook_key")
@@ -64,7 +65,7 @@ def public_key() -> EllipticCurvePublicKey:
 def refuse_forgery() -> None:
     """403 for a request SendGrid did not sign; 429 once an address has had too many."""
     address = request.remote_addr or "unknown"
-    wait = ratelimit.attempt(f"webhook-ip:{address}", current_app.config["SIGNUP_LIMIT_PER_IP"])
+    wait = ratelimit.attempt(f"webhook-ip:{address}", settings().SIGNUP_LIMIT_PER_IP)
     if wait:
         abort(429, description="Too many refused requests.", retry_after=wait)
     log.warning("sendgrid webhook: a request from %s without a valid signature", address)

@@ -160,6 +160,13 @@ def _hours(name: str, value: str) -> float:
     return hours
 
 
+def _seconds(name: str, value: str) -> float:
+    seconds = _float(name, value)
+    if seconds <= 0:  # a round every 0 s would spin
+        raise ConfigError(f"{name} must be more than 0 seconds")
+    return seconds
+
+
 def _log_format(name: str, value: str) -> str:
     return _choice(name, value.lower(), ("text", "json"))
 
@@ -198,6 +205,9 @@ class Settings:
 
     # NEWSLETTER_DEV=1, or `newsletter dev`: embedded defaults, no secrets needed.
     DEV: bool = setting("0", variable="NEWSLETTER_DEV")
+    # Seconds between two dispatch rounds of `newsletter dev`'s embedded scheduler
+    # (a confirmed reader's digest of the demo day goes out in the next round).
+    DEV_DISPATCH_SECONDS: float = setting("15", _seconds)
     # Required outside dev mode (checked by `load_settings`).
     SECRET_KEY: str = setting()
     # Where the data lives. SQLite in the instance folder needs no server.
@@ -316,6 +326,14 @@ class Settings:
     HEALTH_LISTING_GRACE_HOURS: float = setting("2")
     # /healthz fails when a delivery due to be sent has been queued longer than this.
     HEALTH_QUEUED_MAX_MINUTES: int = setting("120")
+
+    # Transitional, until the last modules that read settings by name are converted
+    # (newsletter/cli, worker/delivery/mail.py and sending.py, worker/translation/backends.py).
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))

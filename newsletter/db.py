@@ -14,12 +14,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from newsletter.config import ConfigError
+from newsletter.config import ConfigError, settings
 
 
 def init_app(app: Flask) -> None:
     """Create the app's engine and close each context's session at teardown."""
-    url = app.config["DATABASE_URL"]
+    url = settings(app).DATABASE_URL
     options: dict = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         # A web thread, a job thread and the CLI may share one SQLite file.

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from newsletter.config import ConfigError
+from newsletter.config import ConfigError, settings
 
 # Seconds to wait for a server at start; an unreachable host should fail fast.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -27,8 +27,8 @@ class DependencyError(ConfigError):
 def check_dependencies(app: Flask) -> None:
     """Raise DependencyError unless the database (and Redis, when set) answers."""
     check_database(app.extensions["db_engine"])
-    if app.config["REDIS_URL"]:
-        check_redis(app.config["REDIS_URL"])
+    if settings(app).REDIS_URL:
+        check_redis(settings(app).REDIS_URL)
 
 
 def check_database(engine: Engine) -> None:

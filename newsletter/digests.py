@@ -9,10 +9,11 @@ the subscriber's current keywords match; the digest core (worker/digest/core.py,
 
 from datetime import date
 
-from flask import Blueprint, abort, current_app
+from flask import Blueprint, abort
 from sqlalchemy import select
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import Delivery, Subscriber
 from newsletter.tokens import read_token, subscriber_links
 from worker.digest.core import DayDigest, Reader
@@ -30,7 +31,7 @@ NOT_VALID = "This link is not valid. It may have been mistyped or cut off."
 
 def _read_digest_token(token: str) -> tuple[str, date]:
     """(public_id, listing_date) from a digest token, or 404."""
-    payload = read_token(current_app.config["SECRET_KEY"], "digest", token)
+    payload = read_token(settings().SECRET_KEY, "digest", token)
     if not (
         isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)
     ):
@@ -48,7 +49,7 @@ def show(token: str):
     subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
     if subscriber is None:
         abort(404, description=NOT_VALID)
-    day = DayDigest.load(session, current_app.config, listing_date)
+    day = DayDigest.load(session, settings(), listing_date)
     reader = Reader.of(subscriber)
     delivery = session.scalar(
         select(Delivery).where(
@@ -65,7 +66,7 @@ def show(token: str):
     generated_at = (
         (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
     )
-    links = subscriber_links(current_app.config, subscriber.public_id, listing_date)
+    links = subscriber_links(settings(), subscriber.public_id, listing_date)
     page = day.render_page(reader, sections, generated_at, links)
     return (
         page,

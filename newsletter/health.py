@@ -28,6 +28,7 @@ from redis import Redis
 from sqlalchemy import Connection, func, select, text
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import Delivery, DeliveryStatus, ListingDay
 from worker import calendar
 
@@ -42,7 +43,7 @@ OK, FAIL = "ok", "fail"
 
 def monitor_redis(app: Flask) -> Redis | None:
     """The app's Redis client for /healthz and /metrics (short timeouts), or None without REDIS_URL."""
-    url = app.config["REDIS_URL"]
+    url = settings(app).REDIS_URL
     if not url:
         return None
     cached = app.extensions.get("monitor_redis")
@@ -57,7 +58,7 @@ def monitor_redis(app: Flask) -> Redis | None:
 @bp.get("/healthz")
 def healthz():
     """Run every check; 200 if all pass, else 503; JSON either way."""
-    config = current_app.config
+    config = settings()
     now = db.utcnow()
     checks: dict[str, dict] = {}
     try:
@@ -68,13 +69,13 @@ def healthz():
                 lambda: listing_status(
                     *latest_complete(connection),
                     now,
-                    deadline_hours=config["INGEST_COMPLETE_DEADLINE_HOURS"],
-                    grace_hours=config["HEALTH_LISTING_GRACE_HOURS"],
+                    deadline_hours=config.INGEST_COMPLETE_DEADLINE_HOURS,
+                    grace_hours=config.HEALTH_LISTING_GRACE_HOURS,
                 ).as_dict(),
             )
             checks["deliveries"] = _guard(
                 "deliveries",
-                lambda: queue_status(connection, now, config["HEALTH_QUEUED_MAX_MINUTES"]),
+                lambda: queue_status(connection, now, config.HEALTH_QUEUED_MAX_MINUTES),
             )
     except Exception as error:  # the database cannot be reached: its checks cannot run
         log.warning("healthz: database: %s: %s", type(error).__name__, error)

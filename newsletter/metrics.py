@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.health import monitor_redis
 from newsletter.models import (
     Delivery,
@@ -55,7 +56,7 @@ SEND_WINDOWS = (5, 60)
 @bp.get("/metrics")
 def metrics():
     """The figures, for a scraper holding METRICS_TOKEN."""
-    token = current_app.config["METRICS_TOKEN"]
+    token = settings().METRICS_TOKEN
     if not token:
         abort(404)
     if not bearer_matches(request.headers.get("Authorization", ""), token):

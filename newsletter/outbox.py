@@ -8,7 +8,9 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, render_template
+
+from newsletter.config import settings
 
 bp = Blueprint("outbox", __name__, url_prefix="/dev/outbox")
 
@@ -16,14 +18,14 @@ FILE_NAME = re.compile(r"[0-9]+-[A-Za-z0-9._-]+\.eml")
 
 
 def outbox_files() -> list[Path]:
-    folder = Path(current_app.config["OUTBOX_DIR"])
+    folder = Path(settings().OUTBOX_DIR)
     return sorted(folder.glob("*.eml"), reverse=True) if folder.is_dir() else []
 
 
 def read_message(name: str) -> EmailMessage:
     if not FILE_NAME.fullmatch(name):
         abort(404)
-    path = Path(current_app.config["OUTBOX_DIR"]) / name
+    path = Path(settings().OUTBOX_DIR) / name
     if not path.is_file():
         abort(404)
     return message_from_bytes(path.read_bytes(), policy=policy.default)

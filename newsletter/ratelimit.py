@@ -17,6 +17,7 @@ from limits import RateLimitItemPerHour
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from newsletter.config import settings
 from worker.queue import redis_connection
 
 # Keys read LIMITS:newsletter:ratelimit/ip:203.0.113.7 in Redis.
@@ -56,9 +57,7 @@ def app_limiter() -> MovingWindowRateLimiter:
     if "ratelimit" not in extensions:
         connection = redis_connection()
         storage: Storage = (
-            RedisStorage(
-                current_app.config["REDIS_URL"], connection_pool=connection.connection_pool
-            )
+            RedisStorage(settings().REDIS_URL, connection_pool=connection.connection_pool)
             if connection is not None
             else process_memory()
         )

@@ -8,7 +8,6 @@ send without cookies or tokens.
 from flask import (
     Blueprint,
     abort,
-    current_app,
     redirect,
     render_template,
     request,
@@ -17,6 +16,7 @@ from flask import (
 from sqlalchemy import select
 
 from newsletter import db, forms, preview, ratelimit
+from newsletter.config import settings as app_settings
 from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
@@ -28,8 +28,8 @@ bp = Blueprint("subscriptions", __name__)
 
 def offered_languages() -> dict[str, str]:
     """Language value -> label: English, and English + TRANSLATION_LANGUAGE with a backend."""
-    config = current_app.config
-    return language_choices(config["TRANSLATION_LANGUAGE"], config["TRANSLATION_BACKEND"] != "none")
+    config = app_settings()
+    return language_choices(config.TRANSLATION_LANGUAGE, config.TRANSLATION_BACKEND != "none")
 
 
 def render_form(template: str, values: dict, errors: dict, status: int = 200, **extra):
@@ -65,7 +65,7 @@ def preview_form(template: str, **extra):
 
 def load_subscriber(purpose: str, token: str, max_age: int | None = None) -> Subscriber:
     """The subscriber a valid token names, or 404. ExpiredToken passes through."""
-    public_id = read_token(current_app.config["SECRET_KEY"], purpose, token, max_age=max_age)
+    public_id = read_token(app_settings().SECRET_KEY, purpose, token, max_age=max_age)
     if not isinstance(public_id, str):
         abort(404, description="This link is not valid. It may have been mistyped or cut off.")
     subscriber = db.session().scalar(select(Subscriber).where(Subscriber.public_id == public_id))
@@ -100,7 +100,7 @@ def signup_post():
         return preview_form("signup.html")
     result = forms.read_settings(form, offered_languages())
     email, error = forms.clean_email(
-        form.get("email", ""), current_app.config["EMAIL_CHECK_DELIVERABILITY"]
+        form.get("email", ""), app_settings().EMAIL_CHECK_DELIVERABILITY
     )
     if error:
         result.errors["email"] = error
@@ -112,11 +112,11 @@ def signup_post():
     if result.errors:
         return render_form("signup.html", values, result.errors, status=400)
 
-    config = current_app.config
+    config = app_settings()
     # An address is not counted once its IP is refused.
-    wait = ratelimit.attempt(
-        f"ip:{client_ip()}", config["SIGNUP_LIMIT_PER_IP"]
-    ) or ratelimit.attempt(f"address:{email.casefold()}", config["SIGNUP_LIMIT_PER_ADDRESS"])
+    wait = ratelimit.attempt(f"ip:{client_ip()}", config.SIGNUP_LIMIT_PER_IP) or ratelimit.attempt(
+        f"address:{email.casefold()}", config.SIGNUP_LIMIT_PER_ADDRESS
+    )
     if wait:
         abort(
             429,
@@ -180,7 +180,7 @@ def confirm_resend(token: str):
             abort(404, description="This link is not valid any more.")
         subscriber = found
     wait = ratelimit.attempt(
-        f"address:{subscriber.email_key}", current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
+        f"address:{subscriber.email_key}", app_settings().SIGNUP_LIMIT_PER_ADDRESS
     )
     if wait:
         abort(
@@ -194,11 +194,11 @@ def confirm_resend(token: str):
 
 
 def manage_token(subscriber: Subscriber) -> str:
-    return make_token(current_app.config["SECRET_KEY"], "manage", subscriber.public_id)
+    return make_token(app_settings().SECRET_KEY, "manage", subscriber.public_id)
 
 
 def unsubscribe_token(subscriber: Subscriber) -> str:
-    return make_token(current_app.config["SECRET_KEY"], "unsubscribe", subscriber.public_id)
+    return make_token(app_settings().SECRET_KEY, "unsubscribe", subscriber.public_id)
 
 
 def manage_values(subscriber: Subscriber) -> dict:

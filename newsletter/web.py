@@ -15,6 +15,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from newsletter.config import settings
+
 log = logging.getLogger(__name__)
 
 # Forms here are small; anything larger is hostile.
@@ -65,7 +67,7 @@ def init_app(app: Flask) -> None:
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=app.config["BASE_URL"].startswith("https://"),
+        SESSION_COOKIE_SECURE=settings(app).BASE_URL.startswith("https://"),
         # A token lives as long as the browser session, as the session cookie does.
         WTF_CSRF_TIME_LIMIT=None,
         # Flask-WTF would also want a same-site Referer on https, which browsers
@@ -134,7 +136,7 @@ def add_security_headers(response):
     if request.endpoint and request.endpoint not in ("static", "favicon"):
         # A view that revalidates (the feed: ETag, Last-Modified) sets its own.
         response.headers.setdefault("Cache-Control", "no-store")
-    if current_app.config["BASE_URL"].startswith("https://"):
+    if settings().BASE_URL.startswith("https://"):
         response.headers["Strict-Transport-Security"] = HSTS
     return response
 

@@ -380,14 +380,14 @@ def test_timeouts_are_retried(fetch_config, server, app):
 
 
 def test_timeouts_run_out(fetch_config, server, app):
-    app.config.update(ARXIV_TIMEOUT=0.2, ARXIV_RETRIES=1)
+    replace_settings(app, ARXIV_TIMEOUT=0.2, ARXIV_RETRIES=1)
     server.serve("/rss/cs", Reply(body=fixture(EMPTY), delay=0.6))
     with pytest.raises(FetchError, match="ReadTimeout, giving up after 2 attempts"):
         arxiv_client.fetch_feed("cs")
 
 
 def test_connection_refused_is_a_fetch_error(fetch_config, app):
-    app.config.update(ARXIV_RSS_URL="http://127.0.0.1:9/rss/", ARXIV_RETRIES=1)
+    replace_settings(app, ARXIV_RSS_URL="http://127.0.0.1:9/rss/", ARXIV_RETRIES=1)
     with pytest.raises(FetchError, match="ConnectionError"):
         arxiv_client.fetch_feed("cs")
 

@@ -17,7 +17,7 @@ from rq import Queue
 from smtp_server import SmtpSink, run_smtp
 from sqlalchemy import select, update
 
-from newsletter import create_app, db
+from newsletter import create_app, db, replace_settings
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -212,7 +212,7 @@ def test_a_bilingual_subscriber_waits_for_the_translation_as_dispatch_does(sink,
     day = db.session().get(ListingDay, DEMO)
     day.completed_at, day.translated_at = now - timedelta(minutes=5), None
     db.session().commit()
-    app.config.update(TRANSLATION_DEADLINE_MINUTES=60, TRANSLATION_BACKEND="recorded")
+    replace_settings(app, TRANSLATION_DEADLINE_MINUTES=60, TRANSLATION_BACKEND="recorded")
     bilingual = add_subscriber("zh@example.org", confirmed_at=now, language="en+zh")
 
     summary = jobs.dispatch_confirmed_digest(bilingual.id, now.isoformat())

@@ -220,7 +220,7 @@ def test_rq_workers_drain_the_day_and_extra_drain_jobs_find_nothing(redis_url, s
 
     from worker.schedule import run_worker
 
-    app.config.update(REDIS_URL=redis_url, DELIVERY_SEND_JOBS=2)
+    replace_settings(app, REDIS_URL=redis_url, DELIVERY_SEND_JOBS=2)
     subscribers = add_many(10)
     first = dispatch_digests(demo)
     second = dispatch_digests(demo)  # before any worker ran: two more drain jobs, no id
@@ -313,7 +313,7 @@ def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_a
     # dead worker's lease to lapse and sends its rows too (the one in flight
     # again, with the same Message-ID).
     sink.hold = 0.0
-    app.config.update(REDIS_URL=None, DELIVERY_LEASE_SECONDS=lease)
+    replace_settings(app, REDIS_URL=None, DELIVERY_LEASE_SECONDS=lease)
     held_emails = {by_email[r.subscriber_id] for r in deliveries() if r.id in held}
     assert dispatch_digests(demo).drain_jobs == 1  # run in-process: no Redis
     assert time.monotonic() - killed_at < lease + 5, "rows held longer than the lease"
@@ -363,10 +363,10 @@ def test_two_draining_workers_with_their_own_connections_never_send_a_row_twice(
 
 
 def test_a_live_worker_slower_than_its_lease_keeps_its_claims(redis_url, sink, demo, app):
-    app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=12)
+    replace_settings(app, REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=12)
     subscribers = add_many(12)
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
-    app.config.update(REDIS_URL=None, DELIVERY_LEASE_SECONDS=1)
+    replace_settings(app, REDIS_URL=None, DELIVERY_LEASE_SECONDS=1)
     sink.hold = 0.25  # one batch takes ~3 s, three leases: only the heartbeat keeps it
     results: dict[str, SendSummary] = {}
     errors = []
@@ -493,8 +493,8 @@ def test_an_unreachable_server_stops_the_drain_and_leaves_rows_queued(config, de
     from conftest import free_port
 
     port = free_port()
-    app.config.update(
-        SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none", SMTP_RETRY_DELAY=0.01
+    replace_settings(
+        app, SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none", SMTP_RETRY_DELAY=0.01
     )
     subscribers = add_many(3)
 
@@ -561,7 +561,7 @@ def test_held_subscribers_wait_for_their_hour_and_the_translation(sink, demo, ap
     day.completed_at = announced + timedelta(hours=4)  # ingested at midnight ET
     day.translated_at = None
     db.session().commit()
-    app.config.update(TRANSLATION_DEADLINE_MINUTES=60, TRANSLATION_BACKEND="recorded")
+    replace_settings(app, TRANSLATION_DEADLINE_MINUTES=60, TRANSLATION_BACKEND="recorded")
     early_bird = add_subscriber("soon@example.com", [DP])
     morning = add_subscriber(
         "morning@example.com", [DP], timezone="America/New_York", delivery_hour=7
@@ -692,7 +692,7 @@ def test_cli_send_before_any_ingest_says_so(app):
 def test_each_message_costs_one_database_round_trip(redis_url, sink, demo, app):
     from sqlalchemy import event
 
-    app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=5)
+    replace_settings(app, REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=5)
     add_many(20)
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
     replace_settings(app, REDIS_URL=None)
@@ -729,7 +729,7 @@ def test_a_database_outage_while_marking_rows_sent_loses_nothing_and_sends_nothi
 
     from newsletter import create_app
 
-    app.config.update(REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=4)
+    replace_settings(app, REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=4)
     subscribers = add_many(12)
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
     url = make_url(database_url)

@@ -463,7 +463,7 @@ STAT_FAULTS = [
 def test_faults_keep_the_day_open_then_complete_it_at_the_deadline(
     poll_config, server, app, replies, settings, warning
 ):
-    app.config.update(settings)
+    replace_settings(app, **settings)
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", *replies)
     summary = ingest.ingest_due(DUE_NOW)

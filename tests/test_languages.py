@@ -13,7 +13,7 @@ from sqlalchemy import select
 from test_subscriptions import links_in, path_of, sign_up
 from test_translation import ChatServer, Reply, completion, settings, with_placeholders
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.models import Subscriber, Translation
 from worker.delivery.dispatch import dispatch_digests
 from worker.demo.load import DEMO_LISTING_DATE, load_demo
@@ -44,7 +44,7 @@ def test_japanese_from_sign_up_to_digest(app, client, outbox):
                 )
             )
         )
-        app.config.update(settings(server.url, TRANSLATION_LANGUAGE="ja"))
+        replace_settings(app, **settings(server.url, TRANSLATION_LANGUAGE="ja"))
         session = db.session()
         load_demo(session)  # its recorded translations are Chinese: never shown here
         session.commit()

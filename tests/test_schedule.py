@@ -15,7 +15,7 @@ from redis import Redis
 from rq import cron_scheduler_registry
 from sqlalchemy import select
 
-from newsletter import db
+from newsletter import db, replace_settings
 from newsletter.models import Delivery, Keyword, Subscriber, SubscriberStatus
 from worker.schedule import SCHEDULER_LOCK, SingleCronScheduler, poll
 
@@ -155,7 +155,7 @@ def test_a_poll_sends_a_dead_workers_rows_once_their_lease_lapsed(
     from newsletter.models import DeliveryStatus
     from worker.schedule import run_worker
 
-    app.config.update(REDIS_URL=redis_url, DELIVERY_LEASE_SECONDS=2)
+    replace_settings(app, REDIS_URL=redis_url, DELIVERY_LEASE_SECONDS=2)
     subscribe("early@example.org", datetime(2024, 11, 27, tzinfo=UTC))
     subscribe("second@example.org", datetime(2024, 11, 27, tzinfo=UTC))
     thursday_morning = datetime(2024, 11, 28, 15, 0, tzinfo=UTC)

@@ -125,7 +125,7 @@ def test_sign_up_confirm_manage_unsubscribe(client, outbox):
 def test_the_confirmation_email_goes_out_over_smtp(app, client):
     sink = SmtpSink()
     with run_smtp(sink) as port:
-        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none")
+        replace_settings(app, SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_SECURITY="none")
         assert sign_up(client).status_code == 302
     [message] = sink.messages()
     assert message["To"] == "ada@example.org"
@@ -252,7 +252,7 @@ def test_bilingual_is_offered_only_with_a_translation_backend(app, client):
 
 
 def test_bilingual_follows_translation_language(app, client):
-    app.config.update(TRANSLATION_BACKEND="openai", TRANSLATION_LANGUAGE="ja")
+    replace_settings(app, TRANSLATION_BACKEND="openai", TRANSLATION_LANGUAGE="ja")
     page = client.get("/").get_data(as_text=True)
     assert '<option value="en+ja">English + 日本語</option>' in page
     assert "en+zh" not in page and "简体中文" not in page

@@ -831,7 +831,7 @@ def test_new_version_is_translated_again(openai_settings, app, chat_server):
 
 def test_endpoint_down_marks_papers_failed_and_the_day_translated(config, app):
     config_values = settings(f"http://127.0.0.1:{free_port()}/v1")
-    app.config.update(config_values)
+    replace_settings(app, **config_values)
     session = db.session()
     store_sample_day(session)
     add_subscriber(session, 1, ["reinforcement learning"])
@@ -895,7 +895,7 @@ def test_past_the_deadline_the_job_gives_up_without_calls(openai_settings, app, 
 
 
 def test_backend_none_only_marks_the_day(config, app, chat_server):
-    app.config.update(settings(chat_server.url, TRANSLATION_BACKEND="none"))
+    replace_settings(app, **settings(chat_server.url, TRANSLATION_BACKEND="none"))
     session = db.session()
     store_sample_day(session)
     add_subscriber(session, 1, ["reinforcement learning"])
@@ -906,7 +906,7 @@ def test_backend_none_only_marks_the_day(config, app, chat_server):
 
 
 def test_recorded_backend_fills_the_demo_day(config, app):
-    app.config.update(settings("http://127.0.0.1:9/v1", TRANSLATION_BACKEND="recorded"))
+    replace_settings(app, **settings("http://127.0.0.1:9/v1", TRANSLATION_BACKEND="recorded"))
     session = db.session()
     store_sample_day(session)
     add_subscriber(session, 1, ["reinforcement learning", "diffusion policy"])
@@ -974,7 +974,7 @@ def bilingual_and_english_readers(session) -> int:
 def test_with_the_endpoint_down_every_digest_still_goes_out(config, app, outbox):
     from worker.delivery.dispatch import dispatch_digests
 
-    app.config.update(settings(f"http://127.0.0.1:{free_port()}/v1"))
+    replace_settings(app, **settings(f"http://127.0.0.1:{free_port()}/v1"))
     session = db.session()
     store_sample_day(session)
     readers = bilingual_and_english_readers(session)

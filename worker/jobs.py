@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime
 
-from flask import current_app
-
 import emails
 from newsletter import db
+from newsletter.config import settings
 from newsletter.logging_setup import logged_job
 from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
@@ -37,7 +36,7 @@ def send_confirmation(subscriber_id: int) -> None:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status is not SubscriberStatus.UNCONFIRMED:
         return
-    config = current_app.config
+    config = settings()
     rendered = emails.render(
         "confirm",
         keywords=subscriber.keyword_lines,
@@ -54,19 +53,19 @@ def send_manage_link(subscriber_id: int) -> None:
     subscriber = db.session().get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status is SubscriberStatus.BLOCKLISTED:
         return
-    links = subscriber_links(current_app.config, subscriber.public_id)
+    links = subscriber_links(settings(), subscriber.public_id)
     _send_account_email(subscriber, emails.render("already_subscribed", **links))
 
 
 def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) -> None:
-    config = current_app.config
+    config = settings()
     message = build_message(
-        sender=config["MAIL_FROM"],
+        sender=config.MAIL_FROM,
         to=subscriber.email,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=new_message_id(config["MAIL_FROM"]),
+        message_id=new_message_id(config.MAIL_FROM),
         headers={"Auto-Submitted": "auto-generated"},
     )
     with Mailer(config) as mailer:
@@ -83,7 +82,7 @@ def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) 
 def translate_listing_date(listing_date_iso: str) -> str:
     """Translate what the day's bilingual digests need, once; mark the day translated."""
 
-    report = translate_day(db.session(), current_app.config, date.fromisoformat(listing_date_iso))
+    report = translate_day(db.session(), settings(), date.fromisoformat(listing_date_iso))
     return str(report)
 
 
@@ -173,10 +172,10 @@ def send_digest_chunk(listing_date_iso: str, delivery_ids: list[int]) -> dict:
 @logged_job
 def poll_bounces() -> dict:
     """Apply the unseen reports in BOUNCE_IMAP_URL's mailbox; queued by every poll when set."""
-    config = current_app.config
-    if not config["BOUNCE_IMAP_URL"]:
+    config = settings()
+    if not config.BOUNCE_IMAP_URL:
         return {}
-    return process_mailbox(db.session(), config["BOUNCE_IMAP_URL"], config["BOUNCE_LIMIT"])
+    return process_mailbox(db.session(), config.BOUNCE_IMAP_URL, config.BOUNCE_LIMIT)
 
 
 @logged_job
@@ -187,9 +186,7 @@ def apply_bounce_reports(reports: list[dict]) -> dict:
     for values in reports:
         report = report_from_dict(values)
         # The relay's own word: its events are about mail we sent through it.
-        outcome = apply_report(
-            session, report, current_app.config["BOUNCE_LIMIT"], trust_recipient=True
-        )
+        outcome = apply_report(session, report, settings().BOUNCE_LIMIT, trust_recipient=True)
         session.commit()
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes

@@ -15,6 +15,8 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.utils import import_attribute
 
+from newsletter.config import settings
+
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "default"
@@ -22,7 +24,7 @@ QUEUE_NAME = "default"
 
 def redis_connection() -> Redis | None:
     """The app's Redis connection, or None in the embedded (no Redis) mode."""
-    url = current_app.config["REDIS_URL"]
+    url = settings().REDIS_URL
     if not url:
         return None
     if "redis" not in current_app.extensions:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime
 
-from flask import Flask, current_app
+from flask import Flask
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
@@ -22,6 +22,7 @@ from rq.exceptions import StopRequested
 from sqlalchemy import select
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import ListingDay
 from worker import calendar, jobs
 from worker.arxiv.ingest import ingest_due
@@ -54,7 +55,7 @@ def poll(now: datetime | None = None) -> None:
             log.info("listing date %s is not complete yet; its digests wait", listing_date)
             continue
         queue_day(listing_date, confirmed_before)
-    if current_app.config["BOUNCE_IMAP_URL"]:
+    if settings().BOUNCE_IMAP_URL:
         # A fixed id: a slow mailbox read is not queued again beside itself.
         enqueue(jobs.poll_bounces, job_id="poll-bounces", job_timeout=600)
 
@@ -68,7 +69,7 @@ def queue_day(listing_date: date, confirmed_before: datetime | None = None) -> N
     if day is not None and day.translated_at is None:
         # Even with no backend the job runs: it marks the day translated, so
         # bilingual digests (if any) need not wait for the deadline.
-        deadline = current_app.config["TRANSLATION_DEADLINE_MINUTES"] * 60
+        deadline = settings().TRANSLATION_DEADLINE_MINUTES * 60
         enqueue(
             jobs.translate_listing_date, iso, job_id=f"translate-{iso}", job_timeout=deadline + 600
         )
@@ -127,7 +128,7 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         return True
 
     logging.getLogger("rq.worker").addFilter(without_traceback)
-    connection = Redis.from_url(app.config["REDIS_URL"])
+    connection = Redis.from_url(settings(app).REDIS_URL)
     while True:
         worker = AppWorker(
             [Queue(QUEUE_NAME, connection=connection)], connection=connection, app=app
@@ -184,7 +185,7 @@ class SingleCronScheduler(CronScheduler):
 
 def run_scheduler(app: Flask) -> None:
     """Run the cron loop, or exit at once if another scheduler is alive."""
-    connection = Redis.from_url(app.config["REDIS_URL"])
+    connection = Redis.from_url(settings(app).REDIS_URL)
     scheduler = SingleCronScheduler(connection=connection)
     if not connection.set(SCHEDULER_LOCK, scheduler.name, nx=True, ex=SCHEDULER_LOCK_SECONDS):
         raise RuntimeError(

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from newsletter import db
 from newsletter.cli.dates import date_option, not_listed_message, parse_date_option
-from newsletter.config import config_warnings
+from newsletter.config import config_warnings, settings
 from newsletter.db import utcnow
 from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Paper
 from worker import calendar
@@ -29,7 +29,7 @@ def status_command(days: int, date_text: str | None) -> None:
     """Show the last listing dates ingested (counts, warnings, deliveries) and the next one expected."""
 
     click.echo(_instance_line(current_app.config))
-    for warning in config_warnings(current_app.config):
+    for warning in config_warnings(settings()):
         click.echo(f"warning: {warning}")
     listing_date = parse_date_option("--date", date_text)
     if listing_date is not None:

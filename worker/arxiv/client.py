@@ -16,9 +16,9 @@ from datetime import date
 from typing import NoReturn
 
 import requests
-from flask import current_app
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from newsletter.config import settings
 from worker.arxiv.feeds import MAX_DOCUMENT_BYTES, FeedError, FetchError, parse_feed
 from worker.http import (
     Transient,
@@ -43,7 +43,7 @@ _local_next_slot = 0.0
 
 def fetch_feed(group: str) -> bytes:
     """Fetch the RSS feed of one archive group ("cs" or "math+math-ph+...")."""
-    return fetch_url(current_app.config["ARXIV_RSS_URL"] + group)
+    return fetch_url(settings().ARXIV_RSS_URL + group)
 
 
 def fetch_oai_page(
@@ -62,13 +62,13 @@ def fetch_oai_page(
             params["from"] = from_date.isoformat()
         if until_date:
             params["until"] = until_date.isoformat()
-    return fetch_url(current_app.config["ARXIV_OAI_URL"], params)
+    return fetch_url(settings().ARXIV_OAI_URL, params)
 
 
 def user_agent() -> str:
     """Name the service and whom to contact, as arXiv asks of automated clients."""
-    config = current_app.config
-    return f"arxiv-digest-newsletter/1.0 (+{config['BASE_URL']}; mailto:{config['ARXIV_CONTACT']})"
+    config = settings()
+    return f"arxiv-digest-newsletter/1.0 (+{config.BASE_URL}; mailto:{config.ARXIV_CONTACT})"
 
 
 def fetch_url(
@@ -80,9 +80,9 @@ def fetch_url(
     never retried. Timeouts, connection errors, 429 and 5xx are retried
     ARXIV_RETRIES times; anything else is a FetchError at once.
     """
-    config = current_app.config
-    attempts = max(1, config["ARXIV_RETRIES"] + 1)
-    min_interval = config["ARXIV_MIN_INTERVAL"]
+    config = settings()
+    attempts = max(1, config.ARXIV_RETRIES + 1)
+    min_interval = config.ARXIV_MIN_INTERVAL
 
     def log_retry(state: RetryCallState) -> None:
         log.warning(
@@ -108,13 +108,13 @@ def fetch_url(
         # deployment-wide gate: a retry never reaches arXiv sooner than it allows.
         before=lambda state: wait_for_turn(min_interval, sleep=sleep),
         retry=retry_if_exception_type(Transient),
-        wait=wait_backoff(config["ARXIV_BACKOFF"], MAX_BACKOFF),
+        wait=wait_backoff(config.ARXIV_BACKOFF, MAX_BACKOFF),
         stop=stop_after_attempt(attempts) | stop_on_long_retry_after(MAX_RETRY_AFTER),
         before_sleep=log_retry,
         retry_error_callback=give_up,
         sleep=sleep,
     )
-    return retrying(_get, url, params, config["ARXIV_TIMEOUT"])
+    return retrying(_get, url, params, config.ARXIV_TIMEOUT)
 
 
 def _get(url: str, params: dict | None, timeout: float) -> bytes:

@@ -21,10 +21,10 @@ deadline note on uncovered groups; the callers commit.
 import logging
 from datetime import date
 
-from flask import current_app
 from sqlalchemy import select
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.db import utcnow
 from newsletter.models import FeedFetch, ListingDay
 from worker.arxiv.store import OAI_GROUP, find_feed_fetch
@@ -37,7 +37,7 @@ DEADLINE_NOTE = "the day was completed without a full feed at the deadline"
 
 def configured_archives() -> set[str]:
     """Every archive the configured groups cover ("cs", "math-ph", ...)."""
-    return {a for group in current_app.config["ARXIV_ARCHIVE_GROUPS"] for a in group.split("+")}
+    return {a for group in settings().ARXIV_ARCHIVE_GROUPS for a in group.split("+")}
 
 
 def covered_archives(listing_date: date) -> set[str]:
@@ -72,9 +72,7 @@ def uncovered_groups(listing_date: date) -> list[str]:
     if OAI_GROUP in covered:
         return []
     return [
-        group
-        for group in current_app.config["ARXIV_ARCHIVE_GROUPS"]
-        if not set(group.split("+")) <= covered
+        group for group in settings().ARXIV_ARCHIVE_GROUPS if not set(group.split("+")) <= covered
     ]
 
 

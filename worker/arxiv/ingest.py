@@ -34,9 +34,8 @@ import logging
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from flask import current_app
-
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import ListingDay
 from worker import calendar
 from worker.arxiv import client as arxiv_client
@@ -98,7 +97,7 @@ def ingest_due(now: datetime) -> IngestSummary:
 
 def completion_deadline(listing_date: date) -> datetime:
     """When the poll stops waiting for full feeds and completes `listing_date` with what it has."""
-    hours = current_app.config["INGEST_COMPLETE_DEADLINE_HOURS"]
+    hours = settings().INGEST_COMPLETE_DEADLINE_HOURS
     return calendar.feed_rebuild_instant(listing_date) + timedelta(hours=hours)
 
 
