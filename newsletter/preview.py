@@ -2,8 +2,8 @@
 
 Called by the sign-up and manage views (newsletter/subscriptions.py: the form's
 "Preview" button re-renders the page, storing nothing) and by its own endpoint
-`POST /preview` (blueprint `bp`), which newsletter/static/preview.js calls as
-the reader types and which answers the same HTML fragment (_preview.html).
+`GET /preview.js?keywords=...` (blueprint `bp`): a script that newsletter/static/preview.js
+adds as the reader types, carrying the same HTML fragment (_preview.html).
 
 The decision is the digest's: per listing date, `DayDigest.sections` (worker/digest/core.py,
 which calls `match_papers`) for a Reader with the typed lines, so the preview
@@ -14,8 +14,9 @@ abstract, category, author-name words -> a bitset of the day's papers). A line's
 candidates are the papers holding every word its phrases, cat: and au: need:
 a superset of its matches, since `match_papers` decides each paper on its own
 text, so `DayDigest.sections` over the candidates gives exactly the whole
-day's sections. Only the candidates are matched (and tokenized by
-matching's own LRU), not all 7,500 papers.
+day's section. Only a line's candidates are matched (and tokenized, by
+matching's own LRU), one line at a time, and each line's section is kept per
+day (SECTIONS_PER_DAY), so typing one more line matches only that line.
 
 The cache lives in `app.extensions` (one per process) and holds at most
 PREVIEW_DAYS days; a day is rebuilt when its key changes: completed_at, its
@@ -24,12 +25,13 @@ completed day replaces the oldest.
 """
 
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
 from flask import Blueprint, current_app, render_template, request
+from jinja2.utils import htmlsafe_json_dumps
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -43,6 +45,8 @@ bp = Blueprint("preview", __name__)
 
 PREVIEW_DAYS = 5  # listing dates shown per line
 SAMPLES = 3  # titles shown per line
+# Lines' sections kept per day: what readers typed lately (a line's ids are ~100 bytes).
+SECTIONS_PER_DAY = 4096
 # The textarea's maxlength; a longer text is refused before any parsing.
 MAX_TEXT = 4000
 
@@ -86,6 +90,30 @@ class DayIndex:
         self.words = dict(words)
         self.categories = dict(categories)
         self.author_words = dict(author_words)
+        # (line, include_replacements) -> the line's section on this day, most recent last.
+        self._sections: OrderedDict[tuple[str, bool], tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def section(self, line: str, include_replacements: bool, config: Mapping) -> tuple[str, ...]:
+        """The line's papers on this day, as the digest shows them: `DayDigest.sections`.
+
+        Asked of the line's candidates alone, one line at a time, so a cat: or au:
+        line never has texts tokenized, and a phrase only its candidates'.
+        """
+        key = (line, include_replacements)
+        with self._lock:
+            if key in self._sections:
+                self._sections.move_to_end(key)
+                return self._sections[key]
+        bits = self.candidates(parse_keyword(line))
+        reader = Reader((line,), "en", "UTC", include_replacements)
+        found = DayDigest(self.listing_date, self.papers_in(bits), config).sections({0: reader})[0]
+        ids = tuple(found[0][1]) if found else ()
+        with self._lock:
+            self._sections[key] = ids
+            while len(self._sections) > SECTIONS_PER_DAY:
+                self._sections.popitem(last=False)
+        return ids
 
     def candidates(self, query: Query) -> int:
         """A bitset of the papers that may match `query`: all it requires is there."""
@@ -167,12 +195,16 @@ def load_index(session: Session, listing_date: date, key: DayKey) -> DayIndex:
 
 def preview_days(days: list[DayIndex], reader: Reader, config: Mapping) -> Preview:
     """Each of the reader's lines: its papers per day (as the digest shows them), and samples."""
-    queries = {line: parse_keyword(line) for line in reader.keywords}
-    per_day: list[tuple[DayIndex, dict[str, list[str]]]] = []
-    for day in days:
-        bits = _any(day.candidates(query) for query in queries.values())
-        digest = DayDigest(day.listing_date, day.papers_in(bits), config)
-        per_day.append((day, dict(digest.sections({0: reader})[0])))
+    per_day = [
+        (
+            day,
+            {
+                line: day.section(line, reader.include_replacements, config)
+                for line in reader.keywords
+            },
+        )
+        for day in days
+    ]
     lines = []
     for line in reader.keywords:
         counts = tuple((day.listing_date, len(found.get(line, ()))) for day, found in per_day)
@@ -249,15 +281,26 @@ def refused() -> int | None:
     )
 
 
-@bp.post("/preview")
-def preview_fragment():
-    """The preview as an HTML fragment, for newsletter/static/preview.js."""
-    headers = {"X-Preview": "1", "Cache-Control": "no-store"}
-    wait = refused()
-    if wait:
-        headers["Retry-After"] = str(wait)
-        return render_template("_preview.html", refused=True), 429, headers
-    if not request.form.get("keywords", "").strip():
-        return render_template("_preview.html", preview=None), 200, headers
-    error, shown = form_preview(request.form)
-    return render_template("_preview.html", preview=shown, line_errors=error), 200, headers
+@bp.get("/preview.js")
+def preview_script():
+    """The preview of ?keywords= as a script that hands the fragment to static/preview.js.
+
+    A script, not fetch(): the site's CSP (newsletter/web.py) has no
+    connect-src, and script-src 'self' lets preview.js add a <script src> here.
+    A GET, as it changes nothing; what it shows is public (arXiv's papers).
+    The fragment is the one the Preview button renders (_preview.html).
+    """
+    headers = {"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-store"}
+    answer = request.args.get("n", "")
+    number = int(answer) if answer.isascii() and answer.isdigit() and len(answer) < 10 else 0
+    if refused():
+        html = render_template("_preview.html", refused=True)
+    elif not request.args.get("keywords", "").strip():
+        html = ""
+    else:
+        error, shown = form_preview(request.args)
+        html = render_template("_preview.html", preview=shown, line_errors=error)
+    call = (
+        f"window.keywordPreview && window.keywordPreview({number}, {htmlsafe_json_dumps(html)});\n"
+    )
+    return call, 200, headers

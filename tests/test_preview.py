@@ -2,6 +2,7 @@
 on a real full day; the no-JavaScript Preview button stores nothing; the fragment
 endpoint; errors, oversized input, the rate limit and the cache's invalidation."""
 
+import json
 import re
 from datetime import date, datetime, timedelta
 
@@ -120,9 +121,6 @@ def test_preview_button_renders_the_form_again_and_stores_nothing(full_day, clie
 def test_preview_checks_csrf(full_day, client):
     response = client.post("/", data={"keywords": "black hole", "preview": "1"})
     assert response.status_code == 400
-    response = client.post("/preview", data={"keywords": "black hole"})
-    assert response.status_code == 400
-    assert response.headers.get("X-Preview") is None
 
 
 def test_manage_preview_keeps_the_stored_lines(full_day, client):
@@ -150,17 +148,32 @@ def test_manage_preview_keeps_the_stored_lines(full_day, client):
     assert db.session().get(Subscriber, subscriber.id).keyword_lines == ["black hole"]
 
 
-def test_fragment_endpoint(full_day, client):
-    token = csrf_from(client)
-    response = client.post("/preview", data={"csrf_token": token, "keywords": "black hole"})
+def script_html(response) -> str:
+    """The fragment a /preview.js answer hands to window.keywordPreview."""
     assert response.status_code == 200
-    assert response.headers["X-Preview"] == "1"
-    html = response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    body = response.get_data(as_text=True)
+    match = re.fullmatch(
+        r"window\.keywordPreview && window\.keywordPreview\((\d+), (.*)\);\n", body
+    )
+    assert match, body[:200]
+    assert "<" not in match.group(2)  # no "</script>" can end it early
+    return json.loads(match.group(2))
+
+
+def test_script_endpoint(full_day, client):
+    response = client.get("/preview.js", query_string={"keywords": "black hole", "n": "7"})
+    assert response.get_data(as_text=True).startswith(
+        "window.keywordPreview && window.keywordPreview(7, "
+    )
+    html = script_html(response)
     assert "<html" not in html and "<code>black hole</code>" in html
     assert len(counts_of(html)) == 1
     # Nothing typed: nothing shown.
-    response = client.post("/preview", data={"csrf_token": token, "keywords": "  \n "})
-    assert response.status_code == 200 and "<li>" not in response.get_data(as_text=True)
+    assert script_html(client.get("/preview.js", query_string={"keywords": " \n "})) == ""
+    # Any n that is not a small number is 0.
+    response = client.get("/preview.js", query_string={"keywords": "x", "n": "1e9</script>"})
+    assert "keywordPreview(0, " in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
@@ -180,15 +193,14 @@ def test_bad_lines_get_the_form_errors(full_day, client, keywords, message, prev
     assert message in page.get_data(as_text=True)
     assert 'id="keywords-error"' in page.get_data(as_text=True)
     assert len(counts_of(page.get_data(as_text=True))) == previewed
-    fragment = client.post("/preview", data={"csrf_token": token, "keywords": keywords})
-    assert fragment.status_code == 200
-    assert message in fragment.get_data(as_text=True)
-    assert len(counts_of(fragment.get_data(as_text=True))) == previewed
+    fragment = script_html(client.get("/preview.js", query_string={"keywords": keywords}))
+    assert message in fragment
+    assert len(counts_of(fragment)) == previewed
 
 
 def test_nothing_stored_yet(app, client):
-    response = client.post("/preview", data={"csrf_token": csrf_from(client), "keywords": "x y"})
-    assert "No listing date is stored yet" in response.get_data(as_text=True)
+    response = client.get("/preview.js", query_string={"keywords": "x y"})
+    assert "No listing date is stored yet" in script_html(response)
 
 
 def test_rate_limited(config, database_url):
@@ -197,12 +209,13 @@ def test_rate_limited(config, database_url):
     app = create_app({**config, "PREVIEW_LIMIT_PER_IP": 3})
     client = app.test_client()
     with app.app_context():
-        token = csrf_from(client)
-        form = {"csrf_token": token, "keywords": "black hole"}
-        assert [client.post("/preview", data=form).status_code for _ in range(3)] == [200] * 3
-        refused = client.post("/preview", data=form)
-        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
-        assert "Too many previews" in refused.get_data(as_text=True)
+        form = {"csrf_token": csrf_from(client), "keywords": "black hole"}
+        query = {"keywords": "black hole"}
+        answers = [script_html(client.get("/preview.js", query_string=query)) for _ in range(2)]
+        assert all("No listing date is stored yet" in html for html in answers)
+        assert client.post("/", data={**form, "preview": "1"}).status_code == 200
+        refused = script_html(client.get("/preview.js", query_string=query))
+        assert "Too many previews" in refused and "No listing date" not in refused
         page = client.post("/", data={**form, "preview": "1"})
         assert page.status_code == 429 and "Too many previews" in page.get_data(as_text=True)
     app.extensions["db_engine"].dispose()
