@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, request
 from sqlalchemy import func, null, select
 from sqlalchemy.orm import Session
 from werkzeug.http import is_resource_modified
 
 from newsletter import atom, db
+from newsletter.config import settings
 from newsletter.models import ListingDay, Paper, Subscriber, SubscriberStatus
 from newsletter.tokens import feed_url, read_token
 from worker import calendar
@@ -299,7 +300,7 @@ def feed_document(
 
 def load_feed_subscriber(token: str) -> Subscriber:
     """The subscriber a valid feed token names, if their feed is served; else 404."""
-    public_id = read_token(current_app.config["SECRET_KEY"], "feed", token)
+    public_id = read_token(settings().SECRET_KEY, "feed", token)
     if not isinstance(public_id, str):
         abort(404, description=NOT_VALID)
     subscriber = db.session().scalar(select(Subscriber).where(Subscriber.public_id == public_id))
@@ -320,9 +321,9 @@ def show(token: str) -> Response:
     if not is_resource_modified(request.environ, etag=etag, last_modified=modified):
         response = Response(status=304, headers=headers)
     else:
-        sections = day_sections(session, current_app.config, reader, days)
+        sections = day_sections(session, settings(), reader, days)
         # The URL as requested: a fresh token would change the body, not the data.
-        base_url = current_app.config["BASE_URL"]
+        base_url = settings().BASE_URL
         body = feed_document(
             session,
             matched_lines(days, sections),
@@ -342,4 +343,4 @@ def show(token: str) -> Response:
 @bp.app_template_global()
 def feed_url_for(subscriber: Subscriber) -> str:
     """The subscriber's feed URL, for the manage page."""
-    return feed_url(current_app.config, subscriber.public_id)
+    return feed_url(settings(), subscriber.public_id)
