@@ -54,11 +54,13 @@ def import_subscribers(
     check_deliverability: bool,
     on_reject: Callable[[Rejection], None],
     after_commit: Callable[[list[int]], None],
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Validate every row of the CSV `data` and store the new subscribers in batches.
 
     Refused rows go to `on_reject` as they are found and are stored not at all;
-    `after_commit` gets the ids of each committed batch's new subscribers.
+    `after_commit` gets the ids of each committed batch's new subscribers;
+    `progress` gets (rows done, rows in the file) before each row and at the end.
     Raises ImportFileError (before storing anything) when the file cannot be read.
     """
     records = csv_records(decode_file(data, name), name)
@@ -72,7 +74,9 @@ def import_subscribers(
     summary = ImportSummary()
     seen: dict[str, int] = {}
     batch: list[Candidate] = []
-    for line, record in rows:
+    for done, (line, record) in enumerate(rows):
+        if progress is not None:
+            progress(done, len(rows))
         if not any(value.strip() for value in record):
             continue  # a blank line
         candidate, reason = validate_row(
@@ -92,6 +96,8 @@ def import_subscribers(
             batch = []
     if batch:
         _store_batch(session, batch, confirmed, summary, after_commit)
+    if progress is not None:
+        progress(len(rows), len(rows))
     return summary
 
 

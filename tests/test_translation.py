@@ -925,13 +925,14 @@ def test_cli_prints_what_was_done(openai_settings, app, chat_server):
     runner = app.test_cli_runner()
     result = runner.invoke(main, ["translate"])
     assert result.exit_code == 0, result.output
+    # stdout: the report; the progress lines go to stderr (tests/test_progress.py).
     assert (
-        result.output
+        result.stdout
         == "2026-05-29: translated 3, reused from cache 0, failed 0, tokens used 150\n"
     )
     result = runner.invoke(main, ["translate", "--date", "2026-05-29"])
     assert (
-        result.output == "2026-05-29: translated 0, reused from cache 3, failed 0, tokens used 0\n"
+        result.stdout == "2026-05-29: translated 0, reused from cache 3, failed 0, tokens used 0\n"
     )
     result = runner.invoke(main, ["translate", "--date", "29/05/2026"])
     assert result.exit_code != 0 and "must be a date like" in result.output

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from newsletter import db
 from newsletter.cli.dates import complete_listing_date, date_option
+from newsletter.cli.progress import progress_report
 from newsletter.models import Subscriber
 from worker.delivery.dispatch import dispatch_digests, preview_digest
 from worker.delivery.mail import DeliveryFailure
@@ -70,7 +71,8 @@ def digest_send_command(date_text: str | None, to_workers: bool) -> None:
         click.echo(f"{listing_date}: queued for the workers (see `newsletter status --date`)")
         return
     try:
-        summary = dispatch_digests(listing_date, send_now=True)
+        with progress_report("sending digests") as progress:
+            summary = dispatch_digests(listing_date, send_now=True, progress=progress)
     except (DeliveryFailure, OSError) as error:
         raise click.ClickException(f"cannot send: {error}") from None
     sending = summary.sending

@@ -7,6 +7,7 @@ import click
 from flask.cli import with_appcontext
 
 from newsletter.cli.dates import date_option, parse_date_option
+from newsletter.cli.progress import progress_report
 from newsletter.db import utcnow
 from worker import calendar
 from worker.arxiv import backfill, ingest
@@ -37,7 +38,9 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
         elif day is not None:
             summaries = backfill.ingest_oai(day, day)
         elif since is not None:
-            summaries = backfill.ingest_oai(since, calendar.due_listing_date(utcnow()))
+            with progress_report("harvesting records") as progress:
+                due = calendar.due_listing_date(utcnow())
+                summaries = backfill.ingest_oai(since, due, progress=progress)
         else:
             summaries = [ingest.ingest_due(utcnow())]
     except (ArxivError, ingest_store.IngestError) as error:

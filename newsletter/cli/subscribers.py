@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from newsletter import db, subscriber_admin, subscriptions
+from newsletter.cli.progress import progress_report
 from newsletter.models import SubscriberStatus
 from newsletter.subscriber_file import ImportFileError, Rejection, read_file
 from newsletter.subscriber_import import import_subscribers
@@ -51,16 +52,18 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
                 enqueue(jobs.send_confirmation, subscriber_id)
 
     try:
-        summary = import_subscribers(
-            db.session(),
-            read_file(path),
-            path,
-            confirmed=confirmed,
-            offered_languages=subscriptions.offered_languages(),
-            check_deliverability=config["EMAIL_CHECK_DELIVERABILITY"],
-            on_reject=report,
-            after_commit=confirm,
-        )
+        with progress_report("importing rows") as progress:
+            summary = import_subscribers(
+                db.session(),
+                read_file(path),
+                path,
+                confirmed=confirmed,
+                offered_languages=subscriptions.offered_languages(),
+                check_deliverability=config["EMAIL_CHECK_DELIVERABILITY"],
+                on_reject=report,
+                after_commit=confirm,
+                progress=progress,
+            )
     except ImportFileError as error:
         raise click.ClickException(str(error)) from None
     click.echo(summary.line())

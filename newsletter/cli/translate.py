@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 
 from newsletter import db
 from newsletter.cli.dates import complete_listing_date, date_option
+from newsletter.cli.progress import progress_report
 from worker.translation.job import translate_day
 
 
@@ -23,4 +24,8 @@ def translate_command(date_text: str | None) -> None:
         raise click.ClickException("TRANSLATION_BACKEND is none: digests are English only")
     listing_date = complete_listing_date(date_text)
     # By hand the deadline does not apply: an operator may fill gaps after the digests went out.
-    click.echo(translate_day(db.session(), config, listing_date, respect_deadline=False))
+    with progress_report("translating papers") as progress:
+        report = translate_day(
+            db.session(), config, listing_date, respect_deadline=False, progress=progress
+        )
+    click.echo(report)

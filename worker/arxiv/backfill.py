@@ -9,6 +9,7 @@ configured archives. A harvest covers every archive, so the listing dates it
 backfills are marked complete.
 """
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -32,14 +33,20 @@ MAX_BACKFILL_DAYS = 92
 MAX_OAI_PAGES = 500
 
 
-def ingest_oai(first: date, last: date, now: datetime | None = None) -> list[IngestSummary]:
+def ingest_oai(
+    first: date,
+    last: date,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[IngestSummary]:
     """Backfill the listing dates first..last from OAI-PMH arXivRaw; mark them complete.
 
     Records are harvested by datestamp from the day before `first`'s submission
     window up to today, so records touched again since (a journal ref added) are
     still seen; each goes to the listing date its latest version up to `last`
     was announced, as computed from its submission time (approximate:
-    moderation holds can delay a paper by a day or more).
+    moderation holds can delay a paper by a day or more). `progress` gets
+    (records harvested, records in the harvest) after each page.
     """
     now = now or utcnow()
     today = now.astimezone(UTC).date()
@@ -53,16 +60,20 @@ def ingest_oai(first: date, last: date, now: datetime | None = None) -> list[Ing
     if not days:
         raise IngestError(f"no arXiv listing date between {first} and {last}")
     from_date = calendar.submission_cutoff(days[0]).date() - timedelta(days=2)
-    by_day = sort_by_listing_date(_harvest(from_date, today), days[0], days[-1])
+    by_day = sort_by_listing_date(_harvest(from_date, today, progress), days[0], days[-1])
     for day in days:
         by_day.setdefault(day, [])
     return store_by_listing_date(by_day, source="oai", complete=True)
 
 
-def _harvest(from_date: date, until_date: date) -> list[FeedItem]:
+def _harvest(
+    from_date: date, until_date: date, progress: Callable[[int, int], None] | None = None
+) -> list[FeedItem]:
     """Every arXivRaw record with a datestamp in from_date..until_date, page by page."""
     items: list[FeedItem] = []
     token = None
+    harvested = 0
+    list_size: int | None = None
     for _ in range(MAX_OAI_PAGES):
         # With a token, OAI-PMH takes no other argument: the dates go on the first page only.
         data = arxiv_client.fetch_oai_page(
@@ -73,6 +84,12 @@ def _harvest(from_date: date, until_date: date) -> list[FeedItem]:
             raise arxiv.FeedError(f"expected an OAI-PMH response, got {parsed.kind}")
         items.extend(parsed.items)
         token = parsed.resumption_token
+        harvested += parsed.records
+        # The last page's token may be empty of attributes: keep the size seen before.
+        list_size = parsed.list_size or list_size
+        if progress is not None:
+            # Once the last page is in (or without a completeListSize), what was read is the whole.
+            progress(harvested, max(list_size or 0, harvested) if token else harvested)
         if not token:
             return items
     raise IngestError(f"OAI-PMH harvest did not end after {MAX_OAI_PAGES} pages")

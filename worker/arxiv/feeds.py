@@ -94,6 +94,10 @@ class ParsedFeed:
     archives: list[str]  # what the feed's query covered, e.g. ["cs"]; [] when unknown
     items: list[FeedItem]
     resumption_token: str | None = None  # OAI-PMH: the next page, if any
+    # OAI-PMH: records on this page (deleted ones too) and in the whole list
+    # (the token's completeListSize, when the server gives it): a harvest's progress.
+    records: int = 0
+    list_size: int | None = None
     skip_days: list[str] = field(default_factory=list)
 
     @property
@@ -349,7 +353,8 @@ def _parse_oai(root: ET.Element) -> ParsedFeed:
     if list_records is None:
         raise FeedError("OAI-PMH response without <ListRecords>")
     items = []
-    for record in list_records.findall("oai:record", NS):
+    records = list_records.findall("oai:record", NS)
+    for record in records:
         header = record.find("oai:header", NS)
         if header is not None and header.get("status") == "deleted":
             continue
@@ -359,7 +364,16 @@ def _parse_oai(root: ET.Element) -> ParsedFeed:
         items.append(_oai_item(raw))
     token_element = list_records.find("oai:resumptionToken", NS)
     token = _text(token_element)
-    return ParsedFeed(kind="oai", feed_date=None, archives=[], items=items, resumption_token=token)
+    size = token_element.get("completeListSize", "") if token_element is not None else ""
+    return ParsedFeed(
+        kind="oai",
+        feed_date=None,
+        archives=[],
+        items=items,
+        resumption_token=token,
+        records=len(records),
+        list_size=int(size) if size.isdigit() else None,
+    )
 
 
 def _oai_item(raw: ET.Element) -> FeedItem:

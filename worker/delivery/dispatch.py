@@ -24,7 +24,7 @@ carries, worker/delivery/late.py's.
 
 import logging
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -92,6 +92,7 @@ def dispatch_digests(
     send_now: bool = False,
     confirmed_before: datetime | None = None,
     subscriber_ids: Collection[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DispatchSummary:
     """Make the day's missing delivery rows and queue drain jobs while rows are claimable.
 
@@ -102,7 +103,7 @@ def dispatch_digests(
     (a past day goes to those who were subscribed while it was current).
     With `subscriber_ids`, only those subscribers get a new row (a subscriber
     who just confirmed, worker.jobs.dispatch_confirmed_digest); the drain is the
-    day's as always.
+    day's as always. `progress` (with `send_now`) gets the drain's (rows done, rows to send).
     """
     config = current_app.config
     session = db.session()
@@ -123,7 +124,7 @@ def dispatch_digests(
     if summary.claimable:
         if send_now:
             summary.drain_jobs = 1
-            summary.sending.add(drain_day(listing_date.isoformat()))
+            summary.sending.add(drain_day(listing_date.isoformat(), progress=progress))
         else:
             _queue_drains(listing_date, summary)
     log.info(

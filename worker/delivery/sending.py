@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import tracemalloc
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -70,8 +71,15 @@ class SendSummary:
         self.out_of_time = self.out_of_time or other.out_of_time
 
 
-def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSummary:
-    """Send the day's claimable rows batch by batch until none is left (or the budget is used)."""
+def drain_day(
+    listing_date_iso: str,
+    time_budget: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SendSummary:
+    """Send the day's claimable rows batch by batch until none is left (or the budget is used).
+
+    `progress` gets (rows done, rows claimable when the drain began) after each batch.
+    """
     config = current_app.config
     engine = db.engine()
     listing_date = date.fromisoformat(listing_date_iso)
@@ -82,6 +90,11 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
     sender = Sender(config, listing_date, day, connection)
     started = time.monotonic()
     summary = sender.summary
+    total = 0
+    if progress is not None:
+        max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+        total = connection.run(lambda c: claims.count_claimable(c, listing_date, max_attempts))
+        progress(0, total)
     try:
         with Heartbeat(engine, claimer, lease) as heartbeat, Mailer(config) as mailer:
             while not summary.stopped:
@@ -105,6 +118,9 @@ def drain_day(listing_date_iso: str, time_budget: float | None = None) -> SendSu
                     continue
                 heartbeat.claimed()
                 sender.send_batch(batch, claimer, mailer, heartbeat)
+                if progress is not None:
+                    done = summary.sent + summary.skipped + summary.failed + summary.deferred
+                    progress(done, max(total, done))
         summary.not_claimed = connection.run(
             lambda c: claims.count_held_by_others(c, listing_date, claimer)
         )

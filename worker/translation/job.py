@@ -17,6 +17,7 @@ worker/translation/data/glossary_<code>.tsv, overlaid by TRANSLATION_GLOSSARY_PA
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -143,13 +144,19 @@ def tokens_used_today(session: Session, now: datetime) -> int:
 
 
 def translate_day(
-    session: Session, config: dict, listing_date: date, *, respect_deadline: bool = True
+    session: Session,
+    config: dict,
+    listing_date: date,
+    *,
+    respect_deadline: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DayReport:
     """Translate what `listing_date`'s bilingual digests need, once; set translated_at.
 
     Idempotent: done translations are reused, failed ones are tried again.
     The job stops sending at completed_at + TRANSLATION_DEADLINE_MINUTES
     (the digests have gone by then); the CLI passes respect_deadline=False.
+    `progress` gets (papers done, papers to translate) as each batch returns.
     """
     report = DayReport(listing_date)
     day = session.get(ListingDay, listing_date)
@@ -175,7 +182,9 @@ def translate_day(
                     SourcePaper(paper.arxiv_id, paper.version, paper.title, paper.abstract)
                 )
         if wanted:
-            _translate_and_store(session, config, day, wanted, existing, report, respect_deadline)
+            _translate_and_store(
+                session, config, day, wanted, existing, report, respect_deadline, progress
+            )
     if day is not None and day.completed_at is not None and day.translated_at is None:
         day.translated_at = utcnow()
     session.commit()
@@ -191,6 +200,7 @@ def _translate_and_store(
     existing: dict[tuple[str, int], Translation],
     report: DayReport,
     respect_deadline: bool,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     now = utcnow()
     stop_at = None
@@ -213,6 +223,9 @@ def _translate_and_store(
     # COMMIT_INTERVAL keeps a fast endpoint from waiting on fsyncs; a crash
     # loses only that much work (and the batches in flight).
     last_commit = time.monotonic()
+    done = 0
+    if progress is not None:
+        progress(done, len(wanted))
     for outcomes in translate_papers(backend, wanted, target, config["TRANSLATION_CONCURRENCY"]):
         for outcome in outcomes:
             paper = outcome.paper
@@ -238,4 +251,7 @@ def _translate_and_store(
         if time.monotonic() - last_commit >= COMMIT_INTERVAL:
             session.commit()
             last_commit = time.monotonic()
+        done += len(outcomes)
+        if progress is not None:
+            progress(done, len(wanted))
     session.commit()
