@@ -21,7 +21,12 @@ day (SECTIONS_PER_DAY), so typing one more line matches only that line.
 The cache lives in `app.extensions` (one per process) and holds at most
 PREVIEW_DAYS days; a day is rebuilt when its key changes: completed_at, its
 paper count and latest updated_at (a late paper, a newer version). A newly
-completed day replaces the oldest.
+completed day replaces the oldest. Memory (benchmarks/preview.py, tracemalloc):
+~11 MiB per day of 1,500 papers (6 MiB of detached Paper rows, 5.6 MiB of
+word, category and author bitsets), so ~55 MiB per web process for the 5 days,
+plus the lines' sections (SECTIONS_PER_DAY). Building a day tokenizes its
+papers once (~0.3 s idle for 1,500): the first preview after a start or a
+newly completed day pays it.
 """
 
 import threading
@@ -45,8 +50,10 @@ bp = Blueprint("preview", __name__)
 
 PREVIEW_DAYS = 5  # listing dates shown per line
 SAMPLES = 3  # titles shown per line
-# Lines' sections kept per day: what readers typed lately (a line's ids are ~100 bytes).
-SECTIONS_PER_DAY = 4096
+# Lines' sections kept per day, the most recently asked: a typical line's ids take
+# ~200 bytes (1,000 lines: ~0.2 MiB a day); a line matching a whole 1,500-paper
+# day ~12 KiB, so at worst ~12 MiB a day.
+SECTIONS_PER_DAY = 1000
 # The textarea's maxlength; a longer text is refused before any parsing.
 MAX_TEXT = 4000
 
