@@ -7,7 +7,7 @@ attributes, counting each object once, so shared strings are not counted twice.
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 
 
 def census(roots: dict[str, object]) -> list[str]:
@@ -38,10 +38,7 @@ def _parts(name: str, root: object) -> Iterator[tuple[str, object]]:
 
 
 def _count(value: object) -> str:
-    try:
-        return f"({len(value)} entries)"
-    except TypeError:
-        return ""
+    return f"({len(value)} entries)" if isinstance(value, Sized) else ""
 
 
 def deep_size(value: object, seen: set[int]) -> int:

@@ -27,8 +27,9 @@ class DependencyError(ConfigError):
 def check_dependencies(app: Flask) -> None:
     """Raise DependencyError unless the database (and Redis, when set) answers."""
     check_database(app.extensions["db_engine"])
-    if settings(app).REDIS_URL:
-        check_redis(settings(app).REDIS_URL)
+    redis_url = settings(app).REDIS_URL
+    if redis_url:
+        check_redis(redis_url)
 
 
 def check_database(engine: Engine) -> None:
@@ -38,7 +39,7 @@ def check_database(engine: Engine) -> None:
             connection.execute(text("SELECT 1"))
             if engine.dialect.name == "sqlite":
                 # A read-only file opens and reads fine; only a write tells.
-                version = int(connection.exec_driver_sql("PRAGMA user_version").scalar())
+                version = int(connection.exec_driver_sql("PRAGMA user_version").scalar_one())
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
                 connection.exec_driver_sql(f"PRAGMA user_version = {version}")
                 connection.exec_driver_sql("ROLLBACK")

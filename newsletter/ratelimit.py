@@ -55,10 +55,10 @@ def app_limiter() -> MovingWindowRateLimiter:
     """The app's limiter, on the app's Redis connection or this process's memory."""
     extensions = current_app.extensions
     if "ratelimit" not in extensions:
-        connection = redis_connection()
+        connection, url = redis_connection(), settings().REDIS_URL
         storage: Storage = (
-            RedisStorage(settings().REDIS_URL, connection_pool=connection.connection_pool)
-            if connection is not None
+            RedisStorage(url, connection_pool=connection.connection_pool)
+            if connection is not None and url is not None
             else process_memory()
         )
         extensions["ratelimit"] = MovingWindowRateLimiter(storage)

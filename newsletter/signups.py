@@ -40,7 +40,9 @@ def register_sign_up(email: str, settings: dict) -> None:
         except IntegrityError:
             # The same address signed up at the same moment: treat it as known.
             session.rollback()
-            subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
+            subscriber = session.execute(
+                select(Subscriber).where(Subscriber.email_key == key)
+            ).scalar_one()
     if subscriber.status is SubscriberStatus.UNCONFIRMED:
         jobs.send_confirmation(subscriber.id)
     elif subscriber.status is not SubscriberStatus.BLOCKLISTED:

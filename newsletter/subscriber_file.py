@@ -139,6 +139,7 @@ def validate_row(
         return None, "; ".join(
             f"{name}: {' '.join(message.splitlines())}" for name, message in result.errors.items()
         )
+    assert email is not None  # clean_email gives an address whenever it gives no error
     values = {
         "email": email,
         "email_key": email.casefold(),

@@ -39,6 +39,8 @@ def read_token(secret_key: str, purpose: str, token: str, max_age: int | None = 
     try:
         return serializer.loads(token, max_age=max_age)
     except SignatureExpired as error:
+        if error.payload is None:
+            return None
         try:
             payload = serializer.load_payload(error.payload)
         except BadSignature:

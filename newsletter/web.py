@@ -46,7 +46,8 @@ CSRF_REFUSED = (
 
 
 def init_app(app: Flask) -> None:
-    app.wsgi_app = CappedBody(app.wsgi_app, MAX_BODY_BYTES)
+    # Flask's documented way to wrap its WSGI app in middleware; mypy sees a method.
+    app.wsgi_app = CappedBody(app.wsgi_app, MAX_BODY_BYTES)  # type: ignore[method-assign]
     app.after_request(add_security_headers)
     app.before_request(check_body)
     app.add_url_rule("/favicon.ico", "favicon", favicon)

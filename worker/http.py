@@ -62,7 +62,7 @@ class wait_backoff(wait_base):
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exponent = retry_state.attempt_number - 1
-        delay = min(self.cap, self.base * 2**exponent * random.uniform(0.5, 1.5))
+        delay = min(self.cap, self.base * 2.0**exponent * random.uniform(0.5, 1.5))
         return max(delay, last_transient(retry_state).retry_after or 0.0)
 
 

@@ -46,7 +46,8 @@ def enqueue(
     """
     connection = redis_connection()
     if connection is None:
-        app = current_app._get_current_object()
+        # The app behind the proxy, for the job's own app context; current_app is typed as Flask.
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
         with app.app_context():
             try:
                 # What an RQ worker does with a name: import it when the job runs.

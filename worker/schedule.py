@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
+from typing import cast
 
 from flask import Flask
 from redis import Redis
@@ -128,7 +129,7 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         return True
 
     logging.getLogger("rq.worker").addFilter(without_traceback)
-    connection = Redis.from_url(settings(app).REDIS_URL)
+    connection = Redis.from_url(redis_url(app))
     while True:
         worker = AppWorker(
             [Queue(QUEUE_NAME, connection=connection)], connection=connection, app=app
@@ -168,7 +169,8 @@ class SingleCronScheduler(CronScheduler):
 
     def heartbeat(self) -> None:
         super().heartbeat()
-        holder = self.connection.get(SCHEDULER_LOCK)
+        # redis-py types a sync client's replies as `Awaitable | Any`.
+        holder = cast(bytes | None, self.connection.get(SCHEDULER_LOCK))
         if holder is not None and holder.decode() != self.name:
             log.error("another scheduler (%s) holds the lock; stopping", holder.decode())
             self.lost_lock = True
@@ -183,14 +185,22 @@ class SingleCronScheduler(CronScheduler):
             self.connection.delete(SCHEDULER_LOCK)
 
 
+def redis_url(app: Flask) -> str:
+    """REDIS_URL, which the scheduler and the worker need (the CLI says so before)."""
+    url = settings(app).REDIS_URL
+    if url is None:
+        raise RuntimeError("REDIS_URL is not set: the scheduler and workers need Redis")
+    return url
+
+
 def run_scheduler(app: Flask) -> None:
     """Run the cron loop, or exit at once if another scheduler is alive."""
-    connection = Redis.from_url(settings(app).REDIS_URL)
+    connection = Redis.from_url(redis_url(app))
     scheduler = SingleCronScheduler(connection=connection)
     if not connection.set(SCHEDULER_LOCK, scheduler.name, nx=True, ex=SCHEDULER_LOCK_SECONDS):
+        holder = cast(bytes, connection.get(SCHEDULER_LOCK))
         raise RuntimeError(
-            f"another scheduler is running ({connection.get(SCHEDULER_LOCK).decode()}); "
-            "a deployment runs exactly one"
+            f"another scheduler is running ({holder.decode()}); a deployment runs exactly one"
         )
     scheduler.register(poll, QUEUE_NAME, interval=POLL_INTERVAL_SECONDS, job_timeout=3600)
     scheduler.start()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -179,5 +179,6 @@ def wait_for_turn(min_interval: float, *, sleep: Callable[[float], None] = time.
         return
     interval_ms = max(1, int(min_interval * 1000))
     while not connection.set(RATE_LIMIT_KEY, "1", nx=True, px=interval_ms):
-        remaining_ms = connection.pttl(RATE_LIMIT_KEY)
+        # redis-py types a sync client's replies as `Awaitable | Any`; this one is an int.
+        remaining_ms = cast(int, connection.pttl(RATE_LIMIT_KEY))
         sleep(max(remaining_ms, 5) / 1000)

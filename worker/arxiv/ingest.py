@@ -89,6 +89,7 @@ def ingest_due(now: datetime) -> IngestSummary:
                 f"{fetch.archive_group} ({total_items(fetch)} items): {fetch.warning}"
             )
             log.warning("ingest %s", message)
+            assert fetch.warning is not None  # note_uncovered_groups wrote it
             summary.warnings.append(fetch.warning)
     commit()
     log.info("ingest %s", summary.line())

@@ -24,6 +24,7 @@ from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 
 class Kind(enum.Enum):
@@ -194,7 +195,7 @@ def normal_message_id(value: str | None) -> str | None:
     return f"<{text}>" if text else None
 
 
-def report_to_dict(report: Report) -> dict:
+def report_to_dict(report: Report) -> dict[str, Any]:
     """A report as plain values, for a job's arguments."""
     return {
         "kind": report.kind.value,
@@ -205,7 +206,7 @@ def report_to_dict(report: Report) -> dict:
     }
 
 
-def report_from_dict(values: dict) -> Report:
+def report_from_dict(values: dict[str, Any]) -> Report:
     """The report `report_to_dict` gave."""
     return Report(
         Kind(values["kind"]),

@@ -220,16 +220,16 @@ def give_up_dead_claims(connection: Connection, listing_date: date, max_attempts
 
 
 def count_claimable(connection: Connection, listing_date: date, max_attempts: int) -> int:
-    return connection.scalar(
+    return connection.execute(
         select(func.count())
         .select_from(Delivery)
         .where(Delivery.listing_date == listing_date, claimable(utcnow(), max_attempts))
-    )
+    ).scalar_one()
 
 
 def count_held_by_others(connection: Connection, listing_date: date, claimer: str) -> int:
     """Rows of the day other live workers are sending right now."""
-    return connection.scalar(
+    return connection.execute(
         select(func.count())
         .select_from(Delivery)
         .where(
@@ -238,7 +238,7 @@ def count_held_by_others(connection: Connection, listing_date: date, claimer: st
             Delivery.lease_expires_at >= utcnow(),
             Delivery.claimed_by != claimer,
         )
-    )
+    ).scalar_one()
 
 
 def next_lease_expiry(connection: Connection, listing_date: date, claimer: str) -> datetime | None:

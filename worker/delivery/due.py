@@ -43,6 +43,8 @@ def is_due(
     bilingual: bool,
 ) -> bool:
     """Whether a subscriber's digest of a complete `day` may be made at `now`."""
+    if day.completed_at is None:
+        return False  # an incomplete day has no digest yet
     if now < release_instant(day.listing_date, timezone, delivery_hour):
         return False
     if bilingual and day.translated_at is None:

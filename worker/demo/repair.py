@@ -182,8 +182,8 @@ def problems(english: str, chinese: str) -> list[str]:
     """Why `chinese` is not what our translator would return for `english` (empty: fine)."""
     found = [f"contains {defect!r}" for defect in DEFECTS if defect in chinese]
     ours = Counter(protect(english).originals)
-    theirs = Counter(_split(span, ours) for span in protect(chinese).originals)
-    theirs = Counter(piece for pieces, count in theirs.items() for piece in pieces * count)
+    split = Counter(_split(span, ours) for span in protect(chinese).originals)
+    theirs = Counter(piece for pieces, count in split.items() for piece in pieces * count)
     if ours != theirs:
         found.append(f"spans differ: missing {ours - theirs}, extra {theirs - ours}")
     return found

@@ -75,7 +75,7 @@ def relevant_terms(glossary: dict[str, str], texts: Iterable[str]) -> dict[str, 
 
 
 @lru_cache(maxsize=8)
-def _glossary_pattern(terms: tuple[str, ...]) -> tuple[re.Pattern | None, dict[str, str]]:
+def _glossary_pattern(terms: tuple[str, ...]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
     # One pass for all terms; longest first, so "offline reinforcement learning"
     # wins over the "reinforcement learning" inside it.
     if not terms:
@@ -85,7 +85,9 @@ def _glossary_pattern(terms: tuple[str, ...]) -> tuple[re.Pattern | None, dict[s
     return pattern, {t.lower(): t for t in terms}
 
 
-def build_messages(items: Sequence[tuple[str, Protected, Protected]], target: Target) -> list[dict]:
+def build_messages(
+    items: Sequence[tuple[str, Protected, Protected]], target: Target
+) -> list[dict[str, str]]:
     """The chat messages asking for `items` (key, protected title, protected abstract)."""
     terms = relevant_terms(target.glossary, (t.text + "\n" + a.text for _, t, a in items))
     rules = [
@@ -110,7 +112,7 @@ def build_messages(items: Sequence[tuple[str, Protected, Protected]], target: Ta
     ]
 
 
-def parse_completion(data: Any, messages: list[dict]) -> tuple[str, int]:
+def parse_completion(data: Any, messages: list[dict[str, str]]) -> tuple[str, int]:
     """A decoded Chat Completions reply's text and tokens; no text if it has none."""
     try:
         content = data["choices"][0]["message"]["content"]
@@ -129,12 +131,12 @@ def parse_completion(data: Any, messages: list[dict]) -> tuple[str, int]:
     return content, _estimated_tokens(messages, content)
 
 
-def _estimated_tokens(messages: list[dict], content: str) -> int:
+def _estimated_tokens(messages: list[dict[str, str]], content: str) -> int:
     # A server that reports no usage still spends the budget: ~3 characters a token.
     return (len(json.dumps(messages, ensure_ascii=False)) + len(content)) // 3
 
 
-def parse_answer(content: str) -> dict[str, dict]:
+def parse_answer(content: str) -> dict[str, dict[str, Any]]:
     """The translations in a model's answer, by id; ValueError if it is not the JSON asked for."""
     text = _THINKING.sub("", content).strip()
     fenced = _FENCED.match(text)
@@ -156,7 +158,7 @@ def parse_answer(content: str) -> dict[str, dict]:
 
 
 def check_entry(
-    entry: dict | None, title: Protected, abstract: Protected, target: Target
+    entry: dict[str, Any] | None, title: Protected, abstract: Protected, target: Target
 ) -> tuple[str, str]:
     """The paper's title and abstract from its `entry` in the answer, both checked."""
     if entry is None:

@@ -68,8 +68,8 @@ def backslash_span(text: str, i: int) -> tuple[int, str]:
     if name == "begin":
         begin = _BEGIN.match(text, i)
         if begin:
-            close = _environment_end(text, begin.end(), begin.group(1))
-            return (close if close is not None else begin.end()), "plain"
+            closed = _environment_end(text, begin.end(), begin.group(1))
+            return (closed if closed is not None else begin.end()), "plain"
     if name in REFERENCE_COMMANDS:
         return _arguments_end(text, end), "plain"
     if end < n and text[end] == "{":
