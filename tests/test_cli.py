@@ -23,7 +23,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from worker.delivery.mail import new_message_id
+from worker.delivery.messages import new_message_id
 from worker.demo.load import load_demo
 from worker.queue import QUEUE_NAME
 

@@ -31,7 +31,7 @@ from newsletter.models import (
 )
 from worker.arxiv.feeds import parse_feed
 from worker.arxiv.store import paper_fields
-from worker.delivery.mail import build_message
+from worker.delivery.messages import build_message
 from worker.demo.load import DEMO_LISTING_DATE, load_demo, read_demo
 from worker.digest.core import DayDigest, DigestEmail, Reader, load_day
 from worker.digest.entries import category_names, escaped_text, highlight

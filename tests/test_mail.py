@@ -19,14 +19,9 @@ from conftest import free_port
 from smtp_server import SmtpSink, run_smtp
 
 from newsletter.config import load_settings
-from worker.delivery.mail import (
-    Mailer,
-    PermanentFailure,
-    SetupFailure,
-    TemporaryFailure,
-    build_digest_message,
-    sign_message,
-)
+from worker.delivery.mail import Mailer
+from worker.delivery.messages import build_digest_message, sign_message
+from worker.delivery.smtp import PermanentFailure, SetupFailure, TemporaryFailure
 
 SUBJECT = (
     "arXiv digest · Fri 29 May 2026 · 66 papers: reinforcement learning (65), diffusion policy (2)"

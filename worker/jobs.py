@@ -22,7 +22,8 @@ from worker.bounces.mailbox import process_mailbox
 from worker.bounces.parse import report_from_dict
 from worker.delivery import sending
 from worker.delivery.dispatch import DRAIN_BUDGET_SECONDS, dispatch_digests
-from worker.delivery.mail import Mailer, build_message, new_message_id
+from worker.delivery.mail import Mailer
+from worker.delivery.messages import build_message, new_message_id
 from worker.queue import enqueue
 from worker.translation.job import translate_day
 

@@ -13,7 +13,7 @@ from newsletter.cli.dates import complete_listing_date, date_option
 from newsletter.cli.progress import progress_report
 from newsletter.models import Subscriber
 from worker.delivery.dispatch import dispatch_digests, preview_digest
-from worker.delivery.mail import DeliveryFailure
+from worker.delivery.smtp import DeliveryFailure
 from worker.schedule import queue_day
 
 

@@ -1,7 +1,7 @@
 """Digest messages as wire bytes, built from a fixed header template and pre-encoded parts.
 
 Called by worker/delivery/sending.py for every digest (account emails keep the
-email-package builder in worker/delivery/mail.py). The email package costs several
+email-package builder in worker/delivery/messages.py). The email package costs several
 milliseconds per 100 KB digest; here a message is a handful of header lines
 and the quoted-printable encodings of its body segments joined together.
 
@@ -25,7 +25,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
-from worker.delivery.mail import list_unsubscribe_value, sender_domain, sign_message
+from worker.delivery.messages import list_unsubscribe_value, sender_domain, sign_message
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"

@@ -34,8 +34,9 @@ from newsletter.tokens import subscriber_links
 from worker.delivery import claims, day_cache, ledger
 from worker.delivery.claims import Claim
 from worker.delivery.leases import Heartbeat, LedgerConnection
-from worker.delivery.mail import Mailer, PermanentFailure, SetupFailure, TemporaryFailure
+from worker.delivery.mail import Mailer
 from worker.delivery.mime import DigestMime, SegmentCache
+from worker.delivery.smtp import PermanentFailure, SetupFailure, TemporaryFailure
 from worker.digest.core import DayDigest, Reader
 
 log = logging.getLogger(__name__)
