@@ -41,6 +41,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter import db, forms, ratelimit
+from newsletter.config import settings
 from newsletter.models import ListingDay, Paper
 from worker.digest.core import DayDigest, Reader
 from worker.digest.matching import Query, parse_keyword, tokenize
@@ -270,7 +271,7 @@ def form_preview(form) -> tuple[str | None, Preview | None]:
         include_replacements=form.get("include_replacements") == "on",
     )
     days = day_cache().days(db.session())
-    return error, preview_days(days, reader, current_app.config)
+    return error, preview_days(days, reader, settings())
 
 
 def day_cache() -> DayCache:
@@ -284,7 +285,7 @@ def refused() -> int | None:
     """Count one preview for the client's IP: None, or seconds to wait."""
     return ratelimit.attempt(
         f"preview-ip:{request.remote_addr or 'unknown'}",
-        current_app.config["PREVIEW_LIMIT_PER_IP"],
+        settings().PREVIEW_LIMIT_PER_IP,
     )
 
 
