@@ -9,8 +9,9 @@ confirmation emails after each batch's commit.
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,10 @@ from newsletter.subscriber_file import (
     read_header,
     validate_row,
 )
+
+# The tables themselves for Core inserts (the models type `__table__` as a FromClause).
+_SUBSCRIBERS = cast(Table, Subscriber.__table__)
+_KEYWORDS = cast(Table, Keyword.__table__)
 
 # Rows per INSERT and per commit: large enough to amortize round trips, small
 # enough that memory stays flat and a crash loses little (a rerun skips what is stored).
@@ -89,6 +94,7 @@ def import_subscribers(
             summary.rejected.append(rejection)
             on_reject(rejection)
             continue
+        assert candidate is not None  # validate_row gives a candidate whenever no reason
         seen[candidate.values["email_key"]] = line
         batch.append(candidate)
         if len(batch) >= BATCH_SIZE:
@@ -128,9 +134,9 @@ def _store_batch(
         made = session.execute(_PG_SUBSCRIBERS, {**_columns(rows, _VARYING), **shared})
     elif dialect == "sqlite":
         statement = (
-            sqlite.insert(Subscriber.__table__)
+            sqlite.insert(_SUBSCRIBERS)
             .on_conflict_do_nothing(index_elements=["email_key"])
-            .returning(Subscriber.__table__.c.id, Subscriber.__table__.c.email_key)
+            .returning(_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email_key)
         )
         made = session.execute(statement, [{**row, **shared} for row in rows])
     else:
@@ -145,7 +151,7 @@ def _store_batch(
     if keywords and dialect == "postgresql":
         session.execute(_PG_KEYWORDS, _columns(keywords, ("subscriber_id", "position", "text")))
     elif keywords:
-        session.execute(insert(Keyword.__table__), keywords)
+        session.execute(insert(_KEYWORDS), keywords)
     session.commit()
     summary.imported += len(ids)
     summary.skipped_existing += len(batch) - len(ids)
