@@ -15,6 +15,7 @@ from werkzeug.serving import run_simple
 
 from newsletter import create_app, db, migrate
 from newsletter.cli.instance import DEV_SETTINGS, write_dev_marker
+from newsletter.config import settings
 from newsletter.models import ListingDay
 from worker.delivery.dispatch import dispatch_digests
 from worker.demo.load import load_demo
@@ -44,7 +45,7 @@ def dev_command(host: str, port: int, live: bool) -> None:
     quiet.install()
     stop = threading.Event()
     steps: list[tuple[Callable[[], None], float]] = [
-        (lambda: dispatch_quietly(quiet, demo_date), 15.0)
+        (lambda: dispatch_quietly(quiet, demo_date), settings(app).DEV_DISPATCH_SECONDS)
     ]
     if live:
         steps.append((lambda: poll_quietly(quiet), POLL_INTERVAL_SECONDS))
