@@ -1,6 +1,6 @@
 """Where a worker's memory is: deep sizes of named objects (debugging only).
 
-Imported by worker/delivery/sending.py's `_heap_report` when NEWSLETTER_HEAP_REPORT is
+Imported by worker/delivery/batch.py's `_heap_report` when NEWSLETTER_HEAP_REPORT is
 set (benchmarks/scale.py --heap-report). Walks containers and objects'
 attributes, counting each object once, so shared strings are not counted twice.
 """

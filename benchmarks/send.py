@@ -141,10 +141,10 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
     from newsletter import create_app, db
     from newsletter.models import Delivery
     from worker.delivery import ledger
+    from worker.delivery.batch import Sender
     from worker.delivery.claims import claim_batch
     from worker.delivery.day_cache import day_digest
     from worker.delivery.leases import LedgerConnection
-    from worker.delivery.sending import Sender
 
     app = create_app(config)
     with app.app_context():

@@ -34,10 +34,11 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import read_token
+from worker.delivery.batch import SendSummary
 from worker.delivery.dispatch import dispatch_digests
 from worker.delivery.due import is_due, release_instant
 from worker.delivery.leases import LedgerConnection
-from worker.delivery.sending import SendSummary, _wait_for_other_claims, drain_day
+from worker.delivery.sending import _wait_for_other_claims, drain_day
 from worker.demo.load import load_demo
 
 DEMO = date(2026, 5, 29)

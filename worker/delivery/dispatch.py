@@ -45,11 +45,12 @@ from newsletter.models import (
 )
 from newsletter.tokens import subscriber_links
 from worker.delivery import claims
+from worker.delivery.batch import SendSummary
 from worker.delivery.day_cache import day_digest
 from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
 from worker.delivery.messages import new_message_id
-from worker.delivery.sending import SendSummary, drain_day
+from worker.delivery.sending import drain_day
 from worker.digest.core import DayDigest, DigestEmail, Reader, Sections
 from worker.queue import enqueue, redis_connection
 
