@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from newsletter import create_app, db, feed
+from newsletter.config import settings
 from newsletter.models import Base, Keyword, ListingDay, Paper, Subscriber, SubscriberStatus
 from newsletter.tokens import feed_url
 from worker import calendar
@@ -119,7 +120,9 @@ def main() -> None:
         )
         with app.app_context():
             subscriber = db.session().scalars(select(Subscriber)).one()
-            path = feed_url(app.config, subscriber.public_id).removeprefix(app.config["BASE_URL"])
+            path = feed_url(settings(app), subscriber.public_id).removeprefix(
+                settings(app).BASE_URL
+            )
             db.session().close()
         client = app.test_client()
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from match import keyword_pool  # noqa: E402
 
 from newsletter import create_app, db, preview  # noqa: E402
+from newsletter.config import settings
 from newsletter.models import AnnounceType, Base, ListingDay, Paper  # noqa: E402
 from worker import calendar  # noqa: E402
 from worker.arxiv.feeds import parse_feed  # noqa: E402
@@ -172,7 +173,7 @@ def main() -> None:
                 reader = Reader(tuple(lines), "en", "UTC", False)
                 start = time.perf_counter()
                 for day in days[:5]:
-                    DayDigest.load(db.session(), app.config, day).sections({0: reader})
+                    DayDigest.load(db.session(), settings(app), day).sections({0: reader})
                 baseline.append(time.perf_counter() - start)
                 db.session().expunge_all()
         print(f"baseline (load 5 days, match all):  {percentiles(baseline)}")

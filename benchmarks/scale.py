@@ -408,6 +408,7 @@ def sample_messages(env: dict, sample: int, subscribers: int, workers: int) -> d
     from sqlalchemy import func, select
 
     from newsletter import create_app, db
+    from newsletter.config import settings
     from newsletter.models import Delivery, DeliveryStatus, Subscriber
     from newsletter.tokens import subscriber_links
     from worker.delivery import mime
@@ -417,7 +418,7 @@ def sample_messages(env: dict, sample: int, subscribers: int, workers: int) -> d
     app = create_app()
     with app.app_context():
         session = db.session()
-        config = app.config
+        config = settings(app)
         sent = select(Delivery.id).where(
             Delivery.listing_date == LISTING_DATE, Delivery.status == DeliveryStatus.SENT
         )

@@ -30,6 +30,7 @@ import requests
 from sqlalchemy import select
 
 from newsletter import create_app, db
+from newsletter.config import settings
 from newsletter.models import (
     Base,
     Keyword,
@@ -130,12 +131,12 @@ def bench_job(items, subscribers: int) -> None:
             needed = papers_to_translate(session, LISTING_DATE, "zh")
             planning = time.perf_counter() - started
             started = time.perf_counter()
-            first = translate_day(session, app.config, LISTING_DATE)
+            first = translate_day(session, settings(app), LISTING_DATE)
             first_run = time.perf_counter() - started
             started = time.perf_counter()
-            second = translate_day(session, app.config, LISTING_DATE)
+            second = translate_day(session, settings(app), LISTING_DATE)
             second_run = time.perf_counter() - started
-            requests_made = -(-len(needed) // app.config["TRANSLATION_BATCH_SIZE"])
+            requests_made = -(-len(needed) // settings(app).TRANSLATION_BATCH_SIZE)
     started = time.perf_counter()
     with requests.Session() as http:
         for _ in range(requests_made):

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from newsletter import db, feed
+from newsletter.config import settings
 from newsletter.models import (
     AnnounceType,
     Keyword,
@@ -77,7 +78,7 @@ def complete_day(listing_date: date, at: datetime | None = None) -> ListingDay:
 
 
 def path(app, subscriber: Subscriber) -> str:
-    return feed_url(app.config, subscriber.public_id).removeprefix(app.config["BASE_URL"])
+    return feed_url(settings(app), subscriber.public_id).removeprefix(settings(app).BASE_URL)
 
 
 def parse(response):
