@@ -43,15 +43,10 @@ from newsletter.models import (
 from worker.demo.load import read_demo
 from worker.digest.matching import match_papers
 from worker.http import retry_after_seconds
-from worker.translation.backends import (
-    OpenAIBackend,
-    RecordedBackend,
-    SourcePaper,
-    TokenBudget,
-    make_batches,
-    translate_papers,
-)
+from worker.translation.backends import RecordedBackend
 from worker.translation.job import load_glossary, target_from_config, translate_day
+from worker.translation.limits import TokenBudget
+from worker.translation.openai_backend import OpenAIBackend
 from worker.translation.placeholders import PLACEHOLDER, protect
 from worker.translation.prompt import (
     Target,
@@ -60,6 +55,7 @@ from worker.translation.prompt import (
     parse_answer,
     relevant_terms,
 )
+from worker.translation.seam import SourcePaper, make_batches, translate_papers
 
 DEMO = read_demo()
 DEMO_DATE = date.fromisoformat(DEMO["listing_date"])
@@ -656,7 +652,7 @@ def test_requests_per_minute_is_limited(chat_server):
 def test_token_budget_stops_with_one_log_line(chat_server, caplog):
     budget = TokenBudget(limit=2 * TOKENS_PER_REQUEST)
     backend = OpenAIBackend(settings(chat_server.url), budget)
-    with caplog.at_level(logging.WARNING, logger="worker.translation.backends"):
+    with caplog.at_level(logging.WARNING, logger="worker.translation.limits"):
         outcomes = run(backend, SAMPLE + [source(i) for i in TEX_PAPERS])
     assert len(chat_server.requests) == 2
     done = [o for o in outcomes.values() if o.error is None]

@@ -1,5 +1,5 @@
 """What the two HTTP clients (arXiv in worker/arxiv/client.py, the translation
-endpoint in worker/translation/backends.py) share: the parts of their tenacity
+endpoint in worker/translation/openai_backend.py) share: the parts of their tenacity
 retry policy. An attempt that may succeed if tried again raises `Transient`
 (what went wrong, and the server's Retry-After); `wait_backoff` waits before the
 next attempt; `stop_on_long_retry_after` gives up at once when the server asks

@@ -36,13 +36,10 @@ from newsletter.models import (
     TranslationStatus,
 )
 from worker.digest.core import DayDigest, Reader
-from worker.translation.backends import (
-    SourcePaper,
-    Target,
-    TokenBudget,
-    make_backend,
-    translate_papers,
-)
+from worker.translation.backends import make_backend
+from worker.translation.limits import TokenBudget
+from worker.translation.prompt import Target
+from worker.translation.seam import SourcePaper, translate_papers
 
 log = logging.getLogger(__name__)
 

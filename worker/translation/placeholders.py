@@ -1,6 +1,6 @@
 """Keep what must not be translated out of the translator's hands (pure).
 
-The openai backend (worker/translation/backends.py) runs `protect` on each title and
+The openai backend (worker/translation/openai_backend.py) runs `protect` on each title and
 abstract before it is sent to a model, and the answer check
 (worker/translation/prompt.py) runs `restore` on the answer. Every span below becomes a
 numbered placeholder ⟦n⟧ (brackets that never occur in arXiv metadata and that

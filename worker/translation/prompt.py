@@ -1,6 +1,6 @@
 """What the model is asked and whether its answer will do (pure).
 
-Used by the openai backend (worker/translation/backends.py): it protects each title and
+Used by the openai backend (worker/translation/openai_backend.py): it protects each title and
 abstract (worker/translation/placeholders.py), sends `build_messages`, reads the reply with
 `parse_completion` and `parse_answer`, and keeps a paper only if `check_entry`
 accepts its title and abstract; a TranslationError's message is what the
