@@ -20,11 +20,12 @@ from urllib.parse import urlparse
 
 import pytest
 from smtp_server import SmtpSink, run_smtp
-from sqlalchemy import select
+from sqlalchemy import select, update
 from tcp_relay import TcpRelay
 
 from newsletter import db, replace_settings
 from newsletter.cli import main as cli_main
+from newsletter.db import utcnow
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -67,7 +68,9 @@ def sink(config):
             SMTP_TIMEOUT=10,
             SMTP_RETRY_DELAY=0.01,
             DELIVERY_BATCH_SIZE=4,
-            DELIVERY_RETRY_SECONDS=1,  # a deferred row waits 1 s (then 2 s ...)
+            # A deferred row waits an hour (then two ...), past any drain however slow,
+            # until the test lets the backoff pass (`backoff_passes`).
+            DELIVERY_RETRY_SECONDS=3600,
         )
         yield handler
 
@@ -112,6 +115,21 @@ def add_many(count: int, prefix: str = "reader") -> list[Subscriber]:
         keywords, language = choices[n % len(choices)]
         subscribers.append(add_subscriber(f"{prefix}{n}@example.com", keywords, language=language))
     return subscribers
+
+
+def backoff_passes() -> None:
+    """Every deferred row's next try comes due: the ledger's clock moves, not the test's.
+
+    Sleeping through a short backoff raced the drain itself: on a loaded machine a
+    drain slower than the backoff retried its own deferred rows.
+    """
+    session = db.session()
+    session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at.is_not(None))
+        .values(next_attempt_at=utcnow())
+    )
+    session.commit()
 
 
 def deliveries() -> list[Delivery]:
@@ -288,19 +306,24 @@ def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_a
     dispatch_digests(demo)
     assert sink.count() == 0
 
-    # The server records each message, then takes 1 s to say 250: the worker is
-    # killed while the third message is received but not yet acknowledged.
-    sink.hold = 1.0
+    # The server kills the worker the moment it has recorded the third message,
+    # before its 250: that message is in flight however slow the machine is.
+    workers: list[subprocess.Popen] = []
+
+    def kill_at_the_third(count: int) -> None:
+        if count == 3:
+            workers[0].send_signal(signal.SIGKILL)
+
+    sink.on_received = kill_at_the_third
     lease = 3
     worker_config = {**config, "REDIS_URL": None, "DELIVERY_LEASE_SECONDS": lease}
     with (tmp_path / "worker.err").open("w") as stderr:
-        process = start_worker(worker_config, demo, stderr)
-        deadline = time.monotonic() + 60
-        while sink.count() < 3 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-    killed_at = time.monotonic()
+        workers.append(start_worker(worker_config, demo, stderr))
+        try:
+            workers[0].wait(60)
+        finally:
+            workers[0].kill()  # only if it neither died nor finished
+    sink.on_received = None
     assert sink.count() == 3, (tmp_path / "worker.err").read_text()
     sent, sending, queued = DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.QUEUED
     # Its batch of 4: two recorded sent, the one in flight and one untried still claimed.
@@ -313,11 +336,13 @@ def test_a_killed_worker_repeats_at_most_the_message_in_flight_and_its_rows_go_a
     # Another worker at once: the rest goes, then the same drain waits for the
     # dead worker's lease to lapse and sends its rows too (the one in flight
     # again, with the same Message-ID).
-    sink.hold = 0.0
     replace_settings(app, REDIS_URL=None, DELIVERY_LEASE_SECONDS=lease)
     held_emails = {by_email[r.subscriber_id] for r in deliveries() if r.id in held}
+    lapses = {r.id: r.lease_expires_at for r in deliveries() if r.id in held}
     assert dispatch_digests(demo).drain_jobs == 1  # run in-process: no Redis
-    assert time.monotonic() - killed_at < lease + 5, "rows held longer than the lease"
+    # Taken once their lease lapsed, and then at once: the drain rechecks every 0.1 s here.
+    sent_at = {r.id: r.sent_at for r in deliveries() if r.id in held}
+    assert all(lapses[i] <= sent_at[i] < lapses[i] + timedelta(seconds=5) for i in held)
     assert sink.count() == 9
     assert {m["To"] for m in sink.messages()[-2:]} == held_emails  # after the queued ones
     counts = recipients(sink)
@@ -367,8 +392,10 @@ def test_a_live_worker_slower_than_its_lease_keeps_its_claims(redis_url, sink, d
     replace_settings(app, REDIS_URL=redis_url, DELIVERY_BATCH_SIZE=12)
     subscribers = add_many(12)
     dispatch_digests(demo)  # rows made, drain jobs left on Redis
-    replace_settings(app, REDIS_URL=None, DELIVERY_LEASE_SECONDS=1)
-    sink.hold = 0.25  # one batch takes ~3 s, three leases: only the heartbeat keeps it
+    # One batch takes ~4 s, two leases: only the heartbeat keeps it. (A 1 s lease gave
+    # the heartbeat half a second of slack, less than a loaded machine can stall a thread.)
+    replace_settings(app, REDIS_URL=None, DELIVERY_LEASE_SECONDS=2)
+    sink.hold = 0.35
     results: dict[str, SendSummary] = {}
     errors = []
 
@@ -381,7 +408,10 @@ def test_a_live_worker_slower_than_its_lease_keeps_its_claims(redis_url, sink, d
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(1.5)  # past the first lease
+    deadline = time.monotonic() + 60
+    while DeliveryStatus.QUEUED in {r.status for r in deliveries()}:  # one claim takes all 12
+        assert thread.is_alive() and time.monotonic() < deadline, errors
+        time.sleep(0.02)
     other = SendSummary()
     while thread.is_alive():  # another worker keeps looking for lapsed claims
         other.add(drain_day(DEMO.isoformat()))
@@ -420,7 +450,7 @@ def test_smtp_replies_decide_a_delivery(sink, demo, where, replies, status, erro
     assert summary.drain_jobs == 1 and sink.rcpt_attempts[target.email] == 1
 
     # The next dispatch after the backoff retries only what was left queued.
-    time.sleep(1.1)
+    backoff_passes()
     dispatch_digests(demo)
     final = next(r for r in deliveries() if r.subscriber_id == target.id)
     expected_after = DeliveryStatus.SENT if status is DeliveryStatus.QUEUED else status
@@ -436,17 +466,19 @@ def test_a_greylisting_storm_defers_those_rows_and_they_go_later_exactly_once(si
     for email in greylisted:
         sink.rcpt_replies[email].append("451 4.7.1 Greylisted, come back later")
 
-    started = time.monotonic()
+    started = utcnow()
     first = dispatch_digests(demo, send_now=True)
-    assert time.monotonic() - started < 10  # no inline sleep-retry per recipient
     assert (first.sending.sent, first.sending.deferred) == (13, 7)
+    assert {sink.rcpt_attempts[email] for email in greylisted} == {1}  # no inline retry
     assert sink.connections == 1  # one connection; the batch went on past each 4xx
     held = [r for r in deliveries() if r.status is DeliveryStatus.QUEUED]
-    assert len(held) == 7 and all(r.next_attempt_at > r.created_at for r in held)
+    backoff = timedelta(seconds=3600)  # DELIVERY_RETRY_SECONDS after a first attempt
+    assert len(held) == 7
+    assert all(started + backoff <= r.next_attempt_at <= utcnow() + backoff for r in held)
 
     # Before the backoff: nothing to claim. After it: sent, once.
     assert dispatch_digests(demo).drain_jobs == 0
-    time.sleep(1.1)
+    backoff_passes()
     assert dispatch_digests(demo).sending.sent == 0  # enqueue ran it in-process
     assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
     assert {r.status for r in deliveries()} == {DeliveryStatus.SENT}
@@ -481,7 +513,7 @@ def test_temporary_failures_give_up_after_max_attempts(sink, demo, app):
     sink.rcpt_replies[target.email].extend(["451 4.3.0 Try later"] * 100)
     dispatch_digests(demo)
     assert deliveries()[0].status is DeliveryStatus.QUEUED
-    time.sleep(1.1)  # the backoff
+    backoff_passes()
     dispatch_digests(demo)
     row = deliveries()[0]
     assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 2)

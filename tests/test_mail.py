@@ -6,6 +6,7 @@ The SMTP server is tests/smtp_server.py.
 import base64
 import re
 import subprocess
+import threading
 import time
 from dataclasses import asdict
 from email import message_from_bytes, policy
@@ -348,7 +349,17 @@ def test_mailer_uses_tls_and_auth_from_config(
 
 # Four sends after a warm-up one at 5/s: the last goes >= 3 intervals after the first.
 @pytest.mark.parametrize(("rate", "minimum_seconds"), [(5.0, 0.6), (0.0, 0.0)])
-def test_mailer_throttles_to_max_per_second(tmp_path, rate, minimum_seconds):
+def test_mailer_throttles_to_max_per_second(tmp_path, monkeypatch, rate, minimum_seconds):
+    # The sleeps of this thread, still slept: the throttle waits by sleeping, so no
+    # sleep at all tells "not throttled" apart from "slow", which a busy machine is.
+    sleeps = []
+    sleep, caller = time.sleep, threading.get_ident()
+
+    def recorded_sleep(seconds: float) -> None:
+        if threading.get_ident() == caller:
+            sleeps.append(seconds)
+        sleep(seconds)
+
     sink = SmtpSink()
     with run_smtp(sink) as port:
         config = mail_config(
@@ -356,14 +367,17 @@ def test_mailer_throttles_to_max_per_second(tmp_path, rate, minimum_seconds):
         )
         with Mailer(config) as mailer:
             mailer.send(digest_message(config, message_id="<warm@digest.example.org>"))
-            started = time.monotonic()
-            for n in range(4):
-                mailer.send(digest_message(config, message_id=f"<{n}@digest.example.org>"))
-            elapsed = time.monotonic() - started
+            with monkeypatch.context() as patch:
+                patch.setattr(time, "sleep", recorded_sleep)
+                started = time.monotonic()
+                for n in range(4):
+                    mailer.send(digest_message(config, message_id=f"<{n}@digest.example.org>"))
+                elapsed = time.monotonic() - started
     assert sink.count() == 5
-    assert elapsed >= minimum_seconds
-    if rate == 0:
-        assert elapsed < 0.5  # well under the throttled run's 0.6 s, with room for a busy machine
+    assert elapsed >= minimum_seconds  # a throttle's slots: never sooner, however busy
+    # Throttled, the mailer slept (the spy sees it; none only if all four sends took
+    # a whole interval each); unthrottled, it never did.
+    assert bool(sleeps) is bool(rate)
 
 
 def test_outbox_mode_writes_parseable_eml(tmp_path):
