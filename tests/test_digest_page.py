@@ -110,7 +110,7 @@ def test_page_shows_what_the_delivery_held(app, client, demo):
     session.commit()
     html = client.get(view_url(app, reader)).get_data(as_text=True)
     assert sorted(re.findall(r'id="p-([0-9.]+)"', html)) == ["2605.29937", "2605.30056"]
-    assert "Generated Fri 29 May 2026, 09:00 CST" in html
+    assert "Generated Fri 29 May 2026, 09:00 UTC+8" in html
 
 
 def test_keywords_changed_since_are_used_when_no_delivery_exists(app, client, demo):

@@ -309,4 +309,18 @@ def _day(day: date) -> str:
 
 
 def _instant(instant: datetime) -> str:
-    return f"{_day(instant.date())}, {instant:%H:%M} {instant.tzname()}"
+    return f"{_day(instant.date())}, {instant:%H:%M} {utc_offset(instant)}"
+
+
+def utc_offset(instant: datetime) -> str:
+    """The instant's offset from UTC: "UTC+8", "UTC-4", "UTC+5:30", or "UTC".
+
+    Not the zone's abbreviation: Asia/Shanghai's "CST" is also US Central time.
+    """
+    offset = instant.utcoffset()
+    minutes = int(offset.total_seconds()) // 60 if offset else 0
+    if not minutes:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")

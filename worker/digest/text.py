@@ -25,7 +25,8 @@ def wrap_text(text: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
     """`text` as lines of at most `width` columns (CJK counts double), each indented.
 
     Words and URLs are never split (unless absurdly long); CJK text, which
-    has no spaces, breaks between any two characters.
+    has no spaces, breaks between any two characters, except that no line
+    starts with closing punctuation or ends with an opening bracket.
     """
     if len(text) <= max(width - len(indent), 20) and _fits(text):
         # Most calls (keyword headings, "Matched:" lines) are one short line:
@@ -42,6 +43,17 @@ def _fits(text: str) -> bool:
     """
     return text.isascii() and text.isprintable() and text[:1] not in ("", " ") and text[-1] != " "
 
+
+# Line breaking of CJK text (the kinsoku rules of JIS X 4051, which Chinese
+# typesetting follows too): no line starts with closing punctuation, and none
+# ends with an opening bracket. The ASCII ones count where they touch CJK
+# text with no space between ("模型, 以及").
+_NO_LINE_START = frozenset(
+    "，。、；：！？）〕］｝〉》」』】〙〗〟’”｠»…‥·・ー～ヽヾゝゞ々〻"
+    "ぁぃぅぇぉっゃゅょゎゕゖァィゥェォッャュョヮヵヶ"
+    ",.;:!?)]}%"
+)
+_NO_LINE_END = frozenset("（〔［｛〈《「『【〘〖〝‘“｟«([{")
 
 # A whitespace character, or a run of others (re's \s is str.isspace).
 _RUNS = re.compile(r"\s|\S+")
@@ -97,7 +109,26 @@ def _tokens(text: str) -> list[str]:
             word += ch
     if word:
         tokens.append(word)
-    return tokens
+    return _glue(tokens)
+
+
+def _glue(tokens: list[str]) -> list[str]:
+    """Tokens with closing punctuation joined to the one before, opening brackets to the one after.
+
+    A line break falls only between tokens, so no line starts or ends with them.
+    """
+    glued: list[str] = []
+    for token in tokens:
+        if (
+            glued
+            and token != " "
+            and glued[-1] != " "
+            and (token[0] in _NO_LINE_START or glued[-1][-1] in _NO_LINE_END)
+        ):
+            glued[-1] += token
+        else:
+            glued.append(token)
+    return glued
 
 
 def limit_lines(text: str, limit: int = 998) -> str:
