@@ -11,7 +11,8 @@ from arxiv_server import Reply, fixture
 from newsletter import create_app, replace_settings
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
-from worker.arxiv.feeds import FeedError, FetchError, parse_feed, split_authors
+from worker.arxiv.feeds import parse_feed
+from worker.arxiv.items import FeedError, FetchError, split_authors
 
 ALL = "rss_all-archives_2024-11-28.xml"
 COMBINED = "rss_combined_cs.LG_cs.AI_cs.CL_stat.ML_2026-09-24.xml"

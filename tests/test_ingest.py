@@ -13,6 +13,7 @@ from worker import calendar
 from worker.arxiv import backfill, completeness, ingest
 from worker.arxiv import feeds as arxiv
 from worker.arxiv import store as ingest_store
+from worker.arxiv.items import FeedError
 
 ET = ZoneInfo("America/New_York")
 ALL = DATA / "rss_all-archives_2024-11-28.xml"
@@ -576,7 +577,7 @@ def test_backfill_follows_resumption_tokens(poll_config, server, app):
 def test_backfill_error_stores_nothing(poll_config, server, app):
     bad = b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><error code="badResumptionToken"/></OAI-PMH>'
     server.serve("/oai", Reply(body=_oai_page("page-2")), Reply(body=bad))
-    with pytest.raises(arxiv.FeedError, match="badResumptionToken"):
+    with pytest.raises(FeedError, match="badResumptionToken"):
         backfill.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
     assert paper_count() == 0
     assert db.session().scalar(select(func.count()).select_from(ListingDay)) == 0

@@ -20,7 +20,7 @@ from newsletter import db
 from newsletter.models import DeliveryStatus, ListingDay, Paper
 from newsletter.tokens import subscriber_links
 from worker.arxiv.completeness import note_uncovered_groups, update_listing_day
-from worker.arxiv.feeds import FeedItem
+from worker.arxiv.items import FeedItem
 from worker.arxiv.store import IngestSummary, commit, store_group
 from worker.delivery.dispatch import dispatch_digests, preview_digest
 from worker.delivery.late import late_due

@@ -12,7 +12,7 @@ from newsletter.db import utcnow
 from worker import calendar
 from worker.arxiv import backfill, ingest
 from worker.arxiv import store as ingest_store
-from worker.arxiv.feeds import ArxivError
+from worker.arxiv.items import ArxivError
 
 
 @click.command("ingest")

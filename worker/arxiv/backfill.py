@@ -18,7 +18,7 @@ from worker import calendar
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
 from worker.arxiv.completeness import configured_archives, update_listing_day
-from worker.arxiv.feeds import FeedItem
+from worker.arxiv.items import FeedError, FeedItem
 from worker.arxiv.store import (
     FILE_GROUP,
     OAI_GROUP,
@@ -81,7 +81,7 @@ def _harvest(
         )
         parsed = arxiv.parse_feed(data)
         if parsed.kind != "oai":
-            raise arxiv.FeedError(f"expected an OAI-PMH response, got {parsed.kind}")
+            raise FeedError(f"expected an OAI-PMH response, got {parsed.kind}")
         items.extend(parsed.items)
         token = parsed.resumption_token
         harvested += parsed.records

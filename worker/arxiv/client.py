@@ -19,7 +19,8 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from newsletter.config import settings
-from worker.arxiv.feeds import MAX_DOCUMENT_BYTES, FeedError, FetchError, parse_feed
+from worker.arxiv.feeds import MAX_DOCUMENT_BYTES, parse_feed
+from worker.arxiv.items import FeedError, FetchError
 from worker.http import (
     Transient,
     last_transient,

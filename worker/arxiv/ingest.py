@@ -51,7 +51,7 @@ from worker.arxiv.completeness import (
     uncovered_groups,
     update_listing_day,
 )
-from worker.arxiv.feeds import ArxivError, ParsedFeed
+from worker.arxiv.items import ArxivError, FeedError, ParsedFeed
 from worker.arxiv.store import (
     FILE_GROUP,
     IngestError,
@@ -107,7 +107,7 @@ def _ingest_group(summary: IngestSummary, due: date, group: str) -> None:
     try:
         parsed = arxiv.parse_feed(arxiv_client.fetch_feed(group))
         if not parsed.is_announcement:
-            raise arxiv.FeedError(f"expected an announcement feed, got {parsed.kind}")
+            raise FeedError(f"expected an announcement feed, got {parsed.kind}")
     except ArxivError as exc:
         _record_miss(summary, due, group, f"{group}: {exc}", None, level=logging.ERROR)
         return

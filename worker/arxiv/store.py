@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter import db
 from newsletter.db import utcnow
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
-from worker.arxiv.feeds import FeedItem
+from worker.arxiv.items import FeedItem
 
 log = logging.getLogger(__name__)
 
