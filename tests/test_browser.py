@@ -7,6 +7,7 @@ bilingual) is shown at 1280 and 390 px and must not scroll sideways."""
 import re
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,11 @@ def test_every_page_and_email_fits_at_1280_and_390_px(live_site, browser_page, d
     # 503: a site whose database does not answer (build_app skips the start-up check).
     port = free_port()
     broken = build_app(
-        {**app.config, "DATABASE_URL": "sqlite:////nonexistent-directory/newsletter.db"}
+        {
+            **app.config,
+            **asdict(settings(app)),
+            "DATABASE_URL": "sqlite:////nonexistent-directory/newsletter.db",
+        }
     )
     server = make_server("127.0.0.1", port, broken, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

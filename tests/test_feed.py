@@ -96,7 +96,7 @@ def arxiv_id(entry) -> str:
 
 def core_ids(app, subscriber: Subscriber, listing_date: date) -> set[str]:
     """What the digest core puts in this subscriber's email of that day."""
-    day = DayDigest.load(db.session(), app.config, listing_date)
+    day = DayDigest.load(db.session(), settings(app), listing_date)
     sections = day.sections({0: Reader.of(subscriber)})[0]
     return {i for _, ids in sections for i in ids}
 
@@ -252,7 +252,7 @@ def test_a_feed_token_is_only_a_feed_token(app, client, demo):
     assert client.get(f"/feed/{make_token(key, 'feed', 'f' * 32)}").status_code == 404
     assert client.get(f"/feed/{make_token(key, 'feed', ['x', 'y'])}").status_code == 404
     # The email links carry it too, for the footer.
-    assert subscriber_links(app.config, demo.public_id)["feed_url"].startswith(
+    assert subscriber_links(settings(app), demo.public_id)["feed_url"].startswith(
         "http://digest.test/feed/"
     )
 

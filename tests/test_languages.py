@@ -14,6 +14,7 @@ from test_subscriptions import links_in, path_of, sign_up
 from test_translation import ChatServer, Reply, completion, settings, with_placeholders
 
 from newsletter import db, replace_settings
+from newsletter.config import settings as app_settings
 from newsletter.models import Subscriber, Translation
 from worker.delivery.dispatch import dispatch_digests
 from worker.demo.load import DEMO_LISTING_DATE, load_demo
@@ -61,7 +62,7 @@ def test_japanese_from_sign_up_to_digest(app, client, outbox):
         subscriber = session.scalars(select(Subscriber)).one()
         assert subscriber.language == "en+ja" and subscriber.status.value == "confirmed"
 
-        report = translate_day(session, app.config, DEMO_LISTING_DATE)
+        report = translate_day(session, app_settings(app), DEMO_LISTING_DATE)
         assert report.translated > 0 and report.failed == 0
         assert all("Japanese" in request.system for request in server.requests)
         stored = session.scalars(select(Translation).where(Translation.language == "ja")).all()

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from test_delivery import add_subscriber, deliveries
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import DeliveryStatus, ListingDay, Paper
 from newsletter.tokens import subscriber_links
 from worker.arxiv.completeness import note_uncovered_groups, update_listing_day
@@ -163,11 +164,11 @@ def test_a_paper_late_for_a_sent_day_goes_once_into_the_next_digest(groups, sink
 
     # A resend after a crash (a fresh process reading NEXT) renders the same
     # papers: the late paper is loaded with the day, and the web page shows it.
-    day = DayDigest.load(db.session(), app.config, NEXT)
+    day = DayDigest.load(db.session(), settings(app), NEXT)
     stored = rows[ada.id, NEXT].sections
     assert [[keyword, ids] for keyword, ids in day.current(stored)] == stored
-    assert MARK in preview_digest(db.session(), app.config, ada, NEXT).text
-    view = subscriber_links(app.config, ada.public_id, NEXT)["view_url"]
+    assert MARK in preview_digest(db.session(), settings(app), ada, NEXT).text
+    view = subscriber_links(settings(app), ada.public_id, NEXT)["view_url"]
     page = app.test_client().get(view.removeprefix("http://digest.test"))
     assert page.status_code == 200
     body = page.get_data(as_text=True)

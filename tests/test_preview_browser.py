@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from test_browser import browser_page, live_site, overflows  # noqa: F401 (fixtures)
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.tokens import make_token
 from worker.arxiv import ingest
@@ -24,7 +25,7 @@ def seed_day(app) -> dict[str, list[str]]:
     """The real full day, stored; the digest's sections for the test's lines."""
     with app.app_context():
         (summary,) = ingest.ingest_file(DATA / "rss_all-archives_2024-11-28.xml")
-        digest = DayDigest.load(db.session(), app.config, summary.listing_date)
+        digest = DayDigest.load(db.session(), settings(app), summary.listing_date)
         reader = Reader(("black hole", "reinforcement learning", LONG), "en", "UTC", False)
         return dict(digest.sections({0: reader})[0])
 
@@ -97,7 +98,7 @@ def test_preview_button_without_javascript(live_site, browser_page):  # noqa: F8
     assert sent.value.status == 200
     with app.app_context():
         reader = Reader(("black hole",), "en", "UTC", True)
-        digest = DayDigest.load(db.session(), app.config, DAY)
+        digest = DayDigest.load(db.session(), settings(app), DAY)
         with_replacements = dict(digest.sections({0: reader})[0])
         assert db.session().scalar(select(func.count()).select_from(Subscriber)) == 0
     assert count_in(plain, "black hole") == str(len(with_replacements["black hole"]))
