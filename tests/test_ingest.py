@@ -10,9 +10,8 @@ from newsletter import db, replace_settings
 from newsletter.cli import main
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
 from worker import calendar
-from worker.arxiv import backfill, completeness, ingest
+from worker.arxiv import backfill, completeness, fetches, ingest
 from worker.arxiv import feeds as arxiv
-from worker.arxiv import store as ingest_store
 from worker.arxiv.items import FeedError
 
 ET = ZoneInfo("America/New_York")
@@ -144,7 +143,7 @@ def test_file_with_explicit_date(app):
     ],
 )
 def test_shortfall_rule(count, history, reason):
-    assert ingest_store.shortfall(count, history) == reason
+    assert fetches.shortfall(count, history) == reason
 
 
 def test_short_file_is_stored_but_does_not_cover_its_archives(app):
@@ -301,7 +300,7 @@ def test_empty_group_keeps_the_day_open_until_its_feed_is_full(poll_config, serv
     all_ids = {i.arxiv_id for i in arxiv.parse_feed(ALL.read_bytes()).items}
     stored = dict(db.session().execute(select(Paper.arxiv_id, Paper.listing_date)).all())
     assert all_ids <= set(stored) and set(stored.values()) == {DUE}
-    assert (ingest_store.total_items(fetch_of("cs")), fetch_of("cs").warning) == (1504, None)
+    assert (fetches.total_items(fetch_of("cs")), fetch_of("cs").warning) == (1504, None)
 
 
 def test_all_empty_weekday_stays_open_until_the_deadline(poll_config, server, app, caplog):
@@ -330,7 +329,7 @@ def test_all_empty_weekday_stays_open_until_the_deadline(poll_config, server, ap
         "cs: only 0 items, empty on an announcement day; waiting for a full feed; "
         f"{completeness.DEADLINE_NOTE}"
     )
-    (day,) = ingest_store.recent_days()
+    (day,) = fetches.recent_days()
     assert day.completed_at is not None
     assert [f.warning.endswith(completeness.DEADLINE_NOTE) for f in day.fetches] == [True, True]
 
@@ -371,7 +370,7 @@ def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
     assert warning in summary.warnings
     (logged,) = [r for r in caplog.records if "completed at the deadline" in r.getMessage()]
     assert logged.levelname == "WARNING" and "from cs (0 items)" in logged.getMessage()
-    (day,) = ingest_store.recent_days()
+    (day,) = fetches.recent_days()
     assert day.completed_at == done
     assert {f.archive_group: f.warning for f in day.fetches} == {"cs": warning, "stat": None}
     status = run(app, "status").output
@@ -400,7 +399,7 @@ def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
     server.serve("/rss/cs", Reply(body=empty_due()))
     friday = ingest.ingest_due(datetime(2026, 9, 25, 3, 0, tzinfo=ET))
     assert friday.listing_date == date(2026, 9, 25)
-    assert fetch_of("cs").warning is None and ingest_store.total_items(fetch_of("cs")) == 1504
+    assert fetch_of("cs").warning is None and fetches.total_items(fetch_of("cs")) == 1504
 
 
 def test_poll_reads_atom_announcement_feeds(poll_config, server, app):
@@ -530,7 +529,7 @@ def test_a_failed_retry_keeps_a_short_groups_counts(poll_config, server, app):
     summary = ingest.ingest_due(DUE_NOW)
     assert summary.warnings[0].startswith("cs: http://127.0.0.1:")
     assert (fetch_of("cs").feed_date, fetch_of("cs").warning) == (DUE, short)
-    assert ingest_store.total_items(fetch_of("cs")) == 4
+    assert fetches.total_items(fetch_of("cs")) == 4
 
 
 # --- OAI-PMH backfill over real HTTP ---

@@ -19,6 +19,7 @@ from newsletter.db import utcnow
 from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Paper
 from worker import calendar
 from worker.arxiv import store as ingest_store
+from worker.arxiv.fetches import DayStatus, recent_days, total_items
 
 
 @click.command("status")
@@ -49,7 +50,7 @@ def status_command(days: int, date_text: str | None) -> None:
         f"next expected: {upcoming} (announced {calendar.announcement_instant(upcoming):%a %Y-%m-%d %H:%M %Z}, "
         f"feeds from {rebuild:%a %Y-%m-%d %H:%M %Z})"
     )
-    recent = ingest_store.recent_days(days)
+    recent = recent_days(days)
     if not recent:
         click.echo("nothing ingested yet")
     dates = [day.listing_date for day in recent]
@@ -71,7 +72,7 @@ def _instance_line(config) -> str:
     return f"instance: {mode} (settings from the environment)"
 
 
-def _day_status(listing_date: date) -> ingest_store.DayStatus | None:
+def _day_status(listing_date: date) -> DayStatus | None:
     """One listing date's ingest record, as `recent_days` gives it, or None."""
     session = db.session()
     day = session.get(ListingDay, listing_date)
@@ -82,7 +83,7 @@ def _day_status(listing_date: date) -> ingest_store.DayStatus | None:
         .where(FeedFetch.listing_date == listing_date)
         .order_by(FeedFetch.archive_group)
     ).all()
-    return ingest_store.DayStatus(listing_date, day.completed_at, list(fetches))
+    return DayStatus(listing_date, day.completed_at, list(fetches))
 
 
 def _paper_counts(listing_dates: list[date]) -> dict[date, Counter]:
@@ -103,14 +104,14 @@ def _paper_counts(listing_dates: list[date]) -> dict[date, Counter]:
     return result
 
 
-def _echo_day(day: ingest_store.DayStatus, papers: Counter) -> None:
+def _echo_day(day: DayStatus, papers: Counter) -> None:
     state = f"complete {day.completed_at:%Y-%m-%d %H:%M} UTC" if day.completed_at else "INCOMPLETE"
     types = ", ".join(f"{papers[t]} {t}" for t in ingest_store.TYPE_RANK)
     click.echo(f"{day.listing_date} {state}: {sum(papers.values())} items ({types}) stored")
     for fetch in day.fetches:
         line = (
             f"  {fetch.archive_group} [{fetch.source}]: feed dated {fetch.feed_date or '-'}, "
-            f"{ingest_store.total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
+            f"{total_items(fetch)} items, fetched {fetch.fetched_at:%Y-%m-%d %H:%M} UTC"
         )
         if fetch.warning:
             line += f"\n    warning: {fetch.warning}"

@@ -27,7 +27,8 @@ from newsletter import db
 from newsletter.config import settings
 from newsletter.db import utcnow
 from newsletter.models import FeedFetch, ListingDay
-from worker.arxiv.store import OAI_GROUP, find_feed_fetch
+from worker.arxiv.fetches import find_feed_fetch
+from worker.arxiv.store import OAI_GROUP
 
 log = logging.getLogger(__name__)
 

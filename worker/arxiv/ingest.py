@@ -51,16 +51,15 @@ from worker.arxiv.completeness import (
     uncovered_groups,
     update_listing_day,
 )
+from worker.arxiv.fetches import find_feed_fetch, total_items
 from worker.arxiv.items import ArxivError, FeedError, ParsedFeed
 from worker.arxiv.store import (
     FILE_GROUP,
     IngestError,
     IngestSummary,
     commit,
-    find_feed_fetch,
     record_failure,
     store_group,
-    total_items,
 )
 
 log = logging.getLogger(__name__)
