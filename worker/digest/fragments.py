@@ -38,6 +38,7 @@ from worker.digest.entries import (
     make_entry,
 )
 from worker.digest.layout import estimate_full_entry, title_weight
+from worker.digest.links import linked_html, linked_text
 from worker.digest.matching import TextTokens, line_variants, text_tokens
 from worker.digest.pieces import LRU, Fragment, Sized, fill_hole, fragment, hole, sized
 from worker.digest.text import limit_lines, wrap_text
@@ -200,8 +201,8 @@ class DayFragments:
         self.listing_date = listing_date
         self.target = target
         self._translations = translations
-        self.html = emails.macros("digest/parts.html")
-        self.text = emails.macros("digest/parts.txt", wrap=wrap_text)
+        self.html = emails.macros("digest/parts.html", linked=linked_html)
+        self.text = emails.macros("digest/parts.txt", wrap=wrap_text, linked=linked_text)
         self._listings: dict[tuple[bool, bool], dict[str, Listing]] = {}
         # Per paper: its title and abstract tokenized and escaped, once per day.
         self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
@@ -272,7 +273,7 @@ class DayFragments:
             title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)
             texts = self._texts[entry.arxiv_id] = (
                 (title, escaped_text(entry.title, title)),
-                (abstract, escaped_text(entry.abstract, abstract)),
+                (abstract, escaped_text(entry.abstract, abstract, entry.abs_url)),
             )
         variants = [variant for line in lines for variant in line_variants(line)]
         (title, title_html), (abstract, abstract_html) = texts
