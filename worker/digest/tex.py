@@ -2,7 +2,9 @@
 
 Called by worker/digest/entries.py on every title and abstract the digest shows,
 English and translated. Pure (its symbol tables are read once, on first use).
-Owns the conversion rules; the tables themselves (Greek letters, operators,
+Owns the conversion rules, a pass over running text and one over math; reading
+the source is worker/digest/tex_scan.py's, composing marks and math alphabets
+worker/digest/tex_glyphs.py's. The tables themselves (Greek letters, operators,
 accents, sub/superscripts, ...) are data in worker/digest/data/tex_symbols.json, each
 saying what it is for, loaded by worker/digest/tex_symbols.py.
 
@@ -14,13 +16,9 @@ unknown command outside math is kept as-is. Text with no TeX in it comes back
 unchanged.
 """
 
-import unicodedata
-
+from worker.digest.tex_glyphs import _accent, _operand, _script, _styled, _Unconvertible
+from worker.digest.tex_scan import _find_math_end, _read_group, _read_name, _skip_spaces
 from worker.digest.tex_symbols import symbol_tables
-
-
-class _Unconvertible(Exception):
-    """Math we cannot render faithfully; the caller keeps the source."""
 
 
 def tex_to_text(s: str) -> str:
@@ -30,60 +28,6 @@ def tex_to_text(s: str) -> str:
     except RecursionError:
         # Absurdly deep nesting: the source itself is the safest reading.
         return s
-
-
-def _read_group(s: str, i: int) -> tuple[str, int] | None:
-    """The content of the balanced {...} starting at s[i], and the index after it."""
-    if i >= len(s) or s[i] != "{":
-        return None
-    depth = 0
-    j = i
-    while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return s[i + 1 : j], j + 1
-        j += 1
-    return None
-
-
-def _read_name(s: str, i: int) -> tuple[str, int]:
-    """The command name after the backslash at s[i-1]: letters, or one other character."""
-    j = i
-    while j < len(s) and s[j].isascii() and s[j].isalpha():
-        j += 1
-    if j == i:
-        return (s[i], i + 1) if i < len(s) else ("", i)
-    return s[i:j], j
-
-
-def _skip_spaces(s: str, i: int) -> int:
-    while i < len(s) and s[i] in " \t\n":
-        i += 1
-    return i
-
-
-def _accent(base: str, mark: str) -> str:
-    if not base:
-        return mark
-    return unicodedata.normalize("NFC", base[0] + mark + base[1:])
-
-
-def _find_math_end(s: str, i: int, closer: str) -> int:
-    """Index of the unescaped `closer` ending math opened before s[i], or -1."""
-    j = i
-    while j < len(s):
-        if s.startswith(closer, j):
-            return j
-        # Skip escapes: \$ does not close $...$.
-        j += 2 if s[j] == "\\" else 1
-    return -1
 
 
 class _Text:
@@ -276,34 +220,6 @@ def _math_arg(m: str, i: int) -> tuple[str, int]:
     return m[i], i + 1
 
 
-def _script(arg: str, kind: str) -> str:
-    table = symbol_tables().superscripts if kind == "^" else symbol_tables().subscripts
-    if arg and all(ch in table for ch in arg):
-        return "".join(table[ch] for ch in arg)
-    # x^\top is a transpose; ⊤ inside a longer exponent is not, so it has no table entry.
-    if arg == "⊤" and kind == "^":
-        return "ᵀ"
-    if len(arg) == 1:
-        return kind + arg
-    return f"{kind}{{{arg}}}" if arg else ""
-
-
-def _styled(arg: str, style: str, exceptions: dict[str, str]) -> str:
-    out = []
-    for ch in arg:
-        if ch in exceptions:
-            out.append(exceptions[ch])
-            continue
-        if not (ch.isascii() and ch.isalpha()):
-            raise _Unconvertible
-        case = "CAPITAL" if ch.isupper() else "SMALL"
-        try:
-            out.append(unicodedata.lookup(f"MATHEMATICAL {style} {case} {ch.upper()}"))
-        except KeyError:
-            raise _Unconvertible from None
-    return "".join(out)
-
-
 def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
     """Append the reading of \\name (arguments start at m[j]); return the next index."""
     t = symbol_tables()
@@ -359,10 +275,3 @@ def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
         out.append("√" + _operand(arg))
         return end
     raise _Unconvertible
-
-
-def _operand(text: str) -> str:
-    """`text` bracketed when it is more than one term."""
-    if len(text) <= 1 or text.replace(".", "").isalnum():
-        return text
-    return f"({text})"
