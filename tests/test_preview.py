@@ -264,3 +264,19 @@ def test_cache_follows_late_papers_and_new_days(full_day):
     db.session().commit()
     assert counts() == tuple((day, 1) for day in reversed(later))
     assert sorted(preview.day_cache()._days) == later
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "keywords=%00black",
+        "keywords=%FF%FE",
+        "keywords=a%0D%0Ab&keywords=c&include_replacements=yes",
+        "keywords=" + "%E4%B8%AD" * 3000,
+        "keywords=" + "a%0A" * 5000,
+        "n=99999999999999999999&keywords=x",
+    ],
+)
+def test_hostile_queries_are_answered(app, client, query):
+    html = script_html(client.get("/preview.js?" + query))
+    assert "Too many previews" not in html
