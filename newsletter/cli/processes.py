@@ -17,7 +17,8 @@ def worker_command(burst: bool) -> None:
         raise click.ClickException(
             "REDIS_URL is not set: without Redis, jobs run inside the web process"
         )
-    run_worker(current_app._get_current_object(), burst=burst)
+    # The app itself, not the context-local proxy: the worker outlives this context.
+    run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
 
 
 @click.command("scheduler")
@@ -28,6 +29,6 @@ def scheduler_command() -> None:
     if not current_app.config["REDIS_URL"]:
         raise click.ClickException("REDIS_URL is not set: `newsletter dev` has its own scheduler")
     try:
-        run_scheduler(current_app._get_current_object())
+        run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import IO, Any
+from typing import Any, TextIO
 
 import click
 
@@ -30,7 +30,7 @@ class ProgressLines:
     """Plain progress lines for output that is not a terminal."""
 
     def __init__(
-        self, verb: str, stream: IO[str], clock: Callable[[], float] = time.monotonic
+        self, verb: str, stream: TextIO, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.verb = verb
         self.stream = stream
@@ -70,7 +70,7 @@ class ProgressLines:
 class ProgressBar:
     """click's progress bar, made at the first report (when the total is known)."""
 
-    def __init__(self, verb: str, stream: IO[str]) -> None:
+    def __init__(self, verb: str, stream: TextIO) -> None:
         self.verb = verb
         self.stream = stream
         self.bar: Any = None

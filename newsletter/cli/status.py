@@ -55,9 +55,9 @@ def status_command(days: int, date_text: str | None) -> None:
         click.echo("nothing ingested yet")
     dates = [day.listing_date for day in recent]
     counts = _delivery_counts(dates)
-    papers = _paper_counts(dates)
+    papers_by_date = _paper_counts(dates)
     for day in recent:
-        _echo_day(day, papers[day.listing_date])
+        _echo_day(day, papers_by_date[day.listing_date])
         _echo_deliveries(day.listing_date, counts[day.listing_date])
 
 
