@@ -170,6 +170,7 @@ def parse_keyword(line: str) -> Query:
             position += 1
             continue
         m = _TERM.match(line, position)
+        assert m is not None  # every part of _TERM is optional: it matches anywhere
         negated, operator, quoted, plain = m.groups()
         operator = operator and operator.lower()  # "Cat:" from a phone's keyboard
         position = m.end()
@@ -348,8 +349,8 @@ class TextTokens(NamedTuple):
     """
 
     stream: str  # "\x01" + the folded words joined by "\x01" + "\x01"; "" where a phrase ends
-    starts: array  # where each word starts, TeX braces trimmed
-    ends: array
+    starts: "array[int]"  # where each word starts, TeX braces trimmed (quoted: 3.11's array is not generic)
+    ends: "array[int]"
 
 
 def text_tokens(text: str) -> TextTokens:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 SYMBOLS_FILE = Path(__file__).resolve().parent / "data" / "tex_symbols.json"
 
@@ -49,7 +50,8 @@ def symbol_tables() -> SymbolTables:
     symbols = tables.pop("greek") | tables.pop("math_symbols") | tables.pop("operator_names")
     # A table missing from the file, or one with no field here, fails every conversion
     # (so the tests catch it) rather than only the rare command that needs it.
-    return SymbolTables(
-        symbols=symbols | tables["relations"],
-        **{name: v if isinstance(v, dict) else frozenset(v) for name, v in tables.items()},
-    )
+    # Read from JSON: each table is a dict or a set, as its field says.
+    fields: dict[str, Any] = {
+        name: v if isinstance(v, dict) else frozenset(v) for name, v in tables.items()
+    }
+    return SymbolTables(symbols=symbols | tables["relations"], **fields)
