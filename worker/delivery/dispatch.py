@@ -27,13 +27,14 @@ import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any, cast
 
-from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Executable, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.db import utcnow
 from newsletter.models import (
     Delivery,
@@ -106,7 +107,7 @@ def dispatch_digests(
     who just confirmed, worker.jobs.dispatch_confirmed_digest); the drain is the
     day's as always. `progress` (with `send_now`) gets the drain's (rows done, rows to send).
     """
-    config = current_app.config
+    config = settings()
     session = db.session()
     now = now or utcnow()
     summary = DispatchSummary(listing_date)
@@ -117,7 +118,7 @@ def dispatch_digests(
         return summary
 
     make_deliveries(session, day, now, confirmed_before, summary, subscriber_ids)
-    max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+    max_attempts = config.DELIVERY_MAX_ATTEMPTS
     connection = session.connection()
     summary.given_up = claims.give_up_dead_claims(connection, listing_date, max_attempts)
     summary.claimable = claims.count_claimable(connection, listing_date, max_attempts)
@@ -144,9 +145,9 @@ def dispatch_digests(
 
 def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
     """Enough drain jobs for the claimable rows, at most DELIVERY_SEND_JOBS."""
-    config = current_app.config
-    batches = math.ceil(summary.claimable / max(1, config["DELIVERY_BATCH_SIZE"]))
-    wanted = min(max(1, config["DELIVERY_SEND_JOBS"]), batches)
+    config = settings()
+    batches = math.ceil(summary.claimable / max(1, config.DELIVERY_BATCH_SIZE))
+    wanted = min(max(1, config.DELIVERY_SEND_JOBS), batches)
     if redis_connection() is None:
         wanted = 1  # run in-process right away: one drain sends everything
     for _ in range(wanted):
@@ -167,10 +168,10 @@ def make_deliveries(
 
     The first half of a dispatch; benchmarks/send.py times it alone.
     """
-    config = current_app.config
+    config = settings()
     listing_date = day.listing_date
-    deadline = timedelta(minutes=config["TRANSLATION_DEADLINE_MINUTES"])
-    if config["TRANSLATION_BACKEND"] == "none":
+    deadline = timedelta(minutes=config.TRANSLATION_DEADLINE_MINUTES)
+    if config.TRANSLATION_BACKEND == "none":
         deadline = timedelta(0)  # no translation is coming: nothing to wait for
     digests = day_digest(db.engine(), config, listing_date)
     without_row = ~(
@@ -225,38 +226,48 @@ def make_deliveries(
         # Another dispatcher may have made some of these rows meanwhile: those
         # are left alone, and the row count names only the rows made here.
         if queued:
-            summary.queued += session.execute(insert, queued).rowcount
+            summary.queued += _rows_made(session, insert, queued)
         if skipped:
-            summary.skipped += session.execute(insert, skipped).rowcount
+            summary.skipped += _rows_made(session, insert, skipped)
         session.commit()
 
 
-def _insert_statement(session: Session):
+def _insert_statement(session: Session) -> Executable:
     """INSERT ... ON CONFLICT DO NOTHING: one statement, executed once per row of a page."""
     dialect = session.get_bind().dialect.name
-    inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-    if dialect not in inserts:
+    table = cast(Table, Delivery.__table__)  # the models type it as a FromClause
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    else:
         raise NotImplementedError(f"deliveries need INSERT ... ON CONFLICT; {dialect} has none")
-    statement = inserts[dialect](Delivery.__table__).on_conflict_do_nothing()
     # Without RETURNING the rows made are counted from the driver's rowcount,
     # which psycopg sums over an executemany.
     return statement.execution_options(preserve_rowcount=True)
 
 
+def _rows_made(session: Session, insert: Executable, rows: list[dict[str, Any]]) -> int:
+    # An INSERT's result is a CursorResult, the one with a rowcount.
+    return cast(CursorResult[Any], session.execute(insert, rows)).rowcount
+
+
 def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict], list[dict]]:
     """The page's new rows: (to send, skipped for want of papers)."""
-    config = current_app.config
+    config = settings()
     created = utcnow()
-    queued, skipped = [], []
+    queued: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for subscriber_id, own in sections.items():
         count = unique_paper_count(own)
-        send = bool(count) or config["DIGEST_SEND_EMPTY"]
+        send = bool(count) or config.DIGEST_SEND_EMPTY
         (queued if send else skipped).append(
             {
                 "subscriber_id": subscriber_id,
                 "listing_date": listing_date,
                 "status": DeliveryStatus.QUEUED if send else DeliveryStatus.SKIPPED,
-                "message_id": new_message_id(config["MAIL_FROM"]),
+                "message_id": new_message_id(config.MAIL_FROM),
                 "sections": [[keyword, ids] for keyword, ids in own],
                 "paper_count": count,
                 "attempts": 0,
