@@ -262,8 +262,10 @@ def _stream(tokens: list[Token]) -> str:
 
 
 # A day's papers are matched again for each page of subscribers with new
-# lines (dispatch streams them): tokenize each paper once per process.
-@functools.lru_cache(maxsize=4096)
+# lines (dispatch streams them), and the keyword preview matches the last 5
+# listing dates (~7,500 papers) for every request: tokenize each paper once per
+# process. A worker fills ~1,500-3,000 entries; a web process ~7,500 (~11 MB).
+@functools.lru_cache(maxsize=16384)
 def _paper_stream(title: str, abstract: str) -> str:
     return _stream(tokenize(title) + [("", 0, 0)] + tokenize(abstract))
 
