@@ -159,23 +159,44 @@ def _html_entries(
 ) -> int:
     size = 0
     full_entry = fragments.full_entry
+    list_start, list_end = fragments.title_list
     for section in plan:
         pieces = keywords[section.keyword]
         size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
+        in_list = False
         for item in section.items:
             listing = item.entry
+            if (item.kind == "title") != in_list:
+                # A run of title lines is one list.
+                in_list = not in_list
+                edge = list_start if in_list else list_end
+                out.append(edge.text)
+                size += edge.size
             if item.kind == "full":
                 entry = full_entry(listing, lines[listing.arxiv_id])
                 out += entry.html
                 size += entry.html_size
+            elif item.kind == "short":
+                matched_by = lines[listing.arxiv_id]
+                title, _ = fragments.highlighted(listing.entry, matched_by)
+                size += fill(
+                    out, listing.short_html, title, fragments.matched(matched_by)[0], view_url
+                )
             elif item.kind == "title":
-                # Where a pointer leads: the full entry in this message, or on the web page.
-                page = NOTHING if listing.arxiv_id in numbers else view_url
-                size += fill(out, listing.title_html, page)
+                out.append(listing.title_html.text)
+                size += listing.title_html.size
             else:
+                # Where a pointer leads: the entry in this message, or on the web page.
                 page = NOTHING if listing.arxiv_id in numbers else view_url
                 keyword = keywords[item.first_keyword].escaped
                 size += fill(out, listing.above_html, page, keyword)
+        if in_list:
+            out.append(list_end.text)
+            size += list_end.size
+        if section.above:
+            note = fragments.above_html(section.above, section.keyword)
+            out.append(note.text)
+            size += note.size
         if section.hidden:
             piece = fragments.hidden_html(section.anchor, section.hidden, section.keyword)
             size += fill(out, piece, view_url)
@@ -224,13 +245,16 @@ def _text_entries(
             if item.kind == "full":
                 entry = full_entry(listing, lines[listing.arxiv_id])
                 out += (entry.text_head, str(number), *entry.text_tail)
+            elif item.kind == "short":
+                matched = fragments.matched(lines[listing.arxiv_id])[1]
+                fill_text(out, listing.short_text, str(number), matched, view_url)
             elif item.kind == "title":
                 out.append(listing.title_text)
             elif number is None:
                 fill_text(out, listing.above_text, item.first_keyword)
             else:
                 fill_text(out, listing.numbered_above_text, item.first_keyword, str(number))
-        piece = fragments.section_end_text(section.anchor, section.hidden)
+        piece = fragments.section_end_text(section.anchor, section.hidden, section.above)
         fill_text(out, piece, *([view_url] * len(piece.holes)))
 
 

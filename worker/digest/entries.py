@@ -25,7 +25,7 @@ from newsletter.languages import TargetLanguage
 from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
 from worker.digest.links import CLOSE_TAG, link_spans, open_tag
 from worker.digest.matching import TextTokens, merge_tokens, phrase_tokens
-from worker.digest.pieces import Fragment, fragment, hole
+from worker.digest.pieces import Fragment, Sized, fragment, hole, sized
 from worker.digest.tex import tex_to_text
 from worker.digest.text import limit_lines
 
@@ -33,6 +33,12 @@ CATEGORIES_PATH = Path(__file__).resolve().parents[2] / "emails" / "data" / "cat
 
 # Authors shown in the email before "et al." (the web page shows all).
 MAX_AUTHORS = 10
+# A shortened entry (worker/digest/layout.py): its authors, and its abstract
+# cut near this many characters (a Chinese character says about as much as an
+# English word).
+SHORT_AUTHORS = 3
+SHORT_ABSTRACT = 280
+SHORT_TRANSLATION = 100
 
 _BADGES = {
     AnnounceType.CROSS: "cross-list",
@@ -58,6 +64,7 @@ class PaperEntry:
     title: str
     abs_url: str
     pdf_url: str
+    html_url: str  # arXiv's HTML rendering of the paper
     authors: str
     subjects: str
     badge: str | None
@@ -67,9 +74,13 @@ class PaperEntry:
     doi: str | None
     doi_url: str | None
     language: str  # the translation's code, for lang="..."
+    # A full entry shortened to fit the email's budget shows these.
+    short_authors: str
+    short_abstract: str
     translated_title: str | None = None
     translated_abstract: str | None = None
     translation_note: str | None = None
+    short_translated_abstract: str | None = None
     # Set on a paper of an earlier listing date that came after that day's
     # digests (a late paper, worker/digest/core.py): "listed Thu 26 Nov, arrived late".
     listed: str | None = None
@@ -98,12 +109,15 @@ def make_entry(
     if not full_page and len(authors) > MAX_AUTHORS:
         authors = authors[:MAX_AUTHORS] + [f"et al. ({len(paper.authors)} authors)"]
     names = category_names()
+    abstract = readable(paper.abstract)
     doi = paper.doi.split()[0] if paper.doi and paper.doi.strip() else None
     translated = {}
     if target is not None and translation is not None:
+        translated_abstract = readable(translation.abstract)
         translated = {
             "translated_title": readable(translation.title),
-            "translated_abstract": readable(translation.abstract),
+            "translated_abstract": translated_abstract,
+            "short_translated_abstract": cut_text(translated_abstract, SHORT_TRANSLATION),
         }
     elif target is not None:
         translated = {"translation_note": f"{target.short_name} translation not available today."}
@@ -113,15 +127,19 @@ def make_entry(
         title=readable(paper.title),
         abs_url=f"https://arxiv.org/abs/{paper.arxiv_id}",
         pdf_url=f"https://arxiv.org/pdf/{paper.arxiv_id}",
+        html_url=f"https://arxiv.org/html/{paper.arxiv_id}",
         authors=", ".join(authors),
         subjects="; ".join(f"{names[c]} ({c})" if c in names else c for c in paper.categories),
         badge=_BADGES.get(paper.announce_type),
-        abstract=readable(paper.abstract),
+        abstract=abstract,
         comments=_clean(paper.comments),
         journal_ref=_clean(paper.journal_ref),
         doi=doi,
         doi_url=f"https://doi.org/{doi}" if doi else None,
         language=target.code if target is not None else "en",
+        short_authors=", ".join(paper.authors[:SHORT_AUTHORS])
+        + (" et al." if len(paper.authors) > SHORT_AUTHORS else ""),
+        short_abstract=cut_text(abstract, SHORT_ABSTRACT),
         listed=listed,
         **translated,
     )
@@ -130,10 +148,15 @@ def make_entry(
 class Listing:
     """One paper in one variant: its entry, size estimates and rendered pieces (made on first use)."""
 
-    def __init__(self, entry: PaperEntry, weight: int, title_weight: int, html, text):
+    def __init__(
+        self, entry: PaperEntry, weight: int, short_weight: int, title_weight: int, html, text
+    ):
         self.entry = entry
         self.arxiv_id = entry.arxiv_id
-        self.weight = weight  # the full entry's, for the byte budget (worker/digest/layout.py)
+        # The full entry's, the short one's and the title line's, for the byte
+        # budget (worker/digest/layout.py).
+        self.weight = weight
+        self.short_weight = short_weight
         self.title_weight = title_weight
         self._html = html
         self._text = text
@@ -151,9 +174,21 @@ class Listing:
         return fragment(rendered, text_part=True, holes=("number", "matched"))
 
     @cached_property
-    def title_html(self) -> Fragment:
-        rendered = self._html.title_entry(self.entry, hole("page"))
-        return fragment(rendered, holes=("page",))
+    def short_html(self) -> Fragment:
+        rendered = self._html.short_entry(
+            self.entry, hole("title_html"), hole("matched"), hole("page")
+        )
+        return fragment(rendered, holes=("title_html", "matched", "page"))
+
+    @cached_property
+    def short_text(self) -> Fragment:
+        rendered = self._text.short_entry(self.entry, hole("number"), hole("matched"), hole("page"))
+        return fragment(rendered, text_part=True, holes=("number", "matched", "page"))
+
+    @cached_property
+    def title_html(self) -> Sized:
+        """An item of a title list (worker/digest/assembly.py opens and closes the list)."""
+        return sized(str(self._html.title_entry(self.entry)))
 
     @cached_property
     def above_html(self) -> Fragment:
@@ -292,6 +327,16 @@ def _marked(text: EscapedText, found) -> Iterator[tuple[int, int]]:
                 start = tag_end
         if end > start:
             yield start, end
+
+
+def cut_text(text: str, limit: int) -> str:
+    """`text` cut near `limit` characters at a space (any character in CJK text), with "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    if cut < limit * 2 // 3:  # no space near the end: CJK, or one long word
+        cut = limit
+    return text[:cut].rstrip(" ,;:.，、；：") + "…"
 
 
 def _clean(value: str | None) -> str | None:

@@ -37,7 +37,7 @@ from worker.digest.entries import (
     listed_note,
     make_entry,
 )
-from worker.digest.layout import estimate_full_entry, title_weight
+from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
 from worker.digest.matching import TextTokens, line_variants, text_tokens
 from worker.digest.pieces import LRU, Fragment, Sized, fill_hole, fragment, hole, sized
@@ -229,9 +229,12 @@ class DayFragments:
         target = self.target if bilingual else None
         listed = listed_note(paper, self.listing_date)
         entry = make_entry(paper, full_page, target, translation, listed)
+        short = (entry.title, entry.short_authors, entry.short_abstract)
+        translated = (entry.translated_title or "", entry.short_translated_abstract or "")
         return Listing(
             entry,
             estimate_full_entry(paper, translation),
+            estimate_short_entry(*short, *translated),
             title_weight(entry.title),
             self.html,
             self.text,
@@ -370,11 +373,22 @@ class DayFragments:
             lambda: fragment(self.html.hidden_note(hole("view_url"), anchor, hidden, keyword)),
         )
 
-    def section_end_text(self, anchor: str, hidden: int) -> Fragment:
+    def above_html(self, above: int, keyword: str) -> Sized:
+        """The count of a section's pointers left out for size (their papers are listed above)."""
+        return self._small.get_or_make(
+            ("above.html", above, keyword), lambda: sized(str(self.html.above_note(above, keyword)))
+        )
+
+    def section_end_text(self, anchor: str, hidden: int, above: int) -> Fragment:
         """Holes: view_url (if any papers are hidden)."""
         return self._small.get_or_make(
-            ("end.txt", anchor, hidden),
+            ("end.txt", anchor, hidden, above),
             lambda: fragment(
-                self.text.section_end(hole("view_url"), anchor, hidden), text_part=True
+                self.text.section_end(hole("view_url"), anchor, hidden, above), text_part=True
             ),
         )
+
+    @cached_property
+    def title_list(self) -> tuple[Sized, Sized]:
+        """The start and end of a run of title lines (a list) in HTML."""
+        return sized(str(self.html.title_list_start())), sized(str(self.html.title_list_end()))

@@ -2,9 +2,13 @@
 
 Used by worker/digest/fragments.py to lay out each digest. Owns the size
 budget: Gmail clips HTML past 102 KB, so the email shows at most
-`max_per_keyword` papers in full per keyword and keeps the whole HTML under
-`HTML_BUDGET` bytes by turning further entries into title-only lines, then
-into a count with a link to the full digest page (which has no limits).
+`max_per_keyword` papers in full per keyword (the rest by title) and keeps the
+whole HTML under `HTML_BUDGET` bytes. Every matched paper stays in the email:
+to fit, pointers to papers listed under an earlier keyword go first (counted),
+then full entries are shortened (abstract cut, a "more" link), then shortened
+entries become title lines linked to arXiv. Only a digest whose titles alone
+cannot fit (some 650 papers) loses title lines, counted and linked to the
+digest page (which has no limits).
 Sizes are estimated before assembling, then corrected by the measured size.
 """
 
@@ -18,9 +22,11 @@ from worker.digest.entries import MAX_AUTHORS
 # Gmail clips at 102 KB; leave room for what mail clients and DKIM add.
 HTML_BUDGET = 95_000
 # Bytes of HTML around the content, measured on the sample digest: per full
-# entry, per title-only line (plus its title), and for a digest with no papers.
+# entry, per shortened entry, per title-only line (plus its title), and for a
+# digest with no papers.
 _ENTRY_HTML = 500
-_TITLE_WEIGHT = 250
+_SHORT_HTML = 600
+_TITLE_WEIGHT = 60
 _FIXED_HTML = 8_000
 # Aim this far under the budget, so one cut usually suffices.
 _MARGIN = 1_000
@@ -31,6 +37,7 @@ class Listed(Protocol):
 
     arxiv_id: str
     weight: int
+    short_weight: int
     title_weight: int
 
 
@@ -38,7 +45,7 @@ class Listed(Protocol):
 class Item:
     """A line of a section: the full entry, its title only, or a pointer to it above."""
 
-    kind: str  # full | title | above
+    kind: str  # full | short | title | above
     entry: Listed
     first_keyword: str = ""
 
@@ -49,7 +56,9 @@ class Section:
     anchor: str
     count: int
     items: list[Item] = field(default_factory=list)
-    # Papers of this section not listed at all (past the byte budget).
+    # Pointers to papers listed under an earlier keyword, left out for size.
+    above: int = 0
+    # Papers of this section not listed at all (titles past the byte budget).
     hidden: int = 0
 
 
@@ -66,6 +75,11 @@ def estimate_full_entry(paper: Paper, translation: Translation | None) -> int:
         translation.abstract if translation else "",
     )
     return _ENTRY_HTML + 45 * len(paper.categories) + sum(len(s.encode()) for s in raw)
+
+
+def estimate_short_entry(*texts: str) -> int:
+    """A rough size in bytes of a shortened HTML entry showing these texts (already cut)."""
+    return _SHORT_HTML + sum(len(s.encode()) for s in texts)
 
 
 def plan_sections(
@@ -95,7 +109,7 @@ def plan_sections(
 
 
 def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
-    """The plan to assemble, and the number of each paper listed in full.
+    """The plan to assemble, and the number of each paper with an entry (full or short) here.
 
     A pointer whose paper was cut (by the size fitting) becomes its title
     line. `plan` is left as it is: where a pointer changes, the plan returned
@@ -106,7 +120,7 @@ def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
     listed: set[str] = set()
     for section in plan:
         for item in section.items:
-            if item.kind == "full":
+            if item.kind in ("full", "short"):
                 numbers[item.entry.arxiv_id] = len(numbers) + 1
             if item.kind != "above":
                 listed.add(item.entry.arxiv_id)
@@ -152,46 +166,62 @@ def title_weight(title: str) -> int:
     return _TITLE_WEIGHT + len(title.encode())
 
 
+def _item_weight(item: Item) -> int:
+    if item.kind == "full":
+        return item.entry.weight
+    if item.kind == "short":
+        return item.entry.short_weight
+    return item.entry.title_weight
+
+
 def _weight(plan: list[Section]) -> int:
-    return sum(
-        item.entry.weight if item.kind == "full" else item.entry.title_weight
-        for section in plan
-        for item in section.items
-    )
+    return sum(_item_weight(item) for section in plan for item in section.items)
 
 
 def _shrink(plan: list[Section], budget: float) -> None:
-    """Cut listings until their estimated weight fits `budget`.
+    """Make the listings smaller until their estimated weight fits `budget`.
 
-    Cut first what the digest page has anyway and the reader loses least:
-    pointers to papers listed elsewhere, then title-only lines (both from the
-    end), then full entries, always from the section that has the most (the
-    last of those), so every keyword keeps some. What is cut is counted per
-    section and linked.
+    Least loss to the reader first: pointers to papers listed under an
+    earlier keyword go (counted), from the end; then full entries become
+    short ones, then short ones title lines, each time the last of the
+    section that has the most of them, so every keyword keeps some. Title
+    lines go (counted and linked) only if all of them cannot fit.
     """
     total = _weight(plan)
-    for kind in ("above", "title"):
-        for section in reversed(plan):
-            items = section.items
-            for index in range(len(items) - 1, -1, -1):
-                if total <= budget:
-                    return
-                if items[index].kind == kind:
-                    total -= items[index].entry.title_weight
-                    del items[index]
-                    section.hidden += 1
-    fulls = [sum(item.kind == "full" for item in section.items) for section in plan]
+    for section in reversed(plan):
+        items = section.items
+        for index in range(len(items) - 1, -1, -1):
+            if total <= budget:
+                return
+            if items[index].kind == "above":
+                total -= items[index].entry.title_weight
+                del items[index]
+                section.above += 1
+    total = _demote(plan, total, budget, "full", "short")
+    total = _demote(plan, total, budget, "short", "title")
+    for section in reversed(plan):
+        items = section.items
+        for index in range(len(items) - 1, -1, -1):
+            if total <= budget:
+                return
+            total -= _item_weight(items[index])
+            del items[index]
+            section.hidden += 1
+
+
+def _demote(plan: list[Section], total: int, budget: float, kind: str, to: str) -> int:
+    """Turn `kind` items into `to` items until `total` fits `budget`; the new total."""
+    counts = [sum(item.kind == kind for item in section.items) for section in plan]
     while total > budget:
-        most = max(fulls, default=0)
+        most = max(counts, default=0)
         if not most:
-            return
-        # The last section with the most full entries loses its last one.
-        position = len(fulls) - 1 - fulls[::-1].index(most)
-        section = plan[position]
-        index = next(
-            i for i in range(len(section.items) - 1, -1, -1) if section.items[i].kind == "full"
-        )
-        total -= section.items[index].entry.weight
-        del section.items[index]
-        section.hidden += 1
-        fulls[position] -= 1
+            break
+        # The last section with the most of them gives its last one.
+        position = len(counts) - 1 - counts[::-1].index(most)
+        items = plan[position].items
+        item = next(items[i] for i in range(len(items) - 1, -1, -1) if items[i].kind == kind)
+        before = _item_weight(item)
+        item.kind = to
+        total -= before - _item_weight(item)
+        counts[position] -= 1
+    return total
