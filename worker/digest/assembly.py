@@ -158,7 +158,7 @@ def _html_entries(
     view_url: Sized,
 ) -> int:
     size = 0
-    full_entry = fragments.full_entry
+    full_entry, short_entry = fragments.full_entry, fragments.short_entry
     list_start, list_end = fragments.title_list
     for section in plan:
         pieces = keywords[section.keyword]
@@ -177,11 +177,8 @@ def _html_entries(
                 out += entry.html
                 size += entry.html_size
             elif item.kind == "short":
-                matched_by = lines[listing.arxiv_id]
-                title, _ = fragments.highlighted(listing.entry, matched_by)
-                size += fill(
-                    out, listing.short_html, title, fragments.matched(matched_by)[0], view_url
-                )
+                short = short_entry(listing, lines[listing.arxiv_id])
+                size += fill(out, listing.short_html, short.title, short.matched_html, view_url)
             elif item.kind == "title":
                 out.append(listing.title_html.text)
                 size += listing.title_html.size
@@ -236,7 +233,7 @@ def _text_entries(
     lines: dict[str, tuple[str, ...]],
     view_url: str,
 ) -> None:
-    full_entry = fragments.full_entry
+    full_entry, short_entry = fragments.full_entry, fragments.short_entry
     for section in plan:
         out.append(keywords[section.keyword].counted(section.count).heading_text)
         for item in section.items:
@@ -246,8 +243,8 @@ def _text_entries(
                 entry = full_entry(listing, lines[listing.arxiv_id])
                 out += (entry.text_head, str(number), *entry.text_tail)
             elif item.kind == "short":
-                matched = fragments.matched(lines[listing.arxiv_id])[1]
-                fill_text(out, listing.short_text, str(number), matched, view_url)
+                short = short_entry(listing, lines[listing.arxiv_id])
+                fill_text(out, listing.short_text, str(number), short.matched_text, view_url)
             elif item.kind == "title":
                 out.append(listing.title_text)
             elif number is None:

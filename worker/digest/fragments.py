@@ -40,7 +40,7 @@ from worker.digest.entries import (
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
 from worker.digest.matching import TextTokens, line_variants, text_tokens
-from worker.digest.pieces import LRU, Fragment, Sized, fill_hole, fragment, hole, sized
+from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fill_hole, fragment, hole, sized
 from worker.digest.text import limit_lines, wrap_text
 
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
@@ -84,6 +84,14 @@ class FullEntry(NamedTuple):
     html_size: int  # UTF-8 bytes
     text_head: str  # the text entry up to its number (which differs between digests)
     text_tail: tuple[str, str, str]  # after the number, "Matched:" in place
+
+
+class ShortEntry(NamedTuple):
+    """What a shortened entry's holes take for one set of matched lines."""
+
+    title: Sized  # highlighted
+    matched_html: Sized
+    matched_text: str
 
 
 # Renders a keyword macro with the given keyword (a hole, a probe or the line itself).
@@ -267,8 +275,24 @@ class DayFragments:
             (text[1], matched_text, text[2]),
         )
 
-    def highlighted(self, entry: PaperEntry, lines: tuple[str, ...]) -> tuple[Sized, Sized]:
-        """The entry's title and abstract as HTML, with what `lines` matched marked."""
+    def short_entry(self, listing: Listing, lines: tuple[str, ...]) -> ShortEntry:
+        """The listing's shortened entry with its title highlighted for `lines` (cached as full ones)."""
+        key = ("short", listing, lines)
+        found = self._full.find(key)
+        if found is None:
+            title = self.highlighted(listing.entry, lines, title_only=True)[0]
+            matched_html, matched_text = self.matched(lines)
+            found = ShortEntry(title, matched_html, matched_text)
+            self._full.put(key, found)
+        return found
+
+    def highlighted(
+        self, entry: PaperEntry, lines: tuple[str, ...], title_only: bool = False
+    ) -> tuple[Sized, Sized]:
+        """The entry's title and abstract as HTML, with what `lines` matched marked.
+
+        With `title_only` the abstract is left as it is (a shortened entry shows its own cut).
+        """
         if len(lines) > 1:
             lines = tuple(sorted(set(lines)))
         texts = self._texts.get(entry.arxiv_id)
@@ -280,6 +304,8 @@ class DayFragments:
             )
         variants = [variant for line in lines for variant in line_variants(line)]
         (title, title_html), (abstract, abstract_html) = texts
+        if title_only:
+            return Sized(*highlight(title_html, title, variants)), NOTHING
         return (
             Sized(*highlight(title_html, title, variants)),
             Sized(*highlight(abstract_html, abstract, variants)),
