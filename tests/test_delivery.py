@@ -362,8 +362,17 @@ def test_two_draining_workers_with_their_own_connections_never_send_a_row_twice(
     replace_settings(app, REDIS_URL=redis_url)  # dispatch only queues; the drains run below
     subscribers = add_many(40)
     assert dispatch_digests(demo).claimable == 40
-    replace_settings(app, REDIS_URL=None)
+    replace_settings(app, REDIS_URL=None, SMTP_TIMEOUT=60)
     sink.hold = 0.005  # keep both workers busy at the same time
+    # The first message waits (its 250 held back) until both drains hold rows, so the
+    # one slower to start still gets its share however busy the machine is.
+    both_hold_rows = threading.Event()
+
+    def first_waits_for_both(count: int) -> None:
+        if count == 1:
+            both_hold_rows.wait(30)
+
+    sink.on_received = first_waits_for_both
     start = threading.Barrier(2)
     results, errors = [], []
 
@@ -378,6 +387,11 @@ def test_two_draining_workers_with_their_own_connections_never_send_a_row_twice(
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 30
+    while len({r.claimed_by for r in deliveries()} - {None}) < 2 and not errors:
+        assert time.monotonic() < deadline, "the second drain claimed nothing"
+        time.sleep(0.02)
+    both_hold_rows.set()
     for thread in threads:
         thread.join(120)
 
