@@ -89,6 +89,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     configure_logging(loaded.LOG_LEVEL, loaded.LOG_FORMAT)
 
     from newsletter import (
+        admin,
         bounce_webhooks,
         db,
         digests,
@@ -111,6 +112,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(bounce_webhooks.bp)
     app.register_blueprint(preview.bp)
+    app.register_blueprint(admin.bp)
     if loaded.TRUSTED_PROXIES:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

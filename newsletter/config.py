@@ -321,6 +321,9 @@ class Settings:
     # GET /metrics (Prometheus) is off (404) unless set; scrapers then send
     # "Authorization: Bearer <token>".
     METRICS_TOKEN: str | None = setting()
+    # GET /admin/ (the operator's status page) is off (404) unless set; then HTTP basic
+    # auth, any user name with this password, over https (or from this machine).
+    ADMIN_PASSWORD: str | None = setting()
     # /healthz fails when the listing date after the latest complete one is still
     # incomplete this many hours past ingest's deadline (weekends and holidays never count).
     HEALTH_LISTING_GRACE_HOURS: float = setting("2")
