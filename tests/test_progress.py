@@ -128,6 +128,10 @@ def test_digest_send_reports_rows_sent(sink, demo, app):  # noqa: F811
     # After each batch of 4 (a line at each new tenth): 4, 8, then the last 2.
     assert lines == [(4, 10), (8, 10), (10, 10)]
     assert sink.count() == 10
+    # And `newsletter status` counts them (one query per table, by enum value).
+    status = app.test_cli_runner().invoke(main, ["status", "--date", demo.isoformat()])
+    assert "66 items (" in status.stdout
+    assert f"deliveries {demo}: 10 sent, 0 queued, 0 sending, 0 failed, 0 skipped" in status.stdout
 
 
 def test_translate_reports_papers(openai_settings, app, chat_server):  # noqa: F811

@@ -11,6 +11,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from newsletter import db
 from newsletter.cli.dates import date_option, not_listed_message, parse_date_option
@@ -92,15 +93,22 @@ def _paper_counts(listing_dates: list[date]) -> dict[date, Counter]:
     What the digests are made from. The fetch records count feed items, and the
     demo day has none: status said `0 items` for its 66 papers.
     """
+    return _counts_per_date(listing_dates, Paper.listing_date, Paper.announce_type)
+
+
+def _counts_per_date(
+    listing_dates: list[date], day_column: InstrumentedAttribute, kind_column: InstrumentedAttribute
+) -> dict[date, Counter]:
+    """Rows per value of `kind_column` (an enum, counted by its value) for each date, in one query."""
     result: dict[date, Counter] = {day: Counter() for day in listing_dates}
     if listing_dates:
         rows = db.session().execute(
-            select(Paper.listing_date, Paper.announce_type, func.count())
-            .where(Paper.listing_date.in_(listing_dates))
-            .group_by(Paper.listing_date, Paper.announce_type)
+            select(day_column, kind_column, func.count())
+            .where(day_column.in_(listing_dates))
+            .group_by(day_column, kind_column)
         )
-        for listing_date, announce_type, count in rows:
-            result[listing_date][announce_type.value] = count
+        for listing_date, kind, count in rows:
+            result[listing_date][kind.value] = count
     return result
 
 
@@ -120,16 +128,7 @@ def _echo_day(day: DayStatus, papers: Counter) -> None:
 
 def _delivery_counts(listing_dates: list[date]) -> dict[date, Counter]:
     """Delivery rows per status of each listing date, in one query."""
-    result: dict[date, Counter] = {day: Counter() for day in listing_dates}
-    if listing_dates:
-        rows = db.session().execute(
-            select(Delivery.listing_date, Delivery.status, func.count())
-            .where(Delivery.listing_date.in_(listing_dates))
-            .group_by(Delivery.listing_date, Delivery.status)
-        )
-        for listing_date, status, count in rows:
-            result[listing_date][status] = count
-    return result
+    return _counts_per_date(listing_dates, Delivery.listing_date, Delivery.status)
 
 
 def _echo_deliveries(listing_date: date, counts: Counter) -> None:
@@ -140,5 +139,5 @@ def _echo_deliveries(listing_date: date, counts: Counter) -> None:
         DeliveryStatus.FAILED,
         DeliveryStatus.SKIPPED,
     )
-    figures = ", ".join(f"{counts[status]} {status.value}" for status in order)
+    figures = ", ".join(f"{counts[status.value]} {status.value}" for status in order)
     click.echo(f"deliveries {listing_date}: {figures}")
