@@ -74,7 +74,7 @@ def _date_labels(days: list[str], slot: float) -> list[str]:
         else:
             x, anchor = LEFT + (i + 0.5) * slot, "middle"
         labels.append(
-            f'<text x="{x:.1f}" y="{HEIGHT - 5}" font-size="13" text-anchor="{anchor}" '
+            f'<text x="{x:.1f}" y="{HEIGHT - 5}" font-size="15" text-anchor="{anchor}" '
             f'fill="#444">{escape(days[i])}</text>'
         )
     return labels
@@ -86,9 +86,9 @@ def _axis(top: float, suffix: str) -> str:
     return (
         f'<line x1="{LEFT}" y1="{base}" x2="{WIDTH}" y2="{base}" stroke="#888" stroke-width="1"/>'
         f'<line x1="{LEFT}" y1="{TOP}" x2="{WIDTH}" y2="{TOP}" stroke="#ddd" stroke-width="1"/>'
-        f'<text x="{LEFT - 4}" y="{TOP + 4}" font-size="13" text-anchor="end" fill="#444">'
+        f'<text x="{LEFT - 4}" y="{TOP + 4}" font-size="15" text-anchor="end" fill="#444">'
         f"{escape(format_value(top) + suffix)}</text>"
-        f'<text x="{LEFT - 4}" y="{base}" font-size="13" text-anchor="end" fill="#444">0</text>'
+        f'<text x="{LEFT - 4}" y="{base}" font-size="15" text-anchor="end" fill="#444">0</text>'
     )
 
 

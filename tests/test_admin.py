@@ -177,7 +177,7 @@ def add_day(session, listing_date, subscribers):
     for n, kind in enumerate([AnnounceType.NEW] * 3 + [AnnounceType.CROSS]):
         session.add(
             Paper(
-                arxiv_id=f"{listing_date:%y%m}.{n:05d}",
+                arxiv_id=f"{listing_date:%y%m}.{listing_date:%d}{n:03d}",
                 version=1,
                 title="A paper",
                 authors=["A. Author"],
@@ -203,9 +203,8 @@ def add_day(session, listing_date, subscribers):
         )
 
 
-def test_the_page_plots_the_listing_dates_figures(admin_app, client):
-    session = db.session()
-    dates = recent_listing_dates(calendar.due_listing_date(utcnow()), 30)
+def make_readers(session, dates):
+    """Three readers: one confirmed throughout, one confirmed and one gone at dates[10]."""
     long_ago = calendar.announcement_instant(dates[0]) - timedelta(days=30)
     joined = calendar.announcement_instant(dates[10]) - timedelta(hours=1)
     people = [
@@ -228,6 +227,13 @@ def test_the_page_plots_the_listing_dates_figures(admin_app, client):
     ]
     session.add_all(people)
     session.flush()
+    return people
+
+
+def test_the_page_plots_the_listing_dates_figures(admin_app, client):
+    session = db.session()
+    dates = recent_listing_dates(calendar.due_listing_date(utcnow()), 30)
+    people = make_readers(session, dates)
     add_day(session, dates[-2], people)
     session.commit()
 
