@@ -11,11 +11,13 @@ objects for every digest) and small per-subscriber ones (links, numbers).
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
 from worker.calendar import announcement_instant
+from worker.digest.entries import Listing
 from worker.digest.fragments import DayFragments, KeywordPieces
 from worker.digest.layout import (
     HTML_BUDGET,
@@ -165,7 +167,8 @@ def _html_entries(
         size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
         in_list = False
         for item in section.items:
-            listing = item.entry
+            # The layout sees entries by their sizes only; these are the day's listings.
+            listing = cast(Listing, item.entry)
             if (item.kind == "title") != in_list:
                 # A run of title lines is one list.
                 in_list = not in_list
@@ -237,7 +240,8 @@ def _text_entries(
     for section in plan:
         out.append(keywords[section.keyword].counted(section.count).heading_text)
         for item in section.items:
-            listing = item.entry
+            # The layout sees entries by their sizes only; these are the day's listings.
+            listing = cast(Listing, item.entry)
             number = numbers.get(listing.arxiv_id)
             if item.kind == "full":
                 entry = full_entry(listing, lines[listing.arxiv_id])

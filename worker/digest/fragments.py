@@ -363,7 +363,8 @@ class DayFragments:
         )
 
     def subject(self, listing_date: str, with_keywords: bool) -> Fragment:
-        values = {name: hole(name) for name in ("paper_count", "papers_word", "subject_keywords")}
+        names = ("paper_count", "papers_word", "subject_keywords")
+        values: dict[str, str] = {name: hole(name) for name in names}
         if not with_keywords:
             values["subject_keywords"] = ""
         return self._small.get_or_make(

@@ -64,15 +64,15 @@ class Section:
 
 def estimate_full_entry(paper: Paper, translation: Translation | None) -> int:
     """A rough size in bytes of the paper's full HTML entry."""
-    raw = (
-        paper.title,
-        paper.abstract,
+    raw: tuple[str, ...] = (
+        paper.title or "",
+        paper.abstract or "",
         paper.comments or "",
         paper.journal_ref or "",
         paper.doi or "",
         ", ".join(paper.authors[: MAX_AUTHORS + 1]),
-        translation.title if translation else "",
-        translation.abstract if translation else "",
+        (translation.title or "") if translation else "",
+        (translation.abstract or "") if translation else "",
     )
     return _ENTRY_HTML + 45 * len(paper.categories) + sum(len(s.encode()) for s in raw)
 
