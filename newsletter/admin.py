@@ -165,13 +165,14 @@ def delivery_series(session: Session, dates: list[date]) -> list[Series]:
 
 def send_delay_series(session: Session, dates: list[date]) -> list[Series]:
     """Hours from each date's announcement to its last digest sent (None: none sent)."""
-    last_sent: dict[date, datetime] = dict(
-        session.execute(
+    last_sent: dict[date, datetime | None] = {
+        day: sent
+        for day, sent in session.execute(
             select(Delivery.listing_date, func.max(Delivery.sent_at))
             .where(Delivery.listing_date.in_(dates), Delivery.sent_at.is_not(None))
             .group_by(Delivery.listing_date)
-        ).all()
-    )
+        )
+    }
     hours: list[float | None] = []
     for day in dates:
         sent = last_sent.get(day)
@@ -190,24 +191,41 @@ def subscriber_series(session: Session, dates: list[date]) -> list[Series]:
     up (created_at), confirmed (confirmed_at), left (unsubscribed_at). Pauses
     and blocklisting keep no date, so a paused reader counts as confirmed; a
     reader who left and came back counts by the latest of each timestamp.
+    One scan: each row's three timestamps become the index of the first
+    announcement at or after them (len(dates): later, or never), counted per
+    triple; the counts at each announcement are summed from those.
     """
-    columns = []
-    for day in dates:
-        at = calendar.announcement_instant(day)
-        left = Subscriber.unsubscribed_at.is_not(None) & (Subscriber.unsubscribed_at <= at)
-        confirmed = Subscriber.confirmed_at.is_not(None) & (Subscriber.confirmed_at <= at)
-        signed_up = Subscriber.created_at <= at
-        columns += [
-            func.sum(case((left, 1), else_=0)),
-            func.sum(case((confirmed & ~left, 1), else_=0)),
-            func.sum(case((signed_up & ~confirmed & ~left, 1), else_=0)),
-        ]
-    row = session.execute(select(*columns)).one()
-    figures = [int(value or 0) for value in row]
+    instants = [calendar.announcement_instant(day) for day in dates]
+
+    def first_at_or_after(column):
+        branches = [(column <= at, n) for n, at in enumerate(instants)]
+        return case(*branches, else_=len(instants))
+
+    buckets = (
+        first_at_or_after(Subscriber.created_at),
+        first_at_or_after(Subscriber.confirmed_at),
+        first_at_or_after(Subscriber.unsubscribed_at),
+    )
+    rows = session.execute(select(*buckets, func.count()).group_by(*buckets)).all()
+    return statuses_over_time(len(dates), [(c, f, u, count) for c, f, u, count in rows])
+
+
+def statuses_over_time(days: int, cells: list[tuple[int, int, int, int]]) -> list[Series]:
+    """Confirmed, unconfirmed and unsubscribed per day from counts of
+    (signed up, confirmed, left) first-day indexes (`days`: not by the last day)."""
+    confirmed, unconfirmed, left = [0] * days, [0] * days, [0] * days
+    for day in range(days):
+        for signed_up_on, confirmed_on, left_on, count in cells:
+            if left_on <= day:
+                left[day] += count
+            elif confirmed_on <= day:
+                confirmed[day] += count
+            elif signed_up_on <= day:
+                unconfirmed[day] += count
     return [
-        Series("confirmed", figures[1::3]),
-        Series("unconfirmed", figures[2::3]),
-        Series("unsubscribed", figures[0::3]),
+        Series("confirmed", confirmed),
+        Series("unconfirmed", unconfirmed),
+        Series("unsubscribed", left),
     ]
 
 

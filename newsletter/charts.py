@@ -8,6 +8,7 @@ Every bar carries a <title> naming its day and figures, so a screen reader
 (or a mouse hover) gives the numbers the picture shows.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -28,7 +29,7 @@ class Series:
     """One stacked part of every bar: its name and one value per day (None: no figure)."""
 
     name: str
-    values: list[float | None]
+    values: Sequence[float | None]
 
 
 def format_value(value: float) -> str:
@@ -110,7 +111,7 @@ def _bar(
         f'<rect x="{x:.1f}" y="{TOP}" width="{slot:.1f}" height="{plot_height:.1f}" '
         'fill="transparent"/>'
     )
-    y = HEIGHT - BOTTOM
+    y = float(HEIGHT - BOTTOM)
     gap = min(2.0, slot * 0.2)
     for n, value in enumerate(values):
         colour = COLOURS[n % len(COLOURS)]

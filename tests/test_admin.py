@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from newsletter import db, ratelimit, replace_settings
-from newsletter.admin import ADMIN_FAILURES_PER_HOUR, recent_listing_dates
+from newsletter.admin import ADMIN_FAILURES_PER_HOUR, recent_listing_dates, statuses_over_time
 from newsletter.charts import Series, bar_chart
 from newsletter.db import utcnow
 from newsletter.models import (
@@ -80,6 +80,15 @@ def test_a_chart_scale_label_carries_the_unit_and_no_data_is_not_an_error():
     assert len(empty.findall(f"{SVG}g")) == 1
     with pytest.raises(ValueError):
         bar_chart("Bad", ["a", "b"], [Series("x", [1])])
+
+
+def test_statuses_over_time_count_each_reader_by_its_latest_step():
+    # (signed up, confirmed, left) as the index of the first day at or after each; 3: never.
+    cells = [(0, 0, 3, 5), (0, 1, 3, 2), (1, 3, 3, 1), (0, 0, 2, 4), (0, 3, 1, 1)]
+    confirmed, unconfirmed, left = (part.values for part in statuses_over_time(3, cells))
+    assert confirmed == [9, 11, 7]
+    assert unconfirmed == [3, 1, 1]
+    assert left == [0, 1, 5]
 
 
 def test_recent_listing_dates_follow_the_calendar():
