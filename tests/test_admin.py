@@ -10,8 +10,9 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
+from conftest import empty_tables
 
-from newsletter import db, ratelimit, replace_settings
+from newsletter import create_app, db, ratelimit, replace_settings
 from newsletter.admin import ADMIN_FAILURES_PER_HOUR, recent_listing_dates, statuses_over_time
 from newsletter.charts import Series, bar_chart
 from newsletter.db import utcnow
@@ -153,7 +154,6 @@ def test_wrong_passwords_are_rate_limited_per_address(admin_app, client):
 )
 def test_plain_http_is_refused_outside_dev_unless_local(config, base_url, remote, status):
     config["TESTING"] = False
-    from newsletter import create_app
 
     app = create_app({**config, "ADMIN_PASSWORD": PASSWORD})
     try:
@@ -162,6 +162,51 @@ def test_plain_http_is_refused_outside_dev_unless_local(config, base_url, remote
             base_url=base_url,
             headers=basic(PASSWORD),
             environ_base={"REMOTE_ADDR": remote},
+        )
+        assert response.status_code == status
+    finally:
+        app.extensions["db_engine"].dispose()
+
+
+def test_wrong_passwords_are_counted_in_redis_for_every_web_process(
+    config, redis_url, database_url
+):
+
+    config.update(REDIS_URL=redis_url, ADMIN_PASSWORD=PASSWORD)
+    empty_tables(database_url)
+    apps = [create_app(config), create_app(config)]
+    try:
+        attacker = {"REMOTE_ADDR": "203.0.113.10"}
+        for n in range(ADMIN_FAILURES_PER_HOUR):
+            client = apps[n % 2].test_client()
+            assert (
+                client.get("/admin/", headers=basic("guess"), environ_base=attacker).status_code
+                == 401
+            )
+        for app in apps:
+            answer = app.test_client().get(
+                "/admin/", headers=basic(PASSWORD), environ_base=attacker
+            )
+            assert answer.status_code == 429
+    finally:
+        for app in apps:
+            app.extensions["db_engine"].dispose()
+
+
+@pytest.mark.parametrize(("proto", "status"), [("https", 200), ("http", 403)])
+def test_behind_a_trusted_proxy_the_forwarded_scheme_decides(config, proto, status):
+
+    config["TESTING"] = False
+    app = create_app({**config, "ADMIN_PASSWORD": PASSWORD, "TRUSTED_PROXIES": 1})
+    try:
+        response = app.test_client().get(
+            "/admin/",
+            headers={
+                **basic(PASSWORD),
+                "X-Forwarded-Proto": proto,
+                "X-Forwarded-For": "203.0.113.9",
+            },
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
         )
         assert response.status_code == status
     finally:
