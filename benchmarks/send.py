@@ -139,6 +139,7 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
     from sqlalchemy import select
 
     from newsletter import create_app, db
+    from newsletter.config import settings
     from newsletter.models import Delivery
     from worker.delivery import ledger
     from worker.delivery.batch import Sender
@@ -158,7 +159,7 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
             )
         )
         sender = Sender(
-            app.config, listing_date, day_digest(engine, app.config, listing_date), None
+            settings(app), listing_date, day_digest(engine, settings(app), listing_date), None
         )
         messages = [(claim.email, sender.message(claim)) for claim in claims]
         connection.run(lambda c: ledger.release(c, [claim.id for claim in claims], "benchmark"))

@@ -128,7 +128,7 @@ def bench_job(items, subscribers: int) -> None:
             session = db.session()
             lines = store_day_and_subscribers(session, items, subscribers)
             started = time.perf_counter()
-            needed = papers_to_translate(session, LISTING_DATE, "zh")
+            needed = papers_to_translate(session, LISTING_DATE, settings(app))
             planning = time.perf_counter() - started
             started = time.perf_counter()
             first = translate_day(session, settings(app), LISTING_DATE)

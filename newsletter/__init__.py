@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,6 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     # Flask's own keys (TESTING, SERVER_NAME, WTF_CSRF_ENABLED ...) stay in app.config.
     app.config["SECRET_KEY"] = loaded.SECRET_KEY
     app.config.update({k: v for k, v in (test_config or {}).items() if k not in SETTING_NAMES})
-    mirror_settings(app)
     from newsletter.logging_setup import configure_logging
 
     configure_logging(loaded.LOG_LEVEL, loaded.LOG_FORMAT)
@@ -102,6 +101,8 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     )
 
     db.init_app(app)
+    # Templates read the settings as `settings` (Flask's `config` holds only its own keys).
+    app.context_processor(lambda: {"settings": settings(app)})
     web.init_app(app)
     # After web's body checks, which refuse an oversized or non-UTF-8 form first.
     web.csrf.init_app(app)
@@ -125,15 +126,6 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     return app
 
 
-def mirror_settings(app: Flask) -> None:
-    """Copy the settings into app.config for the modules that still read them there.
-
-    Transitional: every module outside newsletter/cli.py reads `settings()`.
-    """
-    app.config.update(asdict(settings(app)))
-
-
 def replace_settings(app: Flask, **changes: Any) -> None:
-    """Give `app` new settings with `changes` (tests, and `newsletter dev`)."""
+    """Give `app` new settings with `changes` (tests)."""
     app.extensions["settings"] = replace(settings(app), **changes)
-    mirror_settings(app)

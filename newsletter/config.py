@@ -330,8 +330,8 @@ class Settings:
     # /healthz fails when a delivery due to be sent has been queued longer than this.
     HEALTH_QUEUED_MAX_MINUTES: int = setting("120")
 
-    # Transitional, until the last modules that read settings by name are converted
-    # (newsletter/cli, worker/delivery/mail.py and sending.py, worker/translation/backends.py).
+    # By name, for the one reader left that also takes a plain dict: the digest core's
+    # DayDigest (worker/digest/core.py), which tests and benchmarks/render.py build from one.
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
 

@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter import db, forms, ratelimit
-from newsletter.config import settings
+from newsletter.config import Settings, settings
 from newsletter.models import ListingDay, Paper
 from worker.digest.core import DayDigest, Reader
 from worker.digest.matching import Query, parse_keyword, tokenize
@@ -102,7 +102,7 @@ class DayIndex:
         self._sections: OrderedDict[tuple[str, bool], tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def section(self, line: str, include_replacements: bool, config: Mapping) -> tuple[str, ...]:
+    def section(self, line: str, include_replacements: bool, config: Settings) -> tuple[str, ...]:
         """The line's papers on this day, as the digest shows them: `DayDigest.sections`.
 
         Asked of the line's candidates alone, one line at a time, so a cat: or au:
@@ -201,7 +201,7 @@ def load_index(session: Session, listing_date: date, key: DayKey) -> DayIndex:
     return DayIndex(listing_date, key, papers)
 
 
-def preview_days(days: list[DayIndex], reader: Reader, config: Mapping) -> Preview:
+def preview_days(days: list[DayIndex], reader: Reader, config: Settings) -> Preview:
     """Each of the reader's lines: its papers per day (as the digest shows them), and samples."""
     per_day = [
         (

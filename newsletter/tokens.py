@@ -12,6 +12,8 @@ from datetime import date
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from newsletter.config import Settings
+
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 PURPOSES = ("confirm", "manage", "unsubscribe", "digest", "feed")
 
@@ -51,10 +53,10 @@ def read_token(secret_key: str, purpose: str, token: str, max_age: int | None = 
 
 
 def subscriber_links(
-    config: dict, public_id: str, listing_date: date | None = None
+    config: Settings, public_id: str, listing_date: date | None = None
 ) -> dict[str, str]:
     """Absolute URLs for a subscriber's emails, built from BASE_URL."""
-    base, key = config["BASE_URL"], config["SECRET_KEY"]
+    base, key = config.BASE_URL, config.SECRET_KEY
     unsubscribe = make_token(key, "unsubscribe", public_id)
     links = {
         "manage_url": f"{base}/manage/{make_token(key, 'manage', public_id)}",
@@ -68,10 +70,10 @@ def subscriber_links(
     return links
 
 
-def feed_url(config: dict, public_id: str) -> str:
+def feed_url(config: Settings, public_id: str) -> str:
     """The subscriber's personal Atom feed (newsletter/feed.py); it grants nothing else."""
-    return f"{config['BASE_URL']}/feed/{make_token(config['SECRET_KEY'], 'feed', public_id)}"
+    return f"{config.BASE_URL}/feed/{make_token(config.SECRET_KEY, 'feed', public_id)}"
 
 
-def confirm_url(config: dict, public_id: str) -> str:
-    return f"{config['BASE_URL']}/confirm/{make_token(config['SECRET_KEY'], 'confirm', public_id)}"
+def confirm_url(config: Settings, public_id: str) -> str:
+    return f"{config.BASE_URL}/confirm/{make_token(config.SECRET_KEY, 'confirm', public_id)}"

@@ -47,7 +47,7 @@ def demo(app):
 
 
 def view_url(app, subscriber: Subscriber, listing_date: date = DEMO_LISTING_DATE) -> str:
-    url = subscriber_links(app.config, subscriber.public_id, listing_date)["view_url"]
+    url = subscriber_links(settings(app), subscriber.public_id, listing_date)["view_url"]
     return url.removeprefix(settings(app).BASE_URL)
 
 

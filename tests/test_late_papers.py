@@ -227,5 +227,5 @@ def test_translation_plans_the_late_papers_a_bilingual_digest_may_carry(groups, 
     assert not ingest(NEXT, "math", [MATH_NEXT])
     assert ingest(NEXT, "cs", [CS_NEXT])
     add_subscriber("mei@example.com", [DP, SR], language="en+zh")
-    planned = {paper.arxiv_id for paper in papers_to_translate(db.session(), NEXT, "zh")}
+    planned = {paper.arxiv_id for paper in papers_to_translate(db.session(), NEXT, settings(app))}
     assert planned == {LATE.arxiv_id, MATH_NEXT.arxiv_id}

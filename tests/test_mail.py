@@ -8,7 +8,7 @@ import re
 import subprocess
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
@@ -19,7 +19,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import free_port
 from smtp_server import SmtpSink, run_smtp
 
-from newsletter.config import load_settings
+from newsletter.config import Settings, load_settings
 from worker.delivery.mail import Mailer
 from worker.delivery.messages import build_digest_message, sign_message
 from worker.delivery.smtp import PermanentFailure, SetupFailure, TemporaryFailure
@@ -37,22 +37,19 @@ ONE_CLICK = (
 UNSUBSCRIBE_MAILTO = "<mailto:unsubscribe@digest.example.org?subject=unsubscribe>"
 
 
-def mail_config(tmp_path, **overrides) -> dict:
-    # A dict while worker/delivery/mail.py reads its settings by name.
-    config = asdict(load_settings({}, str(tmp_path), dev=True))
-    config.update(
-        MAIL_FROM="arXiv digest <digest@digest.example.org>",
-        SMTP_SECURITY="none",
-        SMTP_RETRY_DELAY=0.01,
-        SMTP_TIMEOUT=5,
-        OUTBOX_DIR=str(tmp_path / "outbox"),
-    )
-    config.update(overrides)
-    return config
+def mail_config(tmp_path, **overrides) -> Settings:
+    values = {
+        "MAIL_FROM": "arXiv digest <digest@digest.example.org>",
+        "SMTP_SECURITY": "none",
+        "SMTP_RETRY_DELAY": 0.01,
+        "SMTP_TIMEOUT": 5,
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    return replace(load_settings({}, str(tmp_path), dev=True), **{**values, **overrides})
 
 
 def digest_message(
-    config: dict, to: str = "reader@example.com", message_id: str = "<1.2.3@digest.example.org>"
+    config: Settings, to: str = "reader@example.com", message_id: str = "<1.2.3@digest.example.org>"
 ) -> EmailMessage:
     return build_digest_message(
         config,

@@ -11,6 +11,7 @@ from arxiv_server import DATA
 from sqlalchemy import func, select
 
 from newsletter import db, preview, ratelimit
+from newsletter.config import settings
 from newsletter.models import AnnounceType, ListingDay, Paper, Subscriber
 from worker.arxiv import ingest
 from worker.digest.core import DayDigest, Reader
@@ -62,11 +63,11 @@ def test_preview_equals_the_digest_sections_of_the_day(full_day, replacements):
     days = preview.day_cache().days(db.session())
     assert [day.listing_date for day in days] == [DAY]
     # The digest core, on the whole day as dispatch loads it.
-    digest = DayDigest.load(db.session(), full_day.config, DAY)
+    digest = DayDigest.load(db.session(), settings(full_day), DAY)
     expected = dict(digest.sections({0: reader})[0])
     assert sum(len(ids) for ids in expected.values()) > 200  # the lines do match much
 
-    shown = preview.preview_days(days, reader, full_day.config)
+    shown = preview.preview_days(days, reader, settings(full_day))
     assert shown.dates == (DAY,)
     for item in shown.lines:
         ((listing_date, count),) = item.counts
@@ -78,7 +79,7 @@ def test_preview_equals_the_digest_sections_of_the_day(full_day, replacements):
     queries = [preview.parse_keyword(line) for line in LINES]
     bits = preview._any(day.candidates(query) for query in queries)
     assert bits.bit_count() < len(day.ids)  # the index does narrow the day
-    narrowed = DayDigest(DAY, day.papers_in(bits), full_day.config)
+    narrowed = DayDigest(DAY, day.papers_in(bits), settings(full_day))
     assert dict(narrowed.sections({0: reader})[0]) == expected
 
 
@@ -106,7 +107,7 @@ def test_preview_button_renders_the_form_again_and_stores_nothing(full_day, clie
     assert 'id="include_replacements" name="include_replacements" type="checkbox" checked' in html
     # The counts and the samples, linked to arXiv.
     expected = dict(
-        DayDigest.load(db.session(), full_day.config, DAY).sections(
+        DayDigest.load(db.session(), settings(full_day), DAY).sections(
             {0: Reader(("reinforcement learning", "black hole"), "en", "UTC", True)}
         )[0]
     )
@@ -243,7 +244,7 @@ def test_cache_follows_late_papers_and_new_days(full_day):
 
     def counts() -> tuple:
         days = preview.day_cache().days(db.session())
-        return preview.preview_days(days, reader, full_day.config).lines[0].counts
+        return preview.preview_days(days, reader, settings(full_day)).lines[0].counts
 
     ((_, before),) = counts()
     cached = preview.day_cache()._days[DAY]

@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import make_msgid
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from test_digest import full_day, sample
 from test_golden import FULL_DAY, GOLDEN_CONFIG, full_day_readers, links
 from test_subscriptions import csrf_from, sign_up
 
+from newsletter.config import load_settings
 from worker.delivery.mime import DigestMime
 from worker.demo.load import DEMO_LISTING_DATE
 from worker.digest.core import DayDigest, Reader
@@ -84,7 +86,11 @@ def digest_bytes(day: DayDigest, reader: Reader, name: str) -> tuple[bytes, int]
     sections = day.sections({name: reader})[name]
     assert sections, name
     email = day.render_email(reader, sections, SENT, links(name))
-    mime = DigestMime({"MAIL_FROM": "arXiv digest <digest@digest.example.org>"})
+    mime = DigestMime(
+        replace(
+            load_settings({}, ".", dev=True), MAIL_FROM="arXiv digest <digest@digest.example.org>"
+        )
+    )
     raw = mime.build(
         to=f"{name}@example.org",
         subject=email.subject,

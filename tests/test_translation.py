@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +28,8 @@ from sqlalchemy import select
 
 from newsletter import db, replace_settings
 from newsletter.cli import main
-from newsletter.config import ConfigError, load_settings
+from newsletter.config import ConfigError, Settings, load_settings
+from newsletter.config import settings as app_settings
 from newsletter.db import utcnow
 from newsletter.models import (
     AnnounceType,
@@ -237,6 +238,12 @@ def settings(url: str, **overrides) -> dict:
     return values
 
 
+def backend_settings(url: str, **overrides) -> Settings:
+    return replace(DEFAULTS, **settings(url, **overrides))
+
+
+# Every setting at its default, as a process without an environment has them.
+DEFAULTS = load_settings({}, ".", dev=True)
 ZH = Target("zh", "Simplified Chinese", load_glossary("zh"))
 
 
@@ -292,14 +299,10 @@ def test_relevant_terms(text, expected):
 
 
 def test_target_language_is_configuration():
-    target = target_from_config({"TRANSLATION_LANGUAGE": "ja", "TRANSLATION_GLOSSARY_PATH": None})
+    target = target_from_config(replace(DEFAULTS, TRANSLATION_LANGUAGE="ja"))
     assert (target.language, target.name) == ("ja", "Japanese")
     named = target_from_config(
-        {
-            "TRANSLATION_LANGUAGE": "eo",
-            "TRANSLATION_LANGUAGE_NAME": "Esperanto",
-            "TRANSLATION_GLOSSARY_PATH": None,
-        }
+        replace(DEFAULTS, TRANSLATION_LANGUAGE="eo", TRANSLATION_LANGUAGE_NAME="Esperanto")
     )
     assert named.name == "Esperanto"
 
@@ -427,7 +430,7 @@ def run(backend, papers=SAMPLE, concurrency=1):
 
 def test_translates_several_papers_per_request_with_tex_and_urls_intact(chat_server):
     papers = SAMPLE + [source(i) for i in TEX_PAPERS]
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), papers)
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), papers)
     assert all(o.error is None for o in outcomes.values()), outcomes
     assert len(chat_server.requests) == 3  # 11 papers, 4 per request
     assert sorted(chat_server.id_counts().values()) == [1] * 11
@@ -451,7 +454,7 @@ def test_translates_several_papers_per_request_with_tex_and_urls_intact(chat_ser
 
 def test_glossary_terms_of_the_batch_are_in_the_prompt(chat_server):
     run(
-        OpenAIBackend(settings(chat_server.url, TRANSLATION_BATCH_SIZE=1)),
+        OpenAIBackend(backend_settings(chat_server.url, TRANSLATION_BATCH_SIZE=1)),
         [source("2605.29009"), source("2605.29003")],
     )
     by_id = {r.ids[0]: r.system for r in chat_server.requests}
@@ -461,13 +464,13 @@ def test_glossary_terms_of_the_batch_are_in_the_prompt(chat_server):
 
 
 def test_no_api_key_sends_no_authorization(chat_server):
-    run(OpenAIBackend(settings(chat_server.url, OPENAI_API_KEY=None)), SAMPLE[:1])
+    run(OpenAIBackend(backend_settings(chat_server.url, OPENAI_API_KEY=None)), SAMPLE[:1])
     assert "Authorization" not in chat_server.requests[0].headers
 
 
 def test_429_honours_retry_after(chat_server):
     chat_server.script = [lambda r: Reply(429, {"error": "slow down"}, {"Retry-After": "1"})]
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE[:2])
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE[:2])
     assert all(o.error is None for o in outcomes.values())
     first, second = chat_server.requests
     assert second.at - first.at >= 0.95
@@ -476,7 +479,7 @@ def test_429_honours_retry_after(chat_server):
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_5xx_is_retried(chat_server, status):
     chat_server.script = [lambda r: Reply(status, "upstream trouble")] * 2
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE[:2])
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE[:2])
     assert all(o.error is None for o in outcomes.values())
     assert len(chat_server.requests) == 3
 
@@ -484,7 +487,9 @@ def test_5xx_is_retried(chat_server, status):
 def test_a_slow_response_times_out_and_is_retried(chat_server):
     chat_server.script = [lambda r: Reply(body=answer(r).body, delay=1.5)]
     started = time.monotonic()
-    outcomes = run(OpenAIBackend(settings(chat_server.url, TRANSLATION_TIMEOUT=0.3)), SAMPLE[:2])
+    outcomes = run(
+        OpenAIBackend(backend_settings(chat_server.url, TRANSLATION_TIMEOUT=0.3)), SAMPLE[:2]
+    )
     assert all(o.error is None for o in outcomes.values())
     assert len(chat_server.requests) == 2
     assert time.monotonic() - started < 1.4
@@ -493,7 +498,9 @@ def test_a_slow_response_times_out_and_is_retried(chat_server):
 def test_always_slow_fails_with_the_reason(chat_server):
     chat_server.respond = lambda r: Reply(body=answer(r).body, delay=1.0)
     outcomes = run(
-        OpenAIBackend(settings(chat_server.url, TRANSLATION_TIMEOUT=0.2, TRANSLATION_RETRIES=1)),
+        OpenAIBackend(
+            backend_settings(chat_server.url, TRANSLATION_TIMEOUT=0.2, TRANSLATION_RETRIES=1)
+        ),
         SAMPLE[:2],
     )
     assert {o.error for o in outcomes.values()} == {
@@ -513,7 +520,7 @@ def test_always_slow_fails_with_the_reason(chat_server):
 )
 def test_malformed_output_is_asked_again(chat_server, bad):
     chat_server.script = [bad]
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE[:2])
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE[:2])
     assert all(o.error is None for o in outcomes.values())
     assert [len(r.ids) for r in chat_server.requests] == [2, 2]
 
@@ -529,7 +536,7 @@ def test_a_lost_placeholder_is_asked_again_for_that_paper_only(chat_server):
             r, lambda item: drop_first_placeholder(item) if item["id"] == "2605.29032v1" else item
         )
     ]
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), papers)
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), papers)
     assert all(o.error is None for o in outcomes.values())
     assert [r.ids for r in chat_server.requests] == [
         ["2605.29032v1", "2605.28828v1"],
@@ -554,7 +561,7 @@ def test_a_lost_placeholder_is_asked_again_for_that_paper_only(chat_server):
 )
 def test_a_paper_always_answered_badly_stays_english(chat_server, edit, error):
     chat_server.respond = lambda r: answer(r, edit)
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), [source("2605.29032")])
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), [source("2605.29032")])
     outcome = outcomes["2605.29032"]
     assert outcome.title is None and outcome.abstract is None
     assert error in outcome.error
@@ -563,7 +570,7 @@ def test_a_paper_always_answered_badly_stays_english(chat_server, edit, error):
 
 
 def test_endpoint_down_fails_fast_for_every_paper():
-    config = settings(f"http://127.0.0.1:{free_port()}/v1")
+    config = backend_settings(f"http://127.0.0.1:{free_port()}/v1")
     started = time.monotonic()
     outcomes = run(OpenAIBackend(config), SAMPLE, concurrency=2)
     assert time.monotonic() - started < 5
@@ -576,14 +583,14 @@ def test_endpoint_down_fails_fast_for_every_paper():
 
 def test_a_refusing_endpoint_is_not_retried(chat_server):
     chat_server.respond = lambda r: Reply(401, {"error": {"message": "invalid api key"}})
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE)
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE)
     assert len(chat_server.requests) == 1  # the other batches do not even try
     assert all("HTTP 401" in o.error for o in outcomes.values())
 
 
 def test_a_rejected_request_fails_only_its_batch(chat_server):
     chat_server.script = [lambda r: Reply(400, {"error": {"message": "context length exceeded"}})]
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE)
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE)
     assert len(chat_server.requests) == 2  # not retried, and the endpoint is still used
     failed = [o for o in outcomes.values() if o.error]
     assert len(failed) == 4 and all(
@@ -593,7 +600,7 @@ def test_a_rejected_request_fails_only_its_batch(chat_server):
 
 def test_a_long_retry_after_counts_as_down(chat_server):
     chat_server.respond = lambda r: Reply(429, "quota", {"Retry-After": "3600"})
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE)
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE)
     assert len(chat_server.requests) == 1
     assert all(
         o.error.endswith(
@@ -605,7 +612,7 @@ def test_a_long_retry_after_counts_as_down(chat_server):
 
 def test_no_retry_waits_past_the_deadline(chat_server):
     chat_server.respond = lambda r: Reply(503, "upstream trouble")
-    config = settings(chat_server.url, TRANSLATION_RETRY_BACKOFF=2.0)
+    config = backend_settings(chat_server.url, TRANSLATION_RETRY_BACKOFF=2.0)
     backend = OpenAIBackend(config, stop_at=utcnow() + timedelta(seconds=0.5))
     started = time.monotonic()
     outcomes = run(backend, SAMPLE[:2])
@@ -622,7 +629,7 @@ def test_concurrency_is_limited(chat_server):
     chat_server.respond = lambda r: Reply(
         body=answer(r).body, delay=0.6
     )  # long enough to overlap on a loaded machine
-    backend = OpenAIBackend(settings(chat_server.url, TRANSLATION_BATCH_SIZE=1))
+    backend = OpenAIBackend(backend_settings(chat_server.url, TRANSLATION_BATCH_SIZE=1))
     outcomes = run(backend, SAMPLE, concurrency=3)
     assert all(o.error is None for o in outcomes.values())
     assert chat_server.max_in_flight == 3
@@ -630,7 +637,9 @@ def test_concurrency_is_limited(chat_server):
 
 def test_requests_per_minute_is_limited(chat_server):
     backend = OpenAIBackend(
-        settings(chat_server.url, TRANSLATION_BATCH_SIZE=1, TRANSLATION_REQUESTS_PER_MINUTE=600)
+        backend_settings(
+            chat_server.url, TRANSLATION_BATCH_SIZE=1, TRANSLATION_REQUESTS_PER_MINUTE=600
+        )
     )
     # When the limiter lets each request go, not when the server sees it: on a
     # busy machine a thread's send can lag its turn and bunch up arrivals.
@@ -651,7 +660,7 @@ def test_requests_per_minute_is_limited(chat_server):
 
 def test_token_budget_stops_with_one_log_line(chat_server, caplog):
     budget = TokenBudget(limit=2 * TOKENS_PER_REQUEST)
-    backend = OpenAIBackend(settings(chat_server.url), budget)
+    backend = OpenAIBackend(backend_settings(chat_server.url), budget)
     with caplog.at_level(logging.WARNING, logger="worker.translation.limits"):
         outcomes = run(backend, SAMPLE + [source(i) for i in TEX_PAPERS])
     assert len(chat_server.requests) == 2
@@ -667,7 +676,7 @@ def test_token_budget_stops_with_one_log_line(chat_server, caplog):
 
 def test_usage_missing_is_estimated(chat_server):
     chat_server.respond = lambda r: Reply(body={**answer(r).body, "usage": None})
-    outcomes = run(OpenAIBackend(settings(chat_server.url)), SAMPLE[:1])
+    outcomes = run(OpenAIBackend(backend_settings(chat_server.url)), SAMPLE[:1])
     assert outcomes[SAMPLE[0].arxiv_id].tokens > 300
 
 
@@ -770,7 +779,7 @@ def test_thousand_bilingual_subscribers_each_needed_paper_translated_once(
     english_only = matches[ENGLISH_ONLY_LINE] - needed
     assert 25 < len(needed) < 66 and english_only  # the scenario tests something
 
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
 
     assert (report.translated, report.reused, report.failed) == (len(needed), 0, 0)
     counts = chat_server.id_counts()
@@ -789,7 +798,7 @@ def test_thousand_bilingual_subscribers_each_needed_paper_translated_once(
     assert fixed.model == "test-model" and fixed.language == "zh"
 
     requests_before = len(chat_server.requests)
-    again = translate_day(session, app.config, DEMO_DATE)
+    again = translate_day(session, app_settings(app), DEMO_DATE)
     assert (again.translated, again.reused, again.failed, again.tokens) == (0, len(needed), 0, 0)
     assert len(chat_server.requests) == requests_before
 
@@ -805,10 +814,10 @@ def test_replacements_are_translated_only_for_subscribers_who_want_them(
     replaced.announce_type = AnnounceType.REPLACE
     add_subscriber(session, 1, ["minimax"])
     session.commit()
-    assert translate_day(session, app.config, DEMO_DATE).translated == 0
+    assert translate_day(session, app_settings(app), DEMO_DATE).translated == 0
     add_subscriber(session, 2, ["minimax"], replacements=True)
     session.commit()
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert report.translated == 1 and translated_ids(session) == {"2605.29032"}
 
 
@@ -817,11 +826,11 @@ def test_new_version_is_translated_again(openai_settings, app, chat_server):
     store_sample_day(session)
     add_subscriber(session, 1, ["minimax"])
     session.commit()
-    translate_day(session, app.config, DEMO_DATE)
+    translate_day(session, app_settings(app), DEMO_DATE)
     paper = session.scalars(select(Paper).where(Paper.arxiv_id == "2605.29032")).one()
     paper.version = 2
     session.commit()
-    assert translate_day(session, app.config, DEMO_DATE).translated == 1
+    assert translate_day(session, app_settings(app), DEMO_DATE).translated == 1
     assert [r.ids for r in chat_server.requests] == [["2605.29032v1"], ["2605.29032v2"]]
 
 
@@ -833,7 +842,7 @@ def test_endpoint_down_marks_papers_failed_and_the_day_translated(config, app):
     add_subscriber(session, 1, ["reinforcement learning"])
     session.commit()
     started = time.monotonic()
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert time.monotonic() - started < 10
     assert report.translated == 0 and report.failed > 50
     rows = session.scalars(select(Translation)).all()
@@ -848,9 +857,9 @@ def test_failed_papers_are_tried_again_on_the_next_run(openai_settings, app, cha
     add_subscriber(session, 1, ["minimax"])
     session.commit()
     chat_server.respond = lambda r: answer(r, drop_first_placeholder)
-    assert translate_day(session, app.config, DEMO_DATE).failed == 1
+    assert translate_day(session, app_settings(app), DEMO_DATE).failed == 1
     chat_server.respond = answer
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert (report.translated, report.failed) == (1, 0)
     row = session.scalars(select(Translation)).one()
     assert row.status is TranslationStatus.DONE and row.error is None
@@ -872,7 +881,7 @@ def test_budget_spent_earlier_today_counts(openai_settings, app, chat_server, ca
     )
     session.commit()
     replace_settings(app, TRANSLATION_DAILY_TOKEN_BUDGET=1000)
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert chat_server.requests == []
     assert report.translated == 0 and report.failed > 50
     assert "daily token budget reached (1000 of 1000" in caplog.text
@@ -884,7 +893,7 @@ def test_past_the_deadline_the_job_gives_up_without_calls(openai_settings, app, 
     store_sample_day(session, completed_minutes_ago=61)
     add_subscriber(session, 1, ["reinforcement learning"])
     session.commit()
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert chat_server.requests == [] and report.translated == 0 and report.failed > 50
     assert session.scalars(select(Translation)).all() == []
     assert session.get(ListingDay, DEMO_DATE).translated_at is not None
@@ -896,7 +905,7 @@ def test_backend_none_only_marks_the_day(config, app, chat_server):
     store_sample_day(session)
     add_subscriber(session, 1, ["reinforcement learning"])
     session.commit()
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert (report.translated, report.failed) == (0, 0) and chat_server.requests == []
     assert session.get(ListingDay, DEMO_DATE).translated_at is not None
 
@@ -907,7 +916,7 @@ def test_recorded_backend_fills_the_demo_day(config, app):
     store_sample_day(session)
     add_subscriber(session, 1, ["reinforcement learning", "diffusion policy"])
     session.commit()
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert (report.translated, report.failed) == (66, 0)
     row = session.scalars(select(Translation).where(Translation.arxiv_id == "2605.28828")).one()
     assert row.title == RECORDED["2605.28828"]["zh"]["title"] and row.model == "recorded"
@@ -979,7 +988,7 @@ def test_with_the_endpoint_down_every_digest_still_goes_out(config, app, outbox)
     held = dispatch_digests(DEMO_DATE, utcnow(), send_now=True)
     assert held.held == 20 and len(outbox.messages()) == 5  # English goes at once
 
-    report = translate_day(session, app.config, DEMO_DATE)  # gives up quickly
+    report = translate_day(session, app_settings(app), DEMO_DATE)  # gives up quickly
     assert report.translated == 0 and report.failed > 50
     summary = dispatch_digests(DEMO_DATE, utcnow(), send_now=True)
     assert summary.held == 0
@@ -1019,7 +1028,7 @@ def test_translated_digests_show_the_chinese_and_english_ones_do_not(
     session = db.session()
     store_sample_day(session)
     readers = bilingual_and_english_readers(session)
-    report = translate_day(session, app.config, DEMO_DATE)
+    report = translate_day(session, app_settings(app), DEMO_DATE)
     assert report.failed == 0 and report.translated > 30
     dispatch_digests(DEMO_DATE, utcnow(), send_now=True)
     texts = {

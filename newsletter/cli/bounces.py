@@ -1,9 +1,9 @@
 """`newsletter bounces poll`: read the bounce mailbox now (worker/bounces/mailbox.py)."""
 
 import click
-from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from newsletter.config import settings
 from worker import jobs
 
 
@@ -18,7 +18,7 @@ def bounces_poll_command() -> None:
     """Read the unseen reports in BOUNCE_IMAP_URL's mailbox now; print what each did."""
     import imaplib
 
-    if not current_app.config["BOUNCE_IMAP_URL"]:
+    if not settings().BOUNCE_IMAP_URL:
         raise click.ClickException("BOUNCE_IMAP_URL is not set: there is no mailbox to read")
     try:
         outcomes = jobs.poll_bounces()

@@ -40,7 +40,7 @@ def dev_command(host: str, port: int, live: bool) -> None:
         migrate.upgrade()
         demo_date = load_demo(db.session())
         db.session().commit()
-    marker = write_dev_marker({name: app.config[name] for name in DEV_SETTINGS})
+    marker = write_dev_marker({name: getattr(settings(app), name) for name in DEV_SETTINGS})
     quiet = QuietSteps()
     quiet.install()
     stop = threading.Event()
@@ -57,9 +57,9 @@ def dev_command(host: str, port: int, live: bool) -> None:
         else "  arXiv is not polled (run `newsletter dev --live` to ingest today's listing).\n"
     )
     click.echo(
-        f"\n  arXiv digest is running (dev mode, SQLite at {app.config['DATABASE_URL']}).\n"
-        f"  Open {app.config['BASE_URL']}/ to subscribe; mail appears at "
-        f"{app.config['BASE_URL']}/dev/outbox/\n"
+        f"\n  arXiv digest is running (dev mode, SQLite at {settings(app).DATABASE_URL}).\n"
+        f"  Open {settings(app).BASE_URL}/ to subscribe; mail appears at "
+        f"{settings(app).BASE_URL}/dev/outbox/\n"
         f"  Demo listing date {demo_date}: subscribe with 'reinforcement learning' and\n"
         f"  'diffusion policy' to get its digest within a minute of confirming.\n"
         f"{polling}"

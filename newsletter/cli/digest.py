@@ -4,13 +4,13 @@ The work is in worker/delivery/dispatch.py (which asks worker/digest/core.py).
 """
 
 import click
-from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from newsletter import db
 from newsletter.cli.dates import complete_listing_date, date_option
 from newsletter.cli.progress import progress_report
+from newsletter.config import settings
 from newsletter.models import Subscriber
 from worker.delivery.dispatch import dispatch_digests, preview_digest
 from worker.delivery.smtp import DeliveryFailure
@@ -36,7 +36,7 @@ def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> 
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if subscriber is None:
         raise click.ClickException(f"no subscriber with the address {email.strip()[:320]!r}")
-    rendered = preview_digest(session, current_app.config, subscriber, listing_date)
+    rendered = preview_digest(session, settings(), subscriber, listing_date)
     status = subscriber.status.value
     if status != "confirmed":
         click.echo(f"note: {subscriber.email} is {status}; no digest is sent to them", err=True)
@@ -60,7 +60,7 @@ def digest_send_command(date_text: str | None, to_workers: bool) -> None:
     With --queue the workers send them instead (needs REDIS_URL).
     """
 
-    if to_workers and not current_app.config["REDIS_URL"]:
+    if to_workers and not settings().REDIS_URL:
         raise click.ClickException(
             "--queue needs Redis: REDIS_URL is not set (without it, "
             "`newsletter digest send` sends in this process)"

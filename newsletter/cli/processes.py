@@ -4,6 +4,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from newsletter.config import settings
 from worker.schedule import run_scheduler, run_worker
 
 
@@ -13,7 +14,7 @@ from worker.schedule import run_scheduler, run_worker
 def worker_command(burst: bool) -> None:
     """Run an RQ worker (needs REDIS_URL)."""
 
-    if not current_app.config["REDIS_URL"]:
+    if not settings().REDIS_URL:
         raise click.ClickException(
             "REDIS_URL is not set: without Redis, jobs run inside the web process"
         )
@@ -26,7 +27,7 @@ def worker_command(burst: bool) -> None:
 def scheduler_command() -> None:
     """Run the one scheduler of the deployment: polls arXiv every 15 minutes (needs REDIS_URL)."""
 
-    if not current_app.config["REDIS_URL"]:
+    if not settings().REDIS_URL:
         raise click.ClickException("REDIS_URL is not set: `newsletter dev` has its own scheduler")
     try:
         run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from newsletter import db
 from newsletter.cli.dates import date_option, not_listed_message, parse_date_option
-from newsletter.config import config_warnings, settings
+from newsletter.config import Settings, config_warnings, settings
 from newsletter.db import utcnow
 from newsletter.models import Delivery, DeliveryStatus, FeedFetch, ListingDay, Paper
 from worker import calendar
@@ -30,7 +30,7 @@ from worker.arxiv.fetches import DayStatus, recent_days, total_items
 def status_command(days: int, date_text: str | None) -> None:
     """Show the last listing dates ingested (counts, warnings, deliveries) and the next one expected."""
 
-    click.echo(_instance_line(current_app.config))
+    click.echo(_instance_line(current_app.config.get("DEV_INSTANCE"), settings()))
     for warning in config_warnings(settings()):
         click.echo(f"warning: {warning}")
     listing_date = parse_date_option("--date", date_text)
@@ -62,14 +62,14 @@ def status_command(days: int, date_text: str | None) -> None:
         _echo_deliveries(day.listing_date, counts[day.listing_date])
 
 
-def _instance_line(config) -> str:
+def _instance_line(dev_instance: str | None, config: Settings) -> str:
     """Which settings this command runs on: say so, since the dev marker can choose them."""
-    if config.get("DEV_INSTANCE"):
+    if dev_instance:
         return (
-            f"instance: dev (settings of `newsletter dev` from {config['DEV_INSTANCE']}, "
-            f"database {config['DATABASE_URL']})"
+            f"instance: dev (settings of `newsletter dev` from {dev_instance}, "
+            f"database {config.DATABASE_URL})"
         )
-    mode = "dev mode" if config["DEV"] else "production"
+    mode = "dev mode" if config.DEV else "production"
     return f"instance: {mode} (settings from the environment)"
 
 

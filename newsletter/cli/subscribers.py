@@ -5,11 +5,11 @@ newsletter/subscriber_admin.py; these commands parse options and print.
 """
 
 import click
-from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from newsletter import db, subscriber_admin, subscriptions
 from newsletter.cli.progress import progress_report
+from newsletter.config import settings
 from newsletter.models import SubscriberStatus
 from newsletter.subscriber_file import ImportFileError, Rejection, read_file
 from newsletter.subscriber_import import import_subscribers
@@ -40,7 +40,7 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
     the confirmation email. Exits 1 if any row was refused.
     """
 
-    config = current_app.config
+    config = settings()
 
     def report(rejection: Rejection) -> None:
         click.echo(f"line {rejection.line}: {rejection.reason}", err=True)
@@ -59,7 +59,7 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
                 path,
                 confirmed=confirmed,
                 offered_languages=subscriptions.offered_languages(),
-                check_deliverability=config["EMAIL_CHECK_DELIVERABILITY"],
+                check_deliverability=config.EMAIL_CHECK_DELIVERABILITY,
                 on_reject=report,
                 after_commit=confirm,
                 progress=progress,

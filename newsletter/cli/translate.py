@@ -4,12 +4,12 @@ The work is in worker/translation/job.py.
 """
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
 from newsletter import db
 from newsletter.cli.dates import complete_listing_date, date_option
 from newsletter.cli.progress import progress_report
+from newsletter.config import settings
 from worker.translation.job import translate_day
 
 
@@ -19,8 +19,8 @@ from worker.translation.job import translate_day
 def translate_command(date_text: str | None) -> None:
     """Translate what a listing date's bilingual digests need; print what was done."""
 
-    config = current_app.config
-    if config["TRANSLATION_BACKEND"] == "none":
+    config = settings()
+    if config.TRANSLATION_BACKEND == "none":
         raise click.ClickException("TRANSLATION_BACKEND is none: digests are English only")
     listing_date = complete_listing_date(date_text)
     # By hand the deadline does not apply: an operator may fill gaps after the digests went out.

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.tokens import subscriber_links
@@ -67,6 +68,8 @@ def _heap_report(sent: int) -> None:
     runs (PYTHONTRACEMALLOC=1). benchmarks/scale.py --heap-report sets it.
     """
     folder = _HEAP_REPORT
+    if folder is None:
+        return
     from benchmarks.heap import census  # debugging only: not on a production path
     from worker.digest import entries as digest_entries
     from worker.digest import matching
@@ -92,7 +95,7 @@ def _heap_report(sent: int) -> None:
 class Sender:
     """Renders, serializes, sends and records claimed rows of one day."""
 
-    def __init__(self, config: dict, listing_date: date, day: DayDigest, connection):
+    def __init__(self, config: Settings, listing_date: date, day: DayDigest, connection):
         self.config = config
         self.listing_date = listing_date
         self.day = day
@@ -186,7 +189,7 @@ class Sender:
             reply = failure.reply
             log.warning("delivery %d refused: %s", claim.id, reply)
             run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, reply))
-            limit = config["BOUNCE_LIMIT"]
+            limit = config.BOUNCE_LIMIT
             if run(lambda c: ledger.record_bounce(c, claim.subscriber_id, limit)):
                 log.warning(
                     "subscriber %d suppressed after repeated hard bounces", claim.subscriber_id
@@ -208,13 +211,13 @@ class Sender:
         """A 4xx for this recipient defers the row; a dead relay or our setup stops the drain."""
         run, summary = self.connection.run, self.summary
         stops = isinstance(failure, SetupFailure) or failure.connection
-        if claim.attempts >= self.config["DELIVERY_MAX_ATTEMPTS"]:
+        if claim.attempts >= self.config.DELIVERY_MAX_ATTEMPTS:
             why = failure.reply
             run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, why))
             summary.failed += 1
         else:
             # After a dead relay the next dispatch may try at once; a 4xx waits its backoff.
-            wait = ledger.retry_delay(claim.attempts, self.config["DELIVERY_RETRY_SECONDS"])
+            wait = ledger.retry_delay(claim.attempts, self.config.DELIVERY_RETRY_SECONDS)
             not_before: datetime = utcnow() + (timedelta(0) if stops else wait)
             run(lambda c: ledger.defer(c, claim.id, claimer, failure.reply, not_before))
             summary.deferred += 1

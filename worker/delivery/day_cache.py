@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from newsletter.config import Settings
 from newsletter.models import ListingDay, Paper, Translation
 from worker.digest.core import DayDigest, late_window_start, load_day, load_translations
 
@@ -22,7 +23,7 @@ DAYS: dict[tuple, DayDigest] = {}
 DAYS_KEPT = 2
 
 
-def day_digest(engine: Engine, config: dict, listing_date: date) -> DayDigest:
+def day_digest(engine: Engine, config: Settings, listing_date: date) -> DayDigest:
     """The day's DayDigest, made once per process (again once the day is translated)."""
     with Session(engine) as session:
         translated_at = session.scalar(
@@ -40,7 +41,7 @@ def day_digest(engine: Engine, config: dict, listing_date: date) -> DayDigest:
             listing_date,
             translated_at,
             newest_paper,
-            config["TRANSLATION_LANGUAGE"],
+            config.TRANSLATION_LANGUAGE,
         )
         day = DAYS.get(key)
         if day is not None:

@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter import db
-from newsletter.config import settings
+from newsletter.config import Settings, settings
 from newsletter.db import utcnow
 from newsletter.models import (
     Delivery,
@@ -282,7 +282,7 @@ def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict]
 
 
 def preview_digest(
-    session: Session, config: dict, subscriber: Subscriber, listing_date: date
+    session: Session, config: Settings, subscriber: Subscriber, listing_date: date
 ) -> DigestEmail:
     """`subscriber`'s digest of `listing_date` as it would be (or was) sent; sends nothing."""
     delivery = session.scalar(

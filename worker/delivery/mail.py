@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from newsletter.config import Settings
 from worker.delivery.messages import sign_message
 from worker.delivery.smtp import (
     DeliveryFailure,
@@ -42,15 +43,15 @@ log = logging.getLogger(__name__)
 class Mailer:
     """One SMTP session for a batch of messages (or the dev outbox)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: Settings):
         self.config = config
         self.smtp: smtplib.SMTP | None = None
         self._next_send_at = 0.0
         self._dkim_key: bytes | None = None
-        if config.get("DKIM_PRIVATE_KEY_PATH"):
-            if not (config.get("DKIM_DOMAIN") and config.get("DKIM_SELECTOR")):
+        if config.DKIM_PRIVATE_KEY_PATH:
+            if not (config.DKIM_DOMAIN and config.DKIM_SELECTOR):
                 raise SetupFailure("DKIM_PRIVATE_KEY_PATH needs DKIM_DOMAIN and DKIM_SELECTOR")
-            self._dkim_key = Path(config["DKIM_PRIVATE_KEY_PATH"]).read_bytes()
+            self._dkim_key = Path(config.DKIM_PRIVATE_KEY_PATH).read_bytes()
 
     def __enter__(self) -> "Mailer":
         return self
@@ -60,18 +61,20 @@ class Mailer:
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
+        assert c.SMTP_HOST is not None  # without SMTP_HOST messages go to the outbox
         context = ssl.create_default_context()
-        if c["SMTP_SECURITY"] == "ssl":
+        smtp: smtplib.SMTP
+        if c.SMTP_SECURITY == "ssl":
             smtp = smtplib.SMTP_SSL(
-                c["SMTP_HOST"], c["SMTP_PORT"], timeout=c["SMTP_TIMEOUT"], context=context
+                c.SMTP_HOST, c.SMTP_PORT, timeout=c.SMTP_TIMEOUT, context=context
             )
         else:
-            smtp = smtplib.SMTP(c["SMTP_HOST"], c["SMTP_PORT"], timeout=c["SMTP_TIMEOUT"])
+            smtp = smtplib.SMTP(c.SMTP_HOST, c.SMTP_PORT, timeout=c.SMTP_TIMEOUT)
         try:
-            if c["SMTP_SECURITY"] == "starttls":
+            if c.SMTP_SECURITY == "starttls":
                 smtp.starttls(context=context)
-            if c["SMTP_USERNAME"]:
-                smtp.login(c["SMTP_USERNAME"], c["SMTP_PASSWORD"] or "")
+            if c.SMTP_USERNAME:
+                smtp.login(c.SMTP_USERNAME, c.SMTP_PASSWORD or "")
         except BaseException:
             smtp.close()
             raise
@@ -80,20 +83,21 @@ class Mailer:
     def serialize(self, message: EmailMessage) -> bytes:
         """The bytes that go on the wire: the message, DKIM-signed when configured."""
         raw = message.as_bytes()
-        if self._dkim_key is None:
-            return raw
+        domain, selector = self.config.DKIM_DOMAIN, self.config.DKIM_SELECTOR
+        if self._dkim_key is None or domain is None or selector is None:
+            return raw  # with a key, __init__ made sure of the domain and selector
         return sign_message(
             raw,
-            domain=self.config["DKIM_DOMAIN"],
-            selector=self.config["DKIM_SELECTOR"],
+            domain=domain,
+            selector=selector,
             private_key=self._dkim_key,
         )
 
     def send(self, message: EmailMessage) -> None:
         """Send one message, retrying transient faults; raise a DeliveryFailure subclass."""
         raw = self.serialize(message)
-        if not self.config["SMTP_HOST"]:
-            write_to_outbox(Path(self.config["OUTBOX_DIR"]), message, raw)
+        if not self.config.SMTP_HOST:
+            write_to_outbox(Path(self.config.OUTBOX_DIR), message, raw)
             return
         sender = parseaddr(message["From"])[1]
         recipient = parseaddr(message["To"])[1]
@@ -112,8 +116,8 @@ class Mailer:
         goes on); only a lost or refused connection is retried, on a fresh
         connection with bounded backoff (SMTP_RETRIES, SMTP_RETRY_DELAY).
         """
-        if not self.config["SMTP_HOST"]:
-            write_raw_to_outbox(Path(self.config["OUTBOX_DIR"]), raw, label or recipient)
+        if not self.config.SMTP_HOST:
+            write_raw_to_outbox(Path(self.config.OUTBOX_DIR), raw, label or recipient)
             return
         self._with_retries(
             lambda smtp: transmit(smtp, sender, recipient, raw),
@@ -134,7 +138,7 @@ class Mailer:
         smtplib has sent RSET, so the session goes on; after a lost connection
         or a setup failure it is dropped.
         """
-        retries = self.config.get("SMTP_RETRIES", 3)
+        retries = self.config.SMTP_RETRIES
 
         def before_retry(state: RetryCallState) -> None:
             assert state.outcome is not None
@@ -153,7 +157,7 @@ class Mailer:
         Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, DeliveryFailure) and retry(e)),
             stop=stop_after_attempt(retries + 1),
-            wait=wait_exponential(multiplier=self.config.get("SMTP_RETRY_DELAY", 1.0)),
+            wait=wait_exponential(multiplier=self.config.SMTP_RETRY_DELAY),
             before_sleep=before_retry,
             reraise=True,  # the last DeliveryFailure, as callers expect
         )(self._send_once, send_once)
@@ -179,7 +183,7 @@ class Mailer:
         raise failure from cause
 
     def _throttle(self) -> None:
-        rate = self.config.get("SMTP_MAX_PER_SECOND") or 0
+        rate = self.config.SMTP_MAX_PER_SECOND or 0
         if rate <= 0:
             return
         now = time.monotonic()

@@ -14,6 +14,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 import dkim
 
+from newsletter.config import Settings
 from newsletter.db import utcnow
 
 # Headers set with `set_raw` (the List-Unsubscribe URLs) are written as given:
@@ -104,7 +105,7 @@ def list_unsubscribe_value(one_click_url: str, mailto: str | None) -> str:
 
 
 def build_digest_message(
-    config: dict,
+    config: Settings,
     *,
     to: str,
     subject: str,
@@ -115,7 +116,7 @@ def build_digest_message(
     date: datetime | None = None,
 ) -> EmailMessage:
     """A digest email with the bulk-mail headers of RFC 2369, 2919, 3834 and 8058."""
-    sender = config["MAIL_FROM"]
+    sender = config.MAIL_FROM
     list_name = parseaddr(sender)[0] or "arXiv digest"
     message = build_message(
         sender=sender,
@@ -133,7 +134,7 @@ def build_digest_message(
     )
     message.set_raw(
         "List-Unsubscribe",
-        list_unsubscribe_value(one_click_url, config.get("LIST_UNSUBSCRIBE_MAILTO")),
+        list_unsubscribe_value(one_click_url, config.LIST_UNSUBSCRIBE_MAILTO),
     )
     message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     return message

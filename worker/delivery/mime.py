@@ -25,6 +25,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
+from newsletter.config import Settings
 from worker.delivery.messages import list_unsubscribe_value, sender_domain, sign_message
 
 CRLF = b"\r\n"
@@ -146,10 +147,10 @@ class DigestMime:
     covers List-Unsubscribe and List-Unsubscribe-Post, RFC 8058 §4).
     """
 
-    def __init__(self, config: dict, cache: SegmentCache | None = None):
-        sender = config["MAIL_FROM"]
+    def __init__(self, config: Settings, cache: SegmentCache | None = None):
+        sender = config.MAIL_FROM
         self.sender_address = parseaddr(sender)[1]
-        self.mailto = config.get("LIST_UNSUBSCRIBE_MAILTO")
+        self.mailto = config.LIST_UNSUBSCRIBE_MAILTO
         self.cache = cache or SegmentCache()
         name, address = parseaddr(sender)
         list_name = name or "arXiv digest"
@@ -174,9 +175,10 @@ class DigestMime:
         self._html_head = part.format(b=self.boundary, kind="html").encode()
         self._end = f"\r\n--{self.boundary}--\r\n".encode()
         self._dkim: tuple[str, str, bytes] | None = None
-        if config.get("DKIM_PRIVATE_KEY_PATH"):
-            with open(config["DKIM_PRIVATE_KEY_PATH"], "rb") as key:
-                self._dkim = (config["DKIM_DOMAIN"], config["DKIM_SELECTOR"], key.read())
+        # Mailer refuses a key without its domain and selector (SetupFailure).
+        if config.DKIM_PRIVATE_KEY_PATH and config.DKIM_DOMAIN and config.DKIM_SELECTOR:
+            with open(config.DKIM_PRIVATE_KEY_PATH, "rb") as key:
+                self._dkim = (config.DKIM_DOMAIN, config.DKIM_SELECTOR, key.read())
 
     def build(
         self,

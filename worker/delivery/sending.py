@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from flask import current_app
-
 from newsletter import db
+from newsletter.config import settings
 from newsletter.db import utcnow
 from worker.delivery import claims, day_cache
 from worker.delivery.batch import Sender, SendSummary
@@ -43,19 +42,19 @@ def drain_day(
 
     `progress` gets (rows done, rows claimable when the drain began) after each batch.
     """
-    config = current_app.config
+    config = settings()
     engine = db.engine()
     listing_date = date.fromisoformat(listing_date_iso)
     claimer = claims.worker_name()
-    lease = timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])
-    connection = LedgerConnection(engine, config["DELIVERY_DB_RETRY_SECONDS"])
+    lease = timedelta(seconds=config.DELIVERY_LEASE_SECONDS)
+    connection = LedgerConnection(engine, config.DELIVERY_DB_RETRY_SECONDS)
     day = day_cache.day_digest(engine, config, listing_date)
     sender = Sender(config, listing_date, day, connection)
     started = time.monotonic()
     summary = sender.summary
     total = 0
     if progress is not None:
-        max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+        max_attempts = config.DELIVERY_MAX_ATTEMPTS
         total = connection.run(lambda c: claims.count_claimable(c, listing_date, max_attempts))
         progress(0, total)
     try:
@@ -69,13 +68,13 @@ def drain_day(
                         c,
                         listing_date,
                         claimer,
-                        size=config["DELIVERY_BATCH_SIZE"],
+                        size=config.DELIVERY_BATCH_SIZE,
                         lease=lease,
-                        max_attempts=config["DELIVERY_MAX_ATTEMPTS"],
+                        max_attempts=config.DELIVERY_MAX_ATTEMPTS,
                     )
                 )
                 if not batch:
-                    max_attempts = config["DELIVERY_MAX_ATTEMPTS"]
+                    max_attempts = config.DELIVERY_MAX_ATTEMPTS
                     if not _wait_for_other_claims(connection, listing_date, claimer, max_attempts):
                         break
                     continue

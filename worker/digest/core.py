@@ -46,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from emails import RenderedEmail
+from newsletter.config import Settings
 from newsletter.languages import is_bilingual, target_language
 from newsletter.models import (
     AnnounceType,
@@ -205,7 +206,7 @@ class DayDigest:
         self,
         listing_date: date,
         papers: dict[str, Paper],
-        config: Mapping,
+        config: Settings,
         load_translations: Callable[[dict[str, Paper], str], dict[str, Translation]] | None = None,
     ):
         self.listing_date = listing_date
@@ -217,6 +218,7 @@ class DayDigest:
             if paper.listing_date is not None and paper.listing_date < listing_date
         }
         own = {i: p for i, p in papers.items() if i not in self.late} if self.late else papers
+        # By key: tests and benchmarks/render.py pass a dict of these three (Settings reads so too).
         self.max_per_keyword: int = config["DIGEST_MAX_PER_KEYWORD"]
         self.target_language: str = config["TRANSLATION_LANGUAGE"]
         self._load_translations = load_translations or (lambda papers, language: {})
@@ -235,7 +237,7 @@ class DayDigest:
         return DayFragments(self.papers, target, self.translations, self.listing_date)
 
     @classmethod
-    def load(cls, session: Session, config: Mapping, listing_date: date) -> "DayDigest":
+    def load(cls, session: Session, config: Settings, listing_date: date) -> "DayDigest":
         """The day as stored; translations are read from `session` when first needed."""
         return cls(
             listing_date,
@@ -250,7 +252,7 @@ class DayDigest:
         listing_date: date,
         papers: dict[str, Paper],
         translations: dict[str, Translation],
-        config: Mapping,
+        config: Settings,
     ) -> "DayDigest":
         """A day from rows already in hand (tests, benchmarks)."""
         return cls(listing_date, papers, config, lambda _papers, _language: translations)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from newsletter.config import Settings
 from worker.translation.limits import TokenBudget
 from worker.translation.openai_backend import OpenAIBackend
 from worker.translation.prompt import Target
@@ -26,9 +27,11 @@ from worker.translation.seam import Outcome, SourcePaper, TranslationBackend
 RECORDED_DIR = Path(__file__).resolve().parents[2] / "newsletter" / "data"
 
 
-def make_backend(config: dict, budget: TokenBudget, stop_at: datetime | None) -> TranslationBackend:
+def make_backend(
+    config: Settings, budget: TokenBudget, stop_at: datetime | None
+) -> TranslationBackend:
     """The backend TRANSLATION_BACKEND names; `none` has none, so the job does not ask."""
-    name = config["TRANSLATION_BACKEND"]
+    name = config.TRANSLATION_BACKEND
     if name == "openai":
         return OpenAIBackend(config, budget, stop_at)
     if name == "recorded":

@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.languages import bilingual_code, target_language
 from newsletter.models import (
@@ -71,11 +72,11 @@ def load_glossary(language: str, extra_path: str | None = None) -> dict[str, str
     return glossary
 
 
-def target_from_config(config: dict) -> Target:
+def target_from_config(config: Settings) -> Target:
     """The Target named by TRANSLATION_LANGUAGE, its name and glossaries."""
-    language = config["TRANSLATION_LANGUAGE"]
-    name = target_language(language, config.get("TRANSLATION_LANGUAGE_NAME")).english_name
-    return Target(language, name, load_glossary(language, config.get("TRANSLATION_GLOSSARY_PATH")))
+    language = config.TRANSLATION_LANGUAGE
+    name = target_language(language, config.TRANSLATION_LANGUAGE_NAME).english_name
+    return Target(language, name, load_glossary(language, config.TRANSLATION_GLOSSARY_PATH))
 
 
 # --- the day's job (database) ---
@@ -98,13 +99,13 @@ class DayReport:
         )
 
 
-def papers_to_translate(session: Session, listing_date: date, language: str) -> list[Paper]:
+def papers_to_translate(session: Session, listing_date: date, config: Settings) -> list[Paper]:
     """The day's papers that some confirmed `en+<language>` subscriber's digest will contain."""
     subscribers = session.scalars(
         select(Subscriber)
         .where(
             Subscriber.status == SubscriberStatus.CONFIRMED,
-            Subscriber.language == bilingual_code(language),
+            Subscriber.language == bilingual_code(config.TRANSLATION_LANGUAGE),
         )
         .options(selectinload(Subscriber.keywords))
     )
@@ -114,9 +115,7 @@ def papers_to_translate(session: Session, listing_date: date, language: str) -> 
         return []
     # The digest core decides the sections, as for the digests themselves (only
     # sections are asked for: nothing is rendered, so no digest settings).
-    day = DayDigest.load(
-        session, {"TRANSLATION_LANGUAGE": language, "DIGEST_MAX_PER_KEYWORD": None}, listing_date
-    )
+    day = DayDigest.load(session, config, listing_date)
     needed = {
         arxiv_id
         for sections in day.sections(readers).values()
@@ -142,7 +141,7 @@ def tokens_used_today(session: Session, now: datetime) -> int:
 
 def translate_day(
     session: Session,
-    config: dict,
+    config: Settings,
     listing_date: date,
     *,
     respect_deadline: bool = True,
@@ -157,9 +156,9 @@ def translate_day(
     """
     report = DayReport(listing_date)
     day = session.get(ListingDay, listing_date)
-    language = config["TRANSLATION_LANGUAGE"]
-    if config["TRANSLATION_BACKEND"] != "none":
-        papers = papers_to_translate(session, listing_date, language)
+    language = config.TRANSLATION_LANGUAGE
+    if config.TRANSLATION_BACKEND != "none":
+        papers = papers_to_translate(session, listing_date, config)
         existing = {
             (t.arxiv_id, t.version): t
             for t in session.scalars(
@@ -191,7 +190,7 @@ def translate_day(
 
 def _translate_and_store(
     session: Session,
-    config: dict,
+    config: Settings,
     day: ListingDay | None,
     wanted: list[SourcePaper],
     existing: dict[tuple[str, int], Translation],
@@ -203,7 +202,7 @@ def _translate_and_store(
     stop_at = None
     if respect_deadline:
         start = day.completed_at if day is not None and day.completed_at is not None else now
-        stop_at = start + timedelta(minutes=config["TRANSLATION_DEADLINE_MINUTES"])
+        stop_at = start + timedelta(minutes=config.TRANSLATION_DEADLINE_MINUTES)
         if now >= stop_at:
             # The digests have gone out; `newsletter translate` can still do it by hand.
             log.warning(
@@ -213,7 +212,7 @@ def _translate_and_store(
             )
             report.failed += len(wanted)
             return
-    budget = TokenBudget(config["TRANSLATION_DAILY_TOKEN_BUDGET"], tokens_used_today(session, now))
+    budget = TokenBudget(config.TRANSLATION_DAILY_TOKEN_BUDGET, tokens_used_today(session, now))
     backend = make_backend(config, budget, stop_at)
     target = target_from_config(config)
     # The database is written from this thread only. Committing at most every
@@ -223,7 +222,7 @@ def _translate_and_store(
     done = 0
     if progress is not None:
         progress(done, len(wanted))
-    for outcomes in translate_papers(backend, wanted, target, config["TRANSLATION_CONCURRENCY"]):
+    for outcomes in translate_papers(backend, wanted, target, config.TRANSLATION_CONCURRENCY):
         for outcome in outcomes:
             paper = outcome.paper
             row = existing.get((paper.arxiv_id, paper.version))

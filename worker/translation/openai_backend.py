@@ -24,6 +24,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from newsletter.config import Settings
 from newsletter.db import utcnow
 from worker.http import (
     Transient,
@@ -72,18 +73,18 @@ class OpenAIBackend:
 
     def __init__(
         self,
-        config: dict,
+        config: Settings,
         budget: TokenBudget | None = None,
         stop_at: datetime | None = None,
     ):
-        self.url = config["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions"
-        self.api_key = config.get("OPENAI_API_KEY")
-        self.model = config["TRANSLATION_MODEL"]
-        self.timeout = config["TRANSLATION_TIMEOUT"]
-        self.max_batch = max(1, config["TRANSLATION_BATCH_SIZE"])
-        self.retries = config["TRANSLATION_RETRIES"]
-        self.backoff = config["TRANSLATION_RETRY_BACKOFF"]
-        self.limiter = RateLimiter(config["TRANSLATION_REQUESTS_PER_MINUTE"])
+        self.url = config.OPENAI_BASE_URL.rstrip("/") + "/chat/completions"
+        self.api_key = config.OPENAI_API_KEY
+        self.model = config.TRANSLATION_MODEL
+        self.timeout = config.TRANSLATION_TIMEOUT
+        self.max_batch = max(1, config.TRANSLATION_BATCH_SIZE)
+        self.retries = config.TRANSLATION_RETRIES
+        self.backoff = config.TRANSLATION_RETRY_BACKOFF
+        self.limiter = RateLimiter(config.TRANSLATION_REQUESTS_PER_MINUTE)
         self.budget = budget or TokenBudget(0)
         self.stop_at = stop_at
         # Once the endpoint has failed a whole retry cycle the rest of the day
