@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from werkzeug.http import is_resource_modified
 
 from newsletter import atom, db
-from newsletter.config import settings
+from newsletter.config import Settings, settings
 from newsletter.models import ListingDay, Paper, Subscriber, SubscriberStatus
 from newsletter.tokens import feed_url, read_token
 from worker import calendar
@@ -117,7 +117,7 @@ _LOCK = threading.Lock()
 
 def _find(cache: LRU, key: object) -> Any:
     with _LOCK:
-        return cache.find(key)  # type: ignore[no-untyped-call]
+        return cache.find(key)
 
 
 def _put(cache: LRU, key: object, value: object) -> None:
@@ -198,7 +198,7 @@ def entity_tag(reader: Reader, subscriber: Subscriber, days: list[FeedDay]) -> s
 
 
 def day_sections(
-    session: Session, config: Mapping[str, Any], reader: Reader, days: list[FeedDay]
+    session: Session, config: Settings, reader: Reader, days: list[FeedDay]
 ) -> dict[date, Sections]:
     """The reader's sections of each day, as the digest core decides them for that day's email.
 
