@@ -21,6 +21,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import date
 from email.utils import parsedate_to_datetime
+from typing import cast
 
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
@@ -72,7 +73,8 @@ def _parse_xml(data: bytes) -> ET.Element:
     try:
         # arXiv never sends a DTD: refusing any (defusedxml also refuses
         # entities and external references) rules out entity expansion.
-        return SafeET.fromstring(data, forbid_dtd=True)
+        # defusedxml is untyped; it returns the standard library's Element.
+        return cast(ET.Element, SafeET.fromstring(data, forbid_dtd=True))
     except DefusedXmlException:
         raise FeedError("document declares a DTD or entities; refused") from None
     except ET.ParseError as exc:
@@ -196,6 +198,7 @@ def _parse_announcement_atom(root: ET.Element) -> ParsedFeed:
     if len(published) > 1:
         days = ", ".join(sorted(d.isoformat() for d in published))
         raise FeedError(f"Atom feed entries are dated {days}: not one listing date")
+    feed_date: date | None
     if published:
         feed_date = published.pop()
     else:

@@ -30,7 +30,8 @@ def _parse_atom(root: ET.Element) -> ParsedFeed:
             raise FeedError(f"arXiv API error: {_text(entry.find('atom:summary', NS)) or entry_id}")
         arxiv_id, version = _split_id(entry_id)
         primary = entry.find("arxiv:primary_category", NS)
-        categories = [primary.get("term")] if primary is not None and primary.get("term") else []
+        primary_term = primary.get("term") if primary is not None else None
+        categories = [primary_term] if primary_term else []
         for category in entry.findall("atom:category", NS):
             term = category.get("term")
             if term and term not in categories:
