@@ -41,6 +41,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from match import ngrams  # noqa: E402
 
+from newsletter.config import load_settings  # noqa: E402
 from newsletter.models import Paper  # noqa: E402
 from worker.arxiv.feeds import parse_feed  # noqa: E402
 from worker.arxiv.store import paper_fields  # noqa: E402
@@ -59,7 +61,9 @@ from worker.digest.matching import KeywordError, parse_keyword  # noqa: E402
 FEED = ROOT / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 LISTING_DATE = date(2024, 11, 28)
 GENERATED = datetime(2024, 11, 28, 6, 0, tzinfo=UTC)
-CONFIG = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "zh"}
+CONFIG = replace(
+    load_settings({}, ".", dev=True), DIGEST_MAX_PER_KEYWORD=25, TRANSLATION_LANGUAGE="zh"
+)
 TIMEZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Shanghai"]
 BATCH = 1_000
 STOPWORDS = set(

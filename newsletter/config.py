@@ -330,14 +330,6 @@ class Settings:
     # /healthz fails when a delivery due to be sent has been queued longer than this.
     HEALTH_QUEUED_MAX_MINUTES: int = setting("120")
 
-    # By name, for the one reader left that also takes a plain dict: the digest core's
-    # DayDigest (worker/digest/core.py), which tests and benchmarks/render.py build from one.
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self, name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name, default)
-
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))
 

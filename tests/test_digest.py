@@ -10,6 +10,7 @@ recorded Chinese translations) and the full 1,504-item day of 2024-11-28.
 """
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from functools import cache
@@ -22,6 +23,7 @@ from markupsafe import escape
 from sqlalchemy import func, select
 
 from newsletter import db
+from newsletter.config import load_settings
 from newsletter.models import (
     AnnounceType,
     ListingDay,
@@ -40,7 +42,9 @@ from worker.digest.matching import highlight_spans, line_variants, text_tokens
 from worker.digest.text import wrap_text
 
 DATA = Path(__file__).resolve().parent / "data"
-CONFIG = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "zh"}
+# Every setting at its default but these, as the digest core reads them.
+DEFAULTS = load_settings({}, ".", dev=True)
+CONFIG = replace(DEFAULTS, DIGEST_MAX_PER_KEYWORD=25, TRANSLATION_LANGUAGE="zh")
 SAMPLE_KEYWORDS = ["reinforcement learning", "diffusion policy"]
 GENERATED = datetime(2026, 5, 29, 11, 33, 31, tzinfo=UTC)
 LINKS = {
@@ -117,7 +121,7 @@ def render(
     target="zh",
 ) -> tuple[list, DigestEmail]:
     """The sections and the email (max_per_keyword None: the web page) of one reader."""
-    config = {"DIGEST_MAX_PER_KEYWORD": max_per_keyword, "TRANSLATION_LANGUAGE": target}
+    config = replace(DEFAULTS, DIGEST_MAX_PER_KEYWORD=max_per_keyword, TRANSLATION_LANGUAGE=target)
     day = DayDigest.from_rows(listing_date, papers, translations or {}, config)
     reader = Reader(tuple(keywords), language, timezone, include_replacements)
     sections = day.sections({"reader": reader})["reader"]
@@ -357,7 +361,7 @@ def test_bilingual_shows_chinese_after_english_and_notes_missing_ones():
 def test_the_second_language_is_translation_language():
     """TRANSLATION_LANGUAGE=ja: en+ja readers get the stored Japanese; en+zh is not bilingual."""
     papers, _ = sample()
-    config = {"DIGEST_MAX_PER_KEYWORD": 25, "TRANSLATION_LANGUAGE": "ja"}
+    config = replace(DEFAULTS, DIGEST_MAX_PER_KEYWORD=25, TRANSLATION_LANGUAGE="ja")
     reader = Reader(tuple(SAMPLE_KEYWORDS), "en+ja", "Asia/Tokyo", False)
     first, second = DayDigest.from_rows(DEMO_LISTING_DATE, papers, {}, config).sections(
         {"r": reader}

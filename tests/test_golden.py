@@ -18,11 +18,13 @@ import json
 import os
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from test_digest import full_day, sample
 
+from newsletter.config import load_settings
 from worker.demo.load import DEMO_LISTING_DATE
 from worker.digest.core import DayDigest, Reader
 from worker.digest.matching import tokenize
@@ -162,8 +164,9 @@ def test_digests_do_not_depend_on_what_the_caches_hold(tmp_path, monkeypatch):
     assert outputs and all(digests(output) == stored[name] for name, output in outputs.items())
 
 
-GOLDEN_CONFIG = {
-    "DIGEST_MAX_PER_KEYWORD": 25,
-    "TRANSLATION_LANGUAGE": "zh",
-    "TRANSLATION_BACKEND": "recorded",
-}
+GOLDEN_CONFIG = replace(
+    load_settings({}, ".", dev=True),
+    DIGEST_MAX_PER_KEYWORD=25,
+    TRANSLATION_LANGUAGE="zh",
+    TRANSLATION_BACKEND="recorded",
+)

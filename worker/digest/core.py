@@ -218,9 +218,8 @@ class DayDigest:
             if paper.listing_date is not None and paper.listing_date < listing_date
         }
         own = {i: p for i, p in papers.items() if i not in self.late} if self.late else papers
-        # By key: tests and benchmarks/render.py pass a dict of these three (Settings reads so too).
-        self.max_per_keyword: int = config["DIGEST_MAX_PER_KEYWORD"]
-        self.target_language: str = config["TRANSLATION_LANGUAGE"]
+        self.max_per_keyword: int = config.DIGEST_MAX_PER_KEYWORD
+        self.target_language: str = config.TRANSLATION_LANGUAGE
         self._load_translations = load_translations or (lambda papers, language: {})
         self._translations: dict[str, Translation] | None = None
         self._own = _LineMatches(own, lambda p: (_TYPE_ORDER[p.announce_type], p.arxiv_id))
@@ -228,7 +227,7 @@ class DayDigest:
         self._late = _LineMatches(
             self.late, lambda p: (p.listing_date, _TYPE_ORDER[p.announce_type], p.arxiv_id)
         )
-        self._target_name: str | None = config.get("TRANSLATION_LANGUAGE_NAME")
+        self._target_name: str | None = config.TRANSLATION_LANGUAGE_NAME
 
     @cached_property
     def fragments(self) -> DayFragments:
