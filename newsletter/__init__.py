@@ -12,12 +12,12 @@ from flask import Flask
 
 from newsletter.config import (
     SETTING_NAMES,
-    ConfigError,
     config_warnings,
     load_settings,
     read_environment,
     settings,
 )
+from newsletter.config_parsers import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from newsletter.config import ConfigError, settings
+from newsletter.config import settings
+from newsletter.config_parsers import ConfigError
 
 
 def init_app(app: Flask) -> None:

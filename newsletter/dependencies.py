@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from newsletter.config import ConfigError, settings
+from newsletter.config import settings
+from newsletter.config_parsers import ConfigError
 
 # Seconds to wait for a server at start; an unreachable host should fail fast.
 CONNECT_TIMEOUT_SECONDS = 5

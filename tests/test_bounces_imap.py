@@ -27,7 +27,8 @@ from test_schedule import feed_server  # noqa: F401 (a fixture)
 
 from newsletter import db, replace_settings
 from newsletter.cli import main
-from newsletter.config import ConfigError, load_settings
+from newsletter.config import load_settings
+from newsletter.config_parsers import ConfigError
 from newsletter.models import SubscriberStatus
 from worker.bounces import effects
 from worker.bounces.mailbox import MailboxUrl, parse_mailbox_url

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from newsletter.config import DEFAULT_ARCHIVE_GROUPS, ConfigError, config_warnings, load_settings
+from newsletter.config import config_warnings, load_settings
+from newsletter.config_parsers import DEFAULT_ARCHIVE_GROUPS, ConfigError
 
 
 def test_defaults_need_nothing_in_dev_mode(tmp_path):

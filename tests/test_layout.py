@@ -149,6 +149,7 @@ def test_no_import_cycle_in_newsletter_worker_and_emails():
 BOTTOM = {
     # Everything may import these: settings, the database, models, links, languages.
     "newsletter.config",
+    "newsletter.config_parsers",
     "newsletter.db",
     "newsletter.models",
     "newsletter.tokens",

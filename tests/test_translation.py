@@ -28,8 +28,9 @@ from sqlalchemy import select
 
 from newsletter import db, replace_settings
 from newsletter.cli import main
-from newsletter.config import ConfigError, Settings, load_settings
+from newsletter.config import Settings, load_settings
 from newsletter.config import settings as app_settings
+from newsletter.config_parsers import ConfigError
 from newsletter.db import utcnow
 from newsletter.models import (
     AnnounceType,
@@ -42,7 +43,7 @@ from newsletter.models import (
     TranslationStatus,
 )
 from worker.demo.load import read_demo
-from worker.digest.matching import match_papers
+from worker.digest.selection import match_papers
 from worker.http import retry_after_seconds
 from worker.translation.backends import RecordedBackend
 from worker.translation.job import load_glossary, target_from_config, translate_day

@@ -12,7 +12,7 @@ import click
 from flask import Flask
 from flask.cli import NoAppException
 
-from newsletter.config import ConfigError
+from newsletter.config_parsers import ConfigError
 
 # `newsletter dev` writes this into the instance folder: the settings it ran
 # with. Other commands in a shell with neither SECRET_KEY nor DATABASE_URL set
