@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from newsletter import create_app, db, feed
+from newsletter import create_app, db, feed_cache
 from newsletter.config import settings
 from newsletter.models import Base, Keyword, ListingDay, Paper, Subscriber, SubscriberStatus
 from newsletter.tokens import feed_url
@@ -132,18 +132,18 @@ def main() -> None:
             return response
 
         def cold():
-            feed.clear_caches()
+            feed_cache.clear_caches()
             get()
 
         def new_day():
             # Forget the newest day's sections and entries (their keys start with its key).
-            for kept in (feed.SECTIONS, feed.ENTRIES):
+            for kept in (feed_cache.SECTIONS, feed_cache.ENTRIES):
                 for key in [k for k in kept if k[0][1] == LAST_DATE]:
                     del kept[key]
             get()
 
         def counts_reread():
-            feed.DAYS.clear()
+            feed_cache.DAYS.clear()
             get()
 
         def baseline():

@@ -1,6 +1,6 @@
 """Atom 1.0 (RFC 4287) as text: the personal feed's markup (pure).
 
-newsletter/feed.py decides what the feed holds and caches each paper's
+newsletter/feed.py decides what the feed holds; feed_cache.py caches each paper's
 rendered entry head (all but its categories, which are the reader's own);
 this module only writes the markup. Titles and abstracts are shown as the
 digest's plain-text part shows them (worker/digest/entries.py `readable`: TeX

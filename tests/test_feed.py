@@ -13,7 +13,7 @@ import feedparser
 import pytest
 from sqlalchemy import select, update
 
-from newsletter import db, feed
+from newsletter import db, feed_cache
 from newsletter.config import settings
 from newsletter.models import (
     AnnounceType,
@@ -40,7 +40,7 @@ SHARED = "2605.30056"  # a demo paper both demo lines match
 def fresh_caches():
     # Every test empties the same database: a day's counts read by the last
     # test would be reused for DAYS_TTL, and its sections keyed by them.
-    feed.clear_caches()
+    feed_cache.clear_caches()
 
 
 def add_subscriber(email: str, keywords: list[str], **fields) -> Subscriber:
@@ -283,7 +283,7 @@ def test_the_feed_answers_304_until_its_data_changes(app, client, demo):
     paper.updated_at = db.utcnow() + timedelta(seconds=2)
     db.session().commit()
     assert status(**{"If-None-Match": etag}) == 304  # the day's counts are reused for a minute
-    feed.DAYS.clear()  # ... as if DAYS_TTL passed
+    feed_cache.DAYS.clear()  # ... as if DAYS_TTL passed
     assert status(**{"If-None-Match": etag}) == 200
     assert status(**{"If-Modified-Since": modified}) == 200
     changed = client.get(url)
@@ -294,7 +294,7 @@ def test_the_feed_answers_304_until_its_data_changes(app, client, demo):
     # A new complete listing date.
     complete_day(date(2026, 6, 1), db.utcnow() + timedelta(seconds=4))
     db.session().commit()
-    feed.DAYS.clear()
+    feed_cache.DAYS.clear()
     assert status(**{"If-None-Match": etag}) == 200
     assert status(**{"If-Modified-Since": modified}) == 200
 
