@@ -2,7 +2,8 @@
 
 Links in emails only ever open a page; its button POSTs (mail scanners follow
 links). The one exception is RFC 8058's one-click POST, which mail providers
-send without cookies or tokens.
+send without cookies or tokens. What the pages share (the form, the subscriber
+a token names) is in newsletter/subscription_forms.py.
 """
 
 from flask import (
@@ -15,63 +16,23 @@ from flask import (
 )
 from sqlalchemy import select
 
-from newsletter import db, forms, preview, ratelimit
+from newsletter import db, forms, ratelimit
 from newsletter.config import settings as app_settings
-from newsletter.languages import language_choices
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
-from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken, make_token, read_token
+from newsletter.subscription_forms import (
+    load_subscriber,
+    manage_token,
+    manage_values,
+    offered_languages,
+    preview_form,
+    render_form,
+    unsubscribe_token,
+)
+from newsletter.tokens import CONFIRM_MAX_AGE, ExpiredToken
 from newsletter.web import csrf
 from worker.queue import enqueue
 
 bp = Blueprint("subscriptions", __name__)
-
-
-def offered_languages() -> dict[str, str]:
-    """Language value -> label: English, and English + TRANSLATION_LANGUAGE with a backend."""
-    config = app_settings()
-    return language_choices(config.TRANSLATION_LANGUAGE, config.TRANSLATION_BACKEND != "none")
-
-
-def render_form(template: str, values: dict, errors: dict, status: int = 200, **extra):
-    return (
-        render_template(
-            template,
-            values=values,
-            errors=errors,
-            languages=offered_languages(),
-            timezones=forms.timezone_choices(),
-            **extra,
-        ),
-        status,
-    )
-
-
-def preview_form(template: str, **extra):
-    """The form again, as typed, with its keyword preview; stores nothing (newsletter/preview.py)."""
-    wait = preview.refused()
-    if wait:
-        abort(
-            429,
-            description="Too many previews. Please wait a little and try again.",
-            retry_after=wait,
-        )
-    error, shown = preview.form_preview(request.form)
-    values = preview.form_values(request.form, offered_languages())
-    errors = {"keywords": error} if error else {}
-    return render_form(
-        template, values, errors, status=400 if error else 200, preview=shown, **extra
-    )
-
-
-def load_subscriber(purpose: str, token: str, max_age: int | None = None) -> Subscriber:
-    """The subscriber a valid token names, or 404. ExpiredToken passes through."""
-    public_id = read_token(app_settings().SECRET_KEY, purpose, token, max_age=max_age)
-    if not isinstance(public_id, str):
-        abort(404, description="This link is not valid. It may have been mistyped or cut off.")
-    subscriber = db.session().scalar(select(Subscriber).where(Subscriber.public_id == public_id))
-    if subscriber is None:
-        abort(404, description="This link is not valid any more.")
-    return subscriber
 
 
 def set_keywords(subscriber: Subscriber, keywords: list[str]) -> None:
@@ -191,24 +152,6 @@ def confirm_resend(token: str):
     if subscriber.status is SubscriberStatus.UNCONFIRMED:
         enqueue("worker.jobs.send_confirmation", subscriber.id)
     return redirect(url_for("subscriptions.check_email"))
-
-
-def manage_token(subscriber: Subscriber) -> str:
-    return make_token(app_settings().SECRET_KEY, "manage", subscriber.public_id)
-
-
-def unsubscribe_token(subscriber: Subscriber) -> str:
-    return make_token(app_settings().SECRET_KEY, "unsubscribe", subscriber.public_id)
-
-
-def manage_values(subscriber: Subscriber) -> dict:
-    return {
-        "keywords_text": "\n".join(subscriber.keyword_lines),
-        "language": subscriber.language,
-        "timezone": subscriber.timezone,
-        "include_replacements": subscriber.include_replacements,
-        "delivery_hour": subscriber.delivery_hour,
-    }
 
 
 @bp.get("/manage/<token>")

@@ -7,7 +7,7 @@ newsletter/subscriber_admin.py; these commands parse options and print.
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from newsletter import db, subscriber_admin, subscriptions
+from newsletter import db, subscriber_admin, subscription_forms
 from newsletter.cli.progress import progress_report
 from newsletter.config import settings
 from newsletter.models import SubscriberStatus
@@ -58,7 +58,7 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
                 read_file(path),
                 path,
                 confirmed=confirmed,
-                offered_languages=subscriptions.offered_languages(),
+                offered_languages=subscription_forms.offered_languages(),
                 check_deliverability=config.EMAIL_CHECK_DELIVERABILITY,
                 on_reject=report,
                 after_commit=confirm,
