@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from worker.arxiv.feeds import parse_feed
-from worker.digest.matching import KeywordError, match_papers, parse_keyword
+from worker.digest.matching import KeywordError, parse_keyword
+from worker.digest.selection import match_papers
 
 FEED = Path(__file__).resolve().parents[1] / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
 STOPWORDS = set(

@@ -17,7 +17,7 @@ Baseline, in the same run: the naive way, per request, `DayDigest.load` of each
 of the 5 days (all their papers from the database) and its sections.
 Memory: tracemalloc around a second build of the cache (the indexes alone).
 
-`--matcher-lru N` rebinds worker/digest/matching.py's LRU of tokenized texts
+`--matcher-lru N` rebinds worker/digest/selection.py's LRU of tokenized texts
 (16,384 entries since the preview came; 4,096 before) with N entries, in this
 process only: to compare cache sizes, not what the app runs.
 """
@@ -44,7 +44,7 @@ from newsletter.config import settings
 from newsletter.models import AnnounceType, Base, ListingDay, Paper  # noqa: E402
 from worker import calendar  # noqa: E402
 from worker.arxiv.feeds import parse_feed  # noqa: E402
-from worker.digest import matching  # noqa: E402
+from worker.digest import selection  # noqa: E402
 from worker.digest.core import DayDigest, Reader  # noqa: E402
 
 FEED = Path(__file__).resolve().parents[1] / "tests" / "data" / "rss_all-archives_2024-11-28.xml"
@@ -107,8 +107,8 @@ def main() -> None:
     parser.add_argument("--matcher-lru", type=int, default=0)
     args = parser.parse_args()
     if args.matcher_lru:
-        original = matching._paper_stream.__wrapped__
-        matching._paper_stream = functools.lru_cache(maxsize=args.matcher_lru)(original)
+        original = selection._paper_stream.__wrapped__
+        selection._paper_stream = functools.lru_cache(maxsize=args.matcher_lru)(original)
         print(f"EXPERIMENT: matching's LRU of tokenized texts has {args.matcher_lru} entries")
     items = parse_feed(FEED.read_bytes()).items
     rng = random.Random(12)

@@ -96,7 +96,8 @@ def day_phrases(distinct: int, rng: random.Random) -> list[str]:
     from collections import Counter
 
     from worker.arxiv.feeds import parse_feed
-    from worker.digest.matching import KeywordError, match_papers, parse_keyword
+    from worker.digest.matching import KeywordError, parse_keyword
+    from worker.digest.selection import match_papers
 
     items = parse_feed(FEED.read_bytes()).items
     titles, abstracts = Counter(), Counter()

@@ -1,4 +1,4 @@
-"""The render's shortcuts give what the plain ways give (worker/digest/text.py, matching.py, fragments.py).
+"""The render's shortcuts give what the plain ways give (worker/digest/text.py, highlight.py, fragments.py).
 
 Each shortcut (short-line and regex wrapping, phrase search in a joined
 string, keyword macros filled instead of rendered) is compared with the plain
@@ -12,7 +12,8 @@ from markupsafe import escape
 
 import emails
 from worker.digest.fragments import keyword_shape
-from worker.digest.matching import phrase_tokens, text_tokens, tokenize
+from worker.digest.highlight import phrase_tokens, text_tokens
+from worker.digest.matching import tokenize
 from worker.digest.pieces import fill_hole, fragment, sized
 from worker.digest.text import _tokens, _width, wrap_text
 

@@ -1,5 +1,5 @@
-"""Keyword matching (worker/digest/matching.py): every rule of the syntax, on tables of
-small papers, then on the sample digest's 66 papers and the real 1,504-item day."""
+"""Keyword matching (worker/digest/matching.py, selection.py, highlight.py): every rule
+of the syntax, on tables of small papers, then on the sample digest's 66 papers and the real 1,504-item day."""
 
 import json
 import re
@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from newsletter.models import Paper
 from worker.arxiv.feeds import parse_feed
+from worker.digest.highlight import highlight_spans
 from worker.digest.matching import (
     KeywordError,
     Query,
-    highlight_spans,
-    match_papers,
     normalize_keyword_line,
     parse_keyword,
 )
+from worker.digest.selection import match_papers
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO = Path(__file__).resolve().parents[1] / "newsletter" / "data" / "demo_2026-05-29.json"

@@ -72,7 +72,7 @@ def _heap_report(sent: int) -> None:
         return
     from benchmarks.heap import census  # debugging only: not on a production path
     from worker.digest import entries as digest_entries
-    from worker.digest import matching
+    from worker.digest import highlight, matching, selection
     from worker.digest import text as digest_text
 
     roots = {
@@ -80,8 +80,8 @@ def _heap_report(sent: int) -> None:
         "mime": _SEGMENTS,
         "readable": digest_entries.readable,
         "wrap_text": digest_text.wrap_text,
-        "line_variants": matching.line_variants,
-        "_paper_stream": matching._paper_stream,
+        "line_variants": highlight.line_variants,
+        "_paper_stream": selection._paper_stream,
         "_name_words": matching._name_words,
     }
     lines = [f"== pid {os.getpid()} after {sent} sent", *census(roots)]

@@ -59,7 +59,7 @@ from newsletter.models import (
 from worker import calendar
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
-from worker.digest.matching import match_papers
+from worker.digest.selection import match_papers
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from markupsafe import escape
 
 from newsletter.languages import TargetLanguage
 from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
+from worker.digest.highlight import TextTokens, merge_tokens, phrase_tokens
 from worker.digest.links import CLOSE_TAG, link_spans, open_tag
-from worker.digest.matching import TextTokens, merge_tokens, phrase_tokens
 from worker.digest.pieces import Fragment, Sized, fragment, hole, sized
 from worker.digest.tex import tex_to_text
 from worker.digest.text import limit_lines
@@ -297,7 +297,7 @@ def _linked_text(
 def highlight(
     text: EscapedText, tokens: TextTokens, variants: list[tuple[str, ...]]
 ) -> tuple[str, int]:
-    """The escaped text with where `variants` occur (see worker.digest.matching) in <mark>, and its size.
+    """The escaped text with where `variants` occur (see worker.digest.highlight) in <mark>, and its size.
 
     Without any, the escaped text itself (the same object for every digest).
     """

@@ -37,9 +37,9 @@ from worker.digest.entries import (
     listed_note,
     make_entry,
 )
+from worker.digest.highlight import TextTokens, line_variants, text_tokens
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
-from worker.digest.matching import TextTokens, line_variants, text_tokens
 from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fill_hole, fragment, hole, sized
 from worker.digest.text import limit_lines, wrap_text
 

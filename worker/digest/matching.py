@@ -1,10 +1,10 @@
 """Keyword matching: which papers each keyword line selects (pure, no I/O).
 
-Run by the digest job once per listing date (`match_papers`), by the sign-up
-form to validate and dedupe lines (`parse_keyword`, `normalize_keyword_line`)
-and by the digest renderer to highlight matched words: `text_tokens` once per
-title or abstract, then `phrase_spans` per keyword line (`highlight_spans` for one text).
-It owns the keyword syntax; the terms of a line are ANDed:
+Used by the sign-up form to validate and dedupe lines (`parse_keyword`,
+`normalize_keyword_line`), by the keyword preview and the feed, and by the two
+modules that apply lines to papers: worker/digest/selection.py (which papers a
+line selects) and worker/digest/highlight.py (which words of a text to mark).
+It owns the keyword syntax and the tokenizer; the terms of a line are ANDed:
 
     reinforcement learning            a phrase (consecutive plain words); its last
                                       word also matches its plural (-s, -es, -ies)
@@ -23,15 +23,8 @@ A Greek letter and its TeX name are the word spelled out: α = \\alpha = alpha.
 
 import functools
 import re
-import sys
 import unicodedata
-from array import array
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
-
-import ahocorasick_rs
 
 MAX_LINE_LENGTH = 100  # the width of Keyword.text
 
@@ -90,19 +83,6 @@ class Query:
     excluded: tuple[Phrase, ...] = ()
     categories: tuple[str, ...] = ()  # lowercase: "cs.ro", or an archive "cs"
     authors: tuple[tuple[str, ...], ...] = ()  # folded words of (part of) a name
-
-
-class PaperLike(Protocol):
-    @property
-    def arxiv_id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def abstract(self) -> str: ...
-    @property
-    def authors(self) -> list[str]: ...
-    @property
-    def categories(self) -> list[str]: ...
 
 
 def _plural(word: str) -> str | None:
@@ -253,193 +233,3 @@ def _author(value: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=65536)  # a day names ~10,000 authors, matched page after page
 def _name_words(name: str) -> tuple[str, ...]:
     return tuple(word for word, _, _ in tokenize(name) if word)  # "J. Smith" = "J Smith"
-
-
-def _stream(tokens: list[Token]) -> str:
-    # Words between single spaces, "|" where a phrase ends: a phrase " a b " then
-    # matches only whole words, and never across punctuation.
-    return " " + " ".join(word or "|" for word, _, _ in tokens) + " "
-
-
-# A day's papers are matched again for each page of subscribers with new
-# lines (dispatch streams them), and the keyword preview matches the last 5
-# listing dates (~7,500 papers) for every request: tokenize each paper once per
-# process. A worker fills ~1,500-3,000 entries; a web process ~7,500 (~11 MB).
-@functools.lru_cache(maxsize=16384)
-def _paper_stream(title: str, abstract: str) -> str:
-    return _stream(tokenize(title) + [("", 0, 0)] + tokenize(abstract))
-
-
-def _phrase_hits(papers: Sequence[PaperLike], phrases: set[Phrase]) -> dict[Phrase, set[str]]:
-    """For each phrase, the papers whose title or abstract contains it: one automaton."""
-    hits: dict[Phrase, set[str]] = {phrase: set() for phrase in phrases}
-    owners: dict[str, list[Phrase]] = defaultdict(list)
-    for phrase in phrases:
-        for variant in phrase.variants():
-            owners[" " + " ".join(variant) + " "].append(phrase)
-    if not owners:
-        return hits
-    patterns = list(owners)
-    automaton = ahocorasick_rs.AhoCorasick(patterns)
-    for paper in papers:
-        text = _paper_stream(paper.title, paper.abstract)
-        for index in {i for i, _, _ in automaton.find_matches_as_indexes(text, overlapping=True)}:
-            for phrase in owners[patterns[index]]:
-                hits[phrase].add(paper.arxiv_id)
-    return hits
-
-
-def match_papers(
-    papers: Sequence[PaperLike], keyword_lines: Iterable[str]
-) -> dict[str, frozenset[str]]:
-    """Map each distinct keyword line to the arxiv_ids of the papers it matches.
-
-    Every distinct phrase is searched once, all together; lines are then set
-    operations. A line that does not parse (stored before a syntax change)
-    matches nothing rather than stopping everyone's digest.
-    """
-    queries: dict[str, Query | None] = {}
-    for line in keyword_lines:
-        if line not in queries:
-            try:
-                queries[line] = parse_keyword(line)
-            except KeywordError:
-                queries[line] = None
-    valid = [query for query in queries.values() if query is not None]
-    hits = _phrase_hits(papers, {p for q in valid for p in (*q.phrases, *q.excluded)})
-    wanted_authors = {author for query in valid for author in query.authors}
-    by_category: dict[str, set[str]] = defaultdict(set)
-    by_author: dict[tuple[str, ...], set[str]] = defaultdict(set)
-    for paper in papers:
-        for category in paper.categories:
-            category = category.lower()
-            by_category[category].add(paper.arxiv_id)
-            by_category[category.split(".")[0]].add(paper.arxiv_id)
-        for name in paper.authors if wanted_authors else ():
-            words = _name_words(name)
-            for start in range(len(words)):
-                for end in range(start + 1, len(words) + 1):
-                    if words[start:end] in wanted_authors:
-                        by_author[words[start:end]].add(paper.arxiv_id)
-
-    selected: dict[Query, frozenset[str]] = {}
-    for query in valid:
-        if query in selected:
-            continue
-        required = [hits[phrase] for phrase in query.phrases]
-        required += [by_category.get(category, set()) for category in query.categories]
-        required += [by_author.get(author, set()) for author in query.authors]
-        required.sort(key=len)
-        chosen = required[0].intersection(*required[1:])
-        for phrase in query.excluded:
-            chosen -= hits[phrase]
-        selected[query] = frozenset(chosen)
-    return {line: selected[q] if q else frozenset() for line, q in queries.items()}
-
-
-# Between the words of TextTokens.stream; no folded word contains it (_SCAN's
-# words are letters, digits and accents).
-_SEP = "\x01"
-
-
-class TextTokens(NamedTuple):
-    """A text's words with their spans, made once per text for highlighting.
-
-    Compact on purpose: a day's 3,000 titles and abstracts stay a few MB. The
-    words are one string, so finding a phrase is one `str.find` (in C), not a
-    scan of the words in Python.
-    """
-
-    stream: str  # "\x01" + the folded words joined by "\x01" + "\x01"; "" where a phrase ends
-    starts: "array[int]"  # where each word starts, TeX braces trimmed (quoted: 3.11's array is not generic)
-    ends: "array[int]"
-
-
-def text_tokens(text: str) -> TextTokens:
-    """`text` tokenized once, for any number of `phrase_spans` calls."""
-    tokens = tokenize(text)
-    return TextTokens(
-        _SEP + _SEP.join(word for word, _, _ in tokens) + _SEP,
-        array("l", (_start(text, token) for token in tokens)),
-        array("l", (_end(text, token) for token in tokens)),
-    )
-
-
-@functools.lru_cache(maxsize=65536)  # a day has ~30,000 distinct lines; each is tiny
-def line_variants(line: str) -> tuple[tuple[str, ...], ...]:
-    """The word sequences a line highlights: its phrases and their plurals.
-
-    Exclusions, cat: and au: are not highlighted; neither is a line that does not parse.
-    """
-    try:
-        query = parse_keyword(line)
-    except KeywordError:
-        return ()
-    found = dict.fromkeys(variant for phrase in query.phrases for variant in phrase.variants())
-    return tuple(tuple(sys.intern(word) for word in variant) for variant in found)
-
-
-def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
-    """Every (start, end) where one of `variants` occurs in the text, unmerged."""
-    return [(tokens.starts[i], tokens.ends[j]) for i, j in phrase_tokens(tokens, variants)]
-
-
-def phrase_tokens(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
-    """Every (first, last) token index where one of `variants` occurs, unmerged."""
-    stream = tokens.stream
-    found = []
-    for variant in variants:
-        body = _SEP.join(variant)
-        if body.count(_SEP) != len(variant) - 1:
-            continue  # a word with the separator in it is no word of any text
-        needle = _SEP + body + _SEP
-        at = stream.find(needle)
-        while at != -1:
-            # The separators before it count the words before it.
-            first = stream.count(_SEP, 0, at)
-            found.append((first, first + len(variant) - 1))
-            at = stream.find(needle, at + 1)
-    return found
-
-
-def merge_tokens(found: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted (first, last) token ranges, overlapping ones joined: `merge_spans` on tokens.
-
-    Tokens are disjoint and in order, so spans overlap exactly when ranges share a token.
-    """
-    merged: list[tuple[int, int]] = []
-    for first, last in sorted(found):
-        if merged and first <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
-        else:
-            merged.append((first, last))
-    return merged
-
-
-def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted spans, overlapping ones joined."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def highlight_spans(text: str, keyword_lines: Iterable[str]) -> list[tuple[int, int]]:
-    """Sorted, non-overlapping (start, end) spans of text where a line's phrase occurs."""
-    variants = [variant for line in keyword_lines for variant in line_variants(line)]
-    if not variants:
-        return []
-    return merge_spans(phrase_spans(text_tokens(text), variants))
-
-
-def _start(text: str, token: Token) -> int:
-    _, start, end = token
-    return start + len(text[start:end]) - len(text[start:end].lstrip("{"))
-
-
-def _end(text: str, token: Token) -> int:
-    _, start, end = token
-    return start + len(text[start:end].rstrip("}"))

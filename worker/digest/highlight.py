@@ -1,0 +1,122 @@
+"""Which words of a title or abstract a reader's keyword lines highlight (pure, no I/O).
+
+Run by the digest renderer (worker/digest/fragments.py, entries.py):
+`text_tokens` once per title or abstract, then `phrase_spans` or `phrase_tokens`
+per keyword line (`highlight_spans` for one text). The keyword syntax and the
+tokenizer are worker/digest/matching.py's.
+"""
+
+import functools
+import sys
+from array import array
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from worker.digest.matching import KeywordError, Token, parse_keyword, tokenize
+
+# Between the words of TextTokens.stream; no folded word contains it (_SCAN's
+# words are letters, digits and accents).
+_SEP = "\x01"
+
+
+class TextTokens(NamedTuple):
+    """A text's words with their spans, made once per text for highlighting.
+
+    Compact on purpose: a day's 3,000 titles and abstracts stay a few MB. The
+    words are one string, so finding a phrase is one `str.find` (in C), not a
+    scan of the words in Python.
+    """
+
+    stream: str  # "\x01" + the folded words joined by "\x01" + "\x01"; "" where a phrase ends
+    starts: "array[int]"  # where each word starts, TeX braces trimmed (quoted: 3.11's array is not generic)
+    ends: "array[int]"
+
+
+def text_tokens(text: str) -> TextTokens:
+    """`text` tokenized once, for any number of `phrase_spans` calls."""
+    tokens = tokenize(text)
+    return TextTokens(
+        _SEP + _SEP.join(word for word, _, _ in tokens) + _SEP,
+        array("l", (_start(text, token) for token in tokens)),
+        array("l", (_end(text, token) for token in tokens)),
+    )
+
+
+@functools.lru_cache(maxsize=65536)  # a day has ~30,000 distinct lines; each is tiny
+def line_variants(line: str) -> tuple[tuple[str, ...], ...]:
+    """The word sequences a line highlights: its phrases and their plurals.
+
+    Exclusions, cat: and au: are not highlighted; neither is a line that does not parse.
+    """
+    try:
+        query = parse_keyword(line)
+    except KeywordError:
+        return ()
+    found = dict.fromkeys(variant for phrase in query.phrases for variant in phrase.variants())
+    return tuple(tuple(sys.intern(word) for word in variant) for variant in found)
+
+
+def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
+    """Every (start, end) where one of `variants` occurs in the text, unmerged."""
+    return [(tokens.starts[i], tokens.ends[j]) for i, j in phrase_tokens(tokens, variants)]
+
+
+def phrase_tokens(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
+    """Every (first, last) token index where one of `variants` occurs, unmerged."""
+    stream = tokens.stream
+    found = []
+    for variant in variants:
+        body = _SEP.join(variant)
+        if body.count(_SEP) != len(variant) - 1:
+            continue  # a word with the separator in it is no word of any text
+        needle = _SEP + body + _SEP
+        at = stream.find(needle)
+        while at != -1:
+            # The separators before it count the words before it.
+            first = stream.count(_SEP, 0, at)
+            found.append((first, first + len(variant) - 1))
+            at = stream.find(needle, at + 1)
+    return found
+
+
+def merge_tokens(found: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted (first, last) token ranges, overlapping ones joined: `merge_spans` on tokens.
+
+    Tokens are disjoint and in order, so spans overlap exactly when ranges share a token.
+    """
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(found):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans, overlapping ones joined."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlight_spans(text: str, keyword_lines: Iterable[str]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping (start, end) spans of text where a line's phrase occurs."""
+    variants = [variant for line in keyword_lines for variant in line_variants(line)]
+    if not variants:
+        return []
+    return merge_spans(phrase_spans(text_tokens(text), variants))
+
+
+def _start(text: str, token: Token) -> int:
+    _, start, end = token
+    return start + len(text[start:end]) - len(text[start:end].lstrip("{"))
+
+
+def _end(text: str, token: Token) -> int:
+    _, start, end = token
+    return start + len(text[start:end].rstrip("}"))
