@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, insert, text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from match import keyword_pool  # noqa: E402
 
-from newsletter import create_app, db, preview  # noqa: E402
+from newsletter import create_app, db, preview, preview_index  # noqa: E402
 from newsletter.config import settings
 from newsletter.models import AnnounceType, Base, ListingDay, Paper  # noqa: E402
 from worker import calendar  # noqa: E402
@@ -150,7 +150,7 @@ def main() -> None:
             cached = preview.day_cache()._days
             papers = sum(len(day.ids) for day in cached.values())
             tracemalloc.start()
-            again = preview.DayCache().days(db.session())
+            again = preview_index.DayCache().days(db.session())
             size, _peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             del again

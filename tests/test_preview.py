@@ -10,7 +10,7 @@ import pytest
 from arxiv_server import DATA
 from sqlalchemy import func, select
 
-from newsletter import db, preview, ratelimit
+from newsletter import db, preview, preview_index, ratelimit
 from newsletter.config import settings
 from newsletter.models import AnnounceType, ListingDay, Paper, Subscriber
 from worker.arxiv import ingest
@@ -76,8 +76,8 @@ def test_preview_equals_the_digest_sections_of_the_day(full_day, replacements):
         assert [arxiv_id for arxiv_id, _ in item.samples] == wanted
     # Paper ids equal, in the digest's order: the sections on the candidates alone.
     (day,) = days
-    queries = [preview.parse_keyword(line) for line in LINES]
-    bits = preview._any(day.candidates(query) for query in queries)
+    queries = [preview_index.parse_keyword(line) for line in LINES]
+    bits = preview_index._any(day.candidates(query) for query in queries)
     assert bits.bit_count() < len(day.ids)  # the index does narrow the day
     narrowed = DayDigest(DAY, day.papers_in(bits), settings(full_day))
     assert dict(narrowed.sections({0: reader})[0]) == expected
