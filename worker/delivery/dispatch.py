@@ -19,7 +19,8 @@ dispatch (each poll) queues up to DELIVERY_SEND_JOBS of them while rows are
 claimable, so a dead worker's rows go within a lease and one poll.
 
 Who is due when is worker/delivery/due.py's (pure); which late papers a row
-carries, worker/delivery/late.py's.
+carries, worker/delivery/late.py's; each row's content and the INSERT,
+worker/delivery/rows.py's.
 """
 
 import logging
@@ -27,10 +28,8 @@ import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import db
@@ -38,7 +37,6 @@ from newsletter.config import Settings, settings
 from newsletter.db import utcnow
 from newsletter.models import (
     Delivery,
-    DeliveryStatus,
     Keyword,
     ListingDay,
     Subscriber,
@@ -50,9 +48,9 @@ from worker.delivery.batch import SendSummary
 from worker.delivery.day_cache import day_digest
 from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
-from worker.delivery.messages import new_message_id
+from worker.delivery.rows import _insert_statement, _rows, _rows_made
 from worker.delivery.sending import drain_day
-from worker.digest.core import DayDigest, DigestEmail, Reader, Sections
+from worker.digest.core import DayDigest, DigestEmail, Reader
 from worker.queue import enqueue, redis_connection
 
 log = logging.getLogger(__name__)
@@ -78,10 +76,6 @@ class DispatchSummary:
     claimable: int = 0  # rows still to send after the rows were made
     drain_jobs: int = 0  # drain jobs enqueued (or drains run, with send_now)
     sending: SendSummary = field(default_factory=SendSummary)  # with send_now only
-
-
-def unique_paper_count(sections: Sections) -> int:
-    return len({arxiv_id for _keyword, ids in sections for arxiv_id in ids})
 
 
 # --- dispatch ---
@@ -230,52 +224,6 @@ def make_deliveries(
         if skipped:
             summary.skipped += _rows_made(session, insert, skipped)
         session.commit()
-
-
-def _insert_statement(session: Session) -> Executable:
-    """INSERT ... ON CONFLICT DO NOTHING: one statement, executed once per row of a page."""
-    dialect = session.get_bind().dialect.name
-    table = cast(Table, Delivery.__table__)  # the models type it as a FromClause
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).on_conflict_do_nothing()
-    else:
-        raise NotImplementedError(f"deliveries need INSERT ... ON CONFLICT; {dialect} has none")
-    # Without RETURNING the rows made are counted from the driver's rowcount,
-    # which psycopg sums over an executemany.
-    return statement.execution_options(preserve_rowcount=True)
-
-
-def _rows_made(session: Session, insert: Executable, rows: list[dict[str, Any]]) -> int:
-    # An INSERT's result is a CursorResult, the one with a rowcount.
-    return cast(CursorResult[Any], session.execute(insert, rows)).rowcount
-
-
-def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict], list[dict]]:
-    """The page's new rows: (to send, skipped for want of papers)."""
-    config = settings()
-    created = utcnow()
-    queued: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    for subscriber_id, own in sections.items():
-        count = unique_paper_count(own)
-        send = bool(count) or config.DIGEST_SEND_EMPTY
-        (queued if send else skipped).append(
-            {
-                "subscriber_id": subscriber_id,
-                "listing_date": listing_date,
-                "status": DeliveryStatus.QUEUED if send else DeliveryStatus.SKIPPED,
-                "message_id": new_message_id(config.MAIL_FROM),
-                "sections": [[keyword, ids] for keyword, ids in own],
-                "paper_count": count,
-                "attempts": 0,
-                "created_at": created,
-                "error": None if send else "no matching papers",
-            }
-        )
-    return queued, skipped
 
 
 # --- operator helpers (CLI) ---
