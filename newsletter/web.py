@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 # Forms here are small; anything larger is hostile.
 MAX_BODY_BYTES = 64 * 1024
+# Relays post their events in batches: SendGrid's Event Webhook sends up to
+# 768 KB at once, and a refused batch is retried (and refused) until dropped.
+WEBHOOK_PREFIX = "/webhooks/"
+MAX_WEBHOOK_BYTES = 1024 * 1024
 # Set by CappedBody on a streamed body over the cap; the request is then refused.
 BODY_TOO_LARGE = "newsletter.body_too_large"
 # Seconds a client is asked to wait when the database or Redis is unreachable.
@@ -47,7 +51,7 @@ CSRF_REFUSED = (
 
 def init_app(app: Flask) -> None:
     # Flask's documented way to wrap its WSGI app in middleware; mypy sees a method.
-    app.wsgi_app = CappedBody(app.wsgi_app, MAX_BODY_BYTES)  # type: ignore[method-assign]
+    app.wsgi_app = CappedBody(app.wsgi_app)  # type: ignore[method-assign]
     app.after_request(add_security_headers)
     app.before_request(check_body)
     app.add_url_rule("/favicon.ico", "favicon", favicon)
@@ -98,21 +102,26 @@ class CappedBody:
     with a Content-Length, as if it had been sent with one.
     """
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app):
         self.app = app
-        self.limit = limit
 
     def __call__(self, environ, start_response):
         # A server that ends the stream itself (as for chunked bodies) says so with
         # wsgi.input_terminated; without it and without a length nothing is read at all.
         if environ.get("CONTENT_LENGTH") in (None, "") and environ.get("wsgi.input_terminated"):
-            body = _read_at_most(environ["wsgi.input"], self.limit + 1)
-            if len(body) > self.limit:
+            limit = body_cap(environ.get("PATH_INFO", ""))
+            body = _read_at_most(environ["wsgi.input"], limit + 1)
+            if len(body) > limit:
                 environ[BODY_TOO_LARGE] = True
                 body = b""
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         return self.app(environ, start_response)
+
+
+def body_cap(path: str) -> int:
+    """The largest body a request to `path` may carry."""
+    return MAX_WEBHOOK_BYTES if path.startswith(WEBHOOK_PREFIX) else MAX_BODY_BYTES
 
 
 def _read_at_most(stream, size: int) -> bytes:
@@ -144,9 +153,9 @@ def add_security_headers(response):
 
 def check_body() -> None:
     """Refuse a body over the cap (any framing), and a form body that is not UTF-8."""
-    if request.environ.get(BODY_TOO_LARGE) or (
-        (request.content_length or 0) > current_app.config["MAX_CONTENT_LENGTH"]
-    ):
+    cap = body_cap(request.path)
+    request.max_content_length = cap  # Werkzeug's own cap follows, per request
+    if request.environ.get(BODY_TOO_LARGE) or (request.content_length or 0) > cap:
         # Also a GET with a body: nothing here reads one, and a cap is a cap.
         abort(413, description="That was far more text than any of our forms takes.")
     if request.method == "POST" and not form_is_utf8():

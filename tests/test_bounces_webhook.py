@@ -224,3 +224,24 @@ def test_the_web_process_queues_the_reports_without_loading_the_sending_code(
         ["kijitora@example.ne.jp"],
         ["kijitora@example.co.jp"],
     ]
+
+
+def test_a_batch_larger_than_a_form_is_taken_and_a_larger_one_refused(app, client):
+    """SendGrid posts batches of up to 768 KB: over the forms' 64 KB cap, under the webhooks'."""
+    ada = make_subscriber("ada@example.org")
+    make_delivery(ada)
+    bounce = {"email": "ada@example.org", "timestamp": 1513299569, "event": "bounce"}
+    bounce |= {"type": "bounce", "status": "5.1.1", "reason": "550 no such user"}
+    filler = {"email": "x@example.net", "timestamp": 1513299569, "event": "delivered"}
+    batch = json.dumps([bounce] + [filler] * 9_000).encode()
+    assert 64 * 1024 < len(batch) < 768 * 1024
+
+    assert post(client, batch).status_code == 204
+    db.session().expire_all()
+    assert ada.bounce_count == 1
+
+    too_large = json.dumps([filler] * 20_000).encode()
+    assert len(too_large) > 1024 * 1024
+    assert post(client, too_large).status_code == 413
+    form = {"email": "x" * (70 * 1024) + "@example.org", "keywords": "a", "language": "en"}
+    assert client.post("/", data=form).status_code == 413

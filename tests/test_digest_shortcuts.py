@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 import emails
-from worker.digest.fragments import keyword_shape
 from worker.digest.highlight import phrase_tokens, text_tokens
+from worker.digest.keyword_pieces import keyword_shape
 from worker.digest.matching import tokenize
 from worker.digest.pieces import fill_hole, fragment, sized
 from worker.digest.text import _tokens, _width, wrap_text

@@ -18,7 +18,8 @@ from markupsafe import escape
 
 from worker.calendar import announcement_instant
 from worker.digest.entries import Listing
-from worker.digest.fragments import DayFragments, KeywordPieces
+from worker.digest.fragments import DayFragments
+from worker.digest.keyword_pieces import KeywordPieces
 from worker.digest.layout import (
     HTML_BUDGET,
     Section,

@@ -9,6 +9,8 @@ entry's number, links. Highlighting is worked out once per (paper, matched
 keyword lines) from the paper's words, tokenized once per day.
 A paper of an earlier listing date than the day's (a late paper, see
 worker/digest/core.py) is rendered with its "listed <date>, arrived late" mark.
+A keyword line's own pieces (heading, links, footer, "matched:") are
+worker/digest/keyword_pieces.py's, kept here in an LRU.
 
 Caches are per day and bounded: per paper and variant (a day has ~1,500
 papers, 4 variants), and LRUs of fixed size for what depends on keyword lines
@@ -21,8 +23,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from functools import cached_property
 from typing import NamedTuple
-
-from markupsafe import escape
 
 import emails
 from newsletter.languages import TargetLanguage
@@ -38,10 +38,11 @@ from worker.digest.entries import (
     make_entry,
 )
 from worker.digest.highlight import TextTokens, line_variants, text_tokens
+from worker.digest.keyword_pieces import KeywordPieces, Render, _matched, keyword_shape
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
-from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fill_hole, fragment, hole, sized
-from worker.digest.text import limit_lines, wrap_text
+from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fragment, hole, sized
+from worker.digest.text import wrap_text
 
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
 # and benchmarks/scale.py (a worker's peak RSS at 100k, beside its QP cache):
@@ -68,15 +69,6 @@ _SKELETON_HOLES = (
 )
 
 
-class Counted(NamedTuple):
-    """A keyword's section pieces for one paper count (hole: anchor)."""
-
-    heading_html: Fragment
-    heading_text: str
-    link: Fragment  # in the header, followed by " · "
-    last_link: Fragment
-
-
 class FullEntry(NamedTuple):
     """A paper's full entry for one set of matched lines, in HTML and text."""
 
@@ -92,106 +84,6 @@ class ShortEntry(NamedTuple):
     title: Sized  # highlighted
     matched_html: Sized
     matched_text: str
-
-
-# Renders a keyword macro with the given keyword (a hole, a probe or the line itself).
-Render = Callable[[str], str]
-Shapes = Callable[[tuple, Render], Fragment | None]
-
-
-class KeywordPieces:
-    """One keyword line's pieces, each made on first use.
-
-    The HTML pieces are the macro's output for the line's count with a hole
-    for the keyword (`DayFragments.keyword_shape`, rendered once per count),
-    filled with the escaped line: no Jinja per keyword line.
-    """
-
-    def __init__(self, html, text, keyword: str, shapes: Shapes):
-        self.keyword = keyword
-        self._html = html
-        self._text = text
-        self._shapes = shapes
-        self._counted: dict[int, Counted] = {}
-
-    def counted(self, count: int) -> Counted:
-        found = self._counted.get(count)
-        if found is None:
-            anchor = hole("anchor")
-            html = self._html
-            found = self._counted[count] = Counted(
-                self._filled(
-                    ("heading", count),
-                    lambda k: html.section_heading(anchor, k, count),
-                    ("anchor",),
-                ),
-                limit_lines(str(self._text.section_heading(self.keyword, count))),
-                self._filled(
-                    ("link", count),
-                    lambda k: html.section_link(anchor, k, count, False),
-                    ("anchor",),
-                ),
-                self._filled(
-                    ("last link", count),
-                    lambda k: html.section_link(anchor, k, count, True),
-                    ("anchor",),
-                ),
-            )
-        return found
-
-    def _filled(self, key: tuple, render: Render, holes: tuple[str, ...] = ()) -> Fragment:
-        """The macro's output for this line, with `holes` left."""
-        shape = self._shapes(key, render)
-        if shape is None:
-            return fragment(render(self.keyword), holes=holes)
-        piece = fill_hole(shape, "keyword", self.escaped)
-        if piece.holes != holes:
-            raise ValueError(f"expected holes {holes}, the template has {piece.holes}")
-        return piece
-
-    @cached_property
-    def escaped(self) -> Sized:
-        return sized(str(escape(self.keyword)))
-
-    @cached_property
-    def footer_html(self) -> Sized:
-        piece = self._filled(("footer",), lambda k: self._html.footer_keyword(k, False))
-        return Sized(piece.parts[0], piece.size)
-
-    @cached_property
-    def last_footer_html(self) -> Sized:
-        piece = self._filled(("last footer",), lambda k: self._html.footer_keyword(k, True))
-        return Sized(piece.parts[0], piece.size)
-
-    @cached_property
-    def footer_text(self) -> str:
-        return limit_lines(str(self._text.footer_keyword(self.keyword)))
-
-    @cached_property
-    def matched(self) -> tuple[Sized, str]:
-        """ "matched:" of an entry only this line matched, in HTML and text."""
-        return _matched(self._html, self._text, (self.keyword,))
-
-
-# Keyword lines with what HTML escapes, non-ASCII and spaces, short and long:
-# a macro whose output with each is its output with a hole filled by it
-# escaped takes the line as it is (no wrapping, no test of its value).
-_PROBES = ("a&b <i>\"q\"</i> 'x' \u2019\u00e9", "graph neural networks " * 8)
-
-
-def keyword_shape(render: Render) -> Fragment | None:
-    """`render`'s output with a hole for the keyword; None unless filling it is rendering."""
-    shape = fragment(render(hole("keyword")))
-    if "keyword" not in shape.holes:
-        return None
-    for probe in _PROBES:
-        if fill_hole(shape, "keyword", sized(str(escape(probe)))) != fragment(render(probe)):
-            return None
-    return shape
-
-
-def _matched(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
-    return sized(str(escape(", ".join(lines)))), str(text.matched_line(lines))
 
 
 class DayFragments:
