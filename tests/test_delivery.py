@@ -7,6 +7,7 @@ email package.
 """
 
 import json
+import logging
 import os
 import re
 import signal
@@ -500,18 +501,23 @@ def test_a_greylisting_storm_defers_those_rows_and_they_go_later_exactly_once(si
     assert dispatch_digests(demo).drain_jobs == 0
 
 
-def test_hard_bounces_past_the_limit_suppress_the_subscriber(config, sink, demo, app):
+def test_hard_bounces_past_the_limit_suppress_the_subscriber(config, sink, demo, app, caplog):
     replace_settings(app, BOUNCE_LIMIT=2)
     target = add_subscriber("bouncy@example.com", [DP])
     target.bounce_count = 1  # one earlier hard bounce
     db.session().commit()
     sink.rcpt_replies[target.email].append("550 5.1.1 Mailbox does not exist")
 
-    dispatch_digests(demo)
+    with caplog.at_level(logging.WARNING, logger="worker.delivery.batch"):
+        dispatch_digests(demo)
 
     subscriber = db.session().get(Subscriber, target.id)
     db.session().refresh(subscriber)
     assert (subscriber.bounce_count, subscriber.status) == (2, SubscriberStatus.BLOCKLISTED)
+    # Each line about the row carries its ids (fields of LOG_FORMAT=json).
+    row = deliveries()[0]
+    about_row = [r for r in caplog.records if r.name == "worker.delivery.batch"]
+    assert [(r.delivery_id, r.subscriber_id) for r in about_row] == [(row.id, target.id)] * 2
     # Suppressed: no row for the next listing date.
     next_day = date(2026, 6, 1)
     now = datetime.now(UTC)

@@ -178,7 +178,7 @@ class Sender:
             return
         if isinstance(raw, Exception) or raw is None:
             # One digest that cannot be rendered must not hold up the rest.
-            log.error("delivery %d: rendering failed", claim.id, exc_info=raw)
+            log.error("delivery %d: rendering failed", claim.id, exc_info=raw, extra=_ids(claim))
             why = f"render failed: {raw!r}"
             run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, why))
             summary.failed += 1
@@ -187,12 +187,14 @@ class Sender:
             mailer.deliver(self.mime.sender_address, claim.email, raw, claim.message_id)
         except PermanentFailure as failure:
             reply = failure.reply
-            log.warning("delivery %d refused: %s", claim.id, reply)
+            log.warning("delivery %d refused: %s", claim.id, reply, extra=_ids(claim))
             run(lambda c: ledger.finish(c, claim.id, claimer, DeliveryStatus.FAILED, reply))
             limit = config.BOUNCE_LIMIT
             if run(lambda c: ledger.record_bounce(c, claim.subscriber_id, limit)):
                 log.warning(
-                    "subscriber %d suppressed after repeated hard bounces", claim.subscriber_id
+                    "subscriber %d suppressed after repeated hard bounces",
+                    claim.subscriber_id,
+                    extra=_ids(claim),
                 )
             summary.failed += 1
             return
@@ -200,7 +202,11 @@ class Sender:
             self._temporary(claim, claimer, failure)
             return
         if not run(lambda c: ledger.mark_sent(c, claim.id, claimer)):
-            log.warning("delivery %d: claim lost before it was recorded as sent", claim.id)
+            log.warning(
+                "delivery %d: claim lost before it was recorded as sent",
+                claim.id,
+                extra=_ids(claim),
+            )
         summary.sent += 1
         if _HEAP_REPORT and summary.sent % _HEAP_EVERY == 0:
             _heap_report(summary.sent)
@@ -221,6 +227,17 @@ class Sender:
             not_before: datetime = utcnow() + (timedelta(0) if stops else wait)
             run(lambda c: ledger.defer(c, claim.id, claimer, failure.reply, not_before))
             summary.deferred += 1
-            log.warning("delivery %d deferred until %s: %s", claim.id, not_before, failure.reply)
+            log.warning(
+                "delivery %d deferred until %s: %s",
+                claim.id,
+                not_before,
+                failure.reply,
+                extra=_ids(claim),
+            )
         if stops:
             summary.stopped = failure.reply
+
+
+def _ids(claim: Claim) -> dict[str, int]:
+    """The row's ids for the log line's record (LOG_FORMAT=json shows them as fields)."""
+    return {"delivery_id": claim.id, "subscriber_id": claim.subscriber_id}
