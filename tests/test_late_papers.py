@@ -25,7 +25,8 @@ from worker.arxiv.items import FeedItem
 from worker.arxiv.store import IngestSummary, commit, store_group
 from worker.delivery.dispatch import dispatch_digests, preview_digest
 from worker.delivery.late import late_due
-from worker.digest.core import DayDigest, late_window_start, load_day
+from worker.digest.core import DayDigest
+from worker.digest.loading import late_window_start, load_day
 from worker.translation.job import papers_to_translate
 
 D, NEXT, THIRD = date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)

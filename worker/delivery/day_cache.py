@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.models import ListingDay, Paper, Translation
-from worker.digest.core import DayDigest, late_window_start, load_day, load_translations
+from worker.digest.core import DayDigest
+from worker.digest.loading import late_window_start, load_day, load_translations
 
 # The DayDigest of the last few (database, listing date, translated_at) seen.
 DAYS: dict[tuple, DayDigest] = {}

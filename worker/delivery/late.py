@@ -28,7 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Paper
-from worker.digest.core import DayDigest, Reader, late_window_start
+from worker.digest.core import DayDigest, Reader
+from worker.digest.loading import late_window_start
 
 # Ids per IN (...) query, well under every backend's parameter limit.
 _IN_BATCH = 500

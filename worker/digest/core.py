@@ -22,7 +22,7 @@ Decisions:
 - A digest of date D' carries the late papers of the LATE_LOOKBACK_DATES
   listing dates before D' (a week). Older late papers are only on their own
   day (`newsletter digest preview`, the web page of D): a digest is news.
-- `load_day` loads them with the day's papers, so every DayDigest of D'
+- `load_day` (worker/digest/loading.py) loads them with the day's papers, so every DayDigest of D'
   (dispatch, sending, a resend after a crash, the web page) can render a
   stored row that refers to them; they are never matched as D' papers.
 - Which late papers a reader gets is decided at dispatch (worker/delivery/dispatch.py):
@@ -42,7 +42,6 @@ from functools import cached_property
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from emails import RenderedEmail
@@ -50,21 +49,16 @@ from newsletter.config import Settings
 from newsletter.languages import is_bilingual, target_language
 from newsletter.models import (
     AnnounceType,
-    ListingDay,
     Paper,
     Subscriber,
     Translation,
-    TranslationStatus,
 )
-from worker import calendar
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
-from worker.digest.selection import match_papers
+from worker.digest.line_matches import _LineMatches
+from worker.digest.loading import load_day, load_translations
 
 log = logging.getLogger(__name__)
-
-# Ids per IN (...) query, well under every backend's parameter limit.
-_IN_BATCH = 500
 
 _TYPE_ORDER = {
     AnnounceType.NEW: 0,
@@ -72,63 +66,10 @@ _TYPE_ORDER = {
     AnnounceType.REPLACE: 2,
     AnnounceType.REPLACE_CROSS: 3,
 }
-_ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
-# Listing dates before a digest's own whose late papers it may carry (a week).
-LATE_LOOKBACK_DATES = 7
 
 # (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
 Sections = list[tuple[str, list[str]]]
 Key = TypeVar("Key", bound=Hashable)
-
-
-def load_day(session: Session, listing_date: date) -> dict[str, Paper]:
-    """The papers announced for `listing_date`, and the late papers its digests may carry."""
-    papers = session.scalars(select(Paper).where(Paper.listing_date == listing_date))
-    found = {paper.arxiv_id: paper for paper in papers}
-    found.update(load_late_papers(session, listing_date))
-    return found
-
-
-def late_window_start(listing_date: date) -> date:
-    """The first listing date whose late papers a digest of `listing_date` carries."""
-    day = listing_date
-    for _ in range(LATE_LOOKBACK_DATES):
-        day = calendar.previous_listing_date(day)
-    return day
-
-
-def load_late_papers(session: Session, listing_date: date) -> dict[str, Paper]:
-    """Papers of the look-back window stored after their own listing date completed."""
-    papers = session.scalars(
-        select(Paper)
-        .join(ListingDay, ListingDay.listing_date == Paper.listing_date)
-        .where(
-            Paper.listing_date >= late_window_start(listing_date),
-            Paper.listing_date < listing_date,
-            ListingDay.completed_at.is_not(None),
-            Paper.updated_at > ListingDay.completed_at,
-        )
-    )
-    return {paper.arxiv_id: paper for paper in papers}
-
-
-def load_translations(
-    session: Session, papers: dict[str, Paper], language: str
-) -> dict[str, Translation]:
-    """The finished translations of exactly the versions in `papers`, by arXiv id."""
-    wanted = {(p.arxiv_id, p.version) for p in papers.values()}
-    ids = sorted(papers)
-    found: dict[str, Translation] = {}
-    for start in range(0, len(ids), _IN_BATCH):
-        rows = session.scalars(
-            select(Translation).where(
-                Translation.arxiv_id.in_(ids[start : start + _IN_BATCH]),
-                Translation.language == language,
-                Translation.status == TranslationStatus.DONE,
-            )
-        )
-        found.update({t.arxiv_id: t for t in rows if (t.arxiv_id, t.version) in wanted})
-    return found
 
 
 def subscriber_zone(name: str) -> ZoneInfo:
@@ -350,37 +291,3 @@ class DayDigest:
         )
         digest = assemble_digest(self.fragments, self.listing_date, request)
         return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)
-
-
-class _LineMatches:
-    """Each distinct keyword line's papers among `papers`, matched once.
-
-    Per line: its papers in section order (by `order`), and how many of them
-    are new or cross-lists (the rest, replacements, come last).
-    """
-
-    def __init__(self, papers: dict[str, Paper], order: Callable[[Paper], tuple]):
-        self.papers = papers
-        self._order = order
-        self._lines: dict[str, tuple[tuple[str, ...], int]] = {}
-
-    @cached_property
-    def _rank(self) -> dict[str, int]:
-        ordered = sorted(self.papers.values(), key=self._order)
-        return {paper.arxiv_id: n for n, paper in enumerate(ordered)}
-
-    def match(self, lines: set[str]) -> None:
-        new = sorted(lines - self._lines.keys())
-        if not new:
-            return
-        found = match_papers(list(self.papers.values()), new) if self.papers else {}
-        rank = self._rank
-        for line in new:
-            ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))
-            always = sum(self.papers[i].announce_type in _ALWAYS_INCLUDED for i in ids)
-            self._lines[line] = (ids, always)
-
-    def shown(self, line: str, include_replacements: bool) -> tuple[str, ...]:
-        """The line's papers a reader sees (`match` first)."""
-        ids, always = self._lines[line]
-        return ids if include_replacements else ids[:always]
