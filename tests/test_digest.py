@@ -36,10 +36,11 @@ from worker.arxiv.store import paper_fields
 from worker.delivery.messages import build_message
 from worker.demo.load import DEMO_LISTING_DATE, load_demo, read_demo
 from worker.digest.core import DayDigest, DigestEmail, Reader
-from worker.digest.entries import category_names, escaped_text, highlight
+from worker.digest.entries import category_names
 from worker.digest.highlight import highlight_spans, line_variants, text_tokens
 from worker.digest.layout import HTML_BUDGET
 from worker.digest.loading import load_day
+from worker.digest.marks import escaped_text, highlight
 from worker.digest.text import wrap_text
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -28,12 +28,9 @@ import emails
 from newsletter.languages import TargetLanguage
 from newsletter.models import Paper, Translation
 from worker.digest.entries import (
-    EscapedText,
     Listing,
     PaperEntry,
-    escaped_text,
     finished_translation,
-    highlight,
     listed_note,
     make_entry,
 )
@@ -41,6 +38,7 @@ from worker.digest.highlight import TextTokens, line_variants, text_tokens
 from worker.digest.keyword_pieces import KeywordPieces, Render, _matched, keyword_shape
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
+from worker.digest.marks import EscapedText, escaped_text, highlight
 from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fragment, hole, sized
 from worker.digest.text import wrap_text
 
