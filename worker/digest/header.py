@@ -1,0 +1,105 @@
+"""A digest's header and subject: its dates, counts and keywords as the templates take them.
+
+Used by worker/digest/assembly.py: `_dates` once per (day, zone, minute),
+`_header` per layout tried, `_subject` once per digest. Times show as
+"Fri 29 May 2026, 20:00 UTC+8": the offset, never a zone abbreviation.
+"""
+
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from worker.calendar import announcement_instant
+from worker.digest.fragments import DayFragments
+from worker.digest.layout import Section
+from worker.digest.pieces import fill_text
+
+# Subject lines stay readable; keywords past this many characters become "+N more".
+SUBJECT_MAX = 150
+
+
+def _subject(fragments: DayFragments, header: dict, plan: list[Section]) -> str:
+    values = _preview(header, plan)
+    piece = fragments.subject(header["listing_date"], bool(values["subject_keywords"]))
+    out: list[str] = []
+    fill_text(out, piece, *(values[hole] for hole in piece.holes))
+    # One line whatever the values held (header injection guard).
+    return " ".join("".join(out).split())
+
+
+def _preview(header: dict, plan: list[Section]) -> dict[str, str]:
+    return {
+        "paper_count": str(header["paper_count"]),
+        "papers_word": header["papers_word"],
+        "subject_keywords": subject_keywords(plan),
+    }
+
+
+def _header(dates: tuple[str, str | None, str | None, str, str], papers: int, full: int) -> dict:
+    """The values of the header (both parts), in a fixed order (a cache key)."""
+    listing_date, announced_et, announced_local, timezone, generated = dates
+    return {
+        "listing_date": listing_date,
+        "announced_et": announced_et,
+        "announced_local": announced_local,
+        "timezone": timezone,
+        "generated": generated,
+        "paper_count": papers,
+        "full_count": full,
+        "papers_word": "paper" if papers == 1 else "papers",
+    }
+
+
+def _summary_values(header: dict) -> dict:
+    return {name: value for name, value in header.items() if name != "listing_date"}
+
+
+@lru_cache(maxsize=4096)
+def _dates(
+    listing_date: date, zone: ZoneInfo, timezone: str, generated_at: datetime
+) -> tuple[str, str | None, str | None, str, str]:
+    """The header's dates, made once per (day, zone, minute) rather than per digest."""
+    try:
+        announced = announcement_instant(listing_date)
+    except ValueError:
+        announced = None
+    return (
+        _day(listing_date),
+        _instant(announced) if announced else None,
+        _instant(announced.astimezone(zone)) if announced else None,
+        zone.key if zone.key == timezone else "UTC",
+        _instant(generated_at.astimezone(zone)),
+    )
+
+
+def subject_keywords(sections: list[Section]) -> str:
+    parts = [f"{s.keyword} ({s.count})" for s in sections]
+    shown: list[str] = []
+    for n, part in enumerate(parts):
+        if shown and len(", ".join(shown + [part])) > SUBJECT_MAX - 60:
+            shown.append(f"+{len(parts) - n} more")
+            break
+        shown.append(part)
+    return ", ".join(shown)
+
+
+def _day(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _instant(instant: datetime) -> str:
+    return f"{_day(instant.date())}, {instant:%H:%M} {utc_offset(instant)}"
+
+
+def utc_offset(instant: datetime) -> str:
+    """The instant's offset from UTC: "UTC+8", "UTC-4", "UTC+5:30", or "UTC".
+
+    Not the zone's abbreviation: Asia/Shanghai's "CST" is also US Central time.
+    """
+    offset = instant.utcoffset()
+    minutes = int(offset.total_seconds()) // 60 if offset else 0
+    if not minutes:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
