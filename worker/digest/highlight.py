@@ -1,6 +1,6 @@
 """Which words of a title or abstract a reader's keyword lines highlight (pure, no I/O).
 
-Run by the digest renderer (worker/digest/fragments.py, entries.py):
+Run by the digest renderer (worker/digest/fragments.py, marks.py):
 `text_tokens` once per title or abstract, then `phrase_spans` or `phrase_tokens`
 per keyword line (`highlight_spans` for one text). The keyword syntax and the
 tokenizer are worker/digest/matching.py's.

@@ -1,6 +1,6 @@
 """arXiv's "this https URL" in abstracts and comments, pointed at the paper's abstract page.
 
-Used by worker/digest/entries.py (the abstract's HTML, with the highlighting's
+Used by worker/digest/marks.py (the abstract's HTML, with the highlighting's
 offsets) and by the entry macros (emails/templates/digest/parts.*, as
 `linked`, via worker/digest/fragments.py), once per paper a day. arXiv's listings
 replace a link in an abstract or comment by the words "this https URL"; the

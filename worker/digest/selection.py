@@ -1,8 +1,8 @@
 """Which papers each keyword line selects (pure, no I/O).
 
-Run by the digest core once per listing date (`match_papers`: worker/digest/core.py)
-and by benchmarks/match.py and scale.py. The keyword syntax and
-the tokenizer are worker/digest/matching.py's; this module applies parsed lines
+Run by the digest core once per listing date (`match_papers`, through
+worker/digest/line_matches.py) and by benchmarks/match.py and scale.py. The
+keyword syntax and the tokenizer are worker/digest/matching.py's; this module applies parsed lines
 to a day's papers, every distinct phrase searched once with one automaton.
 """
 
