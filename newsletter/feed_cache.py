@@ -35,7 +35,7 @@ SECTIONS_KEPT = 4096
 # (day as stored, paper) -> its rendered entry, shared by every reader it matches.
 ENTRIES_KEPT = 20_000
 _IN_BATCH = 500
-# What matching reads of a paper (worker/digest/matching.py `PaperLike`, and the
+# What matching reads of a paper (worker/digest/selection.py `PaperLike`, and the
 # section order in worker/digest/core.py): a day is matched from these columns
 # only, without the ORM, which costs more than the matching for 1,500 papers.
 _MATCHED = (
