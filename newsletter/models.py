@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -79,6 +80,8 @@ class Subscriber(Base):
     language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     include_replacements: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A one-line TL;DR under each paper's title (worker/translation/tldr.py).
+    tldr: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Local hour (0-23) before which the digest is held; None = as soon as ready.
     delivery_hour: Mapped[int | None] = mapped_column(Integer, default=None)
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -193,6 +196,24 @@ class Translation(Base):
     status: Mapped[TranslationStatus] = mapped_column(_enum(TranslationStatus))
     title: Mapped[str | None] = mapped_column(Text)
     abstract: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(200))
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Tldr(Base):
+    """A paper version's one-line TL;DR in one language ("en", or the translation's), made once."""
+
+    __tablename__ = "tldrs"
+    __table_args__ = (UniqueConstraint("arxiv_id", "version", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    arxiv_id: Mapped[str] = mapped_column(String(32), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(16))
+    status: Mapped[TranslationStatus] = mapped_column(_enum(TranslationStatus))
+    text: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str | None] = mapped_column(String(200))
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
