@@ -94,6 +94,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
         digests,
         feed,
         health,
+        i18n,
         metrics,
         preview,
         subscriptions,
@@ -104,6 +105,7 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     # Templates read the settings as `settings` (Flask's `config` holds only its own keys).
     app.context_processor(lambda: {"settings": settings(app)})
     web.init_app(app)
+    i18n.init_app(app)
     # After web's body checks, which refuse an oversized or non-UTF-8 form first.
     web.csrf.init_app(app)
     app.register_blueprint(subscriptions.bp)

@@ -10,6 +10,8 @@ the subscriber's current keywords match; the digest core (worker/digest/core.py,
 from datetime import date
 
 from flask import Blueprint, abort
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from sqlalchemy import select
 
 from newsletter import db
@@ -26,7 +28,7 @@ DIGEST_PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-NOT_VALID = "This link is not valid. It may have been mistyped or cut off."
+NOT_VALID = lazy_gettext("This link is not valid. It may have been mistyped or cut off.")
 
 
 def _read_digest_token(token: str) -> tuple[str, date]:
@@ -62,7 +64,7 @@ def show(token: str):
     else:
         sections = day.sections({subscriber.id: reader})[subscriber.id]
     if not sections:
-        abort(404, description="There is no digest for this date any more.")
+        abort(404, description=_("There is no digest for this date any more."))
     generated_at = (
         (delivery.sent_at or delivery.created_at) if delivery is not None else db.utcnow()
     )

@@ -23,6 +23,8 @@ import json
 from datetime import datetime
 
 from flask import Blueprint, Response, abort, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.http import is_resource_modified
@@ -48,7 +50,7 @@ bp = Blueprint("feed", __name__)
 FEED_FORMAT = 1
 # Readers whose feed is served: a paused subscriber keeps the feed.
 SERVED = (SubscriberStatus.CONFIRMED, SubscriberStatus.PAUSED)
-NOT_VALID = "This feed link is not valid. It may have been mistyped or cut off."
+NOT_VALID = lazy_gettext("This feed link is not valid. It may have been mistyped or cut off.")
 
 
 def last_modified(subscriber: Subscriber, days: list[FeedDay]) -> datetime:
@@ -108,7 +110,7 @@ def load_feed_subscriber(token: str) -> Subscriber:
         abort(404, description=NOT_VALID)
     subscriber = db.session().scalar(select(Subscriber).where(Subscriber.public_id == public_id))
     if subscriber is None or subscriber.status not in SERVED:
-        abort(404, description="This feed is not available any more.")
+        abort(404, description=_("This feed is not available any more."))
     return subscriber
 
 

@@ -1,6 +1,7 @@
 """Validation of the sign-up and manage forms: raw strings in, clean values or
 one error message per field out (the keywords' message has one line per bad
-keyword line). Pure; the views do the I/O.
+keyword line). Pure; the views do the I/O. Messages are in the page's
+language (Flask-Babel's gettext: English outside a request, as for the CLI's import).
 """
 
 import re
@@ -11,6 +12,7 @@ from functools import cache
 from importlib import resources
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 
 from worker.digest.matching import KeywordError, normalize_keyword_line, parse_keyword
 
@@ -41,7 +43,7 @@ def _unreadable(value: str) -> str | None:
         if char in "\r\n\t":
             continue
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
-            return "contains control or invisible characters"
+            return _("contains control or invisible characters")
     return None
 
 
@@ -49,11 +51,11 @@ def clean_email(raw: str, check_deliverability: bool) -> tuple[str | None, str |
     """(normalised address, None) or (None, error)."""
     value = raw.strip()
     if not value:
-        return None, "Enter your email address."
+        return None, _("Enter your email address.")
     if len(value) > MAX_EMAIL_LENGTH:
-        return None, "That address is too long."
+        return None, _("That address is too long.")
     if any(c in value for c in "\r\n") or _unreadable(value):
-        return None, "That is not a valid email address."
+        return None, _("That is not a valid email address.")
     try:
         # No SMTPUTF8: relays that lack it would bounce such addresses, so the
         # local part must be ASCII and the domain is kept in its ASCII (IDNA) form.
@@ -61,7 +63,7 @@ def clean_email(raw: str, check_deliverability: bool) -> tuple[str | None, str |
             value, check_deliverability=check_deliverability, allow_smtputf8=False
         )
     except EmailNotValidError as error:
-        return None, f"That is not a valid email address: {error}"
+        return None, _("That is not a valid email address: %(reason)s", reason=error)
     return result.ascii_email, None
 
 
@@ -73,13 +75,17 @@ def clean_keywords(raw: str) -> tuple[list[str] | None, str | None]:
     """
     problem = _unreadable(raw.replace("\r", "").replace("\n", ""))
     if problem:
-        return None, f"Your keywords {problem}."
+        return None, _("Your keywords %(problem)s.", problem=problem)
     numbered = [(n, normalize_keyword_line(line)) for n, line in enumerate(raw.splitlines(), 1)]
     numbered = [(n, line) for n, line in numbered if line]
     if not numbered:
-        return None, "Enter at least one keyword line."
+        return None, _("Enter at least one keyword line.")
     if len(numbered) > MAX_KEYWORDS:
-        return None, f"At most {MAX_KEYWORDS} keyword lines, please (you entered {len(numbered)})."
+        return None, _(
+            "At most %(most)s keyword lines, please (you entered %(entered)s).",
+            most=MAX_KEYWORDS,
+            entered=len(numbered),
+        )
     keywords: list[str] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -98,12 +104,26 @@ def clean_keywords(raw: str) -> tuple[list[str] | None, str | None]:
 def keyword_line_error(number: int, line: str) -> str | None:
     """Why keyword line `number` (normalised) is refused, or None."""
     if len(line) > MAX_KEYWORD_LENGTH:
-        return f"Line {number} is longer than {MAX_KEYWORD_LENGTH} characters."
+        return _(
+            "Line %(number)s is longer than %(most)s characters.",
+            number=number,
+            most=MAX_KEYWORD_LENGTH,
+        )
     try:
         parse_keyword(line)
     except KeywordError as error:
-        return f"Line {number} ({_shorten(line)}): {error}"
+        return _(
+            "Line %(number)s (%(line)s): %(problem)s",
+            number=number,
+            line=_shorten(line),
+            problem=keyword_error_message(error),
+        )
     return None
+
+
+def keyword_error_message(error: KeywordError) -> str:
+    """The matcher's refusal in the page's language (the catalogue holds each KeywordError)."""
+    return _(error.message, **error.values)
 
 
 def _shorten(line: str) -> str:
@@ -114,7 +134,7 @@ def clean_timezone(raw: str) -> tuple[str | None, str | None]:
     """An IANA zone name from the list, exactly as spelled there; empty means UTC."""
     value = raw.strip() or "UTC"
     if len(value) > 64 or value not in iana_zones():
-        return None, "Choose a timezone from the list, such as Europe/Berlin or Asia/Shanghai."
+        return None, _("Choose a timezone from the list, such as Europe/Berlin or Asia/Shanghai.")
     return value, None
 
 
@@ -137,7 +157,7 @@ def clean_language(raw: str, offered: Collection[str]) -> tuple[str | None, str 
     """One of the offered language values (newsletter.languages), exactly."""
     value = raw.strip(ASCII_SPACE) or "en"
     if value not in offered:
-        return None, "Choose one of the languages offered."
+        return None, _("Choose one of the languages offered.")
     return value, None
 
 
@@ -147,7 +167,7 @@ def clean_delivery_hour(raw: str) -> tuple[int | None, str | None]:
     if value in ("", "asap"):
         return None, None
     if not HOUR_PATTERN.fullmatch(value) or not 0 <= int(value) <= 23:
-        return None, "Choose an hour between 0 and 23, or as soon as ready."
+        return None, _("Choose an hour between 0 and 23, or as soon as ready.")
     return int(value), None
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from flask import Blueprint, current_app, render_template, request
+from flask_babel import gettext as _
 from jinja2.utils import htmlsafe_json_dumps
 
 from newsletter import db, forms, ratelimit
@@ -86,7 +87,9 @@ def previewable_lines(raw: str) -> tuple[list[str], str | None]:
     oversized (too long, too many lines), which previews nothing.
     """
     if len(raw) > MAX_TEXT:
-        return [], f"Your keywords are too long: at most {MAX_TEXT} characters, please."
+        return [], _(
+            "Your keywords are too long: at most %(most)s characters, please.", most=MAX_TEXT
+        )
     keywords, error = forms.clean_keywords(raw)
     if keywords is not None:
         return keywords, None

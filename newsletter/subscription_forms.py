@@ -6,11 +6,14 @@ unsubscribe links.
 """
 
 from flask import abort, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from newsletter import db, forms, preview
 from newsletter.config import settings as app_settings
+from newsletter.i18n import current_locale, use_subscriber_locale
 from newsletter.languages import language_choices
+from newsletter.locales import subscriber_locale
 from newsletter.models import Subscriber
 from newsletter.tokens import make_token, read_token
 
@@ -18,7 +21,15 @@ from newsletter.tokens import make_token, read_token
 def offered_languages() -> dict[str, str]:
     """Language value -> label: English, and English + TRANSLATION_LANGUAGE with a backend."""
     config = app_settings()
-    return language_choices(config.TRANSLATION_LANGUAGE, config.TRANSLATION_BACKEND != "none")
+    choices = language_choices(config.TRANSLATION_LANGUAGE, config.TRANSLATION_BACKEND != "none")
+    # "English" in the page's language; the other language keeps its own name.
+    return {code: label.replace("English", _("English"), 1) for code, label in choices.items()}
+
+
+def default_language() -> str:
+    """The form's language for a new reader: the one whose interface is this page's."""
+    page = current_locale()
+    return next((code for code in offered_languages() if subscriber_locale(code) == page), "en")
 
 
 def render_form(template: str, values: dict, errors: dict, status: int = 200, **extra):
@@ -41,7 +52,7 @@ def preview_form(template: str, **extra):
     if wait:
         abort(
             429,
-            description="Too many previews. Please wait a little and try again.",
+            description=_("Too many previews. Please wait a little and try again."),
             retry_after=wait,
         )
     error, shown = preview.form_preview(request.form)
@@ -56,10 +67,12 @@ def load_subscriber(purpose: str, token: str, max_age: int | None = None) -> Sub
     """The subscriber a valid token names, or 404. ExpiredToken passes through."""
     public_id = read_token(app_settings().SECRET_KEY, purpose, token, max_age=max_age)
     if not isinstance(public_id, str):
-        abort(404, description="This link is not valid. It may have been mistyped or cut off.")
+        abort(404, description=_("This link is not valid. It may have been mistyped or cut off."))
     subscriber = db.session().scalar(select(Subscriber).where(Subscriber.public_id == public_id))
     if subscriber is None:
-        abort(404, description="This link is not valid any more.")
+        abort(404, description=_("This link is not valid any more."))
+    # The page is in the subscriber's language (newsletter/i18n.py).
+    use_subscriber_locale(subscriber.language)
     return subscriber
 
 

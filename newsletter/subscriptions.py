@@ -14,12 +14,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from newsletter import db, forms, ratelimit
 from newsletter.config import settings as app_settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.subscription_forms import (
+    default_language,
     load_subscriber,
     manage_token,
     manage_values,
@@ -51,7 +53,8 @@ def client_ip() -> str:
 
 @bp.get("/")
 def signup():
-    return render_form("signup.html", values={"timezone": "UTC", "language": "en"}, errors={})
+    values = {"timezone": "UTC", "language": default_language()}
+    return render_form("signup.html", values=values, errors={})
 
 
 @bp.post("/")
@@ -81,7 +84,7 @@ def signup_post():
     if wait:
         abort(
             429,
-            description="Too many sign-up attempts. Please wait an hour and try again.",
+            description=_("Too many sign-up attempts. Please wait an hour and try again."),
             retry_after=wait,
         )
 
@@ -138,7 +141,7 @@ def confirm_resend(token: str):
             select(Subscriber).where(Subscriber.public_id == expired.public_id)
         )
         if found is None:
-            abort(404, description="This link is not valid any more.")
+            abort(404, description=_("This link is not valid any more."))
         subscriber = found
     wait = ratelimit.attempt(
         f"address:{subscriber.email_key}", app_settings().SIGNUP_LIMIT_PER_ADDRESS
@@ -146,7 +149,7 @@ def confirm_resend(token: str):
     if wait:
         abort(
             429,
-            description="Too many requests for this address. Please wait an hour and try again.",
+            description=_("Too many requests for this address. Please wait an hour and try again."),
             retry_after=wait,
         )
     if subscriber.status is SubscriberStatus.UNCONFIRMED:
@@ -164,9 +167,9 @@ def manage(token: str):
         subscriber=subscriber,
         token=token,
         unsubscribe_token=unsubscribe_token(subscriber),
-        notice="Your subscription is confirmed."
+        notice=_("Your subscription is confirmed.")
         if request.args.get("confirmed")
-        else "Your settings are saved."
+        else _("Your settings are saved.")
         if request.args.get("saved")
         else None,
     )

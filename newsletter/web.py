@@ -9,6 +9,8 @@ import logging
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, abort, current_app, render_template, request, send_from_directory
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,7 +46,7 @@ CONTENT_SECURITY_POLICY = (
 # token, is the one form exempt (`@csrf.exempt` in subscriptions.py).
 csrf = CSRFProtect()
 
-CSRF_REFUSED = (
+CSRF_REFUSED = lazy_gettext(
     "This form has expired or was not sent from our site. Go back, reload the page and try again."
 )
 
@@ -157,12 +159,13 @@ def check_body() -> None:
     request.max_content_length = cap  # Werkzeug's own cap follows, per request
     if request.environ.get(BODY_TOO_LARGE) or (request.content_length or 0) > cap:
         # Also a GET with a body: nothing here reads one, and a cap is a cap.
-        abort(413, description="That was far more text than any of our forms takes.")
+        abort(413, description=_("That was far more text than any of our forms takes."))
     if request.method == "POST" and not form_is_utf8():
         abort(
             400,
-            description="The form held text that is not valid UTF-8. "
-            "Please retype it and send it again.",
+            description=_(
+                "The form held text that is not valid UTF-8. Please retype it and send it again."
+            ),
         )
 
 
@@ -185,11 +188,24 @@ def form_is_utf8() -> bool:
     return True
 
 
+# Werkzeug's own description of an error a view raised without one, in the page's language.
+DEFAULT_DESCRIPTIONS = {
+    400: lazy_gettext("The request could not be understood."),
+    403: lazy_gettext("You may not open this page."),
+    404: lazy_gettext("There is no page at this address."),
+    405: lazy_gettext("This page cannot be opened that way."),
+    413: lazy_gettext("That was far more text than any of our forms takes."),
+    429: lazy_gettext("Too many requests. Please wait a little and try again."),
+}
+
+
 def render_error(error):
     code = getattr(error, "code", 500) or 500
-    description = getattr(error, "description", None) or "Something went wrong."
+    description = getattr(error, "description", None)
+    if not description or description == getattr(type(error), "description", None):
+        description = DEFAULT_DESCRIPTIONS.get(code) or _("Something went wrong.")
     if code == 500:
-        description = "Something went wrong on our side. Please try again later."
+        description = _("Something went wrong on our side. Please try again later.")
     response = render_template("error.html", code=code, description=description), code
     retry_after = getattr(error, "retry_after", None)
     if code == 429 and isinstance(retry_after, int):
@@ -215,7 +231,7 @@ def render_unavailable(error: Exception):
         else "database (DATABASE_URL)",
         cause[0] if cause else type(error).__name__,
     )
-    description = (
+    description = _(
         "We cannot reach our database just now, so this was not done. Please try again in a minute."
     )
     page = render_template("error.html", code=503, description=description)

@@ -147,13 +147,14 @@ def test_no_import_cycle_in_newsletter_worker_and_emails():
 # The layers of ARCHITECTURE.md, lowest first. A module imports its own layer or
 # lower ones: newsletter (web, CLI) -> worker jobs -> stages -> the bottom.
 BOTTOM = {
-    # Everything may import these: settings, the database, models, links, languages.
+    # Everything may import these: settings, the database, models, links, languages, locales.
     "newsletter.config",
     "newsletter.config_parsers",
     "newsletter.db",
     "newsletter.models",
     "newsletter.tokens",
     "newsletter.languages",
+    "newsletter.locales",
     "newsletter.logging_setup",
     # The pure renderer, and what every stage shares: the calendar, HTTP, the queue.
     "emails",

@@ -13,6 +13,7 @@ from datetime import date, datetime
 import emails
 from newsletter import db
 from newsletter.config import settings
+from newsletter.locales import subscriber_locale
 from newsletter.logging_setup import logged_job
 from newsletter.models import ListingDay, Subscriber, SubscriberStatus
 from newsletter.tokens import confirm_url, subscriber_links
@@ -40,6 +41,7 @@ def send_confirmation(subscriber_id: int) -> None:
     config = settings()
     rendered = emails.render(
         "confirm",
+        subscriber_locale(subscriber.language),
         keywords=subscriber.keyword_lines,
         confirm_url=confirm_url(config, subscriber.public_id),
     )
@@ -55,7 +57,8 @@ def send_manage_link(subscriber_id: int) -> None:
     if subscriber is None or subscriber.status is SubscriberStatus.BLOCKLISTED:
         return
     links = subscriber_links(settings(), subscriber.public_id)
-    _send_account_email(subscriber, emails.render("already_subscribed", **links))
+    locale = subscriber_locale(subscriber.language)
+    _send_account_email(subscriber, emails.render("already_subscribed", locale, **links))
 
 
 def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) -> None:

@@ -63,7 +63,17 @@ Token = tuple[str, int, int]  # (folded word, start, end) in the text; "" ends a
 
 
 class KeywordError(ValueError):
-    """A keyword line the matcher does not understand; str() is the message to show."""
+    """A keyword line the matcher does not understand; str() is the message to show.
+
+    `message` is the English text with %(name)s holes and `values` fill them:
+    the site shows it in the reader's language (newsletter/forms.py; the
+    catalogue extracts each KeywordError("...") as a message).
+    """
+
+    def __init__(self, message: str, **values: object):
+        super().__init__(message % values if values else message)
+        self.message = message
+        self.values = values
 
 
 @dataclass(frozen=True)
@@ -134,9 +144,11 @@ def parse_keyword(line: str) -> Query:
     if not line:
         raise KeywordError("The keyword is empty.")
     if not any(ch.isalnum() for ch in line):
-        raise KeywordError(f"“{line}” has no letters or digits.")
+        raise KeywordError("“%(text)s” has no letters or digits.", text=line)
     if len(line) > MAX_LINE_LENGTH:
-        raise KeywordError(f"A keyword line can be at most {MAX_LINE_LENGTH} characters long.")
+        raise KeywordError(
+            "A keyword line can be at most %(most)s characters long.", most=MAX_LINE_LENGTH
+        )
     if line.count('"') % 2:
         raise KeywordError('A quote is not closed: put phrases between two quotes, "like this".')
     phrases: list[Phrase] = []
@@ -167,19 +179,29 @@ def parse_keyword(line: str) -> Query:
         if not value.strip():
             if operator:
                 example = {"cat": "cat:cs.RO", "au": 'au:"Ada Lovelace"'}.get(operator, "")
-                raise KeywordError(
-                    f"“{operator}:” needs a value, e.g. {example}."
-                    if example
-                    else f"Unknown operator “{operator}:”."
-                )
-            raise KeywordError(f"“{term}” needs a word or a phrase.")
+                if example:
+                    raise KeywordError(
+                        "“%(operator)s:” needs a value, e.g. %(example)s.",
+                        operator=operator,
+                        example=example,
+                    )
+                raise KeywordError("Unknown operator “%(operator)s:”.", operator=operator)
+            raise KeywordError("“%(term)s” needs a word or a phrase.", term=term)
         if operator and operator not in ("cat", "au"):
-            raise KeywordError(f"Unknown operator “{operator}:”: use cat: or au:.")
+            raise KeywordError(
+                "Unknown operator “%(operator)s:”: use cat: or au:.", operator=operator
+            )
         if negated and operator:
-            raise KeywordError(f"“{term}”: “-” excludes words and phrases, not {operator}:.")
+            raise KeywordError(
+                "“%(term)s”: “-” excludes words and phrases, not %(operator)s:.",
+                term=term,
+                operator=operator,
+            )
         if negated:
             if value.startswith("-"):
-                raise KeywordError(f"“{term}”: put a single “-” before the word to exclude.")
+                raise KeywordError(
+                    "“%(term)s”: put a single “-” before the word to exclude.", term=term
+                )
             excluded.append(_phrase(value, exact=quoted is not None))
         elif operator == "cat":
             categories.append(_category(value))
@@ -198,15 +220,18 @@ def _phrase(text: str, exact: bool) -> Phrase:
     bad = _PHRASE_CHARS.search(text)
     if bad and bad.group() == ".":
         raise KeywordError(
-            f"“{text}”: “.” fits only in numbers (2.0); for a category write cat:cs.RO."
+            "“%(text)s”: “.” fits only in numbers (2.0); for a category write cat:cs.RO.",
+            text=text,
         )
     if bad:
         raise KeywordError(
-            f"“{text}”: “{bad.group()}” cannot be matched; use letters, digits, spaces and hyphens."
+            "“%(text)s”: “%(char)s” cannot be matched; use letters, digits, spaces and hyphens.",
+            text=text,
+            char=bad.group(),
         )
     words = tuple(word for word, _, _ in tokenize(text))
     if not words:
-        raise KeywordError(f"“{text}” has no letters or digits.")
+        raise KeywordError("“%(text)s” has no letters or digits.", text=text)
     return Phrase(words, exact)
 
 
@@ -214,19 +239,25 @@ def _category(value: str) -> str:
     category = value.lower()
     m = _CATEGORY.fullmatch(category)
     if not m:
-        raise KeywordError(f"“cat:{value}” is not a category: write e.g. cat:cs.RO or cat:math.")
+        raise KeywordError(
+            "“cat:%(value)s” is not a category: write e.g. cat:cs.RO or cat:math.", value=value
+        )
     if m.group(1) not in ARCHIVES:
-        raise KeywordError(f"“cat:{value}”: arXiv has no archive “{m.group(1)}”.")
+        raise KeywordError(
+            "“cat:%(value)s”: arXiv has no archive “%(archive)s”.", value=value, archive=m.group(1)
+        )
     return category
 
 
 def _author(value: str) -> tuple[str, ...]:
     bad = _AUTHOR_CHARS.search(value)
     if bad:
-        raise KeywordError(f"“au:{value}”: “{bad.group()}” cannot be part of a name.")
+        raise KeywordError(
+            "“au:%(value)s”: “%(char)s” cannot be part of a name.", value=value, char=bad.group()
+        )
     words = _name_words(value)
     if not words:
-        raise KeywordError(f"“au:{value}” has no letters.")
+        raise KeywordError("“au:%(value)s” has no letters.", value=value)
     return words
 
 
