@@ -154,18 +154,20 @@ TYPES = {
 @pytest.mark.parametrize(
     ("keywords", "matches", "include_replacements", "expected"),
     [
-        # Subscriber's order, not the matcher's; new, then cross, then replacements, each by id.
+        # Subscriber's order, not the matcher's; in a section new papers and cross-lists,
+        # then replacements, each in relevance order (tests/test_relevance.py): every
+        # title matches, 2401.00003 matches both lines, then by id.
         (
             ["b", "a"],
             {"a": {"2401.00003"}, "b": set(TYPES)},
             True,
             [
-                ("b", ["2401.00003", "2401.00001", "2401.00004", "2401.00005", "2401.00002"]),
+                ("b", ["2401.00003", "2401.00001", "2401.00004", "2401.00002", "2401.00005"]),
                 ("a", ["2401.00003"]),
             ],
         ),
         # Replacements only for subscribers who opted in.
-        (["b"], {"b": set(TYPES)}, False, [("b", ["2401.00003", "2401.00001", "2401.00004"])]),
+        (["b"], {"b": set(TYPES)}, False, [("b", ["2401.00001", "2401.00003", "2401.00004"])]),
         # A keyword whose only papers are replacements has no section.
         (["a", "b"], {"a": {"2401.00005"}, "b": {"2401.00004"}}, False, [("b", ["2401.00004"])]),
         # Unknown keywords and keywords without papers have no section.
@@ -251,7 +253,9 @@ def test_header_footer_and_entry_details():
     assert "<mark" not in rendered.text
     assert "You receive this because you subscribed" in rendered.text
     # Past 25 papers the email lists titles and links to the full digest page.
-    # (25 under the first keyword, plus the one new paper of the second.)
+    # (25 under the first keyword, plus the one new paper of the second.) A third
+    # line repeats the first's papers: pointers to those past 25 lead to the page.
+    _, rendered = render(papers, [*SAMPLE_KEYWORDS, "learning"])
     assert rendered.html.count('id="p-') == 26
     assert f"{LINKS['view_url']}#p-" in rendered.html
     assert "(full entry: digest page)" in rendered.text
@@ -336,8 +340,10 @@ def test_bilingual_shows_chinese_after_english_and_notes_missing_ones():
     translations["2605.28829"] = failed
     translations["2605.28842"] = stale
     del translations["2605.28860"]
+    # Four papers in full: the first and the three without a translation to show.
+    shown = {i: papers[i] for i in ("2605.28828", "2605.28829", "2605.28842", "2605.28860")}
     _, rendered = render(
-        papers, SAMPLE_KEYWORDS, language="en+zh", translations=translations, max_per_keyword=4
+        shown, SAMPLE_KEYWORDS, language="en+zh", translations=translations, max_per_keyword=4
     )
     for part in (rendered.html, rendered.text):
         english = part.index("Micro-Macro Retrieval: Reducing Long-Form")
@@ -402,7 +408,7 @@ def test_the_second_language_is_translation_language():
         assert "Japanese translation not available today." in html
     assert "拡散方策による強化学習。" in ja.text
     assert "(Japanese translation not available today.)" in ja.text
-    assert "Chinese" not in ja.html + ja.text
+    assert "Chinese translation" not in ja.html + ja.text
     zh = day.render_email(readers["zh"], sections["zh"], GENERATED, LINKS)
     english = day.render_email(
         Reader(tuple(SAMPLE_KEYWORDS), "en", "Asia/Tokyo", False), sections["zh"], GENERATED, LINKS

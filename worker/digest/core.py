@@ -55,8 +55,9 @@ from newsletter.models import (
 )
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
-from worker.digest.line_matches import _LineMatches
+from worker.digest.line_matches import _ALWAYS_INCLUDED, _LineMatches
 from worker.digest.loading import load_day, load_translations
+from worker.digest.relevance import order_sections
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +212,12 @@ class DayDigest:
     ) -> dict[Key, Sections]:
         """Each reader's sections: keywords with their eligible papers, in the reader's order.
 
-        Replacements only for readers who asked; new papers, then cross-lists,
-        then replacements, each by id. `late` names, per reader, the late
-        papers their digest carries (from `late_matches`, less what they had):
-        each goes first in the section of every keyword of theirs it matches.
+        Replacements only for readers who asked. `late` names, per reader, the
+        late papers their digest carries (from `late_matches`, less what they
+        had): each goes in the section of every keyword of theirs it matches.
+        Inside a section, papers are in relevance order
+        (worker/digest/relevance.py): late papers, then new papers and
+        cross-lists, then replacements, each by title match, lines matched, id.
         """
         self._own.match({line for reader in readers.values() for line in reader.keywords})
         late = late or {}
@@ -224,15 +227,30 @@ class DayDigest:
         for key, reader in readers.items():
             carried = late.get(key)
             sections = []
+            titled: dict[str, frozenset[str]] = {}
             for keyword in reader.keywords:
                 shown = self._own.shown(keyword, reader.include_replacements)
+                titled[keyword] = self._own.titled(keyword)
                 if carried:
                     extra = self._late.shown(keyword, reader.include_replacements)
                     shown = tuple(i for i in extra if i in carried) + shown
+                    titled[keyword] |= self._late.titled(keyword)
                 if shown:
                     sections.append((keyword, list(shown)))
-            found[key] = sections
+            found[key] = order_sections(sections, titled, self._tiers.__getitem__)
         return found
+
+    @cached_property
+    def _tiers(self) -> dict[str, int]:
+        """Each paper's first key in a section: late, new or cross-list, replacement."""
+        return {
+            arxiv_id: 0
+            if arxiv_id in self.late
+            else 1
+            if paper.announce_type in _ALWAYS_INCLUDED
+            else 2
+            for arxiv_id, paper in self.papers.items()
+        }
 
     def late_matches(self, readers: Mapping[Key, Reader]) -> dict[Key, set[str]]:
         """The late papers each reader's lines match (same rules as `sections`); only readers with any."""

@@ -2,10 +2,13 @@
 
 Used by worker/digest/core.py: `DayDigest` keeps one for the day's own papers
 and one for its late papers, and asks it for the papers a reader sees per line.
-The matching itself is worker/digest/selection.py's.
+The matching itself is worker/digest/selection.py's; a line's title matches
+(the first key of worker/digest/relevance.py's order) are the same matching on
+the titles alone, so phrases, exclusions, cat: and au: hold as in the digest.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 
 from newsletter.models import AnnounceType, Paper
@@ -14,17 +17,29 @@ from worker.digest.selection import match_papers
 _ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
 
 
+@dataclass(frozen=True, slots=True)
+class _TitleOnly:
+    """A paper as matching sees it, without its abstract: does the title alone match?"""
+
+    arxiv_id: str
+    title: str
+    authors: list[str]
+    categories: list[str]
+    abstract: str = ""
+
+
 class _LineMatches:
     """Each distinct keyword line's papers among `papers`, matched once.
 
-    Per line: its papers in section order (by `order`), and how many of them
-    are new or cross-lists (the rest, replacements, come last).
+    Per line: its papers in section order (by `order`), how many of them
+    are new or cross-lists (the rest, replacements, come last), and those
+    whose title alone it matches.
     """
 
     def __init__(self, papers: dict[str, Paper], order: Callable[[Paper], tuple]):
         self.papers = papers
         self._order = order
-        self._lines: dict[str, tuple[tuple[str, ...], int]] = {}
+        self._lines: dict[str, tuple[tuple[str, ...], int, frozenset[str]]] = {}
 
     @cached_property
     def _rank(self) -> dict[str, int]:
@@ -36,13 +51,24 @@ class _LineMatches:
         if not new:
             return
         found = match_papers(list(self.papers.values()), new) if self.papers else {}
+        # Only the papers some line matched can match by their title.
+        matched = sorted(set().union(*found.values()))
+        titles = [
+            _TitleOnly(paper.arxiv_id, paper.title, paper.authors, paper.categories)
+            for paper in map(self.papers.__getitem__, matched)
+        ]
+        titled = match_papers(titles, new) if titles else {}
         rank = self._rank
         for line in new:
             ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))
             always = sum(self.papers[i].announce_type in _ALWAYS_INCLUDED for i in ids)
-            self._lines[line] = (ids, always)
+            self._lines[line] = (ids, always, titled.get(line, frozenset()))
 
     def shown(self, line: str, include_replacements: bool) -> tuple[str, ...]:
         """The line's papers a reader sees (`match` first)."""
-        ids, always = self._lines[line]
+        ids, always, _titled = self._lines[line]
         return ids if include_replacements else ids[:always]
+
+    def titled(self, line: str) -> frozenset[str]:
+        """The line's papers whose title alone it matches (`match` first)."""
+        return self._lines[line][2]
