@@ -188,4 +188,5 @@ def read_settings(form, offered_languages: Collection[str]) -> FormResult:
     if error:
         result.errors["language"] = error
     result.values["include_replacements"] = form.get("include_replacements") == "on"
+    result.values["tldr"] = form.get("tldr") == "on"
     return result

@@ -29,6 +29,8 @@ def register_sign_up(email: str, settings: dict) -> None:
             language=settings["language"],
             timezone=settings["timezone"],
             include_replacements=settings["include_replacements"],
+            # A sign-up queued before TL;DRs existed has no "tldr".
+            tldr=settings.get("tldr", False),
             delivery_hour=settings["delivery_hour"],
         )
         subscriber.keywords.extend(

@@ -150,6 +150,7 @@ def export_rows(session: Session, statuses: Collection[SubscriberStatus]) -> Ite
                 Subscriber.timezone,
                 Subscriber.delivery_hour,
                 Subscriber.include_replacements,
+                Subscriber.tldr,
             )
             .where(Subscriber.id > last_id, Subscriber.status.in_(list(statuses)))
             .order_by(Subscriber.id)
@@ -173,5 +174,6 @@ def export_rows(session: Session, statuses: Collection[SubscriberStatus]) -> Ite
                 row.timezone,
                 "" if row.delivery_hour is None else row.delivery_hour,
                 "true" if row.include_replacements else "false",
+                "true" if row.tldr else "false",
             ]
         last_id = batch[-1].id

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from newsletter import forms
 
 REQUIRED_COLUMNS = ("email", "keywords", "language", "timezone")
-OPTIONAL_COLUMNS = ("delivery_hour", "include_replacements")
+OPTIONAL_COLUMNS = ("delivery_hour", "include_replacements", "tldr")
+# Optional columns read as a checkbox of the form: true or false (empty: false).
+_FLAGS = ("include_replacements", "tldr")
 # The file is read whole; far above any real list (100,000 rows are ~20 MB).
 MAX_FILE_BYTES = 512 * 1024 * 1024
 # No form field comes close (an address <= 254, 20 keyword lines of <= 100):
@@ -125,11 +127,12 @@ def validate_row(
     if len(record) != len(columns):
         return None, f"{len(record)} fields, the header has {len(columns)}"
     form = dict(zip(columns, record, strict=True))
-    flag = form.get("include_replacements", "").strip().lower()
-    if flag not in _TRUE | _FALSE:
-        return None, f"include_replacements: {_shorten(flag)!r} is neither true nor false"
-    # The form's checkbox sends "on" when ticked.
-    form["include_replacements"] = "on" if flag in _TRUE else ""
+    for name in _FLAGS:
+        flag = form.get(name, "").strip().lower()
+        if flag not in _TRUE | _FALSE:
+            return None, f"{name}: {_shorten(flag)!r} is neither true nor false"
+        # The form's checkbox sends "on" when ticked.
+        form[name] = "on" if flag in _TRUE else ""
     result = forms.read_settings(form, offered_languages)
     email, error = forms.clean_email(form["email"], check_deliverability)
     if error:
@@ -147,6 +150,7 @@ def validate_row(
         "timezone": result.values["timezone"],
         "include_replacements": result.values["include_replacements"],
         "delivery_hour": result.values["delivery_hour"],
+        "tldr": result.values["tldr"],
     }
     return Candidate(line, values, result.values["keywords"]), None
 

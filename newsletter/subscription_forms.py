@@ -90,5 +90,6 @@ def manage_values(subscriber: Subscriber) -> dict:
         "language": subscriber.language,
         "timezone": subscriber.timezone,
         "include_replacements": subscriber.include_replacements,
+        "tldr": subscriber.tldr,
         "delivery_hour": subscriber.delivery_hour,
     }

@@ -91,7 +91,14 @@ def signup_post():
     # Known or not, the request does the same: one job, which does the writing.
     settings = {
         name: result.values[name]
-        for name in ("keywords", "language", "timezone", "include_replacements", "delivery_hour")
+        for name in (
+            "keywords",
+            "language",
+            "timezone",
+            "include_replacements",
+            "delivery_hour",
+            "tldr",
+        )
     }
     # Jobs are queued by name: the web process never imports their code (worker/queue.py).
     enqueue("newsletter.signups.register_sign_up", email, settings)
@@ -203,6 +210,7 @@ def manage_post(token: str):
     subscriber.language = result.values["language"]
     subscriber.timezone = result.values["timezone"]
     subscriber.include_replacements = result.values["include_replacements"]
+    subscriber.tldr = result.values["tldr"]
     subscriber.delivery_hour = result.values["delivery_hour"]
     db.session().commit()
     return redirect(url_for("subscriptions.manage", token=token, saved=1))

@@ -203,6 +203,7 @@ def snapshot() -> dict[str, tuple]:
             s.timezone,
             s.delivery_hour,
             s.include_replacements,
+            s.tldr,
         )
         for s in session.scalars(select(Subscriber))
     }
@@ -219,6 +220,7 @@ def test_export_then_import_into_an_empty_database_gives_the_same_subscribers(
         timezone="Europe/Berlin",
         delivery_hour=7,
         include_replacements=True,
+        tldr=True,
     )
     add_subscriber("Bob@example.org", ['au:"Geoffrey Hinton"'], timezone="America/New_York")
     add_subscriber(
@@ -234,8 +236,8 @@ def test_export_then_import_into_an_empty_database_gives_the_same_subscribers(
     assert exported.output == f"exported 3 subscribers (confirmed) to {path}\n"
     with open(path, encoding="utf-8", newline="") as file:
         rows = list(csv.reader(file))
-    assert rows[0] == "email,keywords,language,timezone,delivery_hour,include_replacements".split(
-        ","
+    assert rows[0] == (
+        "email,keywords,language,timezone,delivery_hour,include_replacements,tldr".split(",")
     )
     assert len(rows) == 4
 

@@ -149,7 +149,9 @@ class Sender:
 
     def message(self, claim: Claim) -> bytes:
         """The row's message as wire bytes, with its stored Message-ID."""
-        reader = Reader(claim.keywords, claim.language, claim.timezone, claim.include_replacements)
+        reader = Reader(
+            claim.keywords, claim.language, claim.timezone, claim.include_replacements, claim.tldr
+        )
         # The dispatch minute, not the send time: a resend after a crash is the
         # same digest, and digests dispatched together share a render.
         generated_at = claim.created_at.replace(second=0, microsecond=0)

@@ -46,6 +46,7 @@ class Claim:
     timezone: str
     include_replacements: bool
     keywords: tuple[str, ...]
+    tldr: bool = False  # TL;DRs under the titles (worker/translation/tldr.py)
 
 
 def worker_name() -> str:
@@ -143,7 +144,7 @@ def claim_batch(
         reader = readers.get(row.subscriber_id)
         if reader is None:  # the subscriber was deleted since dispatch (the row goes too)
             continue
-        email, public_id, status, language, timezone, replacements, keywords = reader
+        email, public_id, status, language, timezone, replacements, tldr, keywords = reader
         claims.append(
             Claim(
                 id=row.id,
@@ -159,6 +160,7 @@ def claim_batch(
                 timezone=timezone,
                 include_replacements=replacements,
                 keywords=tuple(keywords),
+                tldr=tldr,
             )
         )
     return claims
@@ -175,6 +177,7 @@ def _readers(connection: Connection, subscriber_ids: Sequence[int]) -> dict[int,
             Subscriber.language,
             Subscriber.timezone,
             Subscriber.include_replacements,
+            Subscriber.tldr,
             Keyword.text,
         )
         .outerjoin(Keyword, Keyword.subscriber_id == Subscriber.id)
@@ -182,9 +185,9 @@ def _readers(connection: Connection, subscriber_ids: Sequence[int]) -> dict[int,
         .order_by(Subscriber.id, Keyword.position)
     )
     readers: dict[int, tuple] = {}
-    for id_, email, public_id, status, language, timezone, replacements, keyword in rows:
+    for id_, email, public_id, status, language, timezone, replacements, tldr, keyword in rows:
         if id_ not in readers:
-            readers[id_] = (email, public_id, status, language, timezone, replacements, [])
+            readers[id_] = (email, public_id, status, language, timezone, replacements, tldr, [])
         if keyword is not None:
             readers[id_][-1].append(keyword)
     return readers

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.models import ListingDay, Paper, Translation
 from worker.digest.core import DayDigest
-from worker.digest.loading import late_window_start, load_day, load_translations
+from worker.digest.loading import late_window_start, load_day, load_tldrs, load_translations
 
 # The DayDigest of the last few (database, listing date, translated_at) seen.
 DAYS: dict[tuple, DayDigest] = {}
@@ -54,7 +54,11 @@ def day_digest(engine: Engine, config: Settings, listing_date: date) -> DayDiges
         with Session(engine) as session:
             return load_translations(session, papers, language)
 
-    day = DayDigest(listing_date, papers, config, translations)
+    def tldrs(papers) -> dict[tuple[str, str], str]:
+        with Session(engine) as session:
+            return load_tldrs(session, papers)
+
+    day = DayDigest(listing_date, papers, config, translations, load_tldrs=tldrs)
     # The same day before its translations came is done with: its fragments
     # and dispatch's match cache (~30,000 lines) would stay for nothing.
     for stale in [k for k in DAYS if k[:2] == key[:2] and k[3:] == key[3:]]:

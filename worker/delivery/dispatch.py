@@ -184,6 +184,7 @@ def make_deliveries(
         Subscriber.timezone,
         Subscriber.include_replacements,
         Subscriber.delivery_hour,
+        Subscriber.tldr,
     )
     insert = _insert_statement(session)
     after = 0
@@ -205,9 +206,10 @@ def make_deliveries(
         ):
             lines.setdefault(subscriber_id, []).append(text)
         readers: dict[int, Reader] = {}
-        for id_, language, timezone, replacements, hour in page:
-            reader = Reader(tuple(lines.get(id_, ())), language, timezone, replacements)
-            bilingual = digests.is_bilingual(reader)
+        for id_, language, timezone, replacements, hour, tldr in page:
+            reader = Reader(tuple(lines.get(id_, ())), language, timezone, replacements, tldr)
+            # TL;DRs come with the day's translations: a digest showing them waits alike.
+            bilingual = digests.is_bilingual(reader) or reader.tldr
             if is_due(
                 day, now, deadline, timezone=timezone, delivery_hour=hour, bilingual=bilingual
             ):

@@ -64,6 +64,7 @@ class Request:
     generated_at: datetime
     links: dict[str, str]
     max_per_keyword: int | None  # None: the web page, every paper in full
+    tldr: bool = False  # TL;DRs under the titles (worker/translation/tldr.py)
 
 
 def assemble_digest(fragments: DayFragments, listing_date: date, request: Request) -> Digest:
@@ -73,7 +74,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     for keyword, ids in request.sections:
         for arxiv_id in ids:
             matched.setdefault(arxiv_id, []).append(keyword)
-    entries = fragments.entries(request.bilingual, full_page, matched)
+    entries = fragments.entries(request.bilingual, full_page, matched, request.tldr)
     lines = {i: tuple(keywords) for i, keywords in matched.items()}
     plan = plan_sections(request.sections, entries, request.max_per_keyword)
     links = {

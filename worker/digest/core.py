@@ -56,7 +56,7 @@ from newsletter.models import (
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
 from worker.digest.line_matches import _ALWAYS_INCLUDED, _LineMatches
-from worker.digest.loading import load_day, load_translations
+from worker.digest.loading import load_day, load_tldrs, load_translations
 from worker.digest.relevance import order_sections
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class Reader:
     language: str
     timezone: str
     include_replacements: bool
+    # A one-line TL;DR under each title (worker/translation/tldr.py); off: today's digest.
+    tldr: bool = False
 
     @classmethod
     def of(cls, subscriber: Subscriber) -> "Reader":
@@ -98,6 +100,7 @@ class Reader:
             language=subscriber.language,
             timezone=subscriber.timezone,
             include_replacements=subscriber.include_replacements,
+            tldr=bool(subscriber.tldr),
         )
 
 
@@ -150,6 +153,8 @@ class DayDigest:
         papers: dict[str, Paper],
         config: Settings,
         load_translations: Callable[[dict[str, Paper], str], dict[str, Translation]] | None = None,
+        *,
+        load_tldrs: Callable[[dict[str, Paper]], dict[tuple[str, str], str]] | None = None,
     ):
         self.listing_date = listing_date
         self.papers = papers
@@ -164,6 +169,7 @@ class DayDigest:
         self.target_language: str = config.TRANSLATION_LANGUAGE
         self._load_translations = load_translations or (lambda papers, language: {})
         self._translations: dict[str, Translation] | None = None
+        self._load_tldrs = load_tldrs or (lambda papers: {})
         self._own = _LineMatches(own, lambda p: (_TYPE_ORDER[p.announce_type], p.arxiv_id))
         # Late papers: oldest listing date first.
         self._late = _LineMatches(
@@ -175,7 +181,7 @@ class DayDigest:
     def fragments(self) -> DayFragments:
         """The day's rendered pieces, made when the first digest is rendered."""
         target = target_language(self.target_language, self._target_name)
-        return DayFragments(self.papers, target, self.translations, self.listing_date)
+        return DayFragments(self.papers, target, self.translations, self.listing_date, self.tldrs)
 
     @classmethod
     def load(cls, session: Session, config: Settings, listing_date: date) -> "DayDigest":
@@ -185,6 +191,7 @@ class DayDigest:
             load_day(session, listing_date),
             config,
             lambda papers, language: load_translations(session, papers, language),
+            load_tldrs=lambda papers: load_tldrs(session, papers),
         )
 
     @classmethod
@@ -201,6 +208,14 @@ class DayDigest:
     def is_bilingual(self, reader: Reader) -> bool:
         """Whether the reader's digest is English + TRANSLATION_LANGUAGE."""
         return is_bilingual(reader.language, self.target_language)
+
+    @cached_property
+    def _tldrs(self) -> dict[tuple[str, str], str]:
+        return self._load_tldrs(self.papers)
+
+    def tldrs(self) -> dict[tuple[str, str], str]:
+        """The finished TL;DRs of the day's paper versions, by (arXiv id, language)."""
+        return self._tldrs
 
     def translations(self) -> dict[str, Translation]:
         if self._translations is None:
@@ -306,6 +321,7 @@ class DayDigest:
             generated_at=generated_at,
             links=links,
             max_per_keyword=max_per_keyword,
+            tldr=reader.tldr,
         )
         digest = assemble_digest(self.fragments, self.listing_date, request)
         return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)

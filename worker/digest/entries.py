@@ -73,6 +73,9 @@ class PaperEntry:
     # Set on a paper of an earlier listing date that came after that day's
     # digests (a late paper, worker/digest/core.py): "listed Thu 26 Nov, arrived late".
     listed: str | None = None
+    # For readers who ticked TL;DR (worker/translation/tldr.py), when written in time.
+    tldr: str | None = None
+    translated_tldr: str | None = None
 
 
 def listed_note(paper: Paper, listing_date: date | None) -> str | None:
@@ -89,10 +92,12 @@ def make_entry(
     target: TargetLanguage | None,
     translation: Translation | None,
     listed: str | None = None,
+    tldrs: tuple[str | None, str | None] = (None, None),
 ) -> PaperEntry:
     """The paper's entry; `target` is the second language of a bilingual digest, else None.
 
-    `listed` marks a late paper (see `listed_note`).
+    `listed` marks a late paper (see `listed_note`); `tldrs` are its English and
+    translated TL;DRs (None: not shown).
     """
     authors = list(paper.authors)
     if not full_page and len(authors) > MAX_AUTHORS:
@@ -130,6 +135,8 @@ def make_entry(
         + (" et al." if len(paper.authors) > SHORT_AUTHORS else ""),
         short_abstract=cut_text(abstract, SHORT_ABSTRACT),
         listed=listed,
+        tldr=readable(tldrs[0]) if tldrs[0] else None,
+        translated_tldr=readable(tldrs[1]) if tldrs[1] and target is not None else None,
         **translated,
     )
 

@@ -54,6 +54,9 @@ KEYWORD_CACHE = 6_000
 # Other small pieces: "matched:" lists of several lines, headers, "N more" notes.
 SMALL_CACHE = 10_000
 
+# The markup around one TL;DR line in an entry (emails/templates/digest/parts.html).
+_TLDR_HTML = 120
+
 _LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
 _SKELETON_HOLES = (
     "paper_count",
@@ -93,15 +96,18 @@ class DayFragments:
         target: TargetLanguage,
         translations: Callable[[], dict[str, Translation]],
         listing_date: date | None = None,
+        tldrs: Callable[[], dict[tuple[str, str], str]] | None = None,
     ):
         self.papers = papers
         # Papers listed before it are late papers, marked with their own date.
         self.listing_date = listing_date
         self.target = target
         self._translations = translations
+        # (arXiv id, language) -> the paper version's TL;DR, for readers who ticked it.
+        self._tldrs = tldrs or dict
         self.html = emails.macros("digest/parts.html", linked=linked_html)
         self.text = emails.macros("digest/parts.txt", wrap=wrap_text, linked=linked_text)
-        self._listings: dict[tuple[bool, bool], dict[str, Listing]] = {}
+        self._listings: dict[tuple[bool, ...], dict[str, Listing]] = {}
         # Per paper: its title and abstract tokenized and escaped, once per day.
         self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
         self._full = LRU(HIGHLIGHT_CACHE)
@@ -110,33 +116,45 @@ class DayFragments:
 
     # --- per paper and variant ---
 
-    def entries(self, bilingual: bool, full_page: bool, ids: Iterable[str]) -> dict[str, Listing]:
+    def entries(
+        self, bilingual: bool, full_page: bool, ids: Iterable[str], tldr: bool = False
+    ) -> dict[str, Listing]:
         """The listings of these papers in this variant, made on first use."""
-        known = self._listings.setdefault((bilingual, full_page), {})
+        variant = (bilingual, full_page, True) if tldr else (bilingual, full_page)
+        known = self._listings.setdefault(variant, {})
         found = {}
         for arxiv_id in ids:
             listing = known.get(arxiv_id)
             if listing is None:
-                listing = known[arxiv_id] = self._listing(arxiv_id, bilingual, full_page)
+                listing = known[arxiv_id] = self._listing(arxiv_id, bilingual, full_page, tldr)
             found[arxiv_id] = listing
         return found
 
-    def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool) -> Listing:
+    def _listing(self, arxiv_id: str, bilingual: bool, full_page: bool, tldr: bool) -> Listing:
         paper = self.papers[arxiv_id]
         translation = finished_translation(paper, self._translations()) if bilingual else None
         target = self.target if bilingual else None
         listed = listed_note(paper, self.listing_date)
-        entry = make_entry(paper, full_page, target, translation, listed)
+        tldrs = self._tldr_texts(arxiv_id, bilingual) if tldr else (None, None)
+        entry = make_entry(paper, full_page, target, translation, listed, tldrs)
         short = (entry.title, entry.short_authors, entry.short_abstract)
         translated = (entry.translated_title or "", entry.short_translated_abstract or "")
+        # TL;DRs show in full and short entries: each its text and a line of markup.
+        extra = sum(len(text.encode()) + _TLDR_HTML for text in tldrs if text)
         return Listing(
             entry,
-            estimate_full_entry(paper, translation),
-            estimate_short_entry(*short, *translated),
+            estimate_full_entry(paper, translation) + extra,
+            estimate_short_entry(*short, *translated) + extra,
             title_weight(entry.title),
             self.html,
             self.text,
         )
+
+    def _tldr_texts(self, arxiv_id: str, bilingual: bool) -> tuple[str | None, str | None]:
+        """The paper's English TL;DR and, in a bilingual digest, its translated one."""
+        found = self._tldrs()
+        second = found.get((arxiv_id, self.target.code)) if bilingual else None
+        return found.get((arxiv_id, "en")), second
 
     # --- per paper and keyword lines ---
 

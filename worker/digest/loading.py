@@ -1,4 +1,4 @@
-"""A listing date's rows as a digest reads them: its papers, its late papers, their translations.
+"""A listing date's rows as a digest reads them: its papers, its late papers, their translations and TL;DRs.
 
 Used by worker/digest/core.py (`DayDigest.load`), worker/delivery/day_cache.py
 (one day per process) and worker/delivery/late.py (the look-back window). Which
@@ -11,7 +11,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.models import ListingDay, Paper, Translation, TranslationStatus
+from newsletter.models import ListingDay, Paper, Tldr, Translation, TranslationStatus
 from worker import calendar
 
 # Ids per IN (...) query, well under every backend's parameter limit.
@@ -67,4 +67,21 @@ def load_translations(
             )
         )
         found.update({t.arxiv_id: t for t in rows if (t.arxiv_id, t.version) in wanted})
+    return found
+
+
+def load_tldrs(session: Session, papers: dict[str, Paper]) -> dict[tuple[str, str], str]:
+    """The finished TL;DRs of exactly the versions in `papers`, by (arXiv id, language)."""
+    ids = sorted(papers)
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(ids), _IN_BATCH):
+        rows = session.execute(
+            select(Tldr.arxiv_id, Tldr.version, Tldr.language, Tldr.text).where(
+                Tldr.arxiv_id.in_(ids[start : start + _IN_BATCH]),
+                Tldr.status == TranslationStatus.DONE,
+            )
+        )
+        for arxiv_id, version, language, text in rows:
+            if text and papers[arxiv_id].version == version:
+                found[(arxiv_id, language)] = text
     return found

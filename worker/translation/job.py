@@ -17,10 +17,11 @@ worker/translation/data/glossary_<code>.tsv, overlaid by TRANSLATION_GLOSSARY_PA
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -33,6 +34,7 @@ from newsletter.models import (
     Paper,
     Subscriber,
     SubscriberStatus,
+    Tldr,
     Translation,
     TranslationStatus,
 )
@@ -41,6 +43,9 @@ from worker.translation.backends import make_backend
 from worker.translation.limits import TokenBudget
 from worker.translation.prompt import Target
 from worker.translation.seam import SourcePaper, translate_papers
+
+if TYPE_CHECKING:
+    from worker.translation.tldr import TldrReport
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +96,13 @@ class DayReport:
     reused: int = 0
     failed: int = 0
     tokens: int = 0
+    tldrs: "TldrReport | None" = None  # when TL;DRs were asked for
 
     def __str__(self) -> str:
+        tldrs = f"; {self.tldrs}" if self.tldrs else ""
         return (
             f"{self.listing_date}: translated {self.translated}, reused from cache {self.reused}, "
-            f"failed {self.failed}, tokens used {self.tokens}"
+            f"failed {self.failed}, tokens used {self.tokens}{tldrs}"
         )
 
 
@@ -109,13 +116,20 @@ def papers_to_translate(session: Session, listing_date: date, config: Settings) 
         )
         .options(selectinload(Subscriber.keywords))
     )
+    return papers_for(DayDigest.load(session, config, listing_date), subscribers)
+
+
+def papers_for(day: DayDigest, subscribers: Iterable[Subscriber]) -> list[Paper]:
+    """The papers of `day` that some of `subscribers`' digests will contain, late ones included.
+
+    Also used for TL;DRs (worker/translation/tldr.py).
+    """
     # Subscribers with the same lines and replacement choice get the same papers.
     readers = {(tuple(s.keyword_lines), s.include_replacements): Reader.of(s) for s in subscribers}
     if not any(reader.keywords for reader in readers.values()):
         return []
     # The digest core decides the sections, as for the digests themselves (only
     # sections are asked for: nothing is rendered, so no digest settings).
-    day = DayDigest.load(session, config, listing_date)
     needed = {
         arxiv_id
         for sections in day.sections(readers).values()
@@ -131,12 +145,19 @@ def papers_to_translate(session: Session, listing_date: date, config: Settings) 
 
 
 def tokens_used_today(session: Session, now: datetime) -> int:
-    """Tokens spent on translations made since midnight UTC."""
+    """Tokens spent on translations and TL;DRs made since midnight UTC (one budget for both)."""
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    total = session.scalar(
-        select(func.sum(Translation.tokens)).where(Translation.created_at >= midnight)
-    )
-    return int(total or 0)
+    total = 0
+    for model in (Translation, Tldr):
+        spent = session.scalar(select(func.sum(model.tokens)).where(model.created_at >= midnight))
+        total += int(spent or 0)
+    return total
+
+
+def stop_at(day: ListingDay | None, config: Settings, now: datetime) -> datetime:
+    """When the day's digests stop waiting: completed_at (else now) + TRANSLATION_DEADLINE_MINUTES."""
+    start = day.completed_at if day is not None and day.completed_at is not None else now
+    return start + timedelta(minutes=config.TRANSLATION_DEADLINE_MINUTES)
 
 
 def translate_day(
@@ -181,6 +202,12 @@ def translate_day(
             _translate_and_store(
                 session, config, day, wanted, existing, report, respect_deadline, progress
             )
+        # TL;DRs go with the day's translations: digests that show them wait for both.
+        from worker.translation.tldr import summarize_day  # it imports this module
+
+        report.tldrs = summarize_day(
+            session, config, listing_date, respect_deadline=respect_deadline
+        )
     if day is not None and day.completed_at is not None and day.translated_at is None:
         day.translated_at = utcnow()
     session.commit()
@@ -199,11 +226,10 @@ def _translate_and_store(
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     now = utcnow()
-    stop_at = None
+    deadline = None
     if respect_deadline:
-        start = day.completed_at if day is not None and day.completed_at is not None else now
-        stop_at = start + timedelta(minutes=config.TRANSLATION_DEADLINE_MINUTES)
-        if now >= stop_at:
+        deadline = stop_at(day, config, now)
+        if now >= deadline:
             # The digests have gone out; `newsletter translate` can still do it by hand.
             log.warning(
                 "translation of %s: deadline passed, %d papers left English-only",
@@ -213,7 +239,7 @@ def _translate_and_store(
             report.failed += len(wanted)
             return
     budget = TokenBudget(config.TRANSLATION_DAILY_TOKEN_BUDGET, tokens_used_today(session, now))
-    backend = make_backend(config, budget, stop_at)
+    backend = make_backend(config, budget, deadline)
     target = target_from_config(config)
     # The database is written from this thread only. Committing at most every
     # COMMIT_INTERVAL keeps a fast endpoint from waiting on fsyncs; a crash

@@ -10,7 +10,7 @@ with jitter, Retry-After honoured, no wait that ends past the job's deadline)
 and stopped by the daily token budget and the job's deadline.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -94,9 +94,36 @@ class OpenAIBackend:
     def translate_batch(self, papers: Sequence[SourcePaper], target: Target) -> list[Outcome]:
         """Ask for `papers`, re-ask for those whose answer was rejected, up to MAX_ATTEMPTS."""
         protected = {p.key: (protect(p.title), protect(p.abstract)) for p in papers}
+
+        def accept(paper: SourcePaper, answers: dict[str, dict]) -> Outcome:
+            entry = answers.get(paper.key)
+            title, abstract = check_entry(entry, *protected[paper.key], target)
+            return Outcome(paper, title=title, abstract=abstract)
+
+        return self.ask_in_turns(
+            papers,
+            lambda pending: build_messages([(p.key, *protected[p.key]) for p in pending], target),
+            parse_answer,
+            accept,
+        )
+
+    def ask_in_turns(
+        self,
+        papers: Sequence[SourcePaper],
+        ask: Callable[[list[SourcePaper]], list[dict]],
+        parse: Callable[[str], dict[str, dict]],
+        accept: Callable[[SourcePaper, dict[str, dict]], Outcome],
+    ) -> list[Outcome]:
+        """Ask for `papers` (messages from `ask`), re-ask for those `accept` rejects, up to MAX_ATTEMPTS.
+
+        `parse` reads an answer's entries by id (ValueError: malformed, every
+        paper asked again); `accept` makes one paper's Outcome from them or
+        raises TranslationError. Translations and TL;DRs
+        (worker/translation/tldr.py) share it, with its budget and deadline.
+        """
         done: dict[str, Outcome] = {}
         errors: dict[str, str] = {}
-        tokens = dict.fromkeys(protected, 0)
+        tokens = dict.fromkeys((p.key for p in papers), 0)
         pending = list(papers)
 
         def fail_pending(reason: str) -> None:
@@ -108,9 +135,8 @@ class OpenAIBackend:
                 if reason:
                     fail_pending(reason)
                     break
-                items = [(p.key, *protected[p.key]) for p in pending]
                 try:
-                    content, used = self._complete(http, build_messages(items, target))
+                    content, used = self._complete(http, ask(pending))
                 except (EndpointError, RequestRejected) as exc:
                     if isinstance(exc, EndpointError):
                         self.unavailable = self.unavailable or str(exc)
@@ -121,18 +147,15 @@ class OpenAIBackend:
                 for index, paper in enumerate(pending):
                     tokens[paper.key] += share + (1 if index < remainder else 0)
                 try:
-                    answers = parse_answer(content)
+                    answers = parse(content)
                 except ValueError as exc:
                     fail_pending(f"malformed answer: {exc}")
                     continue
                 for paper in pending:
-                    entry = answers.get(paper.key)
                     try:
-                        title, abstract = check_entry(entry, *protected[paper.key], target)
+                        done[paper.key] = accept(paper, answers)
                     except TranslationError as exc:
                         errors[paper.key] = str(exc)
-                    else:
-                        done[paper.key] = Outcome(paper, title=title, abstract=abstract)
                 pending = [p for p in pending if p.key not in done]
                 if not pending:
                     break

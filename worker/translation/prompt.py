@@ -136,8 +136,8 @@ def _estimated_tokens(messages: list[dict[str, str]], content: str) -> int:
     return (len(json.dumps(messages, ensure_ascii=False)) + len(content)) // 3
 
 
-def parse_answer(content: str) -> dict[str, dict[str, Any]]:
-    """The translations in a model's answer, by id; ValueError if it is not the JSON asked for."""
+def parse_answer(content: str, key: str = "translations") -> dict[str, dict[str, Any]]:
+    """The entries of a model's answer (its `key` list), by id; ValueError if it is not the JSON asked for."""
     text = _THINKING.sub("", content).strip()
     fenced = _FENCED.match(text)
     if fenced:  # the envelope in a fence is harmless; fences inside a text are not
@@ -147,9 +147,9 @@ def parse_answer(content: str) -> dict[str, dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"answer is not JSON ({exc.msg} at {exc.pos})") from None
     if isinstance(data, dict):
-        data = data.get("translations")
+        data = data.get(key)
     if not isinstance(data, list):
-        raise ValueError('answer has no "translations" list')
+        raise ValueError(f'answer has no "{key}" list')
     answers = {}
     for item in data:
         if isinstance(item, dict) and isinstance(item.get("id"), str):

@@ -7,7 +7,7 @@ Used by worker/translation/job.py (`translate_papers`), by the backends
 """
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +42,7 @@ class Outcome:
     paper: SourcePaper
     title: str | None = None
     abstract: str | None = None
+    tldr: str | None = None  # a TL;DR's text (worker/translation/tldr.py), not a translation
     error: str | None = None
     tokens: int = 0
 
@@ -59,9 +60,21 @@ def translate_papers(
     backend: TranslationBackend, papers: Sequence[SourcePaper], target: Target, concurrency: int
 ) -> Iterator[list[Outcome]]:
     """Each batch's outcomes as the batch finishes, `concurrency` batches at a time."""
-    batches = make_batches(papers, backend.max_batch)
+    return run_batches(
+        lambda batch: backend.translate_batch(batch, target), papers, backend.max_batch, concurrency
+    )
+
+
+def run_batches(
+    work: Callable[[list[SourcePaper]], list[Outcome]],
+    papers: Sequence[SourcePaper],
+    max_batch: int,
+    concurrency: int,
+) -> Iterator[list[Outcome]]:
+    """`work` over batches of `papers`: each batch's outcomes as it finishes (also TL;DRs')."""
+    batches = make_batches(papers, max_batch)
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="translate") as pool:
-        futures = {pool.submit(backend.translate_batch, batch, target): batch for batch in batches}
+        futures = {pool.submit(work, batch): batch for batch in batches}
         for future in as_completed(futures):
             try:
                 yield future.result()
