@@ -17,13 +17,12 @@ worker/translation/data/glossary_<code>.tsv, overlaid by TRANSLATION_GLOSSARY_PA
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.config import Settings
@@ -34,18 +33,16 @@ from newsletter.models import (
     Paper,
     Subscriber,
     SubscriberStatus,
-    Tldr,
     Translation,
     TranslationStatus,
 )
-from worker.digest.core import DayDigest, Reader
+from worker.digest.core import DayDigest
 from worker.translation.backends import make_backend
 from worker.translation.limits import TokenBudget
+from worker.translation.plan import papers_for, stop_at, tokens_used_today
 from worker.translation.prompt import Target
 from worker.translation.seam import SourcePaper, translate_papers
-
-if TYPE_CHECKING:
-    from worker.translation.tldr import TldrReport
+from worker.translation.tldr import TldrReport, summarize_day
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +93,7 @@ class DayReport:
     reused: int = 0
     failed: int = 0
     tokens: int = 0
-    tldrs: "TldrReport | None" = None  # when TL;DRs were asked for
+    tldrs: TldrReport | None = None  # when TL;DRs were asked for
 
     def __str__(self) -> str:
         tldrs = f"; {self.tldrs}" if self.tldrs else ""
@@ -117,47 +114,6 @@ def papers_to_translate(session: Session, listing_date: date, config: Settings) 
         .options(selectinload(Subscriber.keywords))
     )
     return papers_for(DayDigest.load(session, config, listing_date), subscribers)
-
-
-def papers_for(day: DayDigest, subscribers: Iterable[Subscriber]) -> list[Paper]:
-    """The papers of `day` that some of `subscribers`' digests will contain, late ones included.
-
-    Also used for TL;DRs (worker/translation/tldr.py).
-    """
-    # Subscribers with the same lines and replacement choice get the same papers.
-    readers = {(tuple(s.keyword_lines), s.include_replacements): Reader.of(s) for s in subscribers}
-    if not any(reader.keywords for reader in readers.values()):
-        return []
-    # The digest core decides the sections, as for the digests themselves (only
-    # sections are asked for: nothing is rendered, so no digest settings).
-    needed = {
-        arxiv_id
-        for sections in day.sections(readers).values()
-        for _keyword, ids in sections
-        for arxiv_id in ids
-    }
-    # Late papers of earlier dates that these digests may carry (worker/digest/core.py):
-    # every one a bilingual reader's lines match, whether or not that reader is
-    # owed it, so none goes out untranslated for want of planning.
-    for late in day.late_matches(readers).values():
-        needed |= late
-    return [day.papers[arxiv_id] for arxiv_id in sorted(needed)]
-
-
-def tokens_used_today(session: Session, now: datetime) -> int:
-    """Tokens spent on translations and TL;DRs made since midnight UTC (one budget for both)."""
-    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    total = 0
-    for model in (Translation, Tldr):
-        spent = session.scalar(select(func.sum(model.tokens)).where(model.created_at >= midnight))
-        total += int(spent or 0)
-    return total
-
-
-def stop_at(day: ListingDay | None, config: Settings, now: datetime) -> datetime:
-    """When the day's digests stop waiting: completed_at (else now) + TRANSLATION_DEADLINE_MINUTES."""
-    start = day.completed_at if day is not None and day.completed_at is not None else now
-    return start + timedelta(minutes=config.TRANSLATION_DEADLINE_MINUTES)
 
 
 def translate_day(
@@ -203,10 +159,12 @@ def translate_day(
                 session, config, day, wanted, existing, report, respect_deadline, progress
             )
         # TL;DRs go with the day's translations: digests that show them wait for both.
-        from worker.translation.tldr import summarize_day  # it imports this module
-
         report.tldrs = summarize_day(
-            session, config, listing_date, respect_deadline=respect_deadline
+            session,
+            config,
+            listing_date,
+            target_from_config(config),
+            respect_deadline=respect_deadline,
         )
     if day is not None and day.completed_at is not None and day.translated_at is None:
         day.translated_at = utcnow()

@@ -36,9 +36,9 @@ from newsletter.models import (
     TranslationStatus,
 )
 from worker.digest.core import DayDigest
-from worker.translation.job import papers_for, stop_at, target_from_config, tokens_used_today
 from worker.translation.limits import TokenBudget
 from worker.translation.openai_backend import OpenAIBackend
+from worker.translation.plan import papers_for, stop_at, tokens_used_today
 from worker.translation.prompt import Target, parse_answer
 from worker.translation.seam import Outcome, SourcePaper, run_batches
 from worker.translation.tldr_prompt import ENGLISH, build_tldr_messages, check_tldr, protect_paper
@@ -88,9 +88,16 @@ def papers_to_summarize(
 
 
 def summarize_day(
-    session: Session, config: Settings, listing_date: date, *, respect_deadline: bool = True
+    session: Session,
+    config: Settings,
+    listing_date: date,
+    second: Target,
+    *,
+    respect_deadline: bool = True,
 ) -> TldrReport:
     """Write the TL;DRs `listing_date`'s ticking subscribers' digests need, once each.
+
+    English for all of them; `second` (TRANSLATION_LANGUAGE's Target) for bilingual ones.
 
     Idempotent: done TL;DRs are reused, failed ones are tried again. Commits.
     """
@@ -119,7 +126,7 @@ def summarize_day(
     budget = TokenBudget(config.TRANSLATION_DAILY_TOKEN_BUDGET, tokens_used_today(session, now))
     backend = OpenAIBackend(config, budget, deadline if respect_deadline else None)
     for language, papers in wanted.items():
-        target = ENGLISH if language == ENGLISH.language else target_from_config(config)
+        target = ENGLISH if language == ENGLISH.language else second
         batches = run_batches(
             lambda batch, target=target: summarize_batch(backend, batch, target),
             papers,
