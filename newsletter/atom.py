@@ -4,7 +4,8 @@ newsletter/feed.py decides what the feed holds; feed_cache.py caches each paper'
 rendered entry head (all but its categories, which are the reader's own);
 this module only writes the markup. Titles and abstracts are shown as the
 digest's plain-text part shows them (worker/digest/entries.py `readable`: TeX
-as Unicode), as `type="text"`.
+as Unicode), as `type="text"`. A reader who ticked TL;DR gets the paper's
+English TL;DR (worker/translation/tldr.py) as the summary's first line.
 """
 
 import re
@@ -58,8 +59,11 @@ def _stamp(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def render_entry_head(paper: Paper, host: str, updated: datetime) -> str:
+def render_entry_head(paper: Paper, host: str, updated: datetime, tldr: str | None = None) -> str:
     """A paper's <entry> up to its categories; its id names the version, so a new one is new."""
+    summary = readable(paper.abstract)
+    if tldr:
+        summary = f"TL;DR: {readable(tldr)}\n\n{summary}"
     abs_url = f"https://arxiv.org/abs/{paper.arxiv_id}"
     pdf_url = f"https://arxiv.org/pdf/{paper.arxiv_id}"
     return "".join(
@@ -71,7 +75,7 @@ def render_entry_head(paper: Paper, host: str, updated: datetime) -> str:
             f'<link rel="alternate" type="text/html" href={_attr(abs_url)}/>',
             f'<link rel="related" type="application/pdf" title="PDF" href={_attr(pdf_url)}/>',
             *(f"<author><name>{_text(name)}</name></author>" for name in paper.authors),
-            f'<summary type="text">{_text(readable(paper.abstract))}</summary>',
+            f'<summary type="text">{_text(summary)}</summary>',
         ]
     )
 

@@ -39,6 +39,7 @@ from newsletter.feed_cache import (
     entry_heads,
     feed_days,
     matched_lines,
+    newest_tldr,
 )
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tokens import feed_url, read_token
@@ -53,17 +54,22 @@ SERVED = (SubscriberStatus.CONFIRMED, SubscriberStatus.PAUSED)
 NOT_VALID = lazy_gettext("This feed link is not valid. It may have been mistyped or cut off.")
 
 
-def last_modified(subscriber: Subscriber, days: list[FeedDay]) -> datetime:
-    """The newest instant among the data the feed shows."""
-    instants = [subscriber.updated_at]
+def last_modified(
+    subscriber: Subscriber, days: list[FeedDay], tldrs_at: datetime | None = None
+) -> datetime:
+    """The newest instant among the data the feed shows (`tldrs_at`: its newest TL;DR's)."""
+    instants = [subscriber.updated_at] + ([tldrs_at] if tldrs_at is not None else [])
     instants += [d.completed_at for d in days]
     instants += [d.newest_paper for d in days if d.newest_paper is not None]
     return max(instants)
 
 
-def entity_tag(reader: Reader, subscriber: Subscriber, days: list[FeedDay]) -> str:
+def entity_tag(
+    reader: Reader, subscriber: Subscriber, days: list[FeedDay], tldrs_at: datetime | None = None
+) -> str:
     """A strong ETag: changes with the days as stored, the reader's lines and settings."""
     state = [
+        *([tldrs_at.isoformat()] if tldrs_at is not None else []),
         FEED_FORMAT,
         subscriber.public_id,
         list(reader.keywords),
@@ -85,10 +91,11 @@ def feed_document(
     base_url: str,
     public_id: str,
     updated: datetime,
+    tldr: bool = False,
 ) -> bytes:
     """The reader's Atom document: one entry per paper, its matching lines as categories."""
     host = atom.tag_host(base_url)
-    heads = entry_heads(session, host, lines)
+    heads = entry_heads(session, host, lines, tldr)
     return atom.render_feed(
         atom.FeedHead(
             title="arXiv digest: your matches",
@@ -120,8 +127,10 @@ def show(token: str) -> Response:
     session = db.session()
     reader = Reader.of(subscriber)
     days = feed_days(session)
-    etag = entity_tag(reader, subscriber, days)
-    modified = last_modified(subscriber, days)
+    # A reader who ticked TL;DR (worker/translation/tldr.py) sees them as they come.
+    tldrs_at = newest_tldr(session) if reader.tldr else None
+    etag = entity_tag(reader, subscriber, days, tldrs_at)
+    modified = last_modified(subscriber, days, tldrs_at)
     headers = {"Cache-Control": "private, no-cache"}
     if not is_resource_modified(request.environ, etag=etag, last_modified=modified):
         response = Response(status=304, headers=headers)
@@ -136,6 +145,7 @@ def show(token: str) -> Response:
             base_url,
             subscriber.public_id,
             modified,
+            reader.tldr,
         )
         response = Response(
             body, headers=headers, content_type="application/atom+xml; charset=utf-8"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import atom
 from newsletter.config import Settings
-from newsletter.models import ListingDay, Paper
+from newsletter.models import ListingDay, Paper, Tldr, TranslationStatus
 from worker import calendar
 from worker.digest.core import DayDigest, Reader, Sections
 from worker.digest.matching import KeywordError, parse_keyword
@@ -203,12 +203,25 @@ def matched_lines(
     return lines
 
 
-def entry_heads(session: Session, host: str, wanted: Iterable[EntryKey]) -> dict[EntryKey, str]:
-    """Each (day, arXiv id)'s rendered entry up to its categories, rendered once per day as stored."""
+def entry_heads(
+    session: Session, host: str, wanted: Iterable[EntryKey], tldr: bool = False
+) -> dict[EntryKey, str]:
+    """Each (day, arXiv id)'s rendered entry up to its categories, rendered once per day as stored.
+
+    With `tldr`, each with the paper version's English TL;DR, if it has one
+    (kept apart: by its text, which may come after the day was cached).
+    """
     heads: dict[EntryKey, str] = {}
     missing: dict[str, FeedDay] = {}
+    wanted = list(wanted)
+    tldrs = feed_tldrs(session, [arxiv_id for _day, arxiv_id in wanted]) if tldr else {}
+
+    def key(day: FeedDay, arxiv_id: str) -> tuple:
+        text = tldrs.get(arxiv_id)
+        return (day.key, arxiv_id, text) if text else (day.key, arxiv_id)
+
     for day, arxiv_id in wanted:
-        head = _find(ENTRIES, (day.key, arxiv_id))
+        head = _find(ENTRIES, key(day, arxiv_id))
         if head is None:
             missing[arxiv_id] = day
         else:
@@ -219,7 +232,33 @@ def entry_heads(session: Session, host: str, wanted: Iterable[EntryKey]) -> dict
             select(Paper).where(Paper.arxiv_id.in_(ids[start : start + _IN_BATCH]))
         ):
             day = missing[paper.arxiv_id]
-            head = atom.render_entry_head(paper, host, day.announced)
-            _put(ENTRIES, (day.key, paper.arxiv_id), head)
+            text = tldrs.get(paper.arxiv_id, (0, ""))
+            head = atom.render_entry_head(
+                paper, host, day.announced, text[1] if text[0] == paper.version else None
+            )
+            _put(ENTRIES, key(day, paper.arxiv_id), head)
             heads[(day, paper.arxiv_id)] = head
     return heads
+
+
+def feed_tldrs(session: Session, ids: list[str]) -> dict[str, tuple[int, str]]:
+    """arXiv id -> (version, its English TL;DR) of the papers that have one."""
+    found: dict[str, tuple[int, str]] = {}
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), _IN_BATCH):
+        rows = session.execute(
+            select(Tldr.arxiv_id, Tldr.version, Tldr.text).where(
+                Tldr.arxiv_id.in_(ids[start : start + _IN_BATCH]),
+                Tldr.language == "en",
+                Tldr.status == TranslationStatus.DONE,
+            )
+        )
+        for arxiv_id, version, text in rows:
+            if text and version >= found.get(arxiv_id, (0, ""))[0]:
+                found[arxiv_id] = (version, text)
+    return found
+
+
+def newest_tldr(session: Session) -> datetime | None:
+    """When the newest TL;DR was written: a feed showing TL;DRs changes with it."""
+    return session.scalar(select(func.max(Tldr.created_at)))

@@ -11,6 +11,7 @@ answers: several lines, huge, HTML, TeX of the model's own, broken placeholders.
 import json
 import re
 
+import feedparser
 import pytest
 from sqlalchemy import select
 from test_translation import (
@@ -415,3 +416,48 @@ def test_tldr_setting_is_stored_from_the_manage_form(app, client):
     assert client.post(manage, data=form).status_code == 302
     session.expire_all()
     assert session.get(Subscriber, subscriber.id).tldr is False
+
+
+# --- on the digest web page and in the Atom feed ---
+
+
+def test_the_page_and_the_feed_show_tldrs_to_those_who_tick_it(
+    openai_settings, app, client, chat_server
+):
+    from newsletter import feed_cache
+
+    feed_cache.clear_caches()
+    session = db.session()
+    store_sample_day(session)
+    ticking = tick(session, 1, ["minimax"])
+    plain = tick(session, 2, ["minimax"], tldr=False)
+    session.commit()
+    config = app_settings(app)
+
+    def get(subscriber, name):
+        url = subscriber_links(config, subscriber.public_id, DEMO_DATE)[name]
+        return client.get(url.removeprefix(config.BASE_URL))
+
+    before = get(ticking, "feed_url")
+    assert before.status_code == 200 and b"TL;DR" not in before.get_data()
+    translate_day(session, config, DEMO_DATE)
+
+    page = get(ticking, "view_url").get_data(as_text=True)
+    assert "<b>TL;DR</b> Proposes theoretical foundations" in page
+    assert "TL;DR" not in get(plain, "view_url").get_data(as_text=True)
+
+    # A TL;DR written since the reader's last fetch is a change: no 304.
+    again = client.get(
+        subscriber_links(config, ticking.public_id)["feed_url"].removeprefix(config.BASE_URL),
+        headers={"If-None-Match": before.headers["ETag"]},
+    )
+    assert again.status_code == 200
+    parsed = feedparser.parse(again.get_data())
+    assert parsed.bozo == 0 and parsed.version == "atom10"
+    (entry,) = parsed.entries
+    assert entry.summary.startswith(
+        "TL;DR: Proposes theoretical foundations and effective and shows it works with 1.5–2.2×."
+    )
+    assert "Model-based reinforcement learning" in entry.summary
+    plain_feed = feedparser.parse(get(plain, "feed_url").get_data())
+    assert plain_feed.entries[0].summary.startswith("Model-based reinforcement learning")
