@@ -51,13 +51,15 @@ def show(token: str):
     subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
     if subscriber is None:
         abort(404, description=NOT_VALID)
-    day = DayDigest.load(session, settings(), listing_date)
     reader = Reader.of(subscriber)
     delivery = session.scalar(
         select(Delivery).where(
             Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
         )
     )
+    # A weekly digest's page shows its range of listing dates, as its email did.
+    first = delivery.first_listing_date if delivery is not None else None
+    day = DayDigest.load(session, settings(), listing_date, first)
     if delivery is not None and delivery.sections is not None:
         # Exactly what the email held, minus any paper no longer on this day.
         sections = day.current(delivery.sections)

@@ -14,6 +14,7 @@ from importlib import resources
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
 
+from newsletter.models import DAILY, FREQUENCIES, WEEKLY
 from worker.digest.matching import KeywordError, normalize_keyword_line, parse_keyword
 
 MAX_KEYWORDS = 20
@@ -21,6 +22,8 @@ MAX_KEYWORD_LENGTH = 100
 MAX_EMAIL_LENGTH = 254
 # The select's values; ASCII only (str.isdigit() is also true for "²" and "१").
 HOUR_PATTERN = re.compile(r"[0-9]{1,2}", re.ASCII)
+# A weekday as the select sends it: 0 (Monday) to 6, one ASCII digit.
+WEEKDAY_PATTERN = re.compile(r"[0-6]", re.ASCII)
 # Trimmed around choice values; str.strip() would also accept "7" + U+3000.
 ASCII_SPACE = " \t\r\n"
 # Zones that name no place: the server's own clock, or tzdata's placeholder.
@@ -171,6 +174,24 @@ def clean_delivery_hour(raw: str) -> tuple[int | None, str | None]:
     return int(value), None
 
 
+def clean_frequency(raw: str) -> tuple[str | None, str | None]:
+    """ "daily" (also when empty) or "weekly", exactly."""
+    value = raw.strip(ASCII_SPACE) or DAILY
+    if value not in FREQUENCIES:
+        return None, _("Choose daily or weekly.")
+    return value, None
+
+
+def clean_weekday(raw: str, frequency: str | None) -> tuple[int | None, str | None]:
+    """The weekly digest's day, 0 (Monday) to 6 in ASCII digits; may be empty for daily."""
+    value = raw.strip(ASCII_SPACE)
+    if not value and frequency != WEEKLY:
+        return None, None
+    if not WEEKDAY_PATTERN.fullmatch(value):
+        return None, _("Choose the day of the week for your weekly digest.")
+    return int(value), None
+
+
 def read_settings(form, offered_languages: Collection[str]) -> FormResult:
     """The keyword, language, timezone and delivery fields shared by both forms."""
     result = FormResult()
@@ -189,4 +210,10 @@ def read_settings(form, offered_languages: Collection[str]) -> FormResult:
         result.errors["language"] = error
     result.values["include_replacements"] = form.get("include_replacements") == "on"
     result.values["tldr"] = form.get("tldr") == "on"
+    frequency, error = clean_frequency(form.get("frequency", ""))
+    weekday, weekday_error = clean_weekday(form.get("weekday", ""), frequency)
+    result.values.update(frequency=frequency, weekday=weekday)
+    for name, problem in (("frequency", error), ("weekday", weekday_error)):
+        if problem:
+            result.errors[name] = problem
     return result

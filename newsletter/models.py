@@ -66,6 +66,11 @@ class SubscriberStatus(enum.Enum):
     BLOCKLISTED = "blocklisted"
 
 
+# Subscriber.frequency's values; worker/delivery/weekly.py decides what each does.
+DAILY, WEEKLY = "daily", "weekly"
+FREQUENCIES = (DAILY, WEEKLY)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
@@ -84,6 +89,14 @@ class Subscriber(Base):
     tldr: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Local hour (0-23) before which the digest is held; None = as soon as ready.
     delivery_hour: Mapped[int | None] = mapped_column(Integer, default=None)
+    # "daily" (every listing date) or "weekly": one digest on `weekday` (0 =
+    # Monday, local time) covering the listing dates since the last one
+    # (worker/delivery/weekly.py).
+    frequency: Mapped[str] = mapped_column(String(10), default="daily", server_default="daily")
+    weekday: Mapped[int | None] = mapped_column(Integer, default=None)
+    # When `frequency` last changed: the first daily row after weekly days
+    # brings the dates they left without a digest.
+    frequency_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -100,6 +113,13 @@ class Subscriber(Base):
     @property
     def keyword_lines(self) -> list[str]:
         return [k.text for k in self.keywords]
+
+    def choose_frequency(self, frequency: str, weekday: int | None) -> None:
+        """Daily or weekly (on `weekday`); a change is dated for the first daily after weekly."""
+        if self.frequency is not None and frequency != self.frequency:
+            self.frequency_changed_at = utcnow()
+        self.frequency = frequency
+        self.weekday = weekday
 
 
 class Keyword(Base):
@@ -238,6 +258,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "listing_date"),
+        # A digest covering several dates (weekly) starts where the last one
+        # ended: two dispatches that read the same last row make one row.
+        UniqueConstraint("subscriber_id", "first_listing_date"),
         # A claim reads a day's queued (or lapsed sending) rows in id order.
         Index("ix_deliveries_listing_date_status_id", "listing_date", "status", "id"),
     )
@@ -247,6 +270,9 @@ class Delivery(Base):
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
     listing_date: Mapped[date] = mapped_column(Date, index=True)
+    # A digest of several listing dates (weekly, or the first daily after
+    # weekly) covers first_listing_date..listing_date; None: listing_date alone.
+    first_listing_date: Mapped[date | None] = mapped_column(Date, default=None)
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.QUEUED, index=True
     )

@@ -32,6 +32,9 @@ def register_sign_up(email: str, settings: dict) -> None:
             # A sign-up queued before TL;DRs existed has no "tldr".
             tldr=settings.get("tldr", False),
             delivery_hour=settings["delivery_hour"],
+            # A sign-up queued before weekly digests existed is daily.
+            frequency=settings.get("frequency", "daily"),
+            weekday=settings.get("weekday"),
         )
         subscriber.keywords.extend(
             Keyword(position=i, text=text) for i, text in enumerate(settings["keywords"])

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from newsletter import forms
 from newsletter.db import utcnow
-from newsletter.models import Delivery, Keyword, Subscriber, SubscriberStatus
-from newsletter.subscriber_file import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from newsletter.models import WEEKLY, Delivery, Keyword, Subscriber, SubscriberStatus
+from newsletter.subscriber_file import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, WEEKDAY_NAMES
 
 # Deliveries `find` shows, newest first.
 RECENT_DELIVERIES = 10
@@ -45,6 +45,12 @@ def find_subscriber(session: Session, raw_email: str) -> Subscriber:
     return subscriber
 
 
+def _frequency(subscriber: Subscriber) -> str:
+    if subscriber.frequency == WEEKLY and subscriber.weekday is not None:
+        return f"weekly on {WEEKDAY_NAMES[subscriber.weekday].title()}"
+    return subscriber.frequency
+
+
 def describe_subscriber(session: Session, subscriber: Subscriber) -> list[str]:
     """Lines about one subscriber: status, settings, keywords, their last deliveries."""
     hour = subscriber.delivery_hour
@@ -54,6 +60,7 @@ def describe_subscriber(session: Session, subscriber: Subscriber) -> list[str]:
         f"  language: {subscriber.language}, timezone: {subscriber.timezone}, "
         f"delivery hour: {'as soon as ready' if hour is None else f'{hour}:00'}, "
         f"replacements: {'yes' if subscriber.include_replacements else 'no'}",
+        f"  digests: {_frequency(subscriber)}",
         f"  signed up {_when(subscriber.created_at)}, confirmed {_when(subscriber.confirmed_at)}, "
         f"unsubscribed {_when(subscriber.unsubscribed_at)}, hard bounces {subscriber.bounce_count}",
         "  keywords:",
@@ -151,6 +158,8 @@ def export_rows(session: Session, statuses: Collection[SubscriberStatus]) -> Ite
                 Subscriber.delivery_hour,
                 Subscriber.include_replacements,
                 Subscriber.tldr,
+                Subscriber.frequency,
+                Subscriber.weekday,
             )
             .where(Subscriber.id > last_id, Subscriber.status.in_(list(statuses)))
             .order_by(Subscriber.id)
@@ -175,5 +184,7 @@ def export_rows(session: Session, statuses: Collection[SubscriberStatus]) -> Ite
                 "" if row.delivery_hour is None else row.delivery_hour,
                 "true" if row.include_replacements else "false",
                 "true" if row.tldr else "false",
+                row.frequency,
+                "" if row.weekday is None else WEEKDAY_NAMES[row.weekday],
             ]
         last_id = batch[-1].id

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from newsletter import forms
 
 REQUIRED_COLUMNS = ("email", "keywords", "language", "timezone")
-OPTIONAL_COLUMNS = ("delivery_hour", "include_replacements", "tldr")
+OPTIONAL_COLUMNS = ("delivery_hour", "include_replacements", "tldr", "frequency", "weekday")
+# The weekday column: a name ("monday", "Mon", any case) or the form's 0 (Monday) to 6.
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # Optional columns read as a checkbox of the form: true or false (empty: false).
 _FLAGS = ("include_replacements", "tldr")
 # The file is read whole; far above any real list (100,000 rows are ~20 MB).
@@ -133,6 +135,7 @@ def validate_row(
             return None, f"{name}: {_shorten(flag)!r} is neither true nor false"
         # The form's checkbox sends "on" when ticked.
         form[name] = "on" if flag in _TRUE else ""
+    form["weekday"] = weekday_number(form.get("weekday", ""))
     result = forms.read_settings(form, offered_languages)
     email, error = forms.clean_email(form["email"], check_deliverability)
     if error:
@@ -151,8 +154,19 @@ def validate_row(
         "include_replacements": result.values["include_replacements"],
         "delivery_hour": result.values["delivery_hour"],
         "tldr": result.values["tldr"],
+        "frequency": result.values["frequency"],
+        "weekday": result.values["weekday"],
     }
     return Candidate(line, values, result.values["keywords"]), None
+
+
+def weekday_number(raw: str) -> str:
+    """A weekday's name (or its first three letters) as the form's digit; anything else as is."""
+    value = raw.strip().lower()
+    for number, name in enumerate(WEEKDAY_NAMES):
+        if value in (name, name[:3]):
+            return str(number)
+    return raw
 
 
 def _shorten(text: str) -> str:

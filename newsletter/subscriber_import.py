@@ -171,16 +171,19 @@ _VARYING = (
     "include_replacements",
     "delivery_hour",
     "tldr",
+    "frequency",
+    "weekday",
 )
 _PG_SUBSCRIBERS = text(
     "INSERT INTO subscribers (public_id, email, email_key, language, timezone,"
-    " include_replacements, delivery_hour, tldr, status, bounce_count, created_at, updated_at,"
-    " confirmed_at)"
+    " include_replacements, delivery_hour, tldr, frequency, weekday, status, bounce_count,"
+    " created_at, updated_at, confirmed_at)"
     " SELECT u.*, :status, :bounce_count, :created_at, :updated_at, :confirmed_at"
     " FROM unnest(CAST(:public_id AS varchar[]), CAST(:email AS varchar[]),"
     " CAST(:email_key AS varchar[]), CAST(:language AS varchar[]),"
     " CAST(:timezone AS varchar[]), CAST(:include_replacements AS boolean[]),"
-    " CAST(:delivery_hour AS integer[]), CAST(:tldr AS boolean[])) AS u"
+    " CAST(:delivery_hour AS integer[]), CAST(:tldr AS boolean[]),"
+    " CAST(:frequency AS varchar[]), CAST(:weekday AS integer[])) AS u"
     " ON CONFLICT (email_key) DO NOTHING RETURNING id, email_key"
 )
 _PG_KEYWORDS = text(

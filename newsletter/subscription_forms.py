@@ -92,4 +92,6 @@ def manage_values(subscriber: Subscriber) -> dict:
         "include_replacements": subscriber.include_replacements,
         "tldr": subscriber.tldr,
         "delivery_hour": subscriber.delivery_hour,
+        "frequency": subscriber.frequency,
+        "weekday": subscriber.weekday,
     }

@@ -98,6 +98,8 @@ def signup_post():
             "include_replacements",
             "delivery_hour",
             "tldr",
+            "frequency",
+            "weekday",
         )
     }
     # Jobs are queued by name: the web process never imports their code (worker/queue.py).
@@ -212,6 +214,7 @@ def manage_post(token: str):
     subscriber.include_replacements = result.values["include_replacements"]
     subscriber.tldr = result.values["tldr"]
     subscriber.delivery_hour = result.values["delivery_hour"]
+    subscriber.choose_frequency(result.values["frequency"], result.values["weekday"])
     db.session().commit()
     return redirect(url_for("subscriptions.manage", token=token, saved=1))
 

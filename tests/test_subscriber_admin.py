@@ -204,6 +204,8 @@ def snapshot() -> dict[str, tuple]:
             s.delivery_hour,
             s.include_replacements,
             s.tldr,
+            s.frequency,
+            s.weekday,
         )
         for s in session.scalars(select(Subscriber))
     }
@@ -222,7 +224,13 @@ def test_export_then_import_into_an_empty_database_gives_the_same_subscribers(
         include_replacements=True,
         tldr=True,
     )
-    add_subscriber("Bob@example.org", ['au:"Geoffrey Hinton"'], timezone="America/New_York")
+    add_subscriber(
+        "Bob@example.org",
+        ['au:"Geoffrey Hinton"'],
+        timezone="America/New_York",
+        frequency="weekly",
+        weekday=4,
+    )
     add_subscriber(
         "carol@example.org", ["diffusion policy", 'transformer -"computer vision"'], delivery_hour=0
     )
@@ -237,8 +245,8 @@ def test_export_then_import_into_an_empty_database_gives_the_same_subscribers(
     with open(path, encoding="utf-8", newline="") as file:
         rows = list(csv.reader(file))
     assert rows[0] == (
-        "email,keywords,language,timezone,delivery_hour,include_replacements,tldr".split(",")
-    )
+        "email,keywords,language,timezone,delivery_hour,include_replacements,tldr,frequency,weekday"
+    ).split(",")
     assert len(rows) == 4
 
     db.session().close()

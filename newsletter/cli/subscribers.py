@@ -32,7 +32,8 @@ def subscribers_group() -> None:
 @with_appcontext
 def subscribers_import_command(path: str, confirmed: bool) -> None:
     """Add subscribers from a CSV file: email,keywords,language,timezone
-    (optional: delivery_hour, include_replacements, tldr).
+    (optional: delivery_hour, include_replacements, tldr, frequency (daily or
+    weekly), weekday (monday..sunday, for weekly)).
 
     Each row is checked as the sign-up form checks it; refused rows are listed
     on stderr with their line number and nothing of them is stored. Addresses

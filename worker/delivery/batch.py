@@ -102,6 +102,8 @@ class Sender:
         self.connection: LedgerConnection = connection
         self.mime = DigestMime(config, _SEGMENTS)
         self.summary = SendSummary()
+        # Weekly digests of the day, by first listing date, for this drain.
+        self._spans: dict[date, DayDigest] = {}
 
     def send_batch(
         self, batch: list[Claim], claimer: str, mailer: Mailer, heartbeat: Heartbeat
@@ -156,7 +158,7 @@ class Sender:
         # same digest, and digests dispatched together share a render.
         generated_at = claim.created_at.replace(second=0, microsecond=0)
         links = subscriber_links(self.config, claim.public_id, self.listing_date)
-        rendered = self.day.render_email(reader, claim.sections, generated_at, links)
+        rendered = self._digest(claim).render_email(reader, claim.sections, generated_at, links)
         return self.mime.build(
             to=claim.email,
             subject=rendered.subject,
@@ -167,6 +169,16 @@ class Sender:
             one_click_url=links["one_click_url"],
             date=utcnow(),
         )
+
+    def _digest(self, claim: Claim) -> DayDigest:
+        """The day's digest, or the weekly one (several listing dates) the row covers."""
+        first = claim.first_listing_date
+        if first is None:
+            return self.day
+        if first not in self._spans:
+            engine = self.connection.engine
+            self._spans[first] = day_cache.day_digest(engine, self.config, self.listing_date, first)
+        return self._spans[first]
 
     def send_one(
         self, claim: Claim, claimer: str, mailer: Mailer, raw: bytes | Exception | None

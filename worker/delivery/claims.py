@@ -47,6 +47,8 @@ class Claim:
     include_replacements: bool
     keywords: tuple[str, ...]
     tldr: bool = False  # TL;DRs under the titles (worker/translation/tldr.py)
+    # A weekly digest's first listing date (worker/delivery/weekly.py); None: the day's alone.
+    first_listing_date: date | None = None
 
 
 def worker_name() -> str:
@@ -134,6 +136,7 @@ def claim_batch(
             Delivery.sections,
             Delivery.attempts,
             Delivery.created_at,
+            Delivery.first_listing_date,
         )
     ).all()
     if not claimed:
@@ -161,6 +164,7 @@ def claim_batch(
                 include_replacements=replacements,
                 keywords=tuple(keywords),
                 tldr=tldr,
+                first_listing_date=row.first_listing_date,
             )
         )
     return claims

@@ -29,13 +29,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Executable, select
 from sqlalchemy.orm import Session
 
 from newsletter import db
 from newsletter.config import Settings, settings
 from newsletter.db import utcnow
 from newsletter.models import (
+    WEEKLY,
     Delivery,
     Keyword,
     ListingDay,
@@ -43,7 +44,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import subscriber_links
-from worker.delivery import claims
+from worker.delivery import claims, weekly
 from worker.delivery.batch import SendSummary
 from worker.delivery.day_cache import day_digest
 from worker.delivery.due import is_due
@@ -184,8 +185,20 @@ def make_deliveries(
         Subscriber.timezone,
         Subscriber.include_replacements,
         Subscriber.delivery_hour,
+        Subscriber.frequency,
+        Subscriber.weekday,
+        Subscriber.confirmed_at,
+        Subscriber.frequency_changed_at,
         Subscriber.tldr,
     )
+    # Weekly rows are made only for the latest complete date (worker/delivery/weekly.py).
+    latest = not session.scalar(
+        select(ListingDay.listing_date)
+        .where(ListingDay.listing_date > listing_date, ListingDay.completed_at.is_not(None))
+        .limit(1)
+    )
+    # Weekly digests of this dispatch, by first listing date, made once.
+    spans: dict[date, DayDigest] = {}
     insert = _insert_statement(session)
     after = 0
     while True:
@@ -205,27 +218,71 @@ def make_deliveries(
             .order_by(Keyword.subscriber_id, Keyword.position)
         ):
             lines.setdefault(subscriber_id, []).append(text)
-        readers: dict[int, Reader] = {}
-        for id_, language, timezone, replacements, hour, tldr in page:
-            reader = Reader(tuple(lines.get(id_, ())), language, timezone, replacements, tldr)
+        tldr = {row.id for row in page if row.tldr}
+        last = weekly.last_rows(session, [row.id for row in page], listing_date)
+        # Readers by the first listing date their row covers (None: the day alone).
+        groups: dict[date | None, dict[int, Reader]] = {}
+        for row in page:
+            id_, language, timezone, hour = row.id, row.language, row.timezone, row.delivery_hour
+            schedule = weekly.Schedule(
+                row.frequency,
+                row.weekday,
+                timezone,
+                hour,
+                row.confirmed_at,
+                row.frequency_changed_at,
+            )
+            start = weekly.row_start(listing_date, now, schedule, last.get(id_), latest=latest)
+            if start is None:
+                continue  # weekly, not its weekday; or a weekly row covered the date
+            reader = Reader(
+                tuple(lines.get(id_, ())),
+                language,
+                timezone,
+                row.include_replacements,
+                id_ in tldr,
+            )
             # TL;DRs come with the day's translations: a digest showing them waits alike.
             bilingual = digests.is_bilingual(reader) or reader.tldr
+            # A weekly row waits for its weekday's hour (row_start), not the day's.
+            hour = None if schedule.frequency == WEEKLY else hour
             if is_due(
                 day, now, deadline, timezone=timezone, delivery_hour=hour, bilingual=bilingual
             ):
-                readers[id_] = reader
+                weekly_row = schedule.frequency == WEEKLY or start < listing_date
+                groups.setdefault(start if weekly_row else None, {})[id_] = reader
             else:
                 summary.held += 1
-        late = late_papers_due(session, digests, readers)
-        summary.late_papers += sum(len(ids) for ids in late.values())
-        queued, skipped = _rows(listing_date, digests.sections(readers, late))
-        # Another dispatcher may have made some of these rows meanwhile: those
-        # are left alone, and the row count names only the rows made here.
-        if queued:
-            summary.queued += _rows_made(session, insert, queued)
-        if skipped:
-            summary.skipped += _rows_made(session, insert, skipped)
+        for start, readers in groups.items():
+            if start is None or start == listing_date:
+                covering = digests  # a weekly row of one date is that day's digest
+            elif start not in spans:
+                covering = spans[start] = day_digest(db.engine(), config, listing_date, start)
+            else:
+                covering = spans[start]
+            _make_rows(session, insert, covering, readers, summary, start)
         session.commit()
+
+
+def _make_rows(
+    session: Session,
+    insert: Executable,
+    digests: DayDigest,
+    readers: dict[int, Reader],
+    summary: DispatchSummary,
+    first_listing_date: date | None,
+) -> None:
+    """Insert the rows of `readers` with `digests`' sections (a day's, or a weekly range's)."""
+    late = late_papers_due(session, digests, readers)
+    summary.late_papers += sum(len(ids) for ids in late.values())
+    sections = digests.sections(readers, late)
+    queued, skipped = _rows(digests.listing_date, sections, first_listing_date)
+    # Another dispatcher may have made some of these rows meanwhile: those
+    # are left alone, and the row count names only the rows made here.
+    if queued:
+        summary.queued += _rows_made(session, insert, queued)
+    if skipped:
+        summary.skipped += _rows_made(session, insert, skipped)
 
 
 # --- operator helpers (CLI) ---
@@ -240,7 +297,8 @@ def preview_digest(
             Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
         )
     )
-    day = DayDigest.load(session, config, listing_date)
+    first = delivery.first_listing_date if delivery is not None else None
+    day = DayDigest.load(session, config, listing_date, first)
     reader = Reader.of(subscriber)
     if delivery is not None and delivery.sections is not None:
         sections = delivery.sections

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Paper
+from worker.delivery.weekly import covered_dates
 from worker.digest.core import DayDigest, Reader
 from worker.digest.loading import late_window_start
 
@@ -42,7 +43,7 @@ def late_papers_due(
     matches = day.late_matches(readers)
     if not matches:
         return {}
-    since = late_window_start(day.listing_date)
+    since = late_window_start(day.first_listing_date)
     history: dict[int, list[tuple[date, list]]] = {}
     ids = sorted(matches)
     for start in range(0, len(ids), _IN_BATCH):
@@ -50,6 +51,7 @@ def late_papers_due(
             select(
                 Delivery.subscriber_id,
                 Delivery.listing_date,
+                Delivery.first_listing_date,
                 Delivery.sections,
             ).where(
                 Delivery.subscriber_id.in_(ids[start : start + _IN_BATCH]),
@@ -57,8 +59,14 @@ def late_papers_due(
                 Delivery.listing_date < day.listing_date,
             )
         )
-        for subscriber_id, listing_date, sections in rows:
-            history.setdefault(subscriber_id, []).append((listing_date, sections))
+        for subscriber_id, listing_date, first, sections in rows:
+            entries = history.setdefault(subscriber_id, [])
+            entries.append((listing_date, sections))
+            # A weekly row covers each of its dates: they count as had (with no papers).
+            if first is not None:
+                entries += [
+                    (d, []) for d in covered_dates(first, listing_date) if d != listing_date
+                ]
     due = {}
     for subscriber_id, candidates in matches.items():
         found = late_due(candidates, day.late, history.get(subscriber_id, []))

@@ -45,8 +45,13 @@ def _rows_made(session: Session, insert: Executable, rows: list[dict[str, Any]])
     return cast(CursorResult[Any], session.execute(insert, rows)).rowcount
 
 
-def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict], list[dict]]:
-    """The page's new rows: (to send, skipped for want of papers)."""
+def _rows(
+    listing_date: date, sections: dict[int, Sections], first_listing_date: date | None = None
+) -> tuple[list[dict], list[dict]]:
+    """The page's new rows: (to send, skipped for want of papers).
+
+    `first_listing_date`: the rows cover the listing dates from it (weekly).
+    """
     config = settings()
     created = utcnow()
     queued: list[dict[str, Any]] = []
@@ -58,6 +63,7 @@ def _rows(listing_date: date, sections: dict[int, Sections]) -> tuple[list[dict]
             {
                 "subscriber_id": subscriber_id,
                 "listing_date": listing_date,
+                "first_listing_date": first_listing_date,
                 "status": DeliveryStatus.QUEUED if send else DeliveryStatus.SKIPPED,
                 "message_id": new_message_id(config.MAIL_FROM),
                 "sections": [[keyword, ids] for keyword, ids in own],

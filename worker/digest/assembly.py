@@ -64,6 +64,8 @@ class Request:
     generated_at: datetime
     links: dict[str, str]
     max_per_keyword: int | None  # None: the web page, every paper in full
+    # A digest of several listing dates (weekly) covers this date to the day's.
+    first_listing_date: date | None = None
     tldr: bool = False  # TL;DRs under the titles (worker/translation/tldr.py)
 
 
@@ -81,7 +83,14 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         name: Sized(str(escape(url)), _LINK_SIZES.get(name, len(url.encode())))
         for name, url in request.links.items()
     }
-    dates = _dates(listing_date, request.zone, request.timezone, request.generated_at)
+    dates = _dates(
+        listing_date,
+        request.zone,
+        request.timezone,
+        request.generated_at,
+        request.first_listing_date,
+        fragments.locale,
+    )
     # This digest's keyword lines, looked up once (each is used several times).
     keywords = {
         keyword: fragments.keyword(keyword)

@@ -56,7 +56,7 @@ from newsletter.models import (
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
 from worker.digest.line_matches import _ALWAYS_INCLUDED, _LineMatches
-from worker.digest.loading import load_day, load_tldrs, load_translations
+from worker.digest.loading import load_day, load_span, load_tldrs, load_translations
 from worker.digest.relevance import order_sections
 
 log = logging.getLogger(__name__)
@@ -153,16 +153,20 @@ class DayDigest:
         papers: dict[str, Paper],
         config: Settings,
         load_translations: Callable[[dict[str, Paper], str], dict[str, Translation]] | None = None,
+        first_listing_date: date | None = None,
         *,
         load_tldrs: Callable[[dict[str, Paper]], dict[tuple[str, str], str]] | None = None,
     ):
         self.listing_date = listing_date
+        # A digest of several listing dates (weekly: worker/delivery/weekly.py)
+        # covers first_listing_date..listing_date; its papers are all its own.
+        self.first_listing_date = first_listing_date or listing_date
         self.papers = papers
         # Papers of an earlier listing date: late papers (`load_late_papers`).
         self.late = {
             arxiv_id: paper
             for arxiv_id, paper in papers.items()
-            if paper.listing_date is not None and paper.listing_date < listing_date
+            if paper.listing_date is not None and paper.listing_date < self.first_listing_date
         }
         own = {i: p for i, p in papers.items() if i not in self.late} if self.late else papers
         self.max_per_keyword: int = config.DIGEST_MAX_PER_KEYWORD
@@ -181,16 +185,32 @@ class DayDigest:
     def fragments(self) -> DayFragments:
         """The day's rendered pieces, made when the first digest is rendered."""
         target = target_language(self.target_language, self._target_name)
-        return DayFragments(self.papers, target, self.translations, self.listing_date, self.tldrs)
+        return DayFragments(
+            self.papers, target, self.translations, self.first_listing_date, self.tldrs
+        )
 
     @classmethod
-    def load(cls, session: Session, config: Settings, listing_date: date) -> "DayDigest":
-        """The day as stored; translations are read from `session` when first needed."""
+    def load(
+        cls,
+        session: Session,
+        config: Settings,
+        listing_date: date,
+        first_listing_date: date | None = None,
+    ) -> "DayDigest":
+        """The day as stored (from `first_listing_date` on: a weekly digest's dates).
+
+        Translations are read from `session` when first needed.
+        """
+        if first_listing_date is None:
+            papers = load_day(session, listing_date)
+        else:
+            papers = load_span(session, first_listing_date, listing_date)
         return cls(
             listing_date,
-            load_day(session, listing_date),
+            papers,
             config,
             lambda papers, language: load_translations(session, papers, language),
+            first_listing_date,
             load_tldrs=lambda papers: load_tldrs(session, papers),
         )
 
@@ -321,6 +341,7 @@ class DayDigest:
             generated_at=generated_at,
             links=links,
             max_per_keyword=max_per_keyword,
+            first_listing_date=self.first_listing_date,
             tldr=reader.tldr,
         )
         digest = assemble_digest(self.fragments, self.listing_date, request)

@@ -56,15 +56,23 @@ def _summary_values(header: dict) -> dict:
 
 @lru_cache(maxsize=4096)
 def _dates(
-    listing_date: date, zone: ZoneInfo, timezone: str, generated_at: datetime
+    listing_date: date,
+    zone: ZoneInfo,
+    timezone: str,
+    generated_at: datetime,
+    first_listing_date: date | None = None,
 ) -> tuple[str, str | None, str | None, str, str]:
-    """The header's dates, made once per (day, zone, minute) rather than per digest."""
+    """The header's dates, made once per (day, zone, minute) rather than per digest.
+
+    A digest of several listing dates names them as a range ("week of ..."),
+    announced when its last one was.
+    """
     try:
         announced = announcement_instant(listing_date)
     except ValueError:
         announced = None
     return (
-        _day(listing_date),
+        _span(first_listing_date, listing_date),
         _instant(announced) if announced else None,
         _instant(announced.astimezone(zone)) if announced else None,
         zone.key if zone.key == timezone else "UTC",
@@ -81,6 +89,15 @@ def subject_keywords(sections: list[Section]) -> str:
             break
         shown.append(part)
     return ", ".join(shown)
+
+
+def _span(first: date | None, last: date) -> str:
+    """A digest's listing date, or the range of listing dates a weekly one covers."""
+    if first is None or first >= last:
+        return _day(last)
+    # "week of" while the range fits in one week; a missed week makes it longer.
+    lead = "week of" if (last - first).days < 7 else "listing dates"
+    return f"{lead} {first:%a} {first.day} {first:%b} – {_day(last)}"
 
 
 def _day(day: date) -> str:

@@ -28,6 +28,16 @@ def load_day(session: Session, listing_date: date) -> dict[str, Paper]:
     return found
 
 
+def load_span(session: Session, first: date, last: date) -> dict[str, Paper]:
+    """The papers of the listing dates first..last (a weekly digest's), and the late papers it may carry."""
+    papers = session.scalars(
+        select(Paper).where(Paper.listing_date >= first, Paper.listing_date <= last)
+    )
+    found = {paper.arxiv_id: paper for paper in papers}
+    found.update(load_late_papers(session, first))
+    return found
+
+
 def late_window_start(listing_date: date) -> date:
     """The first listing date whose late papers a digest of `listing_date` carries."""
     day = listing_date
