@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -125,11 +126,11 @@ def summarize_day(
         return report
     budget = TokenBudget(config.TRANSLATION_DAILY_TOKEN_BUDGET, tokens_used_today(session, now))
     backend = OpenAIBackend(config, budget, deadline if respect_deadline else None)
-    for language, papers in wanted.items():
+    for language, sources in wanted.items():
         target = ENGLISH if language == ENGLISH.language else second
         batches = run_batches(
-            lambda batch, target=target: summarize_batch(backend, batch, target),
-            papers,
+            partial(summarize_batch, backend, target=target),
+            sources,
             backend.max_batch,
             config.TRANSLATION_CONCURRENCY,
         )
