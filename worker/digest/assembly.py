@@ -89,7 +89,6 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         request.timezone,
         request.generated_at,
         request.first_listing_date,
-        fragments.locale,
     )
     # This digest's keyword lines, looked up once (each is used several times).
     keywords = {
