@@ -89,7 +89,6 @@ def build_messages(
     items: Sequence[tuple[str, Protected, Protected]], target: Target
 ) -> list[dict[str, str]]:
     """The chat messages asking for `items` (key, protected title, protected abstract)."""
-    terms = relevant_terms(target.glossary, (t.text + "\n" + a.text for _, t, a in items))
     rules = [
         "You translate the titles and abstracts of scientific papers from English into "
         f"{target.name}.",
@@ -98,16 +97,30 @@ def build_messages(
         "once, unchanged, where it belongs in the sentence; never add, drop or alter one.",
         "Keep names of methods, models, datasets, software and people as they are.",
     ]
-    if terms:
-        hints = "\n".join(f"- {english} → {rendering}" for english, rendering in terms.items())
-        rules.append("Use these renderings of field terms:\n" + hints)
-    rules.append(
+    answer = (
         'Answer with JSON only, no Markdown and no commentary: {"translations": '
         '[{"id": ..., "title": ..., "abstract": ...}]}, one entry per paper, same ids.'
     )
+    return paper_messages(rules, answer, items, target)
+
+
+def paper_messages(
+    rules: list[str],
+    answer: str,
+    items: Sequence[tuple[str, Protected, Protected]],
+    target: Target,
+) -> list[dict[str, str]]:
+    """The system message (`rules`, the glossary's terms these papers use, `answer`) and the papers.
+
+    Also the TL;DR prompt's (worker/translation/tldr_prompt.py).
+    """
+    terms = relevant_terms(target.glossary, (t.text + "\n" + a.text for _, t, a in items))
+    if terms:
+        hints = "\n".join(f"- {english} → {rendering}" for english, rendering in terms.items())
+        rules = [*rules, "Use these renderings of field terms:\n" + hints]
     papers = [{"id": key, "title": t.text, "abstract": a.text} for key, t, a in items]
     return [
-        {"role": "system", "content": "\n".join(rules)},
+        {"role": "system", "content": "\n".join([*rules, answer])},
         {"role": "user", "content": json.dumps({"papers": papers}, ensure_ascii=False)},
     ]
 

@@ -17,7 +17,6 @@ language asked (mostly its script, for the scripts of
 worker/translation/prompt.py's SCRIPTS; mostly Latin letters for English).
 """
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +27,7 @@ from worker.translation.prompt import (
     SCRIPTS,
     Target,
     TranslationError,
-    relevant_terms,
+    paper_messages,
 )
 
 ENGLISH = Target("en", "English", {})
@@ -66,7 +65,6 @@ def build_tldr_messages(
     items: Sequence[tuple[str, Protected, Protected]], target: Target
 ) -> list[dict[str, str]]:
     """The chat messages asking for a TL;DR of each of `items` (key, title, abstract)."""
-    terms = relevant_terms(target.glossary, (t.text + "\n" + a.text for _, t, a in items))
     rules = [
         f"You write a one-line TL;DR in {target.name} for each scientific paper given by its "
         "title and abstract: one plain sentence saying what the paper does and what it finds, "
@@ -77,18 +75,11 @@ def build_tldr_messages(
         "sentence needs it, copied exactly; never alter one or invent a new one.",
         "Plain text only: no Markdown, no HTML, no TeX of your own, no line breaks.",
     ]
-    if terms:
-        hints = "\n".join(f"- {english} → {rendering}" for english, rendering in terms.items())
-        rules.append("Use these renderings of field terms:\n" + hints)
-    rules.append(
+    answer = (
         'Answer with JSON only, no commentary: {"tldrs": [{"id": ..., "tldr": ...}]}, '
         "one entry per paper, same ids."
     )
-    papers = [{"id": key, "title": t.text, "abstract": a.text} for key, t, a in items]
-    return [
-        {"role": "system", "content": "\n".join(rules)},
-        {"role": "user", "content": json.dumps({"papers": papers}, ensure_ascii=False)},
-    ]
+    return paper_messages(rules, answer, items, target)
 
 
 def check_tldr(entry: dict[str, Any] | None, source: Protected, target: Target) -> str:
