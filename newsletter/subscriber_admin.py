@@ -3,8 +3,9 @@
 Called by newsletter/cli/subscribers.py, whose commands only parse options and print.
 Owns looking an address up as the sign-up form would store it, describing a
 subscriber, suppressing one (status blocklisted: the sender skips any digest
-still queued for them, and sign-ups never revive them), deleting one with
-every row of theirs, and writing the list in the import format of
+still queued for them, and sign-ups never revive them), deleting one (the
+subscriber's own erasure: their sent digests stay as anonymous counts), and
+writing the list in the import format of
 `subscribers import` (newsletter/subscriber_import.py), so an export imports
 back as the same subscribers. Each function that writes commits its own unit
 of work. Bad input is an AdminError with a one-line message.
@@ -14,12 +15,13 @@ import csv
 from collections.abc import Collection, Iterator
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter import forms
 from newsletter.db import utcnow
 from newsletter.models import WEEKLY, Delivery, Keyword, Subscriber, SubscriberStatus
+from newsletter.personal_data import erase_subscriber
 from newsletter.subscriber_file import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, WEEKDAY_NAMES
 
 # Deliveries `find` shows, newest first.
@@ -104,15 +106,18 @@ def suppress_subscriber(session: Session, raw_email: str) -> str:
 
 
 def delete_subscriber(session: Session, subscriber: Subscriber) -> str:
-    """Delete a subscriber with their keywords and deliveries; returns what was deleted."""
-    email, subscriber_id = subscriber.email, subscriber.id
-    deliveries = count_deliveries(session, subscriber)
-    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
-    session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber_id))
-    session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    """Erase a subscriber as the manage page's "Erase my data" does, without its
+    last email (newsletter/personal_data.py); returns what was done."""
+    email = subscriber.email
+    erased = erase_subscriber(session, subscriber)
     session.commit()
     session.expunge_all()
-    return f"{email} deleted with {deliveries} deliveries"
+    if erased is None:
+        return f"{email} was already erased"
+    return (
+        f"{email} deleted with their keywords; {erased.kept} deliveries kept as anonymous "
+        f"counts, {erased.dropped} unsent dropped"
+    )
 
 
 def count_deliveries(session: Session, subscriber: Subscriber) -> int:

@@ -17,7 +17,7 @@ from flask import (
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from newsletter import db, forms, ratelimit
+from newsletter import db, forms, my_data, ratelimit
 from newsletter.config import settings as app_settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
 from newsletter.subscription_forms import (
@@ -35,6 +35,8 @@ from newsletter.web import csrf
 from worker.queue import enqueue
 
 bp = Blueprint("subscriptions", __name__)
+# Download my data, erase me: reached from the manage page (newsletter/my_data.py).
+bp.register_blueprint(my_data.bp)
 
 
 def set_keywords(subscriber: Subscriber, keywords: list[str]) -> None:

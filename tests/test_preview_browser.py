@@ -1,14 +1,16 @@
-"""The keyword preview in a real browser (tests/test_browser.py's harness): typing
-shows each line's counts without a page load; without JavaScript the Preview
-button shows them; the manage page previews the stored lines on opening; and
-the pages with a preview fit 1280 and 390 px."""
+"""The keyword preview in a real browser (tests/test_browser.py's harness), each test
+at a phone width (390 px) and a desktop width (1280 px): typing shows each line's
+counts without a page load; without JavaScript the Preview button shows them; the
+manage page previews the stored lines on opening; and the pages with a preview
+fit 1280 and 390 px."""
 
 import re
 from datetime import date
 
+import pytest
 from arxiv_server import DATA
 from sqlalchemy import func, select
-from test_browser import browser_page, live_site, overflows  # noqa: F401 (fixtures)
+from test_browser import WIDTHS, browser_page, live_site, overflows  # noqa: F401 (fixtures)
 
 from newsletter import db
 from newsletter.config import settings
@@ -35,10 +37,19 @@ def count_in(page, line: str) -> str:
     return re.search(r"Thu 28 Nov: (\d+)", block.inner_text()).group(1)
 
 
-def test_typing_shows_counts_without_a_page_load(live_site, browser_page):  # noqa: F811
+def within(page, selector: str, width: int) -> bool:
+    """Whether the first element `selector` finds is shown inside the page's `width`."""
+    page.set_viewport_size({"width": width, "height": 844})  # overflows() leaves it at 390
+    box = page.locator(selector).first.bounding_box()
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_typing_shows_counts_without_a_page_load(live_site, browser_page, width):  # noqa: F811
     app, base = live_site
     page, problems = browser_page
     expected = seed_day(app)
+    page.set_viewport_size({"width": width, "height": 844})
 
     page.goto(base + "/")
     page.evaluate("window.stayed = 'yes'")  # gone if the page loads again
@@ -61,6 +72,7 @@ def test_typing_shows_counts_without_a_page_load(live_site, browser_page):  # no
     assert "A quote is not closed" in page.inner_text("#preview .preview-errors")
     assert page.locator("#preview .preview-line").count() == 3
     assert page.evaluate("window.stayed") == "yes"
+    assert within(page, f"#preview a[href='https://arxiv.org/abs/{first}']", width)
     assert overflows(page, "sign-up with a preview") == []
     with app.app_context():
         assert db.session().scalar(select(func.count()).select_from(Subscriber)) == 0
@@ -74,19 +86,22 @@ def test_typing_shows_counts_without_a_page_load(live_site, browser_page):  # no
         db.session().add(subscriber)
         db.session().commit()
         token = make_token(app.config["SECRET_KEY"], "manage", subscriber.public_id)
+    page.set_viewport_size({"width": width, "height": 844})
     page.goto(f"{base}/manage/{token}")
     page.wait_for_selector("#preview .preview-line")
     assert count_in(page, "black hole") == str(len(expected["black hole"]))
+    assert within(page, "#preview .preview-line", width)
     assert overflows(page, "manage with a preview") == []
     assert problems == []
 
 
-def test_preview_button_without_javascript(live_site, browser_page):  # noqa: F811
+@pytest.mark.parametrize("width", WIDTHS)
+def test_preview_button_without_javascript(live_site, browser_page, width):  # noqa: F811
     app, base = live_site
     page, problems = browser_page
     seed_day(app)
     context = page.context.browser.new_context(
-        java_script_enabled=False, viewport={"width": 390, "height": 844}
+        java_script_enabled=False, viewport={"width": width, "height": 844}
     )
     plain = context.new_page()
     plain.goto(base + "/")
@@ -103,6 +118,7 @@ def test_preview_button_without_javascript(live_site, browser_page):  # noqa: F8
         assert db.session().scalar(select(func.count()).select_from(Subscriber)) == 0
     assert count_in(plain, "black hole") == str(len(with_replacements["black hole"]))
     assert count_in(plain, LONG) == "0"
+    assert within(plain, "#preview .preview-line", width)
     # The form keeps what was typed.
     assert plain.input_value("#email") == "grace@example.org"
     assert plain.input_value("#keywords") == f"black hole\n{LONG}"

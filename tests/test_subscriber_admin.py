@@ -165,18 +165,27 @@ def test_delete_asks_first_and_removes_every_row_of_theirs(app):
 
     declined = run(app, "subscribers", "delete", "ada@example.org", input="n\n")
     assert declined.exit_code == 1
-    assert "Delete ada@example.org (confirmed) and their 1 deliveries?" in declined.output
+    assert "Delete ada@example.org (confirmed) and their keywords? Their 1 deliveries" in (
+        declined.output
+    )
     assert count(Subscriber) == 2
 
     accepted = run(app, "subscribers", "delete", "ada@example.org", input="y\n")
     assert accepted.exit_code == 0, accepted.output
-    assert accepted.output.endswith("ada@example.org deleted with 1 deliveries\n")
+    assert accepted.output.endswith(
+        "ada@example.org deleted with their keywords; 1 deliveries kept as anonymous counts,"
+        " 0 unsent dropped\n"
+    )
 
     session = db.session()
     session.expire_all()
     assert [s.email for s in session.scalars(select(Subscriber))] == ["bob@example.org"]
     assert [k.subscriber_id for k in session.scalars(select(Keyword))] == [bob.id]
-    assert [d.subscriber_id for d in session.scalars(select(Delivery))] == [bob.id]
+    # Ada's sent digest stays as an anonymous count (newsletter/personal_data.py).
+    assert [d.subscriber_id for d in session.scalars(select(Delivery).order_by(Delivery.id))] == [
+        None,
+        bob.id,
+    ]
 
 
 def test_delete_with_yes_does_not_ask(app):
@@ -185,7 +194,10 @@ def test_delete_with_yes_does_not_ask(app):
     result = run(app, "subscribers", "delete", "ada@example.org", "--yes")
 
     assert result.exit_code == 0, result.output
-    assert result.output == "ada@example.org deleted with 0 deliveries\n"
+    assert result.output == (
+        "ada@example.org deleted with their keywords; 0 deliveries kept as anonymous counts,"
+        " 0 unsent dropped\n"
+    )
     assert (count(Subscriber), count(Keyword)) == (0, 0)
 
 

@@ -62,10 +62,18 @@ def send_manage_link(subscriber_id: int) -> None:
 
 
 def _send_account_email(subscriber: Subscriber, rendered: emails.RenderedEmail) -> None:
+    send_account_email(subscriber.email, rendered)
+
+
+def send_account_email(to: str, rendered: emails.RenderedEmail) -> None:
+    """Send one account email (not a digest): no list headers, Auto-Submitted.
+
+    Also the erasure's last email (newsletter/erased_notice.py), to an address no row holds.
+    """
     config = settings()
     message = build_message(
         sender=config.MAIL_FROM,
-        to=subscriber.email,
+        to=to,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,

@@ -104,7 +104,8 @@ def subscribers_suppress_command(email: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @with_appcontext
 def subscribers_delete_command(email: str, yes: bool) -> None:
-    """Delete EMAIL with their keywords and deliveries (asks first unless --yes)."""
+    """Erase EMAIL as the manage page's "Erase my data" does, without its email: their
+    keywords go, their sent digests stay as anonymous counts (asks first unless --yes)."""
     session = db.session()
     try:
         subscriber = subscriber_admin.find_subscriber(session, email)
@@ -113,8 +114,8 @@ def subscribers_delete_command(email: str, yes: bool) -> None:
     deliveries = subscriber_admin.count_deliveries(session, subscriber)
     if not yes:
         click.confirm(
-            f"Delete {subscriber.email} ({subscriber.status.value}) and their "
-            f"{deliveries} deliveries?",
+            f"Delete {subscriber.email} ({subscriber.status.value}) and their keywords? "
+            f"Their {deliveries} deliveries stay as anonymous counts (unsent ones go).",
             abort=True,
         )
     click.echo(subscriber_admin.delete_subscriber(session, subscriber))

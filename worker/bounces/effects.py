@@ -49,6 +49,11 @@ def apply_report(
     if report.kind in (Kind.NONE, Kind.UNKNOWN):
         return report.kind.value
     delivery = find_delivery(session, report.message_id)
+    if delivery is not None and delivery.subscriber_id is None:
+        # A digest of a reader who erased themselves (newsletter/personal_data.py):
+        # nobody to count it against, even a new subscriber at the same address.
+        log.info("%s report for an erased reader's digest %s", report.kind.value, delivery.id)
+        return UNMATCHED
     subscriber = delivery.subscriber if delivery else None
     if subscriber is None and (trust_recipient or report.message_id is None):
         subscriber = find_subscriber(session, report.recipients)
@@ -75,7 +80,7 @@ def apply_report(
         if delivery is None:
             log.info("hard bounce for subscriber %d, who was sent no digest", subscriber.id)
             return NO_DELIVERY
-    return _count_hard_bounce(session, delivery, bounce_limit, report)
+    return _count_hard_bounce(session, delivery, subscriber.id, bounce_limit, report)
 
 
 def find_delivery(session: Session, message_id: str | None) -> Delivery | None:
@@ -107,7 +112,9 @@ def latest_sent_delivery(session: Session, subscriber_id: int) -> Delivery | Non
     )
 
 
-def _count_hard_bounce(session: Session, delivery: Delivery, limit: int, report: Report) -> str:
+def _count_hard_bounce(
+    session: Session, delivery: Delivery, subscriber_id: int, limit: int, report: Report
+) -> str:
     # One conditional UPDATE: of two workers reading the same report, one marks the row.
     result: CursorResult = session.execute(  # type: ignore[assignment]
         update(Delivery)
@@ -124,11 +131,11 @@ def _count_hard_bounce(session: Session, delivery: Delivery, limit: int, report:
             "hard bounce for delivery %d already counted (%s)", delivery.id, delivery.status.value
         )
         return ALREADY_COUNTED
-    suppressed = ledger.record_bounce(session.connection(), delivery.subscriber_id, limit)
+    suppressed = ledger.record_bounce(session.connection(), subscriber_id, limit)
     log.warning(
         "hard bounce for delivery %d (subscriber %d, %s): %s %s%s",
         delivery.id,
-        delivery.subscriber_id,
+        subscriber_id,
         delivery.listing_date,
         report.status or "",
         report.detail,
