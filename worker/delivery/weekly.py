@@ -97,7 +97,12 @@ def last_rows(
             ),
         )
     )
-    return {row[0]: LastRow(*row[1:]) for row in rows}
+    # Only the page's subscribers are asked for: the id is never an erased row's None.
+    return {
+        id_: LastRow(listing_date, first, created_at)
+        for id_, listing_date, first, created_at in rows
+        if id_ is not None
+    }
 
 
 def weekly_slot(now: datetime, schedule: Schedule) -> datetime | None:
