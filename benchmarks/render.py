@@ -142,6 +142,7 @@ def links_for(number: int) -> dict[str, str]:
         "unsubscribe_url": f"https://digest.example/unsubscribe/{token}",
         "one_click_url": f"https://digest.example/unsubscribe/one-click/{token}",
         "view_url": f"https://digest.example/digest/{token}",
+        "feed_url": f"https://digest.example/feed/{token}",
     }
 
 

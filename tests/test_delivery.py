@@ -53,6 +53,7 @@ PURPOSES = {
     "unsubscribe": "unsubscribe",
     "one-click": "unsubscribe",
     "digest": "digest",
+    "feed": "feed",
 }
 CJK = re.compile("[\u4e00-\u9fff]")
 

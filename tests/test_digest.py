@@ -54,6 +54,7 @@ LINKS = {
     "unsubscribe_url": "http://digest.test/unsubscribe/UNSUB-TOKEN",
     "one_click_url": "http://digest.test/unsubscribe/one-click/UNSUB-TOKEN",
     "view_url": "http://digest.test/digest/VIEW-TOKEN",
+    "feed_url": "http://digest.test/feed/FEED-TOKEN",
 }
 ABS_ID = re.compile(
     r"https://arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5}|[a-z-]+(?:\.[A-Z]{2})?/[0-9]{7})"

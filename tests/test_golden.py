@@ -44,6 +44,7 @@ def links(name: str) -> dict[str, str]:
         "unsubscribe_url": f"{base}/unsubscribe/unsubscribe-{name}",
         "one_click_url": f"{base}/unsubscribe/one-click/unsubscribe-{name}",
         "view_url": f"{base}/digest/view-{name}",
+        "feed_url": f"{base}/feed/feed-{name}",
     }
 
 

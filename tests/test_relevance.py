@@ -23,7 +23,7 @@ from test_digest import DEFAULTS, make_paper
 from newsletter import db
 from newsletter.config import settings as app_settings
 from newsletter.models import AnnounceType, Paper
-from newsletter.tokens import subscriber_links
+from newsletter.tokens import read_token, subscriber_links
 from worker.delivery.dispatch import dispatch_digests
 from worker.digest.core import DayDigest, Reader
 from worker.digest.relevance import order_sections
@@ -277,3 +277,22 @@ def test_email_page_and_feed_show_the_rows_order(sink, app, client, demo):  # no
     feed = feedparser.parse(client.get(feed_url.removeprefix(app_settings(app).BASE_URL)).data)
     entries = [entry.link.removeprefix("https://arxiv.org/abs/") for entry in feed.entries]
     assert entries == list(dict.fromkeys(i for _keyword, ids in sections for i in ids))
+
+
+def test_the_footer_explains_the_order_and_links_the_feed(sink, app, demo):  # noqa: F811
+    reader = add_subscriber("footer@example.com", LINES)
+    dispatch_digests(demo)
+    (message,) = sink.messages()
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    html = message.get_body(("html",)).get_content()
+    footer = text.split("\n--\n")[1]
+    assert "papers whose title matches the keyword first, then\nthose matching more" in footer
+    (token,) = re.findall(
+        r"Your matches as an Atom feed:\n  http://digest\.test/feed/(\S+)\n", footer
+    )
+    assert read_token("test-secret-key", "feed", token) == reader.public_id
+    footer = html.split("You receive this")[1]
+    assert "papers whose title matches the keyword first, then those matching more" in footer
+    assert (
+        f'<a href="http://digest.test/feed/{token}" style="color:#0969da">Atom feed</a>' in footer
+    )

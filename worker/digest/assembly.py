@@ -38,7 +38,7 @@ from worker.digest.text import limit_lines
 # the sections, the same for every subscriber who has them (and as before).
 _LINK_SIZES = {
     name: len(f"https://placeholder.invalid/{'0' * 32}/{name}")
-    for name in ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
+    for name in ("manage_url", "unsubscribe_url", "one_click_url", "view_url", "feed_url")
 }
 # Longer keywords or links could make a text line cross the 998-byte limit
 # between pieces; such (hostile) digests are limited as a whole instead.

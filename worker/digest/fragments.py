@@ -57,7 +57,7 @@ SMALL_CACHE = 10_000
 # The markup around one TL;DR line in an entry (emails/templates/digest/parts.html).
 _TLDR_HTML = 120
 
-_LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url")
+_LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url", "feed_url")
 _SKELETON_HOLES = (
     "paper_count",
     "papers_word",
