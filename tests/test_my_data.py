@@ -14,10 +14,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_subscriptions import csrf_from
 
-from newsletter import admin, db
+from newsletter import admin, db, replace_settings
 from newsletter.cli import main
 from newsletter.config import settings
-from newsletter.models import Delivery, DeliveryStatus, Keyword, Subscriber, SubscriberStatus
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Keyword,
+    ListingDay,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.personal_data import erase_subscriber
 from newsletter.tokens import make_token
 from worker.bounces.effects import UNMATCHED, apply_report
@@ -190,7 +197,13 @@ def test_erase_removes_the_person_keeps_anonymous_counts_and_sends_one_last_emai
     tokens = {purpose: token_for(app, ada, purpose) for purpose in ("manage", "unsubscribe")}
     feed = token_for(app, ada, "feed")
     digest = make_token(app.config["SECRET_KEY"], "digest", [ada.public_id, DAY.isoformat()])
+    # Ingested days: /metrics counts the deliveries of the last 3 of them.
+    db.session().add_all(ListingDay(listing_date=day, completed_at=db.utcnow()) for day in DATES)
+    db.session().commit()
     figures_before = operator_figures(app)
+    # The figures hold Ada's digests (a comparison of empty lists would prove nothing).
+    assert 'newsletter_deliveries_sent_recently{minutes="5"} 2.0' in figures_before["metrics"]
+    assert figures_before["delivered"][0].values[STATUSES.index(DeliveryStatus.SENT)] == 2
     bob_rows = delivery_rows(bob.id)
 
     # Any case and spacing of the address is the address.
@@ -256,7 +269,17 @@ def operator_figures(app) -> dict:
         # queued and sending rows of an erased reader go: nobody is left to send them to.
         if status_ not in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
     ]
+    replace_settings(app, METRICS_TOKEN="scrape")
+    metrics = app.test_client().get("/metrics", headers={"Authorization": "Bearer scrape"})
+    assert metrics.status_code == 200
+    unsent = tuple(f'status="{s.value}"' for s in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING))
     return {
+        # Per listing date and status, and sent in the last 5 and 60 minutes.
+        "metrics": [
+            line
+            for line in metrics.get_data(as_text=True).splitlines()
+            if line.startswith("newsletter_deliveries") and not any(u in line for u in unsent)
+        ],
         "delivered": admin.delivery_series(session, DATES),
         "delay": admin.send_delay_series(session, DATES),
         "bounced": admin.bounce_series(session, DATES),
