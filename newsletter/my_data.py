@@ -20,6 +20,7 @@ from sqlalchemy import select
 from newsletter import db
 from newsletter.config import settings as app_settings
 from newsletter.i18n import use_subscriber_locale
+from newsletter.locales import ENGLISH, subscriber_locale
 from newsletter.models import Subscriber
 from newsletter.personal_data import erase_subscriber, export_data
 from newsletter.tokens import read_token
@@ -96,7 +97,10 @@ def erase_post(token: str):
             erased.language,
             db.utcnow().date().isoformat(),
         )
-    return redirect(url_for("subscriptions.my_data.erased"))
+    # The page after is in the reader's language too: their row, which said so, is gone.
+    locale = subscriber_locale(erased.language)
+    shown = None if locale == ENGLISH else locale
+    return redirect(url_for("subscriptions.my_data.erased", lang=shown))
 
 
 @bp.get("/erased")

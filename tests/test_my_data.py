@@ -287,6 +287,18 @@ def operator_figures(app) -> dict:
     }
 
 
+def test_a_bilingual_reader_is_told_in_their_language(app, client, outbox):
+    ada = add_subscriber("ada@example.org", language="en+zh")
+
+    response = erase(client, token_for(app, ada), "ada@example.org")
+
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert '<html lang="zh-Hans">' in page and "Your data is erased" not in page
+    [last] = outbox.messages()
+    assert not last["Subject"].isascii()  # the chrome's catalogue, as the other account emails
+
+
 def test_a_suppressed_address_is_erased_without_a_last_email(app, client, outbox):
     ada = add_subscriber("ada@example.org", status=SubscriberStatus.BLOCKLISTED)
 
