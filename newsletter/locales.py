@@ -83,13 +83,15 @@ def translations(locale: str) -> NullTranslations:
     return Translations.load(str(TRANSLATIONS), [locale])
 
 
-def gettext(locale: str, message: str, **variables: object) -> str:
+# Named apart from gettext and ngettext, whose first argument is the message: the
+# catalogue's extraction takes these with the keywords lgettext:2 and lngettext:2,3 (babel.cfg).
+def lgettext(locale: str, message: str, **variables: object) -> str:
     """`message` in `locale`, with %(name)s filled in (as Flask-Babel's gettext)."""
     text = translations(locale).ugettext(message)
     return text % variables if variables else text
 
 
-def ngettext(locale: str, singular: str, plural: str, num: int, **variables: object) -> str:
+def lngettext(locale: str, singular: str, plural: str, num: int, **variables: object) -> str:
     """The form of `singular`/`plural` for `num` in `locale`; %(num)s is `num`."""
     text = translations(locale).ungettext(singular, plural, num)
     return text % {"num": num, **variables}

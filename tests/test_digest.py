@@ -558,9 +558,10 @@ def test_message_parses_back_with_the_stdlib():
     assert text.replace("\r\n", "\n").rstrip("\n") == rendered.text.rstrip("\n")
     assert html.replace("\r\n", "\n").rstrip("\n") == rendered.html.rstrip("\n")
     # Bilingual entries fill the budget: some are shortened, none left out.
+    # (The chrome of an English + 简体中文 digest is 简体中文: tests/test_i18n_digest.py.)
     assert ids_in(text) == ids_in(html) and len(ids_in(text)) == 66
-    assert "(more: http://digest.test/digest/VIEW-TOKEN#p-" in text
-    assert "more papers, listed on the digest page" not in text
+    assert "（更多：http://digest.test/digest/VIEW-TOKEN#p-" in text
+    assert "篇论文，列在摘要网页上" not in text
     assert max(len(line) for line in message.as_bytes().split(b"\r\n")) <= 998
 
 
@@ -649,8 +650,12 @@ def test_full_day_stays_under_the_gmail_limit(keywords, language, some_hidden):
     unique = {i for _, ids in sections for i in ids}
     assert len(unique) >= 48
     # Everything is accounted for: listed here, or counted with a link to the page.
-    hidden = sum(int(n) for n in re.findall(r"\.\.\. and (\d+) more", rendered.text))
-    above = sum(int(n) for n in re.findall(r"\((\d+) more papers? listed above", rendered.text))
+    # An English + 简体中文 digest's chrome is 简体中文.
+    hidden = sum(int(n) for n in re.findall(r"(?:\.\.\. and|……另有) (\d+) ", rendered.text))
+    above = sum(
+        int(n)
+        for n in re.findall(r"(?:\(|（还有 )(\d+) (?:more papers? listed above|篇)", rendered.text)
+    )
     assert bool(hidden) == some_hidden
     if hidden:
         assert f"{LINKS['view_url']}#k-" in rendered.html
@@ -660,7 +665,8 @@ def test_full_day_stays_under_the_gmail_limit(keywords, language, some_hidden):
     body = rendered.text.split("\n--\n")[0]
     lines = len(re.findall(r"^(?:\[\d+\] |  - )", body, re.M))
     assert sum(shown_per_section) == lines + above + hidden
-    assert f"{len(unique)} papers: {keywords[0]} ({len(sections[0][1])})" in rendered.subject
+    papers_word = "papers: " if language == "en" else "篇论文："
+    assert f"{len(unique)} {papers_word}{keywords[0]} ({len(sections[0][1])})" in rendered.subject
 
 
 def test_subject_stays_short_with_many_keywords():

@@ -34,8 +34,14 @@ from newsletter.tokens import make_token
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "newsletter/translations/zh_Hans/LC_MESSAGES/messages.po"
 MO = PO.with_suffix(".mo")
-# babel.cfg's extra keywords: Flask-Babel's lazy_gettext, and the matcher's KeywordError.
-KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None, "KeywordError": None}
+# babel.cfg's extra keywords: Flask-Babel's lazy_gettext, the matcher's KeywordError, locales' own.
+KEYWORDS = {
+    **DEFAULT_KEYWORDS,
+    "lazy_gettext": None,
+    "KeywordError": None,
+    "lgettext": (2,),
+    "lngettext": (2, 3),
+}
 HOLE = re.compile(r"%\((\w+)\)s")
 
 

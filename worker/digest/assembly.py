@@ -89,6 +89,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         request.timezone,
         request.generated_at,
         request.first_listing_date,
+        fragments.locale,
     )
     # This digest's keyword lines, looked up once (each is used several times).
     keywords = {
@@ -98,7 +99,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     if not full_page:
         fit_plan(plan)
     plan, numbers = settle_plan(plan)
-    header = _header(dates, len(entries), len(numbers))
+    header = _header(dates, len(entries), len(numbers), fragments.locale)
     html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
     if not full_page:
         # The size estimates are rough: cut by the measured overshoot until it
@@ -108,7 +109,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
                 break
             refit_plan(plan, size)
             plan, numbers = settle_plan(plan)
-            header = _header(dates, len(entries), len(numbers))
+            header = _header(dates, len(entries), len(numbers), fragments.locale)
             html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
     text = _text(fragments, keywords, request, header, plan, numbers, lines)
     if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
@@ -128,7 +129,7 @@ def _html(
 ) -> tuple[list[str], int]:
     """The HTML as segments, and its measured size: body.mjml's holes filled."""
     out: list[str] = []
-    preview = _preview(header, plan)
+    preview = _preview(header, plan, fragments.locale)
     skeleton = fragments.skeleton(header["listing_date"])
     size = skeleton.size
     for index, name in enumerate(skeleton.holes):

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from emails import RenderedEmail
 from newsletter.config import Settings
 from newsletter.languages import is_bilingual, target_language
+from newsletter.locales import ENGLISH, subscriber_locale
 from newsletter.models import (
     AnnounceType,
     Paper,
@@ -344,5 +345,8 @@ class DayDigest:
             first_listing_date=self.first_listing_date,
             tldr=reader.tldr,
         )
-        digest = assemble_digest(self.fragments, self.listing_date, request)
+        # The chrome in the reader's language: 简体中文 for English + 简体中文 digests.
+        locale = subscriber_locale(reader.language) if request.bilingual else ENGLISH
+        fragments = self.fragments.in_locale(locale)
+        digest = assemble_digest(fragments, self.listing_date, request)
         return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)

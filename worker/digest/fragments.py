@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import emails
 from newsletter.languages import TargetLanguage
+from newsletter.locales import ENGLISH
 from newsletter.models import Paper, Translation
 from worker.digest.entries import (
     Listing,
@@ -97,6 +98,8 @@ class DayFragments:
         translations: Callable[[], dict[str, Translation]],
         listing_date: date | None = None,
         tldrs: Callable[[], dict[tuple[str, str], str]] | None = None,
+        *,
+        locale: str = ENGLISH,
     ):
         self.papers = papers
         # Papers listed before it are late papers, marked with their own date.
@@ -105,14 +108,38 @@ class DayFragments:
         self._translations = translations
         # (arXiv id, language) -> the paper version's TL;DR, for readers who ticked it.
         self._tldrs = tldrs or dict
-        self.html = emails.macros("digest/parts.html", linked=linked_html)
-        self.text = emails.macros("digest/parts.txt", wrap=wrap_text, linked=linked_text)
+        # The chrome's language (headings, labels, notes): newsletter/locales.py.
+        self.locale = locale
+        self._locales: dict[str, DayFragments] = {}
+        self.html = emails.macros("digest/parts.html", locale, linked=linked_html)
+        self.text = emails.macros("digest/parts.txt", locale, wrap=wrap_text, linked=linked_text)
         self._listings: dict[tuple[bool, ...], dict[str, Listing]] = {}
         # Per paper: its title and abstract tokenized and escaped, once per day.
         self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
         self._full = LRU(HIGHLIGHT_CACHE)
         self._keywords = LRU(KEYWORD_CACHE)
         self._small = LRU(SMALL_CACHE)
+
+    def in_locale(self, locale: str) -> "DayFragments":
+        """The day's pieces with their chrome in `locale`, made on first use.
+
+        Its own rendered pieces and caches; the papers' tokenized texts are shared.
+        """
+        if locale == self.locale:
+            return self
+        found = self._locales.get(locale)
+        if found is None:
+            found = DayFragments(
+                self.papers,
+                self.target,
+                self._translations,
+                self.listing_date,
+                self._tldrs,
+                locale=locale,
+            )
+            found._texts = self._texts
+            self._locales[locale] = found
+        return found
 
     # --- per paper and variant ---
 
@@ -247,6 +274,7 @@ class DayFragments:
             lambda: fragment(
                 emails.render_template(
                     "digest/body.mjml",
+                    self.locale,
                     listing_date=listing_date,
                     **{name: hole(name) for name in _SKELETON_HOLES},
                 )
@@ -260,6 +288,7 @@ class DayFragments:
             lambda: fragment(
                 emails.render_template(
                     "digest/body.txt",
+                    self.locale,
                     entries=hole("entries"),
                     keyword_list=hole("keyword_list"),
                     links={name: hole(name) for name in _LINKS},
@@ -280,6 +309,7 @@ class DayFragments:
             lambda: fragment(
                 emails.render_template(
                     "digest/subject.txt",
+                    self.locale,
                     listing_date=listing_date,
                     **values,
                 )

@@ -2,13 +2,15 @@
 
 Used by worker/digest/assembly.py: `_dates` once per (day, zone, minute),
 `_header` per layout tried, `_subject` once per digest. Times show as
-"Fri 29 May 2026, 20:00 UTC+8": the offset, never a zone abbreviation.
+"Fri 29 May 2026, 20:00 UTC+8": the offset, never a zone abbreviation; in
+the chrome's locale (DayFragments.locale), e.g. "2026年5月29日 周五 20:00 UTC+8".
 """
 
 from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from newsletter.locales import ENGLISH, lgettext, lngettext, long_day, short_day
 from worker.calendar import announcement_instant
 from worker.digest.fragments import DayFragments
 from worker.digest.layout import Section
@@ -19,7 +21,7 @@ SUBJECT_MAX = 150
 
 
 def _subject(fragments: DayFragments, header: dict, plan: list[Section]) -> str:
-    values = _preview(header, plan)
+    values = _preview(header, plan, fragments.locale)
     piece = fragments.subject(header["listing_date"], bool(values["subject_keywords"]))
     out: list[str] = []
     fill_text(out, piece, *(values[hole] for hole in piece.holes))
@@ -27,15 +29,20 @@ def _subject(fragments: DayFragments, header: dict, plan: list[Section]) -> str:
     return " ".join("".join(out).split())
 
 
-def _preview(header: dict, plan: list[Section]) -> dict[str, str]:
+def _preview(header: dict, plan: list[Section], locale: str = ENGLISH) -> dict[str, str]:
     return {
         "paper_count": str(header["paper_count"]),
         "papers_word": header["papers_word"],
-        "subject_keywords": subject_keywords(plan),
+        "subject_keywords": subject_keywords(plan, locale),
     }
 
 
-def _header(dates: tuple[str, str | None, str | None, str, str], papers: int, full: int) -> dict:
+def _header(
+    dates: tuple[str, str | None, str | None, str, str],
+    papers: int,
+    full: int,
+    locale: str = ENGLISH,
+) -> dict:
     """The values of the header (both parts), in a fixed order (a cache key)."""
     listing_date, announced_et, announced_local, timezone, generated = dates
     return {
@@ -46,7 +53,8 @@ def _header(dates: tuple[str, str | None, str | None, str, str], papers: int, fu
         "generated": generated,
         "paper_count": papers,
         "full_count": full,
-        "papers_word": "paper" if papers == 1 else "papers",
+        # The word after the count: "12 papers", "12 篇论文".
+        "papers_word": lngettext(locale, "paper", "papers", papers),
     }
 
 
@@ -61,6 +69,7 @@ def _dates(
     timezone: str,
     generated_at: datetime,
     first_listing_date: date | None = None,
+    locale: str = ENGLISH,
 ) -> tuple[str, str | None, str | None, str, str]:
     """The header's dates, made once per (day, zone, minute) rather than per digest.
 
@@ -72,39 +81,43 @@ def _dates(
     except ValueError:
         announced = None
     return (
-        _span(first_listing_date, listing_date),
-        _instant(announced) if announced else None,
-        _instant(announced.astimezone(zone)) if announced else None,
+        _span(first_listing_date, listing_date, locale),
+        _instant(announced, locale) if announced else None,
+        _instant(announced.astimezone(zone), locale) if announced else None,
         zone.key if zone.key == timezone else "UTC",
-        _instant(generated_at.astimezone(zone)),
+        _instant(generated_at.astimezone(zone), locale),
     )
 
 
-def subject_keywords(sections: list[Section]) -> str:
+def subject_keywords(sections: list[Section], locale: str = ENGLISH) -> str:
     parts = [f"{s.keyword} ({s.count})" for s in sections]
     shown: list[str] = []
     for n, part in enumerate(parts):
         if shown and len(", ".join(shown + [part])) > SUBJECT_MAX - 60:
-            shown.append(f"+{len(parts) - n} more")
+            shown.append(lngettext(locale, "+%(num)s more", "+%(num)s more", len(parts) - n))
             break
         shown.append(part)
     return ", ".join(shown)
 
 
-def _span(first: date | None, last: date) -> str:
+def _span(first: date | None, last: date, locale: str = ENGLISH) -> str:
     """A digest's listing date, or the range of listing dates a weekly one covers."""
     if first is None or first >= last:
-        return _day(last)
+        return _day(last, locale)
+    days = {"first": short_day(locale, first), "last": _day(last, locale)}
     # "week of" while the range fits in one week; a missed week makes it longer.
-    lead = "week of" if (last - first).days < 7 else "listing dates"
-    return f"{lead} {first:%a} {first.day} {first:%b} – {_day(last)}"
+    if (last - first).days < 7:
+        return lgettext(locale, "week of %(first)s – %(last)s", **days)
+    return lgettext(locale, "listing dates %(first)s – %(last)s", **days)
 
 
-def _day(day: date) -> str:
-    return f"{day:%a} {day.day} {day:%b %Y}"
+def _day(day: date, locale: str = ENGLISH) -> str:
+    return long_day(locale, day)
 
 
-def _instant(instant: datetime) -> str:
+def _instant(instant: datetime, locale: str = ENGLISH) -> str:
+    if locale != ENGLISH:
+        return f"{_day(instant.date(), locale)} {instant:%H:%M} {utc_offset(instant)}"
     return f"{_day(instant.date())}, {instant:%H:%M} {utc_offset(instant)}"
 
 
