@@ -387,8 +387,7 @@ def test_readers_who_do_not_tick_it_get_the_same_digest(openai_settings, app, ch
     before = DayDigest.load(session, config, DEMO_DATE)
     sections = before.sections({0: plain})[0]
     now = utcnow()
-    links = {name: f"https://x.test/{name}" for name in ("manage_url", "unsubscribe_url")}
-    links |= {"one_click_url": "https://x.test/o", "view_url": "https://x.test/v"}
+    links = subscriber_links(config, "0" * 32, DEMO_DATE)
     without = before.render_email(plain, sections, now, links)
 
     translate_day(session, config, DEMO_DATE)
