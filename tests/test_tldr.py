@@ -460,3 +460,41 @@ def test_the_page_and_the_feed_show_tldrs_to_those_who_tick_it(
     assert "Model-based reinforcement learning" in entry.summary
     plain_feed = feedparser.parse(get(plain, "feed_url").get_data())
     assert plain_feed.entries[0].summary.startswith("Model-based reinforcement learning")
+
+
+# --- sign-up and import carry it ---
+
+
+def test_sign_up_with_tldr_ticked_stores_it(app, client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'name="tldr" type="checkbox">' in page
+    form = {
+        "email": "ada@example.org",
+        "keywords": "robot",
+        "language": "en",
+        "timezone": "UTC",
+        "delivery_hour": "asap",
+        "csrf_token": CSRF.search(page).group(1),
+    }
+    assert client.post("/", data={**form, "tldr": "on"}).status_code in (200, 302)
+    client.post("/", data={**form, "email": "bob@example.org"})
+    stored = {s.email: s.tldr for s in db.session().scalars(select(Subscriber))}
+    assert stored == {"ada@example.org": True, "bob@example.org": False}
+
+
+def test_import_reads_the_tldr_column(app, tmp_path):
+    from newsletter.cli import main
+
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,keywords,language,timezone,tldr\n"
+        "ada@example.org,robot,en,UTC,true\n"
+        "bob@example.org,robot,en,UTC,\n"
+        "eve@example.org,robot,en,UTC,maybe\n",
+        encoding="utf-8",
+    )
+    result = app.test_cli_runner().invoke(main, ["subscribers", "import", str(path), "--confirmed"])
+    assert result.stdout == "imported 2, skipped 0 existing, rejected 1\n"
+    assert "tldr: 'maybe' is neither true nor false" in result.stderr
+    stored = {s.email: s.tldr for s in db.session().scalars(select(Subscriber))}
+    assert stored == {"ada@example.org": True, "bob@example.org": False}
