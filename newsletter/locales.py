@@ -83,6 +83,11 @@ def translations(locale: str) -> NullTranslations:
     return Translations.load(str(TRANSLATIONS), [locale])
 
 
+def N_(message: str) -> str:
+    """Mark `message` for the catalogue where it is defined; it is translated where shown."""
+    return message
+
+
 # Named apart from gettext and ngettext, whose first argument is the message: the
 # catalogue's extraction takes these with the keywords lgettext:2 and lngettext:2,3 (babel.cfg).
 def lgettext(locale: str, message: str, **variables: object) -> str:

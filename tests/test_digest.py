@@ -351,8 +351,9 @@ def test_bilingual_shows_chinese_after_english_and_notes_missing_ones():
         chinese = part.index("微观宏观检索:减少大型语言模型中的长形幻觉")
         assert english < chinese
         assert "大型语言模型(LLM)在许多任务中表现出色" in part
-        # Failed, stale (other version) and missing translations each get the note.
-        assert part.count("Chinese translation not available today.") == 3
+        # Failed, stale (other version) and missing translations each get the note
+        # (in the digest's 简体中文 chrome).
+        assert part.count("今天暂无简体中文译文。") == 3
         assert "旧版" not in part
     # TeX inside the recorded Chinese is readable too.
     _, rendered = render(
@@ -560,7 +561,7 @@ def test_message_parses_back_with_the_stdlib():
     # Bilingual entries fill the budget: some are shortened, none left out.
     # (The chrome of an English + 简体中文 digest is 简体中文: tests/test_i18n_digest.py.)
     assert ids_in(text) == ids_in(html) and len(ids_in(text)) == 66
-    assert "（更多：http://digest.test/digest/VIEW-TOKEN#p-" in text
+    assert "更多：http://digest.test/digest/VIEW-TOKEN#p-" in text
     assert "篇论文，列在摘要网页上" not in text
     assert max(len(line) for line in message.as_bytes().split(b"\r\n")) <= 998
 

@@ -95,3 +95,25 @@ def test_dates_and_weekly_spans_in_chinese():
     english = _dates(last, zone, "Asia/Shanghai", GENERATED, first)
     assert english[0] == "week of Mon 25 May – Fri 29 May 2026"
     assert english[1] == "Thu 28 May 2026, 20:00 UTC-4"
+
+
+def test_an_entrys_own_words_follow_the_chrome():
+    from newsletter.languages import target_language
+    from newsletter.models import AnnounceType
+    from worker.digest.entries import listed_note, make_entry
+
+    papers, _ = sample()
+    paper = next(p for p in papers.values() if len(p.authors) > 10)
+    paper.announce_type = AnnounceType.CROSS
+    chinese = target_language("zh")
+    entry = make_entry(paper, False, chinese, None, None, (None, None), "zh_Hans")
+    assert entry.badge == "交叉列出"
+    assert entry.authors.endswith(f"等（共 {len(paper.authors)} 位作者）")
+    assert entry.translation_note == "今天暂无简体中文译文。"
+    english = make_entry(paper, False, chinese, None)
+    assert english.badge == "cross-list"
+    assert english.authors.endswith(f"et al. ({len(paper.authors)} authors)")
+    assert english.translation_note == "Chinese translation not available today."
+    late = date(2026, 6, 1)
+    assert listed_note(paper, late, "zh_Hans") == "5月29日 周五 发布，迟到"
+    assert listed_note(paper, late) == "listed Fri 29 May, arrived late"

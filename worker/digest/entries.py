@@ -15,6 +15,7 @@ from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 from newsletter.languages import TargetLanguage
+from newsletter.locales import ENGLISH, N_, lgettext, lngettext, short_day
 from newsletter.models import AnnounceType, Paper, Translation, TranslationStatus
 from worker.digest.pieces import Fragment, Sized, fragment, hole, sized
 from worker.digest.tex import tex_to_text
@@ -31,10 +32,11 @@ SHORT_AUTHORS = 3
 SHORT_ABSTRACT = 280
 SHORT_TRANSLATION = 100
 
+# Shown in the chrome's locale (make_entry); N_ marks them for the catalogue.
 _BADGES = {
-    AnnounceType.CROSS: "cross-list",
-    AnnounceType.REPLACE: "replacement",
-    AnnounceType.REPLACE_CROSS: "replacement, cross-list",
+    AnnounceType.CROSS: N_("cross-list"),
+    AnnounceType.REPLACE: N_("replacement"),
+    AnnounceType.REPLACE_CROSS: N_("replacement, cross-list"),
 }
 
 
@@ -78,12 +80,12 @@ class PaperEntry:
     translated_tldr: str | None = None
 
 
-def listed_note(paper: Paper, listing_date: date | None) -> str | None:
+def listed_note(paper: Paper, listing_date: date | None, locale: str = ENGLISH) -> str | None:
     """The mark of a paper listed before the digest's `listing_date` (a late paper), else None."""
     listed = paper.listing_date
     if listing_date is None or listed is None or listed >= listing_date:
         return None
-    return f"listed {listed:%a} {listed.day} {listed:%b}, arrived late"
+    return lgettext(locale, "listed %(day)s, arrived late", day=short_day(locale, listed))
 
 
 def make_entry(
@@ -93,15 +95,20 @@ def make_entry(
     translation: Translation | None,
     listed: str | None = None,
     tldrs: tuple[str | None, str | None] = (None, None),
+    locale: str = ENGLISH,
 ) -> PaperEntry:
     """The paper's entry; `target` is the second language of a bilingual digest, else None.
 
     `listed` marks a late paper (see `listed_note`); `tldrs` are its English and
-    translated TL;DRs (None: not shown).
+    translated TL;DRs (None: not shown). The entry's own words (badge, notes) are
+    in `locale`, the chrome's (newsletter/locales.py).
     """
     authors = list(paper.authors)
     if not full_page and len(authors) > MAX_AUTHORS:
-        authors = authors[:MAX_AUTHORS] + [f"et al. ({len(paper.authors)} authors)"]
+        count = len(paper.authors)
+        authors = authors[:MAX_AUTHORS] + [
+            lngettext(locale, "et al. (%(num)s author)", "et al. (%(num)s authors)", count)
+        ]
     names = category_names()
     abstract = readable(paper.abstract)
     doi = paper.doi.split()[0] if paper.doi and paper.doi.strip() else None
@@ -114,7 +121,10 @@ def make_entry(
             "short_translated_abstract": cut_text(translated_abstract, SHORT_TRANSLATION),
         }
     elif target is not None:
-        translated = {"translation_note": f"{target.short_name} translation not available today."}
+        # The language by its English name in English chrome, by its own name otherwise.
+        name = target.short_name if locale == ENGLISH else target.native_name
+        note = lgettext(locale, "%(language)s translation not available today.", language=name)
+        translated = {"translation_note": note}
     return PaperEntry(
         arxiv_id=paper.arxiv_id,
         anchor=f"p-{paper.arxiv_id}",
@@ -124,7 +134,7 @@ def make_entry(
         html_url=f"https://arxiv.org/html/{paper.arxiv_id}",
         authors=", ".join(authors),
         subjects="; ".join(f"{names[c]} ({c})" if c in names else c for c in paper.categories),
-        badge=_BADGES.get(paper.announce_type),
+        badge=lgettext(locale, badge) if (badge := _BADGES.get(paper.announce_type)) else None,
         abstract=abstract,
         comments=_clean(paper.comments),
         journal_ref=_clean(paper.journal_ref),

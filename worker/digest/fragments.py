@@ -161,9 +161,9 @@ class DayFragments:
         paper = self.papers[arxiv_id]
         translation = finished_translation(paper, self._translations()) if bilingual else None
         target = self.target if bilingual else None
-        listed = listed_note(paper, self.listing_date)
+        listed = listed_note(paper, self.listing_date, self.locale)
         tldrs = self._tldr_texts(arxiv_id, bilingual) if tldr else (None, None)
-        entry = make_entry(paper, full_page, target, translation, listed, tldrs)
+        entry = make_entry(paper, full_page, target, translation, listed, tldrs, self.locale)
         short = (entry.title, entry.short_authors, entry.short_abstract)
         translated = (entry.translated_title or "", entry.short_translated_abstract or "")
         # TL;DRs show in full and short entries: each its text and a line of markup.
