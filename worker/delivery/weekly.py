@@ -1,7 +1,7 @@
 """Daily or weekly digests: which listing dates a subscriber's next row covers, and when.
 
 Used by dispatch (worker/delivery/dispatch.py) for every page of confirmed
-subscribers: one query reads each one's last ledger row (`last_rows`), and
+subscribers: two queries read each one's last ledger row (`last_rows`), and
 `row_start` (pure) decides whether a row is made now and from which listing
 date it covers. The ledger stays one row per subscriber per listing date: a
 weekly row is keyed by the listing date it is made for (its last) and stores
@@ -36,7 +36,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import WEEKLY, Delivery
@@ -72,29 +72,42 @@ class Schedule:
 def last_rows(
     session: Session, subscriber_ids: Collection[int], listing_date: date
 ) -> dict[int, LastRow]:
-    """Each subscriber's latest row of the last MAX_SPAN_DAYS (one query per page)."""
+    """Each subscriber's latest row of the last MAX_SPAN_DAYS (two queries per page).
+
+    First each one's latest date, read from the (subscriber_id, listing_date)
+    index alone; then those rows by key. One joined query made PostgreSQL read
+    every row of the window (3x slower with 20 rows a subscriber).
+    """
     floor = listing_date - timedelta(days=MAX_SPAN_DAYS)
     ids = sorted(subscriber_ids)
     if not ids:
         return {}
-    latest = (
-        select(Delivery.subscriber_id, func.max(Delivery.listing_date).label("last"))
+    keys = session.execute(
+        select(Delivery.subscriber_id, func.max(Delivery.listing_date))
         .where(Delivery.subscriber_id.in_(ids), Delivery.listing_date >= floor)
         .group_by(Delivery.subscriber_id)
-        .subquery()
-    )
+    ).all()
+    if not keys:
+        return {}
+    # Grouped by date (a page's last rows share one or two): a 1,000-pair
+    # (subscriber_id, listing_date) IN took PostgreSQL a second to plan.
+    by_date: dict[date, list[int]] = {}
+    for subscriber_id, last in keys:
+        if subscriber_id is not None:  # only the page's subscribers are asked for
+            by_date.setdefault(last, []).append(subscriber_id)
     rows = session.execute(
         select(
             Delivery.subscriber_id,
             Delivery.listing_date,
             Delivery.first_listing_date,
             Delivery.created_at,
-        ).join(
-            latest,
-            and_(
-                Delivery.subscriber_id == latest.c.subscriber_id,
-                Delivery.listing_date == latest.c.last,
-            ),
+        ).where(
+            or_(
+                *(
+                    and_(Delivery.listing_date == last, Delivery.subscriber_id.in_(ids))
+                    for last, ids in by_date.items()
+                )
+            )
         )
     )
     # Only the page's subscribers are asked for: the id is never an erased row's None.
