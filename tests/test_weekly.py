@@ -141,9 +141,12 @@ def test_a_weekly_digest_goes_once_on_its_weekday_and_covers_a_holiday_week(read
     assert [ids for _subject, ids in received(sink, daily.email)] == [[paper_id(d)] for d in days]
     assert all(r.first_listing_date is None for r in rows_of(daily))
 
-    # The weekly row's page shows the same range of listing dates.
+    # The header says so too, and the weekly row's page shows the same range.
     message = [m for m in sink.messages() if m["To"] == weekly.email][-1]
+    text = message.get_body(("plain",)).get_content()
+    assert "Listing date: week of Tue 24 Nov – Mon 30 Nov 2026" in text
     html = message.get_body(("html",)).get_content()
+    assert "arXiv digest · week of Tue 24 Nov – Mon 30 Nov 2026" in html
     view = re.search(r'href="http://digest\.test(/digest/[^"]+)"', html).group(1)
     page = current_app.test_client().get(view)
     assert page.status_code == 200
