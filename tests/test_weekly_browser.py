@@ -1,14 +1,20 @@
-"""Choosing a weekly digest on the manage page in a real browser (tests/test_browser.py's
-harness), at a phone width (390 px) and a desktop width (1280 px): the choice is
-stored, shown again, and the form fits the width without scrolling sideways."""
+"""Weekly digests in a real browser (tests/test_browser.py's harness), at a phone
+width (390 px) and a desktop width (1280 px): choosing weekly on the manage page
+(stored, shown again, a tampered weekday refused, the form inside the width),
+and a weekly digest's web page, its range of listing dates in its header."""
+
+from datetime import date
 
 import pytest
 from sqlalchemy import select
 from test_browser import WIDTHS, browser_page, live_site, overflows  # noqa: F401 (fixtures)
+from test_weekly import at, cs, listing_dates, paper_id, publish  # noqa: F401 (fixture)
 
 from newsletter import db
+from newsletter.config import settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
-from newsletter.tokens import make_token
+from newsletter.tokens import make_token, subscriber_links
+from worker.delivery.dispatch import dispatch_digests
 
 
 def add_confirmed(app) -> str:
@@ -74,4 +80,29 @@ def test_choosing_weekly_on_the_manage_page(live_site, browser_page, width):  # 
     assert inside(page, "#weekday-error", width)
     assert stored_choice(app) == ("daily", 4, 7)
     assert overflows(page, "manage page with a weekday error") == []
+    assert problems == []
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_weekly_digests_page_names_its_dates_and_fits(cs, live_site, browser_page, width):  # noqa: F811
+    app, base = live_site
+    page, problems = browser_page
+    add_confirmed(app)
+    days = listing_dates(date(2026, 11, 17), date(2026, 11, 23))
+    with app.app_context():
+        subscriber = db.session().scalars(select(Subscriber)).one()
+        subscriber.confirmed_at = at(date(2026, 11, 16), 0)
+        subscriber.choose_frequency("weekly", 0)  # Monday, from 07:00 Asia/Shanghai
+        db.session().commit()
+        for day in days:
+            publish(day)
+            dispatch_digests(day, at(day, 9))
+        view = subscriber_links(settings(), subscriber.public_id, days[-1])["view_url"]
+    page.set_viewport_size({"width": width, "height": 844})
+    response = page.goto(view)
+    assert response is not None and response.status == 200
+    assert "week of Tue 17 Nov – Mon 23 Nov 2026" in page.inner_text("body")
+    for day in days:
+        assert page.locator(f"a[href='https://arxiv.org/abs/{paper_id(day)}']").count() >= 1
+    assert overflows(page, "a weekly digest's page") == []
     assert problems == []
