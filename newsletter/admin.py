@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import date, datetime
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -103,19 +104,19 @@ def status_page():
     dates = recent_listing_dates(calendar.due_listing_date(now), LISTING_DATES)
     days = [day.isoformat() for day in dates]
     charts = [
-        ("Papers per listing date, by announce type", paper_series(session, dates), ""),
-        ("Digests per listing date", delivery_series(session, dates), ""),
+        (_("Papers per listing date, by announce type"), paper_series(session, dates), ""),
+        (_("Digests per listing date"), delivery_series(session, dates), ""),
         (
-            "Hours from announcement to the last digest sent",
+            _("Hours from announcement to the last digest sent"),
             send_delay_series(session, dates),
             "h",
         ),
         (
-            "Subscribers at each announcement, by status",
+            _("Subscribers at each announcement, by status"),
             subscriber_series(session, dates),
             "",
         ),
-        ("Digests bounced per listing date", bounce_series(session, dates), ""),
+        (_("Digests bounced per listing date"), bounce_series(session, dates), ""),
     ]
     plots = [(title, bar_chart(title, days, series, unit)) for title, series, unit in charts]
     bounce_limit = settings().BOUNCE_LIMIT
