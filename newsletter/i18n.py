@@ -90,9 +90,13 @@ def current_locale() -> str:
 
 
 def remember_choice(response):
-    """A GET with ?lang= keeps the choice in a cookie for the pages without one."""
+    """A GET of a page with ?lang= keeps the choice in a cookie for the pages without one.
+
+    Only a page's: the keyword preview's script (static/preview.js) asks with the
+    page's own language, which is no choice of the reader's.
+    """
     asked = asked_locale()
-    if asked and request.method == "GET":
+    if asked and request.method == "GET" and response.mimetype == "text/html":
         response.set_cookie(COOKIE, asked, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True)
     return response
 

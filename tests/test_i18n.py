@@ -7,6 +7,7 @@ pages, error pages, form errors and account emails come out in 简体中文 with
 no English message of the catalogue left in them.
 """
 
+import json
 import re
 from html import unescape
 from pathlib import Path
@@ -306,3 +307,13 @@ def test_english_emails_are_unchanged_by_the_catalogue():
     assert chinese.subject == "确认您的 arXiv 论文摘要订阅"
     # Same structure: the links and values are where they were.
     assert english.text.count("https://x/c") == chinese.text.count("https://x/c") == 1
+
+
+def test_the_typed_preview_follows_the_page_and_sets_no_cookie(client):
+    """static/preview.js asks with the page's language; that is no choice to remember."""
+    answer = client.get("/preview.js?keywords=diffusion+policy&n=1&lang=zh-Hans")
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+    fragment = json.loads(answer.get_data(as_text=True).split(", ", 1)[1].rsplit(");", 1)[0])
+    assert "还没有存储任何发布日期的论文" in fragment
+    page = client.get("/?lang=zh_Hans").get_data(as_text=True)
+    assert 'data-unavailable="预览暂时不可用。"' in page

@@ -32,9 +32,11 @@
     query.set("keywords", keywords.value);
     if (replacements && replacements.checked) query.set("include_replacements", "on");
     query.set("n", String(++sent));
+    // The preview in the page's language (newsletter/i18n.py; a script's answer sets no cookie).
+    query.set("lang", document.documentElement.lang || "en");
     var url = form.dataset.preview + "?" + query.toString();
     if (url.length > MAX_URL) {
-      say("Too long to preview as you type: use the Preview button.");
+      say(form.dataset.tooLong || "Too long to preview as you type: use the Preview button.");
       return;
     }
     if (pending) pending.remove();
@@ -43,7 +45,7 @@
     script.src = url;
     script.onerror = function () {
       script.remove();
-      if (mine === sent) say("The preview is not available right now.");
+      if (mine === sent) say(form.dataset.unavailable || "The preview is not available right now.");
     };
     script.onload = function () { script.remove(); };
     pending = script;
