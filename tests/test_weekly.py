@@ -159,9 +159,13 @@ def test_a_weekly_digest_goes_once_on_its_weekday_and_covers_a_holiday_week(read
 def test_a_missed_weekday_is_caught_up_by_the_next_one_without_a_gap(readers, sink):
     weekly, _daily = readers
     run_days(listing_dates(date(2026, 11, 17), date(2026, 11, 26)))
-    # The scheduler is down all of Monday 30 Nov: that date is ingested later, no dispatch on it.
+    # The scheduler is down from Monday 30 Nov to Tuesday noon: those dates are
+    # ingested later, and the weekly's day (from Monday 08:00) passes without a dispatch.
     publish(date(2026, 11, 30))
-    run_days(listing_dates(date(2026, 12, 1), date(2026, 12, 7)))
+    publish(date(2026, 12, 1))
+    dispatch_digests(date(2026, 12, 1), at(date(2026, 12, 1), 12))
+    assert len(received(sink, weekly.email)) == 1
+    run_days(listing_dates(date(2026, 12, 2), date(2026, 12, 7)))
 
     got = received(sink, weekly.email)
     assert [subject.split(" · ")[1] for subject, _ids in got] == [
@@ -329,7 +333,17 @@ NOV = {day: date(2026, 11, day) for day in range(1, 31)}
         # Without a delivery hour, from midnight; in the subscriber's timezone.
         (NOV[23], at(NOV[23], 0), schedule(hour=None), Last(NOV[16], None), True, NOV[17]),
         (NOV[20], at(NOV[22], 17), schedule(timezone="Asia/Shanghai", hour=1), None, True, NOV[16]),
-        (NOV[23], at(NOV[23], 17), schedule(timezone="Asia/Shanghai"), None, True, None),
+        (NOV[23], at(NOV[23], 17), schedule(timezone="Asia/Shanghai"), None, True, NOV[17]),
+        # The slot lasts a day from the hour: Tuesday 07:59, yes; 08:00, no.
+        (
+            NOV[24],
+            at(NOV[24], 7) + timedelta(minutes=59),
+            schedule(),
+            Last(NOV[20], None),
+            True,
+            NOV[23],
+        ),
+        (NOV[24], at(NOV[24], 8), schedule(), Last(NOV[20], None), True, None),
         # The first weekly: the week before, unless confirmed during the slot.
         (NOV[23], at(NOV[23], 9), schedule(confirmed=at(NOV[23], 8)), None, True, None),
         (NOV[23], at(NOV[23], 9), schedule(confirmed=at(NOV[20], 8)), None, True, NOV[17]),

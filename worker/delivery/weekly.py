@@ -11,14 +11,15 @@ and sending renders it with the DayDigest of that range
 
 Decisions (issue 12 item 2):
 - A weekly digest is made on the subscriber's weekday (0 = Monday, their
-  timezone), from their delivery hour (from midnight without one), by the
-  dispatch of the latest complete listing date, once that date is at least
-  the one due at that hour (`calendar.due_listing_date`): it holds every
-  date announced by then. Once: a row for that date or later exists then.
-  If the weekday passes without a dispatch (scheduler down), with no new
-  listing date (a week of holidays) or before the due date completed, the
-  next weekday's digest covers both weeks: nothing is skipped. A subscriber
-  with no row yet gets their first on the first weekday after confirming.
+  timezone), from their delivery hour (from midnight without one) for a
+  day, by the dispatch of the latest complete listing date, once that date
+  is at least the one due at that hour (`calendar.due_listing_date`): it
+  holds every date announced by then. Once: a row for that date or later
+  exists then. If that day passes without a dispatch (scheduler down), with
+  no new listing date (a week of holidays) or before the due date completed,
+  the next weekday's digest covers both weeks: nothing is skipped. A
+  subscriber with no row yet gets their first on the first weekday after
+  confirming.
 - It covers the listing dates after the subscriber's last row (daily or
   weekly, sent or skipped) up to the date it is made for; without a row in
   the last MAX_SPAN_DAYS, the week before that date. So the first weekly
@@ -119,13 +120,21 @@ def last_rows(
 
 
 def weekly_slot(now: datetime, schedule: Schedule) -> datetime | None:
-    """The start of the subscriber's weekly slot if `now` is in it (their weekday, from their hour)."""
-    zone = subscriber_zone(schedule.timezone)
-    local = now.astimezone(zone)
-    if schedule.weekday is None or local.weekday() != schedule.weekday:
+    """The start of the subscriber's weekly slot if `now` is in it: a day from their weekday's hour.
+
+    A day, not the rest of the weekday: at 23:00 a slot would last an hour,
+    shorter than a bilingual digest may wait for its translation.
+    """
+    if schedule.weekday is None:
         return None
-    start = datetime.combine(local.date(), time(schedule.delivery_hour or 0), zone)
-    return start if now >= start else None
+    zone = subscriber_zone(schedule.timezone)
+    today = now.astimezone(zone).date()
+    for day in (today, today - timedelta(days=1)):
+        if day.weekday() == schedule.weekday:
+            start = datetime.combine(day, time(schedule.delivery_hour or 0), zone)
+            if start <= now < start + timedelta(days=1):
+                return start
+    return None
 
 
 def row_start(
