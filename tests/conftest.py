@@ -11,6 +11,11 @@ TEST_DATABASE_URL. Test databases skip the disk syncs of a commit (SQLite
 `synchronous = OFF`, PostgreSQL `synchronous_commit = off`): durability
 across a power cut is not what a test checks, and the syncs were most of the
 suite's wall time.
+
+Workers take tests one (or one group) at a time (`--dist loadgroup`), the
+longest first (LONG_FIRST): a long test started last would hold the run
+open alone. Tests that share a module-scoped fixture (a `newsletter dev`
+process, the fuzzed site) go to one worker, which builds it once.
 """
 
 import os
@@ -18,6 +23,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -25,16 +31,26 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from arxiv_server import FeedServer
 from redis import Redis
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ProgrammingError
 
-from newsletter import create_app, db
-from newsletter.config import settings
-from newsletter.models import Base
-from worker.delivery import sending
+# This machine's environment sets PYTHONDONTWRITEBYTECODE, so every xdist
+# worker rewrote and compiled all the test files and the project again (~3 s
+# of CPU each), and so did every CLI process a test starts. The suite writes
+# Python's usual __pycache__ folders (ignored by git) for itself and for those
+# processes; before the project's imports below, so that they are cached too.
+if sys.dont_write_bytecode:
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+from arxiv_server import FeedServer  # noqa: E402
+
+from newsletter import create_app, db  # noqa: E402
+from newsletter.config import settings  # noqa: E402
+from newsletter.models import Base  # noqa: E402
+from worker.delivery import sending  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -62,6 +78,37 @@ def pytest_xdist_auto_num_workers(config) -> int:
         if all(Path(name).is_file() for name in files):
             return 0 if len(files) == 1 else min(workers, len(files))
     return workers
+
+
+# The test files whose tests run longest (CPU or waiting; measured with
+# --durations), longest first: workers start on them (see the module docstring).
+LONG_FIRST = (
+    "test_dev.py",
+    "test_hostile_input.py",
+    "test_spam.py",
+    "test_dependencies.py",
+    "test_preview_browser.py",
+    "test_browser.py",
+    "test_golden.py",
+    "test_schedule.py",
+    "test_admin_browser.py",
+    "test_matching.py",
+    "test_placeholders.py",
+    "test_tex.py",
+    "test_preview.py",
+    "test_delivery.py",
+)
+
+
+def pytest_collection_modifyitems(config, items: list[pytest.Item]) -> None:
+    """Long test files first; tests sharing a module-scoped fixture in one xdist group."""
+    rank = {name: position for position, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures else ()
+        if any(d[-1].scope == "module" for d in definitions if d):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @event.listens_for(Engine, "connect")
