@@ -2,30 +2,18 @@
 
 Used by worker/digest/core.py: `DayDigest` keeps one for the day's own papers
 and one for its late papers, and asks it for the papers a reader sees per line.
-The matching itself is worker/digest/selection.py's; a line's title matches
-(the first key of worker/digest/relevance.py's order) are the same matching on
-the titles alone, so phrases, exclusions, cat: and au: hold as in the digest.
+The matching itself is worker/digest/selection.py's, which says in the same
+pass which papers a line matches by their title alone (the first key of
+worker/digest/relevance.py's order).
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
 
 from newsletter.models import AnnounceType, Paper
-from worker.digest.selection import match_papers
+from worker.digest.selection import match_lines
 
 _ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
-
-
-@dataclass(frozen=True, slots=True)
-class _TitleOnly:
-    """A paper as matching sees it, without its abstract: does the title alone match?"""
-
-    arxiv_id: str
-    title: str
-    authors: list[str]
-    categories: list[str]
-    abstract: str = ""
 
 
 class _LineMatches:
@@ -50,14 +38,7 @@ class _LineMatches:
         new = sorted(lines - self._lines.keys())
         if not new:
             return
-        found = match_papers(list(self.papers.values()), new) if self.papers else {}
-        # Only the papers some line matched can match by their title.
-        matched = sorted(set().union(*found.values()))
-        titles = [
-            _TitleOnly(paper.arxiv_id, paper.title, paper.authors, paper.categories)
-            for paper in map(self.papers.__getitem__, matched)
-        ]
-        titled = match_papers(titles, new) if titles else {}
+        found, titled = match_lines(list(self.papers.values()), new) if self.papers else ({}, {})
         rank = self._rank
         for line in new:
             ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))

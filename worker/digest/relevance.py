@@ -14,7 +14,6 @@ ledger row) has one order. Inside a section, in this order of keys:
 4. the arXiv id.
 """
 
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 
 # (keyword, arXiv ids), as worker/digest/core.py's `Sections`.
@@ -32,7 +31,10 @@ def order_sections(
     matches; `tier(arxiv_id)` is 0 for late papers, 1 for new papers and
     cross-lists, 2 for replacements.
     """
-    lines = Counter(arxiv_id for _keyword, ids in sections for arxiv_id in ids)
+    lines: dict[str, int] = {}
+    for _keyword, ids in sections:
+        for arxiv_id in ids:
+            lines[arxiv_id] = lines.get(arxiv_id, 0) + 1
     return [
         (keyword, sorted(ids, key=_relevance(title_matches.get(keyword, ()), lines, tier)))
         for keyword, ids in sections
@@ -40,7 +42,7 @@ def order_sections(
 
 
 def _relevance(
-    titled: Collection[str], lines: Counter[str], tier: Callable[[str], int]
+    titled: Collection[str], lines: dict[str, int], tier: Callable[[str], int]
 ) -> Callable[[str], tuple[int, bool, int, str]]:
     """The sort key of one section's papers (smaller first)."""
     return lambda arxiv_id: (tier(arxiv_id), arxiv_id not in titled, -lines[arxiv_id], arxiv_id)
