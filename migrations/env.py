@@ -56,6 +56,12 @@ def skip_empty_revision(migration_context, revision, directives) -> None:
 
 def run_migrations_online() -> None:
     with current_app.extensions["db_engine"].connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a SQLite table by dropping it; with foreign keys
+            # on, dropping `subscribers` would cascade to every delivery. SQLite
+            # ignores this pragma inside a transaction, so it is set before one.
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
         context.configure(
             connection=connection,
             process_revision_directives=skip_empty_revision,
@@ -63,7 +69,13 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
         connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
 
 
 def run_migrations() -> None:

@@ -75,15 +75,65 @@ def test_downgrade_to_base_and_up_again_and_nothing_to_autogenerate(config, data
         # writes no revision (run on a copy, so a drift never lands in migrations/).
         copy = tmp_path / "migrations"
         shutil.copytree(migrate.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-        before = sorted(p.name for p in (copy / "versions").iterdir())
+        before = sorted(p.name for p in (copy / "versions").glob("*.py"))
         db("migrate", "--directory", str(copy), "-m", "drift")
-        written = sorted(p.name for p in (copy / "versions").iterdir())
+        written = sorted(p.name for p in (copy / "versions").glob("*.py"))
         assert written == before, [
             (copy / "versions" / name).read_text() for name in set(written) - set(before)
         ]
     finally:
         app.extensions["db_engine"].dispose()
         # Leave the schema as the other tests expect it.
+        Base.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        Base.metadata.create_all(engine)
+        engine.dispose()
+
+
+def test_each_downgrade_and_upgrade_keeps_a_subscribers_deliveries(config, database_url):
+    """SQLite's batch mode rebuilds a table by dropping it: with foreign keys on,
+    rebuilding `subscribers` (0006's downgrade) cascaded to every delivery."""
+    engine = create_engine(database_url)
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    app = create_app(config)
+    cli = app.test_cli_runner()
+
+    def db(*args: str) -> None:
+        result = cli.invoke(main, ["db", *args])
+        assert result.exit_code == 0, (args, result.output, result.exception)
+
+    def deliveries() -> int:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM deliveries")).scalar_one()
+
+    try:
+        db("upgrade")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO subscribers (public_id, email, email_key, status, language,"
+                    " timezone, include_replacements, bounce_count, created_at, updated_at)"
+                    " VALUES ('p1', 'a@example.org', 'a@example.org', 'confirmed', 'en', 'UTC',"
+                    " false, 0, '2024-11-27 00:00:00+00', '2024-11-27 00:00:00+00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (subscriber_id, listing_date, status, message_id,"
+                    " paper_count, attempts, created_at) SELECT id, '2024-11-28', 'sent', '<m1@example.org>',"
+                    " 3, 1, '2024-11-28 01:00:00+00' FROM subscribers"
+                )
+            )
+        for revision in ("0005", "0004", "0003"):
+            db("downgrade", revision)
+            assert deliveries() == 1, f"after the downgrade to {revision}"
+        db("upgrade")
+        assert deliveries() == 1
+    finally:
+        app.extensions["db_engine"].dispose()
         Base.metadata.drop_all(engine)
         with engine.begin() as connection:
             connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
