@@ -256,14 +256,18 @@ def test_every_page_and_email_fits_at_1280_and_390_px(live_site, browser_page, d
             session.add(subscriber)
         session.commit()
         assert dispatch_digests(listing_date).queued == 3  # grace too
-    for email, label in (("en@example.org", "English"), ("zh@example.org", "bilingual")):
-        [digest] = outbox_messages(app, "arXiv digest", email)
+    # The bilingual digest's chrome (its subject too) is in 简体中文.
+    for email, label, subject in (
+        ("en@example.org", "English", "arXiv digest"),
+        ("zh@example.org", "bilingual", "arXiv 论文摘要"),
+    ):
+        [digest] = outbox_messages(app, subject, email)
         show_email(mail, digest)
         check(f"digest email ({label})", tab=mail)
         check(f"digest page ({label})", 200, page.goto(link_in(digest, "/digest/")))
     check("unsubscribe", 200, page.goto(link_in(digest, "/unsubscribe/")))
     with page.expect_navigation() as sent:
-        page.click("button:has-text('Unsubscribe')")
+        page.click("button.danger")  # 退订: the bilingual reader's page is in 简体中文
     check("unsubscribed", 200, sent.value)
 
     check("404", 404, page.goto(base + "/no-such-page"))
