@@ -48,7 +48,8 @@ from worker.digest.core import Reader
 bp = Blueprint("feed", __name__)
 
 # Bump when the feed's markup changes, so every cached copy is refetched.
-FEED_FORMAT = 1
+# 2: entries in the digest's relevance order (worker/digest/relevance.py).
+FEED_FORMAT = 2
 # Readers whose feed is served: a paused subscriber keeps the feed.
 SERVED = (SubscriberStatus.CONFIRMED, SubscriberStatus.PAUSED)
 NOT_VALID = lazy_gettext("This feed link is not valid. It may have been mistyped or cut off.")
