@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from newsletter import create_app, db
+from newsletter.config import settings
 from newsletter.db import utcnow
 from newsletter.models import AnnounceType, Base, Paper
 from worker.arxiv import ingest
@@ -80,6 +81,7 @@ def bench(url: str, data: bytes, runs: int) -> dict[str, list[float]]:
     ]
     with app.app_context():
         engine = db.engine()
+        config = settings()
         for _ in range(runs):
             results["parse only"].append(timed(lambda: parse_feed(data)))
 
@@ -89,8 +91,8 @@ def bench(url: str, data: bytes, runs: int) -> dict[str, list[float]]:
 
             results["plain insert"].append(timed(plain_insert))
             _empty(engine)
-            results["ingest, empty db"].append(timed(lambda: ingest.ingest_file(FEED)))
-            results["ingest again"].append(timed(lambda: ingest.ingest_file(FEED)))
+            results["ingest, empty db"].append(timed(lambda: ingest.ingest_file(config, FEED)))
+            results["ingest again"].append(timed(lambda: ingest.ingest_file(config, FEED)))
             db.session().close()
             _empty(engine)
     engine.dispose()

@@ -55,7 +55,8 @@ def app_limiter() -> MovingWindowRateLimiter:
     """The app's limiter, on the app's Redis connection or this process's memory."""
     extensions = current_app.extensions
     if "ratelimit" not in extensions:
-        connection, url = redis_connection(), settings().REDIS_URL
+        url = settings().REDIS_URL
+        connection = redis_connection(url)
         storage: Storage = (
             RedisStorage(url, connection_pool=connection.connection_pool)
             if connection is not None and url is not None

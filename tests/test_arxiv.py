@@ -9,6 +9,7 @@ import pytest
 from arxiv_server import Reply, fixture
 
 from newsletter import create_app, replace_settings
+from newsletter.config import settings
 from worker.arxiv import client as arxiv_client
 from worker.arxiv import feeds as arxiv
 from worker.arxiv.feeds import parse_feed
@@ -310,7 +311,7 @@ def fetch_config(config, server):
 
 def test_fetch_feed_sends_user_agent(fetch_config, server, app):
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
-    assert arxiv_client.fetch_feed("cs") == fixture(COMBINED)
+    assert arxiv_client.fetch_feed(settings(), "cs") == fixture(COMBINED)
     (request,) = server.requests
     assert "tests@digest.test" in request.headers["User-Agent"]
     assert "arxiv-digest" in request.headers["User-Agent"]
@@ -321,14 +322,14 @@ def test_transient_statuses_are_retried(fetch_config, server, app, status):
     server.serve(
         "/rss/cs", Reply(status, b"busy"), Reply(status, b"busy"), Reply(body=fixture(COMBINED))
     )
-    assert parse_feed(arxiv_client.fetch_feed("cs")).feed_date == date(2026, 9, 24)
+    assert parse_feed(arxiv_client.fetch_feed(settings(), "cs")).feed_date == date(2026, 9, 24)
     assert len(server.requests) == 3
 
 
 def test_each_failed_attempt_is_one_line(fetch_config, server, app, caplog):
     server.serve("/rss/cs", Reply(503, b"busy"), Reply(502, b"busy"), Reply(body=fixture(EMPTY)))
     with caplog.at_level("WARNING", logger="worker.arxiv.client"):
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
     lines = [r.getMessage() for r in caplog.records if r.name == "worker.arxiv.client"]
     assert len(lines) == 2
     assert "HTTP 503 (attempt 1/4); retrying in" in lines[0]
@@ -340,7 +341,7 @@ def test_a_retry_waits_for_the_rate_limit(fetch_config, server, app):
     replace_settings(app, ARXIV_MIN_INTERVAL=0.5)
     server.serve("/rss/cs", Reply(503, b"busy"), Reply(body=fixture(EMPTY)))
     asked = time.monotonic()
-    arxiv_client.fetch_feed("cs")
+    arxiv_client.fetch_feed(settings(), "cs")
     first, second = server.requests
     # A turn after the first attempt's, which came no sooner than asked (measured from
     # asking, not from the first arrival, which a loaded machine may delay; 1 us: rounding).
@@ -350,7 +351,7 @@ def test_a_retry_waits_for_the_rate_limit(fetch_config, server, app):
 def test_retries_run_out(fetch_config, server, app):
     server.serve("/rss/cs", Reply(503, b"down"))
     with pytest.raises(FetchError, match="HTTP 503, giving up after 4 attempts"):
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
     assert len(server.requests) == 4
 
 
@@ -361,7 +362,7 @@ def test_429_retry_after_is_honoured(fetch_config, server, app, form):
     server.serve(
         "/rss/cs", Reply(429, b"slow down", {"Retry-After": value}), Reply(body=fixture(EMPTY))
     )
-    arxiv_client.fetch_feed("cs")
+    arxiv_client.fetch_feed(settings(), "cs")
     first, second = server.requests
     if form == "seconds":
         assert second.at - first.at >= 0.95  # the wait starts after the 429 arrived
@@ -374,14 +375,14 @@ def test_429_retry_after_is_honoured(fetch_config, server, app, form):
 def test_retry_after_too_long_gives_up_at_once(fetch_config, server, app):
     server.serve("/rss/cs", Reply(429, b"", {"Retry-After": "3600"}), Reply(body=fixture(EMPTY)))
     with pytest.raises(FetchError, match="asks to wait 3600 s"):
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
     assert len(server.requests) == 1
 
 
 def test_timeouts_are_retried(fetch_config, server, app):
     replace_settings(app, ARXIV_TIMEOUT=0.3)
     server.serve("/rss/cs", Reply(body=fixture(EMPTY), delay=1.0), Reply(body=fixture(EMPTY)))
-    assert parse_feed(arxiv_client.fetch_feed("cs")).items == []
+    assert parse_feed(arxiv_client.fetch_feed(settings(), "cs")).items == []
     assert len(server.requests) == 2
 
 
@@ -389,39 +390,41 @@ def test_timeouts_run_out(fetch_config, server, app):
     replace_settings(app, ARXIV_TIMEOUT=0.2, ARXIV_RETRIES=1)
     server.serve("/rss/cs", Reply(body=fixture(EMPTY), delay=0.6))
     with pytest.raises(FetchError, match="ReadTimeout, giving up after 2 attempts"):
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
 
 
 def test_connection_refused_is_a_fetch_error(fetch_config, app):
     replace_settings(app, ARXIV_RSS_URL="http://127.0.0.1:9/rss/", ARXIV_RETRIES=1)
     with pytest.raises(FetchError, match="ConnectionError"):
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
 
 
 def test_error_channel_with_http_400_is_an_error_not_retried(fetch_config, server, app):
     server.serve("/rss/astroph", Reply(400, fixture(ERROR)))
     with pytest.raises(FeedError, match="Bad archive 'astroph'"):
-        arxiv_client.fetch_feed("astroph")
+        arxiv_client.fetch_feed(settings(), "astroph")
     assert len(server.requests) == 1
 
 
 def test_http_400_without_a_body_is_an_error(fetch_config, server, app):
     server.serve("/oai", Reply(400, b"<html>bad request</html>"))
     with pytest.raises(FeedError):
-        arxiv_client.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 2))
+        arxiv_client.fetch_oai_page(
+            settings(), from_date=date(2025, 1, 1), until_date=date(2025, 1, 2)
+        )
 
 
 def test_other_client_errors_are_not_retried(fetch_config, server, app):
     server.serve("/rss/cs", Reply(404, b"gone"))
     with pytest.raises(FetchError, match="HTTP 404"):
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
     assert len(server.requests) == 1
 
 
 def test_oai_page_parameters(fetch_config, server, app):
     server.serve("/oai", Reply(body=fixture(OAI)))
-    arxiv_client.fetch_oai_page(from_date=date(2025, 1, 1), until_date=date(2025, 1, 3))
-    arxiv_client.fetch_oai_page(resumption_token="726959|1001")
+    arxiv_client.fetch_oai_page(settings(), from_date=date(2025, 1, 1), until_date=date(2025, 1, 3))
+    arxiv_client.fetch_oai_page(settings(), resumption_token="726959|1001")
     first, second = server.requests
     assert (
         first.query == "verb=ListRecords&metadataPrefix=arXivRaw&from=2025-01-01&until=2025-01-03"
@@ -435,7 +438,7 @@ def test_rate_limit_in_process(fetch_config, server, app):
     asked = []
     for _ in range(3):
         asked.append(time.monotonic())
-        arxiv_client.fetch_feed("cs")
+        arxiv_client.fetch_feed(settings(), "cs")
     arrived = [r.at for r in server.requests]
     # The gate spaces its turns: the j-th request arrives no sooner than j - i intervals
     # after the i-th was asked for. (The arrivals' own gaps also carry each request's
@@ -457,7 +460,7 @@ def test_rate_limit_is_shared_through_redis(fetch_config, server, redis_url):
         try:
             with app.app_context():
                 for _ in range(2):
-                    arxiv_client.fetch_feed("cs")
+                    arxiv_client.fetch_feed(settings(), "cs")
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from newsletter import db, replace_settings
 from newsletter.cli import main
+from newsletter.config import settings
 from newsletter.models import AnnounceType, FeedFetch, ListingDay, Paper
 from worker import calendar
 from worker.arxiv import backfill, completeness, fetches, ingest
@@ -40,7 +41,7 @@ def paper(arxiv_id: str) -> Paper:
 
 
 def test_full_day_file_is_stored_once(app):
-    (summary,) = ingest.ingest_file(ALL)
+    (summary,) = ingest.ingest_file(settings(), ALL)
     assert summary.line() == SUMMARY_1504
     assert summary.complete
     assert paper_count() == 1504
@@ -56,7 +57,7 @@ def test_full_day_file_is_stored_once(app):
     assert day.completed_at is not None
     first_updated = paper("2411.17700").updated_at
 
-    (again,) = ingest.ingest_file(ALL)
+    (again,) = ingest.ingest_file(settings(), ALL)
     assert (again.stored_new, again.updated, again.unchanged) == (0, 0, 1504)
     assert paper_count() == 1504
     db.session().expire_all()
@@ -65,7 +66,7 @@ def test_full_day_file_is_stored_once(app):
 
 
 def test_newer_version_updates_and_older_is_ignored(app, tmp_path):
-    ingest.ingest_file(DATA / COMBINED)
+    ingest.ingest_file(settings(), DATA / COMBINED)
     assert paper("2009.13987").version == 3
     newer = (
         fixture(COMBINED)
@@ -77,7 +78,7 @@ def test_newer_version_updates_and_older_is_ignored(app, tmp_path):
     )
     later = with_pub_date(newer, COMBINED_DATE, "Fri, 25 Sep 2026 00:00:00 -0400")
     (tmp_path / "later.xml").write_bytes(later)
-    (summary,) = ingest.ingest_file(tmp_path / "later.xml")
+    (summary,) = ingest.ingest_file(settings(), tmp_path / "later.xml")
     assert (summary.stored_new, summary.updated, summary.unchanged) == (0, 1, 3)
     row = paper("2009.13987")
     assert (row.version, row.title, row.listing_date) == (
@@ -86,7 +87,7 @@ def test_newer_version_updates_and_older_is_ignored(app, tmp_path):
         date(2026, 9, 25),
     )
     # The older day's file again: v3 does not overwrite v4.
-    (summary,) = ingest.ingest_file(DATA / COMBINED)
+    (summary,) = ingest.ingest_file(settings(), DATA / COMBINED)
     assert (summary.stored_new, summary.updated) == (0, 0)
     assert paper("2009.13987").version == 4
 
@@ -99,24 +100,24 @@ def test_stronger_announce_type_wins_the_same_day(app, tmp_path):
         b"<arxiv:announce_type>new</arxiv:announce_type>",
     ).replace(b"rss/cs.LG+cs.AI+cs.CL+stat.ML", b"rss/stat")
     (tmp_path / "new.xml").write_bytes(as_new)
-    ingest.ingest_file(tmp_path / "cross.xml")
+    ingest.ingest_file(settings(), tmp_path / "cross.xml")
     assert paper("2205.06398").announce_type is AnnounceType.CROSS
-    (summary,) = ingest.ingest_file(tmp_path / "new.xml")
+    (summary,) = ingest.ingest_file(settings(), tmp_path / "new.xml")
     assert summary.updated == 1
     assert paper("2205.06398").announce_type is AnnounceType.NEW
-    ingest.ingest_file(tmp_path / "cross.xml")  # the weaker type again changes nothing
+    ingest.ingest_file(settings(), tmp_path / "cross.xml")  # the weaker type again changes nothing
     assert paper("2205.06398").announce_type is AnnounceType.NEW
 
 
 def test_partial_feed_does_not_complete_the_day(app):
-    (summary,) = ingest.ingest_file(DATA / COMBINED)
+    (summary,) = ingest.ingest_file(settings(), DATA / COMBINED)
     assert not summary.complete
     assert db.session().get(ListingDay, date(2026, 9, 24)).completed_at is None
 
 
 def test_file_with_explicit_date(app):
     (summary,) = ingest.ingest_file(
-        DATA / "api_legacy_search_cs-RO_2025-10-17.xml", date(2025, 10, 17)
+        settings(), DATA / "api_legacy_search_cs-RO_2025-10-17.xml", date(2025, 10, 17)
     )
     assert summary.counts == {"new": 2}
     assert paper("2510.14968").listing_date == date(2025, 10, 17)
@@ -149,7 +150,7 @@ def test_shortfall_rule(count, history, reason):
 def test_short_file_is_stored_but_does_not_cover_its_archives(app):
     group = "cs.LG+cs.AI+cs.CL+stat.ML"
     add_history(group, [300] * 10)
-    (summary,) = ingest.ingest_file(DATA / COMBINED)
+    (summary,) = ingest.ingest_file(settings(), DATA / COMBINED)
     warning = (
         f"{group}: only 4 items, under 20% of its median of 300 over its last 10 listing dates; "
         "waiting for a full feed"
@@ -178,7 +179,7 @@ def test_atom_announcement_file_takes_its_date_from_the_feed(app):
         None,
     )
     # Its RSS twin is the same announcement: nothing new.
-    (summary,) = ingest.ingest_file(DATA / COMBINED)
+    (summary,) = ingest.ingest_file(settings(), DATA / COMBINED)
     assert (summary.stored_new, summary.updated, summary.unchanged) == (0, 0, 4)
 
 
@@ -247,7 +248,7 @@ def test_poll_stores_fresh_groups_and_waits_for_stale_ones(poll_config, server, 
     stale = with_pub_date(fixture(EMPTY), ALL_DATE, "Wed, 23 Sep 2026 00:00:00 -0400")
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", Reply(body=stale))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert summary.listing_date == DUE
     assert not summary.complete
     assert summary.warnings == [
@@ -256,15 +257,15 @@ def test_poll_stores_fresh_groups_and_waits_for_stale_ones(poll_config, server, 
     assert paper_count() == 4
     stat = fetch_of("stat")
     assert (stat.feed_date, stat.warning) == (date(2026, 9, 23), summary.warnings[0])
-    assert completeness.uncovered_groups(DUE) == ["stat"]
+    assert completeness.uncovered_groups(DUE, settings().ARXIV_ARCHIVE_GROUPS) == ["stat"]
 
     # The next poll fetches only the stale group; it is fresh and full now, so the day completes.
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert summary.complete and summary.warnings == []
     assert [r.path for r in server.requests] == ["/rss/cs", "/rss/stat", "/rss/stat"]
     # Complete and every group covered: the poll after that sends nothing.
-    assert ingest.ingest_due(DUE_NOW).note == "already complete; nothing to do"
+    assert ingest.ingest_due(settings(), DUE_NOW).note == "already complete; nothing to do"
     assert len(server.requests) == 3
 
 
@@ -272,16 +273,16 @@ def test_before_the_feed_rebuild_the_previous_day_is_due(poll_config, server, ap
     """At 21:00 ET the new batch is announced but feeds show the old one: nothing new is fetched."""
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
-    assert ingest.ingest_due(DUE_NOW).complete
+    assert ingest.ingest_due(settings(), DUE_NOW).complete
     evening = datetime(2026, 9, 24, 21, 0, tzinfo=ET)
-    assert ingest.ingest_due(evening).note == "already complete; nothing to do"
+    assert ingest.ingest_due(settings(), evening).note == "already complete; nothing to do"
     assert len(server.requests) == 2
 
 
 def test_empty_group_keeps_the_day_open_until_its_feed_is_full(poll_config, server, app):
     server.serve("/rss/cs", Reply(body=empty_due()))
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     warning = "cs: only 0 items, empty on an announcement day; waiting for a full feed"
     assert not summary.complete
     assert summary.warnings == [warning]
@@ -293,7 +294,7 @@ def test_empty_group_keeps_the_day_open_until_its_feed_is_full(poll_config, serv
 
     # cs serves its full feed at the next poll: only cs is fetched again.
     server.serve("/rss/cs", Reply(body=full_due()))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert summary.complete and summary.warnings == []
     assert completed_at() is not None
     assert [r.path for r in server.requests] == ["/rss/cs", "/rss/stat", "/rss/cs"]
@@ -306,13 +307,13 @@ def test_empty_group_keeps_the_day_open_until_its_feed_is_full(poll_config, serv
 def test_all_empty_weekday_stays_open_until_the_deadline(poll_config, server, app, caplog):
     server.serve("/rss/cs", Reply(body=empty_due()))
     server.serve("/rss/stat", Reply(body=empty_due()))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert not summary.complete
     assert [w.split(":")[0] for w in summary.warnings] == ["cs", "stat"]
     assert completed_at() is None
-    assert ingest.ingest_due(datetime(2026, 9, 24, 5, 59, tzinfo=ET)).complete is False
+    assert ingest.ingest_due(settings(), datetime(2026, 9, 24, 5, 59, tzinfo=ET)).complete is False
 
-    summary = ingest.ingest_due(AFTER_DEADLINE)
+    summary = ingest.ingest_due(settings(), AFTER_DEADLINE)
     assert summary.complete and completed_at() is not None
     assert paper_count() == 0
     noted = [
@@ -338,17 +339,17 @@ def test_group_far_below_its_median_keeps_the_day_open(poll_config, server, app)
     add_history("cs", [300, 280, 350, 310, 290, 900, 305, 260, 330, 300])  # median 302.5
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))  # 4 items
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))  # no history: judged as not empty
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert not summary.complete
     assert summary.warnings == [
         "cs: only 4 items, under 20% of its median of 302.5 over its last 10 listing dates; "
         "waiting for a full feed"
     ]
     assert paper_count() == 4  # what it has is stored
-    assert completeness.uncovered_groups(DUE) == ["cs"]
+    assert completeness.uncovered_groups(DUE, settings().ARXIV_ARCHIVE_GROUPS) == ["cs"]
 
     server.serve("/rss/cs", Reply(body=full_due()))
-    assert ingest.ingest_due(DUE_NOW).complete
+    assert ingest.ingest_due(settings(), DUE_NOW).complete
 
 
 def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
@@ -356,10 +357,10 @@ def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
 ):
     server.serve("/rss/cs", Reply(body=empty_due()))
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
-    assert not ingest.ingest_due(DUE_NOW).complete
-    assert not ingest.ingest_due(datetime(2026, 9, 24, 5, 45, tzinfo=ET)).complete
+    assert not ingest.ingest_due(settings(), DUE_NOW).complete
+    assert not ingest.ingest_due(settings(), datetime(2026, 9, 24, 5, 45, tzinfo=ET)).complete
 
-    summary = ingest.ingest_due(AFTER_DEADLINE)
+    summary = ingest.ingest_due(settings(), AFTER_DEADLINE)
     assert summary.complete
     done = completed_at()
     warning = (
@@ -379,25 +380,25 @@ def test_after_the_deadline_the_day_completes_and_late_papers_are_stored(
 
     # A complete day whose cs was short is still polled for cs, and nothing else.
     requests = len(server.requests)
-    summary = ingest.ingest_due(LATER)
+    summary = ingest.ingest_due(settings(), LATER)
     assert summary.note is None and summary.complete
     assert [r.path for r in server.requests[requests:]] == ["/rss/cs"]
     assert fetch_of("cs").warning == warning  # still short, still noted
 
     # cs serves its full feed: its papers are stored under their own listing date, late.
     server.serve("/rss/cs", Reply(body=full_due()))
-    summary = ingest.ingest_due(LATER)
+    summary = ingest.ingest_due(settings(), LATER)
     assert summary.late and summary.stored_new == 1504
     assert summary.line().endswith("the day was already complete: these arrive late")
     assert completed_at() == done  # completed once, at the deadline
     late = db.session().scalar(select(Paper).where(Paper.arxiv_id == "2411.17700"))
     assert late.listing_date == DUE and late.created_at > done
     assert fetch_of("cs").warning is None
-    assert ingest.ingest_due(LATER).note == "already complete; nothing to do"
+    assert ingest.ingest_due(settings(), LATER).note == "already complete; nothing to do"
 
     # The next listing date is due: the 24th is not fetched again.
     server.serve("/rss/cs", Reply(body=empty_due()))
-    friday = ingest.ingest_due(datetime(2026, 9, 25, 3, 0, tzinfo=ET))
+    friday = ingest.ingest_due(settings(), datetime(2026, 9, 25, 3, 0, tzinfo=ET))
     assert friday.listing_date == date(2026, 9, 25)
     assert fetch_of("cs").warning is None and fetches.total_items(fetch_of("cs")) == 1504
 
@@ -406,7 +407,7 @@ def test_poll_reads_atom_announcement_feeds(poll_config, server, app):
     replace_settings(app, ARXIV_RSS_URL=server.url + "/atom/")
     server.serve("/atom/cs", Reply(body=fixture(ATOM)))
     server.serve("/atom/stat", Reply(body=fixture(ATOM)))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert summary.complete and summary.warnings == []
     assert paper_count() == 4
 
@@ -459,24 +460,24 @@ STAT_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("replies", "settings", "warning"), STAT_FAULTS)
+@pytest.mark.parametrize(("replies", "changes", "warning"), STAT_FAULTS)
 def test_faults_keep_the_day_open_then_complete_it_at_the_deadline(
-    poll_config, server, app, replies, settings, warning
+    poll_config, server, app, replies, changes, warning
 ):
-    replace_settings(app, **settings)
+    replace_settings(app, **changes)
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", *replies)
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert not summary.complete
     assert len(summary.warnings) == 1 and summary.warnings[0].startswith(warning)
     assert paper_count() == 4  # cs only
     assert fetch_of("stat").warning.startswith(warning)
-    assert completeness.uncovered_groups(DUE) == ["stat"]
+    assert completeness.uncovered_groups(DUE, settings().ARXIV_ARCHIVE_GROUPS) == ["stat"]
     assert completed_at() is None
 
     # Still failing at the deadline: the day completes without stat, and says so.
     stat_requests = len(server.requests_to("/rss/stat"))
-    summary = ingest.ingest_due(AFTER_DEADLINE)
+    summary = ingest.ingest_due(settings(), AFTER_DEADLINE)
     assert summary.complete and completed_at() is not None
     assert len(server.requests_to("/rss/stat")) > stat_requests  # retried at that poll
     assert fetch_of("stat").warning.startswith(warning)
@@ -489,14 +490,14 @@ def test_with_no_feed_dated_the_day_the_deadline_does_not_complete_it(poll_confi
     stale = with_pub_date(fixture(COMBINED), COMBINED_DATE, "Wed, 23 Sep 2026 00:00:00 -0400")
     server.serve("/rss/cs", Reply(body=stale))
     server.serve("/rss/stat", Reply(503, b"down"))
-    summary = ingest.ingest_due(AFTER_DEADLINE)
+    summary = ingest.ingest_due(settings(), AFTER_DEADLINE)
     assert not summary.complete and completed_at() is None
-    assert completeness.uncovered_groups(DUE) == ["cs", "stat"]
+    assert completeness.uncovered_groups(DUE, settings().ARXIV_ARCHIVE_GROUPS) == ["cs", "stat"]
     assert completeness.DEADLINE_NOTE not in fetch_of("cs").warning
 
     # Once one feed is dated the day, even empty, the deadline completes it.
     server.serve("/rss/cs", Reply(body=empty_due()))
-    assert ingest.ingest_due(AFTER_DEADLINE).complete
+    assert ingest.ingest_due(settings(), AFTER_DEADLINE).complete
 
 
 def test_429_with_retry_after_is_waited_for_and_its_answer_judged(poll_config, server, app):
@@ -504,7 +505,7 @@ def test_429_with_retry_after_is_waited_for_and_its_answer_judged(poll_config, s
     slow_down = Reply(429, b"slow down", {"Retry-After": "1"})
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", slow_down, Reply(body=empty_due()))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     first, second = server.requests_to("/rss/stat")
     assert second.at - first.at >= 0.95
     assert not summary.complete
@@ -513,7 +514,7 @@ def test_429_with_retry_after_is_waited_for_and_its_answer_judged(poll_config, s
     ]
 
     server.serve("/rss/stat", slow_down, Reply(body=fixture(COMBINED)))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert summary.complete and summary.warnings == []
     assert len(server.requests_to("/rss/stat")) == 4
 
@@ -522,11 +523,11 @@ def test_a_failed_retry_keeps_a_short_groups_counts(poll_config, server, app):
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", Reply(body=fixture(COMBINED)))
     add_history("cs", [300] * 10)
-    ingest.ingest_due(DUE_NOW)
+    ingest.ingest_due(settings(), DUE_NOW)
     short = fetch_of("cs").warning
     assert short.startswith("cs: only 4 items")
     server.serve("/rss/cs", Reply(503, b"down"))
-    summary = ingest.ingest_due(DUE_NOW)
+    summary = ingest.ingest_due(settings(), DUE_NOW)
     assert summary.warnings[0].startswith("cs: http://127.0.0.1:")
     assert (fetch_of("cs").feed_date, fetch_of("cs").warning) == (DUE, short)
     assert fetches.total_items(fetch_of("cs")) == 4
@@ -557,7 +558,7 @@ def test_backfill_follows_resumption_tokens(poll_config, server, app):
     poll_config  # noqa: B018
     replace_settings(app, ARXIV_ARCHIVE_GROUPS=("math+math-ph", "nucl-ex+nucl-th"))
     server.serve("/oai", Reply(body=_oai_page("page-2")), Reply(body=_oai_page(None, page=2)))
-    summaries = backfill.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
+    summaries = backfill.ingest_oai(settings(), date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
     lines = [s.line() for s in summaries]
     assert lines == [
         "2026-09-22: 1 items (1 new, 0 cross, 0 replace, 0 replace-cross); stored 1 new, 0 updated, 0 unchanged",
@@ -577,7 +578,7 @@ def test_backfill_error_stores_nothing(poll_config, server, app):
     bad = b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><error code="badResumptionToken"/></OAI-PMH>'
     server.serve("/oai", Reply(body=_oai_page("page-2")), Reply(body=bad))
     with pytest.raises(FeedError, match="badResumptionToken"):
-        backfill.ingest_oai(date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
+        backfill.ingest_oai(settings(), date(2026, 9, 22), date(2026, 9, 23), BACKFILL_NOW)
     assert paper_count() == 0
     assert db.session().scalar(select(func.count()).select_from(ListingDay)) == 0
 
@@ -608,7 +609,7 @@ def test_cli_ingest_file_twice(app):
 def test_cli_status_shows_warnings(poll_config, server, app):
     server.serve("/rss/cs", Reply(body=fixture(COMBINED)))
     server.serve("/rss/stat", Reply(400, fixture(ERROR)))
-    ingest.ingest_due(DUE_NOW)
+    ingest.ingest_due(settings(), DUE_NOW)
     output = run(app, "status").output
     assert "2026-09-24 INCOMPLETE" in output
     assert "warning: stat: Feed error for query" in output

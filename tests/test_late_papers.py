@@ -58,14 +58,14 @@ def ingest(listing_date: date, group: str, items: list[FeedItem]) -> bool:
     """Store one group's feed dated `listing_date` as the poll does; whether the day is complete."""
     summary = IngestSummary(listing_date)
     store_group(summary, listing_date, group, "rss", items, feed_date=listing_date)
-    complete = update_listing_day(listing_date)
+    complete = update_listing_day(listing_date, settings().ARXIV_ARCHIVE_GROUPS)
     commit()
     return complete
 
 
 def complete_at_deadline(listing_date: date) -> None:
-    update_listing_day(listing_date, at_deadline=True)
-    note_uncovered_groups(listing_date)
+    update_listing_day(listing_date, settings().ARXIV_ARCHIVE_GROUPS, at_deadline=True)
+    note_uncovered_groups(listing_date, settings().ARXIV_ARCHIVE_GROUPS)
     commit()
 
 

@@ -46,7 +46,7 @@ def fresh_rate_limits():
 
 @pytest.fixture
 def full_day(app):
-    ingest.ingest_file(DATA / "rss_all-archives_2024-11-28.xml")
+    ingest.ingest_file(settings(), DATA / "rss_all-archives_2024-11-28.xml")
     return app
 
 

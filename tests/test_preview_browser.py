@@ -26,7 +26,7 @@ LONG = "k" * 100  # a valid line that matches nothing, and must wrap at 390 px
 def seed_day(app) -> dict[str, list[str]]:
     """The real full day, stored; the digest's sections for the test's lines."""
     with app.app_context():
-        (summary,) = ingest.ingest_file(DATA / "rss_all-archives_2024-11-28.xml")
+        (summary,) = ingest.ingest_file(settings(), DATA / "rss_all-archives_2024-11-28.xml")
         digest = DayDigest.load(db.session(), settings(app), summary.listing_date)
         reader = Reader(("black hole", "reinforcement learning", LONG), "en", "UTC", False)
         return dict(digest.sections({0: reader})[0])

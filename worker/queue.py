@@ -22,9 +22,8 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "default"
 
 
-def redis_connection() -> Redis | None:
-    """The app's Redis connection, or None in the embedded (no Redis) mode."""
-    url = settings().REDIS_URL
+def redis_connection(url: str | None) -> Redis | None:
+    """The app's connection to REDIS_URL `url`, or None in the embedded (no Redis) mode."""
     if not url:
         return None
     if "redis" not in current_app.extensions:
@@ -43,8 +42,11 @@ def enqueue(
 
     `func` is a function or its dotted name. A deterministic `job_id` makes a
     double enqueue harmless while the first is still queued or running.
+    Called at the edge (views, jobs, the scheduler, the CLI) and by dispatch:
+    the one place below the edge that reads the app's settings, for REDIS_URL,
+    so that those callers need not carry it.
     """
-    connection = redis_connection()
+    connection = redis_connection(settings().REDIS_URL)
     if connection is None:
         # The app behind the proxy, for the job's own app context; current_app is typed as Flask.
         app = current_app._get_current_object()  # type: ignore[attr-defined]

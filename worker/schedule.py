@@ -43,7 +43,7 @@ def poll(now: datetime | None = None) -> None:
     queued by a temporary SMTP failure are retried after the day moves on.
     """
     now = now or db.utcnow()
-    log.info("poll: %s", ingest_due(now).line())
+    log.info("poll: %s", ingest_due(settings(), now).line())
     due = calendar.due_listing_date(now)
     previous = calendar.previous_listing_date(due)
     # Whoever confirmed after the due date took over starts with the due date.

@@ -8,6 +8,7 @@ from flask.cli import with_appcontext
 
 from newsletter.cli.dates import date_option, parse_date_option
 from newsletter.cli.progress import progress_report
+from newsletter.config import settings
 from newsletter.db import utcnow
 from worker import calendar
 from worker.arxiv import backfill, ingest
@@ -32,17 +33,18 @@ def ingest_command(path: str | None, date_text: str | None, since_text: str | No
     since = parse_date_option("--since", since_text)
     if since is not None and (day is not None or path is not None):
         raise click.ClickException("--since cannot be combined with --date or --file")
+    config = settings()
     try:
         if path is not None:
-            summaries = ingest.ingest_file(path, day)
+            summaries = ingest.ingest_file(config, path, day)
         elif day is not None:
-            summaries = backfill.ingest_oai(day, day)
+            summaries = backfill.ingest_oai(config, day, day)
         elif since is not None:
             with progress_report("harvesting records") as progress:
                 due = calendar.due_listing_date(utcnow())
-                summaries = backfill.ingest_oai(since, due, progress=progress)
+                summaries = backfill.ingest_oai(config, since, due, progress=progress)
         else:
-            summaries = [ingest.ingest_due(utcnow())]
+            summaries = [ingest.ingest_due(config, utcnow())]
     except (ArxivError, ingest_store.IngestError) as error:
         raise click.ClickException(str(error)) from None
     for summary in summaries:

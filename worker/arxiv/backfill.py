@@ -6,13 +6,14 @@ says which listing date announced a version, or whether it was new or a
 cross-list for us; this module owns that inference, from each version's
 submission time (worker/calendar.py) and its categories against the
 configured archives. A harvest covers every archive, so the listing dates it
-backfills are marked complete.
+backfills are marked complete. The configured groups come from the caller's settings.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
+from newsletter.config import Settings
 from newsletter.db import utcnow
 from worker import calendar
 from worker.arxiv import client as arxiv_client
@@ -34,6 +35,7 @@ MAX_OAI_PAGES = 500
 
 
 def ingest_oai(
+    config: Settings,
     first: date,
     last: date,
     now: datetime | None = None,
@@ -60,14 +62,19 @@ def ingest_oai(
     if not days:
         raise IngestError(f"no arXiv listing date between {first} and {last}")
     from_date = calendar.submission_cutoff(days[0]).date() - timedelta(days=2)
-    by_day = sort_by_listing_date(_harvest(from_date, today, progress), days[0], days[-1])
+    groups = config.ARXIV_ARCHIVE_GROUPS
+    harvest = _harvest(config, from_date, today, progress)
+    by_day = sort_by_listing_date(harvest, days[0], days[-1], archives=configured_archives(groups))
     for day in days:
         by_day.setdefault(day, [])
-    return store_by_listing_date(by_day, source="oai", complete=True)
+    return store_by_listing_date(by_day, source="oai", complete=True, groups=groups)
 
 
 def _harvest(
-    from_date: date, until_date: date, progress: Callable[[int, int], None] | None = None
+    config: Settings,
+    from_date: date,
+    until_date: date,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[FeedItem]:
     """Every arXivRaw record with a datestamp in from_date..until_date, page by page."""
     items: list[FeedItem] = []
@@ -77,7 +84,7 @@ def _harvest(
     for _ in range(MAX_OAI_PAGES):
         # With a token, OAI-PMH takes no other argument: the dates go on the first page only.
         data = arxiv_client.fetch_oai_page(
-            from_date=from_date, until_date=until_date, resumption_token=token
+            config, from_date=from_date, until_date=until_date, resumption_token=token
         )
         parsed = arxiv.parse_feed(data)
         if parsed.kind != "oai":
@@ -105,9 +112,9 @@ def _listing_dates_between(first: date, last: date) -> list[date]:
 
 
 def sort_by_listing_date(
-    items: list[FeedItem], first: date | None, last: date | None
+    items: list[FeedItem], first: date | None, last: date | None, *, archives: set[str]
 ) -> dict[date, list[FeedItem]]:
-    """Sort dated records (OAI-PMH, Atom) into listing dates, typed against our archives."""
+    """Sort dated records (OAI-PMH, Atom) into listing dates, typed against our `archives`."""
     by_day: dict[date, list[FeedItem]] = {}
     for item in items:
         announced = [
@@ -121,7 +128,8 @@ def sort_by_listing_date(
         if first is not None and day < first:
             continue
         typed = type_for_archives(
-            replace(item, version=version, announce_type="new" if version == 1 else "replace")
+            replace(item, version=version, announce_type="new" if version == 1 else "replace"),
+            archives,
         )
         if typed is not None:
             by_day.setdefault(day, []).append(typed)
@@ -133,9 +141,8 @@ def _archive_of(category: str) -> str:
     return category.split(".", 1)[0]
 
 
-def type_for_archives(item: FeedItem) -> FeedItem | None:
-    """Give a dated record its announce type for our archives; None if none of ours."""
-    archives = configured_archives()
+def type_for_archives(item: FeedItem, archives: set[str]) -> FeedItem | None:
+    """Give a dated record its announce type for our `archives`; None if none of ours."""
     if not item.categories:
         return None
     replaced = item.version > 1
@@ -149,7 +156,7 @@ def type_for_archives(item: FeedItem) -> FeedItem | None:
 
 
 def store_by_listing_date(
-    by_day: dict[date, list[FeedItem]], *, source: str, complete: bool
+    by_day: dict[date, list[FeedItem]], *, source: str, complete: bool, groups: Sequence[str]
 ) -> list[IngestSummary]:
     """Store each day's records under its own group row, in one commit; one summary a day."""
     if not by_day:
@@ -159,7 +166,7 @@ def store_by_listing_date(
     for day in sorted(by_day):
         summary = IngestSummary(day)
         store_group(summary, day, group, source, by_day[day], feed_date=day if complete else None)
-        summary.complete = update_listing_day(day)
+        summary.complete = update_listing_day(day, groups)
         summaries.append(summary)
     commit()
     return summaries

@@ -1,7 +1,8 @@
 """The arXiv HTTP client: fetching documents as bytes, politely.
 
 Run by ingest (the scheduled poll in worker/arxiv/ingest.py, the OAI-PMH backfill
-in worker/arxiv/backfill.py) inside an app context. It owns how we talk to arXiv:
+in worker/arxiv/backfill.py) inside an app context, with the settings they were
+given. It owns how we talk to arXiv:
 one rate limiter for the whole deployment, a User-Agent that names us,
 timeouts, a cap on document size, retries (a tenacity policy: exponential
 backoff with jitter, Retry-After honoured, every attempt through the rate
@@ -16,9 +17,10 @@ from datetime import date
 from typing import NoReturn, cast
 
 import requests
+from redis import Redis
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from newsletter.config import settings
+from newsletter.config import Settings
 from worker.arxiv.feeds import MAX_DOCUMENT_BYTES, parse_feed
 from worker.arxiv.items import FeedError, FetchError
 from worker.http import (
@@ -42,12 +44,13 @@ _local_lock = threading.Lock()
 _local_next_slot = 0.0
 
 
-def fetch_feed(group: str) -> bytes:
+def fetch_feed(config: Settings, group: str) -> bytes:
     """Fetch the RSS feed of one archive group ("cs" or "math+math-ph+...")."""
-    return fetch_url(settings().ARXIV_RSS_URL + group)
+    return fetch_url(config, config.ARXIV_RSS_URL + group)
 
 
 def fetch_oai_page(
+    config: Settings,
     *,
     from_date: date | None = None,
     until_date: date | None = None,
@@ -63,17 +66,20 @@ def fetch_oai_page(
             params["from"] = from_date.isoformat()
         if until_date:
             params["until"] = until_date.isoformat()
-    return fetch_url(settings().ARXIV_OAI_URL, params)
+    return fetch_url(config, config.ARXIV_OAI_URL, params)
 
 
-def user_agent() -> str:
+def user_agent(config: Settings) -> str:
     """Name the service and whom to contact, as arXiv asks of automated clients."""
-    config = settings()
     return f"arxiv-digest-newsletter/1.0 (+{config.BASE_URL}; mailto:{config.ARXIV_CONTACT})"
 
 
 def fetch_url(
-    url: str, params: dict | None = None, *, sleep: Callable[[float], None] = time.sleep
+    config: Settings,
+    url: str,
+    params: dict | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> bytes:
     """GET `url` politely: shared rate limit, timeouts, retries with backoff; return the body.
 
@@ -81,9 +87,9 @@ def fetch_url(
     never retried. Timeouts, connection errors, 429 and 5xx are retried
     ARXIV_RETRIES times; anything else is a FetchError at once.
     """
-    config = settings()
     attempts = max(1, config.ARXIV_RETRIES + 1)
     min_interval = config.ARXIV_MIN_INTERVAL
+    connection = redis_connection(config.REDIS_URL)
 
     def log_retry(state: RetryCallState) -> None:
         log.warning(
@@ -107,7 +113,7 @@ def fetch_url(
     retrying = Retrying(
         # Every attempt, the first and each one after its backoff, passes the
         # deployment-wide gate: a retry never reaches arXiv sooner than it allows.
-        before=lambda state: wait_for_turn(min_interval, sleep=sleep),
+        before=lambda state: wait_for_turn(min_interval, connection, sleep=sleep),
         retry=retry_if_exception_type(Transient),
         wait=wait_backoff(config.ARXIV_BACKOFF, MAX_BACKOFF),
         stop=stop_after_attempt(attempts) | stop_on_long_retry_after(MAX_RETRY_AFTER),
@@ -115,16 +121,16 @@ def fetch_url(
         retry_error_callback=give_up,
         sleep=sleep,
     )
-    return retrying(_get, url, params, config.ARXIV_TIMEOUT)
+    return retrying(_get, url, params, config.ARXIV_TIMEOUT, user_agent(config))
 
 
-def _get(url: str, params: dict | None, timeout: float) -> bytes:
+def _get(url: str, params: dict | None, timeout: float, agent: str) -> bytes:
     """One attempt: the body of a 200; Transient for what another attempt may cure."""
     try:
         with requests.get(
             url,
             params=params,
-            headers={"User-Agent": user_agent(), "Accept-Encoding": "gzip"},
+            headers={"User-Agent": agent, "Accept-Encoding": "gzip"},
             timeout=(timeout, timeout),
             stream=True,
         ) as response:
@@ -160,16 +166,20 @@ def _read_capped(response: requests.Response, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
-def wait_for_turn(min_interval: float, *, sleep: Callable[[float], None] = time.sleep) -> None:
+def wait_for_turn(
+    min_interval: float,
+    connection: Redis | None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Block until this process may send arXiv a request: one per `min_interval` s per deployment.
 
-    With Redis, a key set with NX and a TTL of `min_interval` is the token: only
-    one process can set it, and it frees itself when the interval is over. Without
-    Redis there is only this process, and a lock does.
+    With Redis (`connection`), a key set with NX and a TTL of `min_interval` is
+    the token: only one process can set it, and it frees itself when the interval
+    is over. Without Redis there is only this process, and a lock does.
     """
     if min_interval <= 0:
         return
-    connection = redis_connection()
     if connection is None:
         global _local_next_slot
         with _local_lock:

@@ -3,7 +3,8 @@
 Used by the poll and saved files (worker/arxiv/ingest.py) and the OAI-PMH
 backfill (worker/arxiv/backfill.py), after worker/arxiv/store.py has stored a
 group's papers and its FeedFetch row. Owns ListingDay.completed_at and the
-deadline note on uncovered groups; the callers commit.
+deadline note on uncovered groups; the callers commit. The configured groups
+(ARXIV_ARCHIVE_GROUPS) come from the caller's settings.
 
 - A fetch *covers* its archives when it is fresh (dated its listing date) and
   carries no warning (a shortfall is stored as the fetch's warning, see
@@ -19,12 +20,12 @@ deadline note on uncovered groups; the callers commit.
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import date
 
 from sqlalchemy import select
 
 from newsletter import db
-from newsletter.config import settings
 from newsletter.db import utcnow
 from newsletter.models import FeedFetch, ListingDay
 from worker.arxiv.fetches import find_feed_fetch
@@ -36,9 +37,9 @@ log = logging.getLogger(__name__)
 DEADLINE_NOTE = "the day was completed without a full feed at the deadline"
 
 
-def configured_archives() -> set[str]:
-    """Every archive the configured groups cover ("cs", "math-ph", ...)."""
-    return {a for group in settings().ARXIV_ARCHIVE_GROUPS for a in group.split("+")}
+def configured_archives(groups: Sequence[str]) -> set[str]:
+    """Every archive the configured `groups` cover ("cs", "math-ph", ...)."""
+    return {a for group in groups for a in group.split("+")}
 
 
 def covered_archives(listing_date: date) -> set[str]:
@@ -67,17 +68,17 @@ def has_dated_feed(listing_date: date) -> bool:
     )
 
 
-def uncovered_groups(listing_date: date) -> list[str]:
-    """The configured groups with an archive not yet covered on `listing_date`, in config order."""
+def uncovered_groups(listing_date: date, groups: Sequence[str]) -> list[str]:
+    """The configured `groups` with an archive not yet covered on `listing_date`, in their order."""
     covered = covered_archives(listing_date)
     if OAI_GROUP in covered:
         return []
-    return [
-        group for group in settings().ARXIV_ARCHIVE_GROUPS if not set(group.split("+")) <= covered
-    ]
+    return [group for group in groups if not set(group.split("+")) <= covered]
 
 
-def update_listing_day(listing_date: date, *, at_deadline: bool = False) -> bool:
+def update_listing_day(
+    listing_date: date, groups: Sequence[str], *, at_deadline: bool = False
+) -> bool:
     """Create the day's row; set completed_at once every configured archive is covered.
 
     With `at_deadline`, complete it whatever is missing (the caller notes what is).
@@ -90,17 +91,17 @@ def update_listing_day(listing_date: date, *, at_deadline: bool = False) -> bool
         session.add(day)
     if day.completed_at is not None:
         return True
-    if at_deadline or not uncovered_groups(listing_date):
+    if at_deadline or not uncovered_groups(listing_date, groups):
         day.completed_at = utcnow()
         log.info("listing date %s complete", listing_date)
         return True
     return False
 
 
-def note_uncovered_groups(listing_date: date) -> list[FeedFetch]:
+def note_uncovered_groups(listing_date: date, groups: Sequence[str]) -> list[FeedFetch]:
     """Add DEADLINE_NOTE to each uncovered group's warning (once); return the fetches noted now."""
     noted = []
-    for group in uncovered_groups(listing_date):
+    for group in uncovered_groups(listing_date, groups):
         fetch = find_feed_fetch(listing_date, group)
         if fetch is None:  # never fetched: a poll died between its fetches and this
             fetch = FeedFetch(

@@ -27,7 +27,8 @@ which document stands for which listing date, and when the due date is done:
   job; sending them is the digest's.
 
 Storing is worker/arxiv/store.py's and the completeness rule
-worker/arxiv/completeness.py's; each call commits its own unit of work.
+worker/arxiv/completeness.py's; each call commits its own unit of work. The
+callers (the poll, the CLI) pass their settings down.
 """
 
 import logging
@@ -35,7 +36,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from newsletter import db
-from newsletter.config import settings
+from newsletter.config import Settings
 from newsletter.models import ListingDay
 from worker import calendar
 from worker.arxiv import client as arxiv_client
@@ -46,6 +47,7 @@ from worker.arxiv.backfill import (
     type_for_archives,
 )
 from worker.arxiv.completeness import (
+    configured_archives,
     has_dated_feed,
     note_uncovered_groups,
     uncovered_groups,
@@ -68,21 +70,23 @@ log = logging.getLogger(__name__)
 # --- the scheduled poll ---
 
 
-def ingest_due(now: datetime) -> IngestSummary:
+def ingest_due(config: Settings, now: datetime) -> IngestSummary:
     """Fetch the due listing date's groups that do not cover it yet; complete it when they do."""
     due = calendar.due_listing_date(now)
     day = db.session().get(ListingDay, due)
     already_complete = day is not None and day.completed_at is not None
-    groups = uncovered_groups(due)
+    configured = config.ARXIV_ARCHIVE_GROUPS
+    groups = uncovered_groups(due, configured)
     if already_complete and not groups:
         return IngestSummary(due, complete=True, note="already complete; nothing to do")
     summary = IngestSummary(due, late=already_complete)
     for group in groups:
-        _ingest_group(summary, due, group)
-    at_deadline = now >= completion_deadline(due) and has_dated_feed(due)
-    summary.complete = update_listing_day(due, at_deadline=at_deadline)
+        _ingest_group(config, summary, due, group)
+    deadline = completion_deadline(due, config.INGEST_COMPLETE_DEADLINE_HOURS)
+    at_deadline = now >= deadline and has_dated_feed(due)
+    summary.complete = update_listing_day(due, configured, at_deadline=at_deadline)
     if summary.complete:
-        for fetch in note_uncovered_groups(due):
+        for fetch in note_uncovered_groups(due, configured):
             message = (
                 f"{due} completed at the deadline without a full feed from "
                 f"{fetch.archive_group} ({total_items(fetch)} items): {fetch.warning}"
@@ -95,16 +99,16 @@ def ingest_due(now: datetime) -> IngestSummary:
     return summary
 
 
-def completion_deadline(listing_date: date) -> datetime:
-    """When the poll stops waiting for full feeds and completes `listing_date` with what it has."""
-    hours = settings().INGEST_COMPLETE_DEADLINE_HOURS
+def completion_deadline(listing_date: date, hours: float) -> datetime:
+    """When the poll stops waiting for full feeds and completes `listing_date` with what it has:
+    `hours` (INGEST_COMPLETE_DEADLINE_HOURS) past its feed rebuild."""
     return calendar.feed_rebuild_instant(listing_date) + timedelta(hours=hours)
 
 
-def _ingest_group(summary: IngestSummary, due: date, group: str) -> None:
+def _ingest_group(config: Settings, summary: IngestSummary, due: date, group: str) -> None:
     """Fetch one group's feed and store it if it is dated `due`; record why not otherwise."""
     try:
-        parsed = arxiv.parse_feed(arxiv_client.fetch_feed(group))
+        parsed = arxiv.parse_feed(arxiv_client.fetch_feed(config, group))
         if not parsed.is_announcement:
             raise FeedError(f"expected an announcement feed, got {parsed.kind}")
     except ArxivError as exc:
@@ -151,7 +155,9 @@ def _mismatch_message(group: str, due: date, parsed: ParsedFeed) -> str:
 # --- saved documents ---
 
 
-def ingest_file(path: str | Path, listing_date: date | None = None) -> list[IngestSummary]:
+def ingest_file(
+    config: Settings, path: str | Path, listing_date: date | None = None
+) -> list[IngestSummary]:
     """Ingest a saved RSS, Atom or OAI-PMH document; the date defaults to the feed's own.
 
     An announcement feed (RSS, or Atom from rss.arxiv.org/atom) is dated by
@@ -161,11 +167,12 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
     parsed = arxiv.parse_feed(data)
     if listing_date is not None:
         _check_listing_date(listing_date)
+    groups = config.ARXIV_ARCHIVE_GROUPS
+    archives = configured_archives(groups)
     if parsed.kind == "oai" and listing_date is None:
         # Each record goes to the listing date its version dates point to.
-        return store_by_listing_date(
-            sort_by_listing_date(parsed.items, None, None), source="file", complete=False
-        )
+        by_day = sort_by_listing_date(parsed.items, None, None, archives=archives)
+        return store_by_listing_date(by_day, source="file", complete=False, groups=groups)
     day = listing_date or parsed.feed_date
     if day is None:
         raise IngestError(
@@ -179,13 +186,17 @@ def ingest_file(path: str | Path, listing_date: date | None = None) -> list[Inge
         group = FILE_GROUP
     # Only an announcement feed dated the same day can vouch for a whole day.
     feed_date = parsed.feed_date if parsed.is_announcement else None
-    items = parsed.items if parsed.is_announcement else [type_for_archives(i) for i in parsed.items]
+    items = (
+        parsed.items
+        if parsed.is_announcement
+        else [type_for_archives(i, archives) for i in parsed.items]
+    )
     held = db.session().get(ListingDay, day)
     summary = IngestSummary(day, late=held is not None and held.completed_at is not None)
     store_group(
         summary, day, group, "file", [i for i in items if i is not None], feed_date=feed_date
     )
-    summary.complete = update_listing_day(day)
+    summary.complete = update_listing_day(day, groups)
     commit()
     return [summary]
 

@@ -143,7 +143,7 @@ def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
     config = settings()
     batches = math.ceil(summary.claimable / max(1, config.DELIVERY_BATCH_SIZE))
     wanted = min(max(1, config.DELIVERY_SEND_JOBS), batches)
-    if redis_connection() is None:
+    if redis_connection(config.REDIS_URL) is None:
         wanted = 1  # run in-process right away: one drain sends everything
     for _ in range(wanted):
         summary.drain_jobs += 1
