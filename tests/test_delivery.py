@@ -707,7 +707,8 @@ def test_cli_send_and_preview(sink, demo, app):
 
     preview = runner.invoke(cli_main, ["digest", "preview", "READER@example.com"])
     assert preview.exit_code == 0, preview.output
-    assert preview.output.startswith("Subject: arXiv digest · Fri 29 May 2026 · 66 papers")
+    # An English + 简体中文 reader's digest: its chrome is 简体中文.
+    assert preview.output.startswith("Subject: arXiv 论文摘要 · 2026年5月29日 周五 · 66 篇论文")
     html = runner.invoke(
         cli_main, ["digest", "preview", "reader@example.com", "--html", "--date", "2026-05-29"]
     )

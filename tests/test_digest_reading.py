@@ -135,12 +135,22 @@ def test_full_entries_link_to_arxiv_html_and_show_doi_and_journal_ref():
 
 @pytest.mark.parametrize("language", ["en", "en+zh"])
 def test_digest_html_is_english_with_its_chinese_marked(language):
+    """An English digest is lang="en"; a bilingual one has 简体中文 chrome (lang="zh-Hans"),
+    its papers' English titles and abstracts marked lang="en", their translations lang="zh"."""
     _, _, html, page = rendered(demo_day(), Reader(DEMO_KEYWORDS, language, "UTC", False))
     for part in (html, page):
-        assert part.startswith('<!doctype html><html lang="en"'), part[:60]
         assert 'lang="und"' not in part
-        if language == "en+zh":
+        if language == "en":
+            assert part.startswith('<!doctype html><html lang="en"'), part[:60]
+            assert ' lang="en">' not in part
+        else:
+            assert part.startswith('<!doctype html><html lang="zh-Hans"'), part[:60]
             assert 'lang="zh"' in part
+            titles = re.findall(
+                r'<a href="https://arxiv.org/abs/[^"]+" style="color:#1f2328[^>]*>', part
+            )
+            assert titles and all('lang="en"' in title for title in titles)
+            assert part.count('<p style="margin:6px 0" lang="en">') >= 10
 
 
 # --- D: time zones ----------------------------------------------------------------------

@@ -24,6 +24,8 @@ from datetime import date
 from functools import cached_property
 from typing import NamedTuple
 
+from markupsafe import Markup
+
 import emails
 from newsletter.languages import TargetLanguage
 from newsletter.locales import ENGLISH
@@ -111,7 +113,9 @@ class DayFragments:
         # The chrome's language (headings, labels, notes): newsletter/locales.py.
         self.locale = locale
         self._locales: dict[str, DayFragments] = {}
-        self.html = emails.macros("digest/parts.html", locale, linked=linked_html)
+        # In other chrome than English, the papers' English text is marked as such.
+        english = Markup(' lang="en"' if locale != ENGLISH else "")
+        self.html = emails.macros("digest/parts.html", locale, linked=linked_html, english=english)
         self.text = emails.macros("digest/parts.txt", locale, wrap=wrap_text, linked=linked_text)
         self._listings: dict[tuple[bool, ...], dict[str, Listing]] = {}
         # Per paper: its title and abstract tokenized and escaped, once per day.
