@@ -58,7 +58,7 @@ def require_operator():
     if not password:
         abort(404)
     if not request.is_secure and not _local_or_dev():
-        abort(403, description="The status page is served over https only.")
+        abort(403, description=_("The status page is served over https only."))
     key = f"admin:{request.remote_addr}"
     item = Attempts(ADMIN_FAILURES_PER_HOUR, namespace=NAMESPACE)
     if not app_limiter().test(item, key):
@@ -91,7 +91,7 @@ def _local_or_dev() -> bool:
 def _refuse_too_many(wait: int) -> None:
     abort(
         429,
-        description="Too many wrong passwords. Please wait and try again.",
+        description=_("Too many wrong passwords. Please wait and try again."),
         retry_after=wait,
     )
 
