@@ -115,5 +115,5 @@ def test_an_entrys_own_words_follow_the_chrome():
     assert english.authors.endswith(f"et al. ({len(paper.authors)} authors)")
     assert english.translation_note == "Chinese translation not available today."
     late = date(2026, 6, 1)
-    assert listed_note(paper, late, "zh_Hans") == "5月29日 周五 发布，迟到"
+    assert listed_note(paper, late, "zh_Hans") == "5月29日 周五 发布，延迟送达"
     assert listed_note(paper, late) == "listed Fri 29 May, arrived late"
