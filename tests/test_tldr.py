@@ -368,10 +368,12 @@ def test_the_digest_shows_tldrs_to_those_who_tick_it(openai_settings, app, outbo
     title = RECORDED[TEX_PAPER]["title"]
     assert english + " 1.5–2.2×." in " ".join(text.split())  # the TeX made readable
     assert text.index("[1] Theoretical Foundations") < text.index("TL;DR:") < text.index("Authors:")
-    assert "<b>TL;DR</b> Proposes theoretical foundations" in html
+    assert "<b>TL;DR</b> <span>Proposes theoretical foundations" in html
     assert html.index(title.split()[-1]) < html.index("<b>TL;DR</b>")
     text, html = mail["reader2@example.org"]
     assert "TL;DR: Proposes" in text and "TL;DR: 提出一种新方法" in " ".join(text.split())
+    # The chrome is 简体中文: the English TL;DR is marked as English, the other as Chinese.
+    assert '<b>TL;DR</b> <span lang="en">Proposes theoretical foundations' in html
     assert 'lang="zh"><b>TL;DR</b> 提出一种新方法' in html
     text, html = mail["reader3@example.org"]
     assert "TL;DR" not in text and "TL;DR" not in html
@@ -442,7 +444,7 @@ def test_the_page_and_the_feed_show_tldrs_to_those_who_tick_it(
     translate_day(session, config, DEMO_DATE)
 
     page = get(ticking, "view_url").get_data(as_text=True)
-    assert "<b>TL;DR</b> Proposes theoretical foundations" in page
+    assert "<b>TL;DR</b> <span>Proposes theoretical foundations" in page
     assert "TL;DR" not in get(plain, "view_url").get_data(as_text=True)
 
     # A TL;DR written since the reader's last fetch is a change: no 304.
