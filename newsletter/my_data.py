@@ -30,6 +30,8 @@ bp = Blueprint("my_data", __name__)
 
 # Longer than any address the sign-up form takes (newsletter/forms.py).
 TYPED_MAX = 320
+# A day for the operator to see why the last email failed; then RQ forgets the job and its address.
+ERASED_NOTICE_FAILURE_TTL = 24 * 3600
 
 
 def subscriber_or_gone(token: str) -> Subscriber:
@@ -96,6 +98,8 @@ def erase_post(token: str):
             erased.email,
             erased.language,
             db.utcnow().date().isoformat(),
+            # The address is the job's argument: a failed job must not keep it for RQ's year.
+            failure_ttl=ERASED_NOTICE_FAILURE_TTL,
         )
     # The page after is in the reader's language too: their row, which said so, is gone.
     locale = subscriber_locale(erased.language)

@@ -10,6 +10,8 @@ from datetime import date
 
 import pytest
 from conftest import Outbox
+from redis import Redis
+from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_subscriptions import csrf_from
@@ -25,10 +27,12 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.my_data import ERASED_NOTICE_FAILURE_TTL
 from newsletter.personal_data import erase_subscriber
 from newsletter.tokens import make_token
 from worker.bounces.effects import UNMATCHED, apply_report
 from worker.bounces.parse import Kind, Report
+from worker.queue import QUEUE_NAME
 
 # One row per outcome, on successive listing dates; queued and sending are not sent yet.
 STATUSES = list(DeliveryStatus)
@@ -352,3 +356,23 @@ def test_the_clis_delete_is_the_same_erasure_without_an_email(app, outbox):
     )
     assert (count(Subscriber), count(Keyword), count(Delivery)) == (0, 0, 3)
     assert Outbox(outbox.path).messages() == []
+
+
+def test_with_rq_the_last_email_job_keeps_the_address_a_day_if_it_fails(app, client, redis_url):
+    """RQ keeps a failed job, and so its arguments (the erased address), for a
+    year by default: the erasure's job is queued with a day's failure TTL."""
+    ada = add_subscriber("ada@example.org")
+    token = token_for(app, ada)
+    replace_settings(app, REDIS_URL=redis_url)
+    connection = Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    queue.empty()
+    try:
+        assert erase(client, token, "ada@example.org").status_code == 302
+        [job] = queue.jobs
+        assert job.func_name == "newsletter.erased_notice.send_erased_notice"
+        assert job.args[0] == "ada@example.org"
+        assert job.failure_ttl == ERASED_NOTICE_FAILURE_TTL == 24 * 3600
+    finally:
+        queue.empty()
+        connection.close()

@@ -37,11 +37,14 @@ def enqueue(
     job_id: str | None = None,
     retry: Retry | None = None,
     job_timeout: int = 1800,
+    failure_ttl: int | None = None,
 ) -> None:
     """Queue `func(*args)` on RQ; without Redis, run it now in a fresh app context.
 
     `func` is a function or its dotted name. A deterministic `job_id` makes a
     double enqueue harmless while the first is still queued or running.
+    `failure_ttl` (seconds) bounds how long RQ keeps a failed job, and so its
+    arguments, in Redis: RQ's default is a year.
     Called at the edge (views, jobs, the scheduler, the CLI) and by dispatch:
     the one place below the edge that reads the app's settings, for REDIS_URL,
     so that those callers need not carry it.
@@ -71,7 +74,14 @@ def enqueue(
             log.info("job %s already %s; not queued again", job_id, existing.get_status())
             return
     # By name either way: the same dotted path RQ would store for the function.
-    queue.enqueue(job_name(func), *args, job_id=job_id, retry=retry, job_timeout=job_timeout)
+    queue.enqueue(
+        job_name(func),
+        *args,
+        job_id=job_id,
+        retry=retry,
+        job_timeout=job_timeout,
+        failure_ttl=failure_ttl,
+    )
 
 
 def job_name(func: Callable | str) -> str:
