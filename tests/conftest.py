@@ -47,7 +47,7 @@ if sys.dont_write_bytecode:
 
 from arxiv_server import FeedServer  # noqa: E402
 
-from newsletter import create_app, db  # noqa: E402
+from newsletter import create_app, db, ratelimit  # noqa: E402
 from newsletter.config import settings  # noqa: E402
 from newsletter.models import Base  # noqa: E402
 from worker.delivery import sending  # noqa: E402
@@ -224,6 +224,16 @@ def prompt_claim_rechecks():
     saved, sending._RECHECK_SECONDS = sending._RECHECK_SECONDS, 0.1
     yield
     sending._RECHECK_SECONDS = saved
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> None:
+    """Each test starts with no in-process rate-limit counts.
+
+    A worker runs tests of any file in any order (see the module docstring):
+    sign-ups counted by one test must not refuse the next one's.
+    """
+    ratelimit.reset_local()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from arxiv_server import DATA
+from conftest import empty_tables
 from sqlalchemy import func, select
 
 from newsletter import db, preview, preview_index, ratelimit
@@ -211,6 +212,7 @@ def test_nothing_stored_yet(app, client):
 def test_rate_limited(config, database_url):
     from newsletter import create_app
 
+    empty_tables(database_url)  # no listing date stored, whichever test ran before on this worker
     app = create_app({**config, "PREVIEW_LIMIT_PER_IP": 3})
     client = app.test_client()
     with app.app_context():
