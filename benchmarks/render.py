@@ -30,7 +30,10 @@ First, on a DayDigest of its own, the figure benchmarks/scale.py reports
 of `--sample` readers (it pays the day's one-time work), then a disjoint warm
 sample; one-time = cold - warm rate x sample, amortized = warm + one-time x
 2 workers / subscribers. Sections are made outside the timing (scale.py reads
-them from the ledger). `--sample-only` stops after it.
+them from the ledger). As in a worker's drain (worker/delivery/sending.py),
+the cyclic GC is settled after every DELIVERY_BATCH_SIZE digests
+(worker/delivery/collector.py), inside the timing. `--sample-only` stops
+after it.
 """
 
 import argparse
@@ -55,6 +58,7 @@ from newsletter.config import load_settings  # noqa: E402
 from newsletter.models import Paper  # noqa: E402
 from worker.arxiv.feeds import parse_feed  # noqa: E402
 from worker.arxiv.store import paper_fields  # noqa: E402
+from worker.delivery.collector import settled_heap  # noqa: E402
 from worker.digest.core import DayDigest, Reader  # noqa: E402
 from worker.digest.matching import KeywordError, parse_keyword  # noqa: E402
 
@@ -158,12 +162,17 @@ def amortized_render(
     day = DayDigest.from_rows(LISTING_DATE, papers, {}, CONFIG)
     sections = day.sections(dict(enumerate(chosen)))
     timings = []
-    for numbers in (range(sample), range(sample, len(chosen))):
-        work = [(chosen[n], sections[n], links_for(n)) for n in numbers if sections[n]]
-        started = time.process_time()
-        for reader, reader_sections, links in work:
-            day.render_email(reader, reader_sections, GENERATED, links)
-        timings.append((len(work), time.process_time() - started))
+    batch = CONFIG.DELIVERY_BATCH_SIZE
+    # As a worker's drain: the cyclic GC settled after each batch (its cost timed too).
+    with settled_heap() as settle:
+        for numbers in (range(sample), range(sample, len(chosen))):
+            work = [(chosen[n], sections[n], links_for(n)) for n in numbers if sections[n]]
+            started = time.process_time()
+            for done, (reader, reader_sections, links) in enumerate(work, start=1):
+                day.render_email(reader, reader_sections, GENERATED, links)
+                if done % batch == 0:
+                    settle()
+            timings.append((len(work), time.process_time() - started))
     (cold_n, cold), (warm_n, warm) = timings
     warm_ms = 1000 * warm / warm_n
     one_time_ms = max(0.0, 1000 * cold - warm_ms * cold_n)

@@ -413,6 +413,7 @@ def sample_messages(env: dict, sample: int, subscribers: int, workers: int) -> d
     from newsletter.models import Delivery, DeliveryStatus, Subscriber
     from newsletter.tokens import subscriber_links
     from worker.delivery import mime
+    from worker.delivery.collector import settled_heap
     from worker.digest import core as digest
 
     os.environ.update(env)
@@ -430,48 +431,49 @@ def sample_messages(env: dict, sample: int, subscribers: int, workers: int) -> d
         day = digest.DayDigest.load(session, config, LISTING_DATE)
         builder = mime.DigestMime(config, mime.SegmentCache())
         timings, messages = [], []
-        for chosen in samples:
-            rows = session.execute(
-                select(Delivery, Subscriber).join(Subscriber).where(Delivery.id.in_(chosen))
-            ).all()
-            prepared = [
-                (
-                    delivery,
-                    subscriber,
-                    digest.Reader.of(subscriber),
-                    subscriber_links(config, subscriber.public_id, LISTING_DATE),
-                    [tuple(section) for section in delivery.sections or []],
-                )
-                for delivery, subscriber in rows
-            ]
-            started = time.process_time()
-            rendered = [
-                day.render_email(
-                    reader, sections, delivery.created_at.replace(second=0, microsecond=0), links
-                )
-                for delivery, _, reader, links, sections in prepared
-            ]
-            render_seconds = time.process_time() - started
-            started = time.process_time()
-            messages = [
-                (
-                    subscriber.email,
-                    builder.build(
-                        to=subscriber.email,
-                        subject=email.subject,
-                        text_segments=email.text_segments,
-                        html_segments=email.html_segments,
-                        message_id=delivery.message_id,
-                        one_click_url=links["one_click_url"],
-                        date=delivery.created_at,
-                    ),
-                )
-                for (delivery, subscriber, _, links, _), email in zip(
-                    prepared, rendered, strict=True
-                )
-            ]
-            mime_seconds = time.process_time() - started
-            timings.append((len(prepared), render_seconds, mime_seconds))
+        with settled_heap() as settle:
+            for chosen in samples:
+                rows = session.execute(
+                    select(Delivery, Subscriber).join(Subscriber).where(Delivery.id.in_(chosen))
+                ).all()
+                prepared = [
+                    (
+                        delivery,
+                        subscriber,
+                        digest.Reader.of(subscriber),
+                        subscriber_links(config, subscriber.public_id, LISTING_DATE),
+                        [tuple(section) for section in delivery.sections or []],
+                    )
+                    for delivery, subscriber in rows
+                ]
+                started = time.process_time()
+                rendered = []
+                for delivery, _, reader, links, sections in prepared:
+                    minute = delivery.created_at.replace(second=0, microsecond=0)
+                    rendered.append(day.render_email(reader, sections, minute, links))
+                    if len(rendered) % config.DELIVERY_BATCH_SIZE == 0:
+                        settle()  # as a worker's drain does after each batch
+                render_seconds = time.process_time() - started
+                started = time.process_time()
+                messages = [
+                    (
+                        subscriber.email,
+                        builder.build(
+                            to=subscriber.email,
+                            subject=email.subject,
+                            text_segments=email.text_segments,
+                            html_segments=email.html_segments,
+                            message_id=delivery.message_id,
+                            one_click_url=links["one_click_url"],
+                            date=delivery.created_at,
+                        ),
+                    )
+                    for (delivery, subscriber, _, links, _), email in zip(
+                        prepared, rendered, strict=True
+                    )
+                ]
+                mime_seconds = time.process_time() - started
+                timings.append((len(prepared), render_seconds, mime_seconds))
     app.extensions["db_engine"].dispose()
     (cold_n, cold_render, cold_mime), (warm_n, warm_render, warm_mime) = timings
     figures = {}

@@ -6,7 +6,9 @@ ledger.py own the statements; this module owns the loop: claim up to DELIVERY_BA
 rows in one statement and hand them to worker/delivery/batch.py's `Sender`,
 which renders each with the day's `DayDigest` (one per listing date per
 process, reused across batches and jobs), sends the batch over one SMTP
-connection and records each row right after the server answers.
+connection and records each row right after the server answers. After each
+batch the cyclic GC is told to leave what the process holds alone
+(worker/delivery/collector.py).
 
 The drain stops early when the relay is unreachable (the batch's untried
 rows are given back). A heartbeat renews this drain's leases; if the worker
@@ -24,6 +26,7 @@ from newsletter.config import settings
 from newsletter.db import utcnow
 from worker.delivery import claims, day_cache
 from worker.delivery.batch import Sender, SendSummary
+from worker.delivery.collector import settled_heap
 from worker.delivery.leases import Heartbeat, LedgerConnection
 from worker.delivery.mail import Mailer
 
@@ -58,7 +61,11 @@ def drain_day(
         total = connection.run(lambda c: claims.count_claimable(c, listing_date, max_attempts))
         progress(0, total)
     try:
-        with Heartbeat(engine, claimer, lease) as heartbeat, Mailer(config) as mailer:
+        with (
+            Heartbeat(engine, claimer, lease) as heartbeat,
+            Mailer(config) as mailer,
+            settled_heap() as settle,
+        ):
             while not summary.stopped:
                 if time_budget is not None and time.monotonic() - started > time_budget:
                     summary.out_of_time = True
@@ -80,6 +87,7 @@ def drain_day(
                     continue
                 heartbeat.claimed()
                 sender.send_batch(batch, claimer, mailer, heartbeat)
+                settle()
                 if progress is not None:
                     done = summary.sent + summary.skipped + summary.failed + summary.deferred
                     progress(done, max(total, done))

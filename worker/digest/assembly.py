@@ -13,13 +13,12 @@ worker/digest/header.py's.
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import cast
 from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
 from worker.digest.entries import Listing
-from worker.digest.fragments import DayFragments
+from worker.digest.fragments import DayFragments, FullEntry
 from worker.digest.header import _dates, _header, _preview, _subject, _summary_values
 from worker.digest.keyword_pieces import KeywordPieces
 from worker.digest.layout import (
@@ -100,7 +99,13 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         fit_plan(plan)
     plan, numbers = settle_plan(plan)
     header = _header(dates, len(entries), len(numbers), fragments.locale)
-    html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
+    # What the subject and the HTML's preview show: the same for every layout tried.
+    preview = _preview(header, plan, fragments.locale)
+    # Each full entry's pieces, looked up once for both parts and every layout tried.
+    full: dict[str, FullEntry] = {}
+    html, size = _html(
+        fragments, keywords, request, header, preview, plan, numbers, lines, links, full
+    )
     if not full_page:
         # The size estimates are rough: cut by the measured overshoot until it
         # fits (usually zero or one more round).
@@ -110,11 +115,13 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
             refit_plan(plan, size)
             plan, numbers = settle_plan(plan)
             header = _header(dates, len(entries), len(numbers), fragments.locale)
-            html, size = _html(fragments, keywords, request, header, plan, numbers, lines, links)
-    text = _text(fragments, keywords, request, header, plan, numbers, lines)
+            html, size = _html(
+                fragments, keywords, request, header, preview, plan, numbers, lines, links, full
+            )
+    text = _text(fragments, keywords, request, header, plan, numbers, lines, full)
     if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
         text = [limit_lines("".join(text))]
-    return Digest(_subject(fragments, header, plan), tuple(text), tuple(html))
+    return Digest(_subject(fragments, header, preview), tuple(text), tuple(html))
 
 
 def _html(
@@ -122,20 +129,22 @@ def _html(
     keywords: dict[str, KeywordPieces],
     request: Request,
     header: dict,
+    preview: dict[str, str],
     plan: list[Section],
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
     links: dict[str, Sized],
+    full: dict[str, FullEntry],
 ) -> tuple[list[str], int]:
     """The HTML as segments, and its measured size: body.mjml's holes filled."""
     out: list[str] = []
-    preview = _preview(header, plan, fragments.locale)
     skeleton = fragments.skeleton(header["listing_date"])
     size = skeleton.size
     for index, name in enumerate(skeleton.holes):
         out.append(skeleton.parts[index])
         if name == "entries":
-            size += _html_entries(out, fragments, keywords, plan, numbers, lines, links["view_url"])
+            view_url = links["view_url"]
+            size += _html_entries(out, fragments, keywords, plan, numbers, lines, view_url, full)
         elif name == "summary":
             piece = fragments.summary(_summary_values(header))
             size += fill(out, piece, *(links[hole] for hole in piece.holes))
@@ -169,6 +178,7 @@ def _html_entries(
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
     view_url: Sized,
+    full: dict[str, FullEntry],
 ) -> int:
     size = 0
     full_entry, short_entry = fragments.full_entry, fragments.short_entry
@@ -179,7 +189,7 @@ def _html_entries(
         in_list = False
         for item in section.items:
             # The layout sees entries by their sizes only; these are the day's listings.
-            listing = cast(Listing, item.entry)
+            listing: Listing = item.entry  # type: ignore[assignment]
             if (item.kind == "title") != in_list:
                 # A run of title lines is one list.
                 in_list = not in_list
@@ -187,7 +197,9 @@ def _html_entries(
                 out.append(edge.text)
                 size += edge.size
             if item.kind == "full":
-                entry = full_entry(listing, lines[listing.arxiv_id])
+                entry = full.get(listing.arxiv_id)
+                if entry is None:
+                    entry = full[listing.arxiv_id] = full_entry(listing, lines[listing.arxiv_id])
                 out += entry.html
                 size += entry.html_size
             elif item.kind == "short":
@@ -222,6 +234,7 @@ def _text(
     plan: list[Section],
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
+    full: dict[str, FullEntry],
 ) -> list[str]:
     """The text part as segments: body.txt's holes filled."""
     out: list[str] = []
@@ -229,7 +242,8 @@ def _text(
     for index, name in enumerate(skeleton.holes):
         out.append(skeleton.parts[index])
         if name == "entries":
-            _text_entries(out, fragments, keywords, plan, numbers, lines, request.links["view_url"])
+            view_url = request.links["view_url"]
+            _text_entries(out, fragments, keywords, plan, numbers, lines, view_url, full)
         elif name == "keyword_list":
             out.extend(keywords[keyword].footer_text for keyword in request.keywords)
         else:
@@ -246,16 +260,17 @@ def _text_entries(
     numbers: dict[str, int],
     lines: dict[str, tuple[str, ...]],
     view_url: str,
+    full: dict[str, FullEntry],
 ) -> None:
     full_entry, short_entry = fragments.full_entry, fragments.short_entry
     for section in plan:
         out.append(keywords[section.keyword].counted(section.count).heading_text)
         for item in section.items:
             # The layout sees entries by their sizes only; these are the day's listings.
-            listing = cast(Listing, item.entry)
+            listing: Listing = item.entry  # type: ignore[assignment]
             number = numbers.get(listing.arxiv_id)
             if item.kind == "full":
-                entry = full_entry(listing, lines[listing.arxiv_id])
+                entry = full.get(listing.arxiv_id) or full_entry(listing, lines[listing.arxiv_id])
                 out += (entry.text_head, str(number), *entry.text_tail)
             elif item.kind == "short":
                 short = short_entry(listing, lines[listing.arxiv_id])

@@ -37,11 +37,11 @@ from worker.digest.entries import (
     listed_note,
     make_entry,
 )
-from worker.digest.highlight import TextTokens, line_variants, text_tokens
+from worker.digest.highlight import Needle, TextTokens, line_needles, needle_tokens, text_tokens
 from worker.digest.keyword_pieces import KeywordPieces, Render, _matched, keyword_shape
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
-from worker.digest.marks import EscapedText, escaped_text, highlight
+from worker.digest.marks import EscapedText, escaped_text, mark_tokens
 from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fragment, hole, sized
 from worker.digest.text import wrap_text
 
@@ -232,8 +232,6 @@ class DayFragments:
 
         With `title_only` the abstract is left as it is (a shortened entry shows its own cut).
         """
-        if len(lines) > 1:
-            lines = tuple(sorted(set(lines)))
         texts = self._texts.get(entry.arxiv_id)
         if texts is None:
             title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)
@@ -241,13 +239,14 @@ class DayFragments:
                 (title, escaped_text(entry.title, title)),
                 (abstract, escaped_text(entry.abstract, abstract, entry.abs_url)),
             )
-        variants = [variant for line in lines for variant in line_variants(line)]
+        # Order and repeats of lines do not matter: what they find is merged.
+        needles = line_needles(lines[0]) if len(lines) == 1 else _needles(lines)
         (title, title_html), (abstract, abstract_html) = texts
+        marked_title = Sized(*mark_tokens(title_html, needle_tokens(title.stream, needles)))
         if title_only:
-            return Sized(*highlight(title_html, title, variants)), NOTHING
-        return (
-            Sized(*highlight(title_html, title, variants)),
-            Sized(*highlight(abstract_html, abstract, variants)),
+            return marked_title, NOTHING
+        return marked_title, Sized(
+            *mark_tokens(abstract_html, needle_tokens(abstract.stream, needles))
         )
 
     def keyword(self, keyword: str) -> KeywordPieces:
@@ -361,3 +360,7 @@ class DayFragments:
     def title_list(self) -> tuple[Sized, Sized]:
         """The start and end of a run of title lines (a list) in HTML."""
         return sized(str(self.html.title_list_start())), sized(str(self.html.title_list_end()))
+
+
+def _needles(lines: tuple[str, ...]) -> tuple[Needle, ...]:
+    return tuple(needle for line in lines for needle in line_needles(line))

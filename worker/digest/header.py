@@ -20,8 +20,8 @@ from worker.digest.pieces import fill_text
 SUBJECT_MAX = 150
 
 
-def _subject(fragments: DayFragments, header: dict, plan: list[Section]) -> str:
-    values = _preview(header, plan, fragments.locale)
+def _subject(fragments: DayFragments, header: dict, values: dict[str, str]) -> str:
+    """The subject line, from the header's values and `_preview`'s."""
     piece = fragments.subject(header["listing_date"], bool(values["subject_keywords"]))
     out: list[str] = []
     fill_text(out, piece, *(values[hole] for hole in piece.holes))

@@ -63,18 +63,39 @@ def phrase_spans(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> lis
 
 def phrase_tokens(tokens: TextTokens, variants: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:
     """Every (first, last) token index where one of `variants` occurs, unmerged."""
-    stream = tokens.stream
+    return needle_tokens(tokens.stream, variant_needles(variants))
+
+
+# What a search looks for: a variant as it stands in TextTokens.stream, and its word count less one.
+Needle = tuple[str, int]
+
+
+def variant_needles(variants: Iterable[tuple[str, ...]]) -> tuple[Needle, ...]:
+    """The needles of `variants` in TextTokens.stream."""
     found = []
     for variant in variants:
         body = _SEP.join(variant)
         if body.count(_SEP) != len(variant) - 1:
             continue  # a word with the separator in it is no word of any text
-        needle = _SEP + body + _SEP
+        found.append((_SEP + body + _SEP, len(variant) - 1))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=65536)  # as line_variants
+def line_needles(line: str) -> tuple[Needle, ...]:
+    """The needles of the line's variants, made once per line (the renderer's fast path)."""
+    return variant_needles(line_variants(line))
+
+
+def needle_tokens(stream: str, needles: Iterable[Needle]) -> list[tuple[int, int]]:
+    """Every (first, last) token index where one of `needles` occurs in `stream`, unmerged."""
+    found = []
+    for needle, extra in needles:
         at = stream.find(needle)
         while at != -1:
             # The separators before it count the words before it.
             first = stream.count(_SEP, 0, at)
-            found.append((first, first + len(variant) - 1))
+            found.append((first, first + extra))
             at = stream.find(needle, at + 1)
     return found
 

@@ -8,7 +8,7 @@ through escaping and link tags, so marking is slicing, never re-escaping.
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -94,17 +94,29 @@ def highlight(
 
     Without any, the escaped text itself (the same object for every digest).
     """
-    found = merge_tokens(phrase_tokens(tokens, variants)) if variants else ()
+    return mark_tokens(text, phrase_tokens(tokens, variants) if variants else [])
+
+
+def mark_tokens(text: EscapedText, found: list[tuple[int, int]]) -> tuple[str, int]:
+    """The escaped text with the (first, last) token ranges `found` (unmerged) in <mark>, and its size."""
     if not found:
         return text.html, text.size
+    if len(found) > 1:
+        found = merge_tokens(found)
     html = text.html
     parts: list[str] = []
     position = 0
     marks = 0
-    for start, end in _marked(text, found):
-        parts += (html[position:start], _MARK, html[start:end], "</mark>")
-        position = end
-        marks += 1
+    if text.tags:
+        spans: Iterable[tuple[int, int]] = _marked(text, found)
+    else:
+        starts, ends = text.starts, text.ends
+        spans = [(starts[first], ends[last]) for first, last in found]
+    for start, end in spans:
+        if end > start:
+            parts += (html[position:start], _MARK, html[start:end], "</mark>")
+            position = end
+            marks += 1
     parts.append(html[position:])
     return "".join(parts), text.size + marks * _MARK_BYTES
 
