@@ -38,10 +38,17 @@ def wrap_text(text: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
 def _fits(text: str) -> bool:
     """Whether `text` is one line the wrapping loop leaves alone (its length checked apart).
 
-    Printable ASCII is one column a character and its only space is " ";
-    not empty (no line at all) and no space at either end (the loop drops those).
+    Printable text without double-width characters is one column a character
+    and its only space is " " (str.isprintable is False for every other
+    space); not empty (no line at all) and no space at either end (the loop
+    drops those). Keyword headings ("line · 3 papers") are such text.
     """
-    return text.isascii() and text.isprintable() and text[:1] not in ("", " ") and text[-1] != " "
+    return (
+        text.isprintable()
+        and text[:1] not in ("", " ")
+        and text[-1] != " "
+        and (text.isascii() or not any(_width(ch) == 2 for ch in text if not ch.isascii()))
+    )
 
 
 # Line breaking of CJK text (the kinsoku rules of JIS X 4051, which Chinese
