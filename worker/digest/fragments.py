@@ -10,7 +10,8 @@ keyword lines) from the paper's words, tokenized once per day.
 A paper of an earlier listing date than the day's (a late paper, see
 worker/digest/core.py) is rendered with its "listed <date>, arrived late" mark.
 A keyword line's own pieces (heading, links, footer, "matched:") are
-worker/digest/keyword_pieces.py's, kept here in an LRU.
+worker/digest/keyword_pieces.py's (in its bounded `KeywordCache`); the
+papers' highlightable texts are worker/digest/paper_texts.py's.
 
 Caches are per day and bounded: per paper and variant (a day has ~1,500
 papers, 4 variants), and LRUs of fixed size for what depends on keyword lines
@@ -32,17 +33,15 @@ from newsletter.locales import ENGLISH
 from newsletter.models import Paper, Translation
 from worker.digest.entries import (
     Listing,
-    PaperEntry,
     finished_translation,
     listed_note,
     make_entry,
 )
-from worker.digest.highlight import Needle, TextTokens, line_needles, needle_tokens, text_tokens
-from worker.digest.keyword_pieces import KeywordPieces, Render, _matched, keyword_shape
+from worker.digest.keyword_pieces import KeywordCache, KeywordPieces
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
-from worker.digest.marks import EscapedText, escaped_text, mark_tokens
-from worker.digest.pieces import LRU, NOTHING, Fragment, Sized, fragment, hole, sized
+from worker.digest.paper_texts import PaperTexts
+from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
 from worker.digest.text import wrap_text
 
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
@@ -119,10 +118,10 @@ class DayFragments:
         self.text = emails.macros("digest/parts.txt", locale, wrap=wrap_text, linked=linked_text)
         self._listings: dict[tuple[bool, ...], dict[str, Listing]] = {}
         # Per paper: its title and abstract tokenized and escaped, once per day.
-        self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
+        self._texts = PaperTexts()
         self._full = LRU(HIGHLIGHT_CACHE)
-        self._keywords = LRU(KEYWORD_CACHE)
         self._small = LRU(SMALL_CACHE)
+        self._keywords = KeywordCache(self.html, self.text, KEYWORD_CACHE, self._small)
 
     def in_locale(self, locale: str) -> "DayFragments":
         """The day's pieces with their chrome in `locale`, made on first use.
@@ -203,7 +202,7 @@ class DayFragments:
         return found
 
     def _full_entry(self, listing: Listing, lines: tuple[str, ...]) -> FullEntry:
-        title, abstract = self.highlighted(listing.entry, lines)
+        title, abstract = self._texts.highlighted(listing.entry, lines)
         matched_html, matched_text = self.matched(lines)
         html, text = listing.full_html, listing.full_text.parts
         return FullEntry(
@@ -219,54 +218,18 @@ class DayFragments:
         key = ("short", listing, lines)
         found = self._full.find(key)
         if found is None:
-            title = self.highlighted(listing.entry, lines, title_only=True)[0]
+            title = self._texts.highlighted(listing.entry, lines, title_only=True)[0]
             matched_html, matched_text = self.matched(lines)
             found = ShortEntry(title, matched_html, matched_text)
             self._full.put(key, found)
         return found
 
-    def highlighted(
-        self, entry: PaperEntry, lines: tuple[str, ...], title_only: bool = False
-    ) -> tuple[Sized, Sized]:
-        """The entry's title and abstract as HTML, with what `lines` matched marked.
-
-        With `title_only` the abstract is left as it is (a shortened entry shows its own cut).
-        """
-        texts = self._texts.get(entry.arxiv_id)
-        if texts is None:
-            title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)
-            texts = self._texts[entry.arxiv_id] = (
-                (title, escaped_text(entry.title, title)),
-                (abstract, escaped_text(entry.abstract, abstract, entry.abs_url)),
-            )
-        # Order and repeats of lines do not matter: what they find is merged.
-        needles = line_needles(lines[0]) if len(lines) == 1 else _needles(lines)
-        (title, title_html), (abstract, abstract_html) = texts
-        marked_title = Sized(*mark_tokens(title_html, needle_tokens(title.stream, needles)))
-        if title_only:
-            return marked_title, NOTHING
-        return marked_title, Sized(
-            *mark_tokens(abstract_html, needle_tokens(abstract.stream, needles))
-        )
-
     def keyword(self, keyword: str) -> KeywordPieces:
-        found = self._keywords.find(keyword)
-        if found is None:
-            found = KeywordPieces(self.html, self.text, keyword, self.keyword_shape)
-            self._keywords.put(keyword, found)
-        return found
-
-    def keyword_shape(self, key: tuple, render: Render) -> Fragment | None:
-        """A keyword macro's output with a hole for the keyword, made once per `key` (see KeywordPieces)."""
-        return self._small.get_or_make(("shape", *key), lambda: (keyword_shape(render),))[0]
+        return self._keywords.pieces(keyword)
 
     def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
         """ "matched:" of an entry, in HTML and text."""
-        if len(lines) == 1:
-            return self.keyword(lines[0]).matched
-        return self._small.get_or_make(
-            ("matched", lines), lambda: _matched(self.html, self.text, lines)
-        )
+        return self._keywords.matched(lines)
 
     # --- per digest and section ---
 
@@ -360,7 +323,3 @@ class DayFragments:
     def title_list(self) -> tuple[Sized, Sized]:
         """The start and end of a run of title lines (a list) in HTML."""
         return sized(str(self.html.title_list_start())), sized(str(self.html.title_list_end()))
-
-
-def _needles(lines: tuple[str, ...]) -> tuple[Needle, ...]:
-    return tuple(needle for line in lines for needle in line_needles(line))

@@ -1,7 +1,7 @@
 """One keyword line's pieces of a digest: its section heading, links, footer entry, "matched:".
 
-Used by worker/digest/fragments.py (`DayFragments.keyword` keeps them in a
-bounded LRU per listing date) and worker/digest/assembly.py (a reader's
+Used by worker/digest/fragments.py (`DayFragments` keeps a `KeywordCache`, a
+bounded LRU of them, per listing date) and worker/digest/assembly.py (a reader's
 digest takes each of its lines' pieces). A keyword macro is rendered once per
 shape (`keyword_shape`) and filled with each line, escaped: no Jinja per line.
 """
@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from markupsafe import escape
 
-from worker.digest.pieces import Fragment, Sized, fill_hole, fragment, hole, sized
+from worker.digest.pieces import LRU, Fragment, Sized, fill_hole, fragment, hole, sized
 from worker.digest.text import limit_lines
 
 
@@ -101,7 +101,7 @@ class KeywordPieces:
     @cached_property
     def matched(self) -> tuple[Sized, str]:
         """ "matched:" of an entry only this line matched, in HTML and text."""
-        return _matched(self._html, self._text, (self.keyword,))
+        return matched_pieces(self._html, self._text, (self.keyword,))
 
 
 # Keyword lines with what HTML escapes, non-ASCII and spaces, short and long:
@@ -121,5 +121,39 @@ def keyword_shape(render: Render) -> Fragment | None:
     return shape
 
 
-def _matched(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
+def matched_pieces(html, text, lines: tuple[str, ...]) -> tuple[Sized, str]:
+    """ "matched:" of an entry `lines` matched, in HTML and text (rendered)."""
     return sized(str(escape(", ".join(lines)))), str(text.matched_line(lines))
+
+
+class KeywordCache:
+    """A day's keyword lines' pieces, in a bounded LRU (`limit` lines), made on first use.
+
+    `small` (shared with the day's other small pieces) keeps the macros'
+    shapes and the "matched:" pieces of several lines.
+    """
+
+    def __init__(self, html, text, limit: int, small: LRU):
+        self._html = html
+        self._text = text
+        self._lines = LRU(limit)
+        self._small = small
+
+    def pieces(self, keyword: str) -> KeywordPieces:
+        found = self._lines.find(keyword)
+        if found is None:
+            found = KeywordPieces(self._html, self._text, keyword, self.shape)
+            self._lines.put(keyword, found)
+        return found
+
+    def shape(self, key: tuple, render: Render) -> Fragment | None:
+        """A keyword macro's output with a hole for the keyword, made once per `key` (see KeywordPieces)."""
+        return self._small.get_or_make(("shape", *key), lambda: (keyword_shape(render),))[0]
+
+    def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
+        """ "matched:" of an entry, in HTML and text."""
+        if len(lines) == 1:
+            return self.pieces(lines[0]).matched
+        return self._small.get_or_make(
+            ("matched", lines), lambda: matched_pieces(self._html, self._text, lines)
+        )
