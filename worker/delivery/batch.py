@@ -82,7 +82,7 @@ def _heap_report(sent: int) -> None:
         "wrap_text": digest_text.wrap_text,
         "line_variants": highlight.line_variants,
         "_paper_stream": selection._paper_stream,
-        "_name_words": matching._name_words,
+        "name_words": matching.name_words,
     }
     lines = [f"== pid {os.getpid()} after {sent} sent", *census(roots)]
     if tracemalloc.is_tracing():

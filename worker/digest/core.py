@@ -56,7 +56,7 @@ from newsletter.models import (
 )
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
-from worker.digest.line_matches import _ALWAYS_INCLUDED, _LineMatches
+from worker.digest.line_matches import _ALWAYS_INCLUDED, LineMatches
 from worker.digest.loading import load_day, load_span, load_tldrs, load_translations
 from worker.digest.relevance import order_sections
 
@@ -175,9 +175,9 @@ class DayDigest:
         self._load_translations = load_translations or (lambda papers, language: {})
         self._translations: dict[str, Translation] | None = None
         self._load_tldrs = load_tldrs or (lambda papers: {})
-        self._own = _LineMatches(own, lambda p: (_TYPE_ORDER[p.announce_type], p.arxiv_id))
+        self._own = LineMatches(own, lambda p: (_TYPE_ORDER[p.announce_type], p.arxiv_id))
         # Late papers: oldest listing date first.
-        self._late = _LineMatches(
+        self._late = LineMatches(
             self.late, lambda p: (p.listing_date, _TYPE_ORDER[p.announce_type], p.arxiv_id)
         )
         self._target_name: str | None = config.TRANSLATION_LANGUAGE_NAME

@@ -1,4 +1,4 @@
-"""Each distinct keyword line's papers among a day's, matched once (`_LineMatches`).
+"""Each distinct keyword line's papers among a day's, matched once (`LineMatches`).
 
 Used by worker/digest/core.py: `DayDigest` keeps one for the day's own papers
 and one for its late papers, and asks it for the papers a reader sees per line.
@@ -16,7 +16,7 @@ from worker.digest.selection import match_lines
 _ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
 
 
-class _LineMatches:
+class LineMatches:
     """Each distinct keyword line's papers among `papers`, matched once.
 
     Per line: its papers in section order (by `order`), how many of them

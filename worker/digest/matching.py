@@ -255,12 +255,12 @@ def _author(value: str) -> tuple[str, ...]:
         raise KeywordError(
             "“au:%(value)s”: “%(char)s” cannot be part of a name.", value=value, char=bad.group()
         )
-    words = _name_words(value)
+    words = name_words(value)
     if not words:
         raise KeywordError("“au:%(value)s” has no letters.", value=value)
     return words
 
 
 @functools.lru_cache(maxsize=65536)  # a day names ~10,000 authors, matched page after page
-def _name_words(name: str) -> tuple[str, ...]:
+def name_words(name: str) -> tuple[str, ...]:
     return tuple(word for word, _, _ in tokenize(name) if word)  # "J. Smith" = "J Smith"

@@ -20,7 +20,7 @@ from worker.digest.matching import (
     Phrase,
     Query,
     Token,
-    _name_words,
+    name_words,
     parse_keyword,
     tokenize,
 )
@@ -124,7 +124,7 @@ def match_lines(
             by_category[category].add(paper.arxiv_id)
             by_category[category.split(".")[0]].add(paper.arxiv_id)
         for name in paper.authors if wanted_authors else ():
-            words = _name_words(name)
+            words = name_words(name)
             for start in range(len(words)):
                 for end in range(start + 1, len(words) + 1):
                     if words[start:end] in wanted_authors:

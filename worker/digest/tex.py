@@ -16,8 +16,8 @@ unknown command outside math is kept as-is. Text with no TeX in it comes back
 unchanged.
 """
 
-from worker.digest.tex_glyphs import _accent, _operand, _script, _styled, _Unconvertible
-from worker.digest.tex_scan import _find_math_end, _read_group, _read_name, _skip_spaces
+from worker.digest.tex_glyphs import Unconvertible, accent, operand, script, styled
+from worker.digest.tex_scan import find_math_end, read_group, read_name, skip_spaces
 from worker.digest.tex_symbols import symbol_tables
 
 
@@ -73,10 +73,10 @@ class _Text:
         s = self.s
         if not s.startswith("\\", i + 1):
             return None
-        name, after = _read_name(s, i + 2)
+        name, after = read_name(s, i + 2)
         if name not in symbol_tables().font_switches:
             return None
-        group = _read_group(s, i)
+        group = read_group(s, i)
         if group is None:
             return None
         return group[0][after - i - 1 :].lstrip(), group[1]
@@ -84,7 +84,7 @@ class _Text:
     def math(self, i: int) -> int:
         s = self.s
         opener = "$$" if s.startswith("$$", i) else "$"
-        end = _find_math_end(s, i + len(opener), opener)
+        end = find_math_end(s, i + len(opener), opener)
         if end < 0 or end == i + len(opener):
             # A lone dollar is a dollar.
             self.out.append(opener)
@@ -94,7 +94,7 @@ class _Text:
     def emit_math(self, start: int, content_start: int, content_end: int, end: int) -> int:
         try:
             converted = _math(self.s[content_start:content_end])
-        except _Unconvertible:
+        except Unconvertible:
             converted = self.s[start:end]
         self.out.append(converted)
         self.last_math_end = end
@@ -102,10 +102,10 @@ class _Text:
 
     def command(self, i: int) -> int:
         s, out, t = self.s, self.out, symbol_tables()
-        name, j = _read_name(s, i + 1)
+        name, j = read_name(s, i + 1)
         if name in ("(", "["):
             closer = "\\)" if name == "(" else "\\]"
-            end = _find_math_end(s, j, closer)
+            end = find_math_end(s, j, closer)
             if end >= 0:
                 return self.emit_math(i, j, end, end + 2)
             out.append(s[i:j])
@@ -114,13 +114,13 @@ class _Text:
             out.append(t.text_escapes[name])
             return j
         if name in t.text_accents:
-            k = _skip_spaces(s, j) if name.isalpha() else j
-            group = _read_group(s, k)
+            k = skip_spaces(s, j) if name.isalpha() else j
+            group = read_group(s, k)
             if group is not None:
-                out.append(_accent(tex_to_text(group[0]), t.text_accents[name]))
+                out.append(accent(tex_to_text(group[0]), t.text_accents[name]))
                 return group[1]
             if k < len(s) and s[k] not in "\\{}$ \t\n":
-                out.append(_accent(s[k], t.text_accents[name]))
+                out.append(accent(s[k], t.text_accents[name]))
                 return k + 1
             out.append(s[i:j])
             return j
@@ -133,7 +133,7 @@ class _Text:
                 if close < 0:
                     break
                 k = close + 1
-            group = _read_group(s, k)
+            group = read_group(s, k)
             if group is None:
                 out.append(s[i:j])
                 return j
@@ -142,12 +142,12 @@ class _Text:
                 out.pop()
             return group[1]
         if name in t.text_wrappers or name in ("footnote", "href"):
-            group = _read_group(s, _skip_spaces(s, j))
+            group = read_group(s, skip_spaces(s, j))
             if group is None:
                 out.append(s[i:j])
                 return j
             if name == "href":
-                text = _read_group(s, _skip_spaces(s, group[1]))
+                text = read_group(s, skip_spaces(s, group[1]))
                 if text is None:
                     out.append(s[i:j])
                     return j
@@ -171,17 +171,17 @@ class _Text:
 
 
 def _math(m: str) -> str:
-    """Readable text for a math span's content; _Unconvertible if we cannot."""
+    """Readable text for a math span's content; Unconvertible if we cannot."""
     out: list[str] = []
     i = 0
     while i < len(m):
         c = m[i]
         if c == "\\":
-            name, j = _read_name(m, i + 1)
+            name, j = read_name(m, i + 1)
             i = _math_command(m, name, j, out)
         elif c in "^_":
             arg, i = _math_arg(m, i + 1)
-            out.append(_script(arg, c))
+            out.append(script(arg, c))
         elif c in "{}":
             # Grouping braces are invisible.
             i += 1
@@ -192,7 +192,7 @@ def _math(m: str) -> str:
             out.append("′")
             i += 1
         elif c == "&" or c == "#":
-            raise _Unconvertible
+            raise Unconvertible
         else:
             out.append(c)
             i += 1
@@ -202,21 +202,21 @@ def _math(m: str) -> str:
 
 def _math_arg(m: str, i: int) -> tuple[str, int]:
     """The converted argument at m[i]: a {group}, a \\command or one character."""
-    i = _skip_spaces(m, i)
+    i = skip_spaces(m, i)
     if i >= len(m):
-        raise _Unconvertible
+        raise Unconvertible
     if m[i] == "{":
-        group = _read_group(m, i)
+        group = read_group(m, i)
         if group is None:
-            raise _Unconvertible
+            raise Unconvertible
         return _math(group[0]), group[1]
     if m[i] == "\\":
-        name, j = _read_name(m, i + 1)
+        name, j = read_name(m, i + 1)
         out: list[str] = []
         end = _math_command(m, name, j, out)
         return "".join(out), end
     if m[i] == "}":
-        raise _Unconvertible
+        raise Unconvertible
     return m[i], i + 1
 
 
@@ -243,9 +243,9 @@ def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
     if name in t.delimiter_sizes or name in t.math_declarations:
         return j
     if name in t.math_text_wrappers:
-        group = _read_group(m, _skip_spaces(m, j))
+        group = read_group(m, skip_spaces(m, j))
         if group is None:
-            raise _Unconvertible
+            raise Unconvertible
         out.append(tex_to_text(group[0]))
         return group[1]
     if name in t.math_wrappers:
@@ -255,23 +255,23 @@ def _math_command(m: str, name: str, j: int, out: list[str]) -> int:
     if name in t.math_alphabets:
         arg, end = _math_arg(m, j)
         style = t.math_alphabets[name]
-        out.append(_styled(arg, style, t.letterlike.get(style, {})))
+        out.append(styled(arg, style, t.letterlike.get(style, {})))
         return end
     if name in t.math_accents:
         arg, end = _math_arg(m, j)
         if len(arg) != 1:
-            raise _Unconvertible
-        out.append(_accent(arg, t.math_accents[name]))
+            raise Unconvertible
+        out.append(accent(arg, t.math_accents[name]))
         return end
     if name in ("frac", "dfrac", "tfrac"):
         numerator, k = _math_arg(m, j)
         denominator, end = _math_arg(m, k)
-        out.append(f"{_operand(numerator)}/{_operand(denominator)}")
+        out.append(f"{operand(numerator)}/{operand(denominator)}")
         return end
     if name == "sqrt":
         if j < len(m) and m[j] == "[":
-            raise _Unconvertible
+            raise Unconvertible
         arg, end = _math_arg(m, j)
-        out.append("√" + _operand(arg))
+        out.append("√" + operand(arg))
         return end
-    raise _Unconvertible
+    raise Unconvertible

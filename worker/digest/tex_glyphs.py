@@ -1,7 +1,7 @@
 """Unicode for TeX's marks: accents, sub- and superscripts, math alphabets, fraction operands (pure).
 
 Used by worker/digest/tex.py's math pass (and its text pass, for accents).
-`_Unconvertible` is how any of them says the math cannot be shown faithfully:
+`Unconvertible` is how any of them says the math cannot be shown faithfully:
 the caller keeps the source.
 """
 
@@ -10,17 +10,17 @@ import unicodedata
 from worker.digest.tex_symbols import symbol_tables
 
 
-class _Unconvertible(Exception):
+class Unconvertible(Exception):
     """Math we cannot render faithfully; the caller keeps the source."""
 
 
-def _accent(base: str, mark: str) -> str:
+def accent(base: str, mark: str) -> str:
     if not base:
         return mark
     return unicodedata.normalize("NFC", base[0] + mark + base[1:])
 
 
-def _script(arg: str, kind: str) -> str:
+def script(arg: str, kind: str) -> str:
     table = symbol_tables().superscripts if kind == "^" else symbol_tables().subscripts
     if arg and all(ch in table for ch in arg):
         return "".join(table[ch] for ch in arg)
@@ -32,23 +32,23 @@ def _script(arg: str, kind: str) -> str:
     return f"{kind}{{{arg}}}" if arg else ""
 
 
-def _styled(arg: str, style: str, exceptions: dict[str, str]) -> str:
+def styled(arg: str, style: str, exceptions: dict[str, str]) -> str:
     out = []
     for ch in arg:
         if ch in exceptions:
             out.append(exceptions[ch])
             continue
         if not (ch.isascii() and ch.isalpha()):
-            raise _Unconvertible
+            raise Unconvertible
         case = "CAPITAL" if ch.isupper() else "SMALL"
         try:
             out.append(unicodedata.lookup(f"MATHEMATICAL {style} {case} {ch.upper()}"))
         except KeyError:
-            raise _Unconvertible from None
+            raise Unconvertible from None
     return "".join(out)
 
 
-def _operand(text: str) -> str:
+def operand(text: str) -> str:
     """`text` bracketed when it is more than one term."""
     if len(text) <= 1 or text.replace(".", "").isalnum():
         return text

@@ -4,7 +4,7 @@ Used by worker/digest/tex.py's text and math passes.
 """
 
 
-def _read_group(s: str, i: int) -> tuple[str, int] | None:
+def read_group(s: str, i: int) -> tuple[str, int] | None:
     """The content of the balanced {...} starting at s[i], and the index after it."""
     if i >= len(s) or s[i] != "{":
         return None
@@ -25,7 +25,7 @@ def _read_group(s: str, i: int) -> tuple[str, int] | None:
     return None
 
 
-def _read_name(s: str, i: int) -> tuple[str, int]:
+def read_name(s: str, i: int) -> tuple[str, int]:
     """The command name after the backslash at s[i-1]: letters, or one other character."""
     j = i
     while j < len(s) and s[j].isascii() and s[j].isalpha():
@@ -35,13 +35,13 @@ def _read_name(s: str, i: int) -> tuple[str, int]:
     return s[i:j], j
 
 
-def _skip_spaces(s: str, i: int) -> int:
+def skip_spaces(s: str, i: int) -> int:
     while i < len(s) and s[i] in " \t\n":
         i += 1
     return i
 
 
-def _find_math_end(s: str, i: int, closer: str) -> int:
+def find_math_end(s: str, i: int, closer: str) -> int:
     """Index of the unescaped `closer` ending math opened before s[i], or -1."""
     j = i
     while j < len(s):
