@@ -118,17 +118,17 @@ def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
     """
     numbers: dict[str, int] = {}
     listed: set[str] = set()
+    pointers = []
     for section in plan:
         for item in section.items:
-            if item.kind in ("full", "short"):
+            kind = item.kind
+            if kind == "above":
+                pointers.append(item.entry.arxiv_id)
+                continue
+            if kind != "title":
                 numbers[item.entry.arxiv_id] = len(numbers) + 1
-            if item.kind != "above":
-                listed.add(item.entry.arxiv_id)
-    if all(
-        item.kind != "above" or item.entry.arxiv_id in listed
-        for section in plan
-        for item in section.items
-    ):
+            listed.add(item.entry.arxiv_id)
+    if listed.issuperset(pointers):
         return plan, numbers
     settled = [
         replace(
@@ -175,7 +175,18 @@ def _item_weight(item: Item) -> int:
 
 
 def _weight(plan: list[Section]) -> int:
-    return sum(_item_weight(item) for section in plan for item in section.items)
+    total = 0
+    for section in plan:
+        for item in section.items:
+            # _item_weight, inline: this runs for every item of every digest.
+            kind, entry = item.kind, item.entry
+            if kind == "full":
+                total += entry.weight
+            elif kind == "short":
+                total += entry.short_weight
+            else:
+                total += entry.title_weight
+    return total
 
 
 def _shrink(plan: list[Section], budget: float) -> None:
