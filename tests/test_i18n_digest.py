@@ -15,7 +15,7 @@ from test_i18n import english_left
 from newsletter.config import load_settings
 from worker.demo.load import DEMO_LISTING_DATE
 from worker.digest.core import DayDigest, Reader
-from worker.digest.header import _dates
+from worker.digest.header import header_dates
 
 CONFIG = replace(
     load_settings({}, ".", dev=True),
@@ -85,14 +85,14 @@ def test_an_english_readers_digest_keeps_its_english_chrome():
 def test_dates_and_weekly_spans_in_chinese():
     zone = __import__("zoneinfo").ZoneInfo("Asia/Shanghai")
     first, last = date(2026, 5, 25), date(2026, 5, 29)
-    span, announced_et, announced_local, timezone, generated = _dates(
+    span, announced_et, announced_local, timezone, generated = header_dates(
         last, zone, "Asia/Shanghai", GENERATED, first, "zh_Hans"
     )
     assert span == "5月25日 周一 – 2026年5月29日 周五 这一周"
     assert announced_et == "2026年5月28日 周四 20:00 UTC-4"
     assert announced_local == "2026年5月29日 周五 08:00 UTC+8"
     assert generated == "2026年5月29日 周五 19:33 UTC+8"
-    english = _dates(last, zone, "Asia/Shanghai", GENERATED, first)
+    english = header_dates(last, zone, "Asia/Shanghai", GENERATED, first)
     assert english[0] == "week of Mon 25 May – Fri 29 May 2026"
     assert english[1] == "Thu 28 May 2026, 20:00 UTC-4"
 

@@ -19,7 +19,13 @@ from markupsafe import escape
 
 from worker.digest.entries import Listing
 from worker.digest.fragments import DayFragments, FullEntry
-from worker.digest.header import _dates, _header, _preview, _subject, _summary_values
+from worker.digest.header import (
+    header_dates,
+    header_values,
+    preview_values,
+    subject_line,
+    summary_values,
+)
 from worker.digest.keyword_pieces import KeywordPieces
 from worker.digest.layout import (
     HTML_BUDGET,
@@ -82,7 +88,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         name: Sized(str(escape(url)), _LINK_SIZES.get(name, len(url.encode())))
         for name, url in request.links.items()
     }
-    dates = _dates(
+    dates = header_dates(
         listing_date,
         request.zone,
         request.timezone,
@@ -98,9 +104,9 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     if not full_page:
         fit_plan(plan)
     plan, numbers = settle_plan(plan)
-    header = _header(dates, len(entries), len(numbers), fragments.locale)
+    header = header_values(dates, len(entries), len(numbers), fragments.locale)
     # What the subject and the HTML's preview show: the same for every layout tried.
-    preview = _preview(header, plan, fragments.locale)
+    preview = preview_values(header, plan, fragments.locale)
     # Each full entry's pieces, looked up once for both parts and every layout tried.
     full: dict[str, FullEntry] = {}
     html, size = _html(
@@ -114,14 +120,14 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
                 break
             refit_plan(plan, size)
             plan, numbers = settle_plan(plan)
-            header = _header(dates, len(entries), len(numbers), fragments.locale)
+            header = header_values(dates, len(entries), len(numbers), fragments.locale)
             html, size = _html(
                 fragments, keywords, request, header, preview, plan, numbers, lines, links, full
             )
     text = _text(fragments, keywords, request, header, plan, numbers, lines, full)
     if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
         text = [limit_lines("".join(text))]
-    return Digest(_subject(fragments, header, preview), tuple(text), tuple(html))
+    return Digest(subject_line(fragments, header, preview), tuple(text), tuple(html))
 
 
 def _html(
@@ -138,7 +144,7 @@ def _html(
 ) -> tuple[list[str], int]:
     """The HTML as segments, and its measured size: body.mjml's holes filled."""
     out: list[str] = []
-    skeleton = fragments.skeleton(header["listing_date"])
+    skeleton = fragments.chrome.skeleton(header["listing_date"])
     size = skeleton.size
     for index, name in enumerate(skeleton.holes):
         out.append(skeleton.parts[index])
@@ -146,7 +152,7 @@ def _html(
             view_url = links["view_url"]
             size += _html_entries(out, fragments, keywords, plan, numbers, lines, view_url, full)
         elif name == "summary":
-            piece = fragments.summary(_summary_values(header))
+            piece = fragments.chrome.summary(summary_values(header))
             size += fill(out, piece, *(links[hole] for hole in piece.holes))
         elif name == "section_links":
             for n, section in enumerate(plan, start=1):
@@ -160,7 +166,7 @@ def _html(
                 out.append(item.text)
                 size += item.size
         elif name == "footer_links":
-            piece = fragments.footer_links(request.max_per_keyword is None)
+            piece = fragments.chrome.footer_links(request.max_per_keyword is None)
             size += fill(out, piece, *(links[hole] for hole in piece.holes))
         else:
             value = sized(str(escape(preview[name])))
@@ -182,7 +188,7 @@ def _html_entries(
 ) -> int:
     size = 0
     full_entry, short_entry = fragments.full_entry, fragments.short_entry
-    list_start, list_end = fragments.title_list
+    list_start, list_end = fragments.chrome.title_list
     for section in plan:
         pieces = keywords[section.keyword]
         size += fill(out, pieces.counted(section.count).heading_html, _anchor(section.anchor))
@@ -217,11 +223,11 @@ def _html_entries(
             out.append(list_end.text)
             size += list_end.size
         if section.above:
-            note = fragments.above_html(section.above, section.keyword)
+            note = fragments.chrome.above_html(section.above, section.keyword)
             out.append(note.text)
             size += note.size
         if section.hidden:
-            piece = fragments.hidden_html(section.anchor, section.hidden, section.keyword)
+            piece = fragments.chrome.hidden_html(section.anchor, section.hidden, section.keyword)
             size += fill(out, piece, view_url)
     return size
 
@@ -238,7 +244,7 @@ def _text(
 ) -> list[str]:
     """The text part as segments: body.txt's holes filled."""
     out: list[str] = []
-    skeleton = fragments.text_skeleton(header, request.max_per_keyword is None)
+    skeleton = fragments.chrome.text_skeleton(header, request.max_per_keyword is None)
     for index, name in enumerate(skeleton.holes):
         out.append(skeleton.parts[index])
         if name == "entries":
@@ -281,7 +287,7 @@ def _text_entries(
                 fill_text(out, listing.above_text, item.first_keyword)
             else:
                 fill_text(out, listing.numbered_above_text, item.first_keyword, str(number))
-        piece = fragments.section_end_text(section.anchor, section.hidden, section.above)
+        piece = fragments.chrome.section_end_text(section.anchor, section.hidden, section.above)
         fill_text(out, piece, *([view_url] * len(piece.holes)))
 
 

@@ -12,7 +12,9 @@ web page, assembled from pieces rendered once per day:
 worker/digest/fragments.py (the day's pieces and their bounded caches),
 worker/digest/assembly.py (one digest from them, within the HTML size
 budget of worker/digest/layout.py), worker/digest/entries.py (one paper's
-entry) and worker/digest/text.py (the plain-text part's wrapping).
+entry) and worker/digest/text.py (the plain-text part's wrapping). A reader
+is worker/digest/reader.py's `Reader`; an email comes out as
+worker/digest/rendered.py's `DigestEmail`.
 
 Late papers (issue 10). A paper can reach us for a listing date D after D
 completed (ingest's deadline, worker/arxiv/ingest.py): it is stored under D with
@@ -34,33 +36,28 @@ Decisions:
   listing date first. The entry carries "listed <its date>, arrived late".
 """
 
-import logging
 from collections.abc import Callable, Collection, Hashable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
-from emails import RenderedEmail
 from newsletter.config import Settings
 from newsletter.languages import is_bilingual, target_language
 from newsletter.locales import ENGLISH, subscriber_locale
 from newsletter.models import (
     AnnounceType,
     Paper,
-    Subscriber,
     Translation,
 )
 from worker.digest.assembly import Request, assemble_digest
 from worker.digest.fragments import DayFragments
-from worker.digest.line_matches import _ALWAYS_INCLUDED, LineMatches
+from worker.digest.line_matches import ALWAYS_INCLUDED, LineMatches
 from worker.digest.loading import load_day, load_span, load_tldrs, load_translations
+from worker.digest.reader import Reader, subscriber_zone
 from worker.digest.relevance import order_sections
-
-log = logging.getLogger(__name__)
+from worker.digest.rendered import DigestEmail
 
 _TYPE_ORDER = {
     AnnounceType.NEW: 0,
@@ -72,69 +69,6 @@ _TYPE_ORDER = {
 # (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
 Sections = list[tuple[str, list[str]]]
 Key = TypeVar("Key", bound=Hashable)
-
-
-def subscriber_zone(name: str) -> ZoneInfo:
-    """The subscriber's timezone; UTC if the name is unknown (validated at sign-up)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        log.warning("unknown timezone %r; using UTC", name)
-        return ZoneInfo("UTC")
-
-
-@dataclass(frozen=True)
-class Reader:
-    """What a digest needs to know of its subscriber."""
-
-    keywords: tuple[str, ...]
-    language: str
-    timezone: str
-    include_replacements: bool
-    # A one-line TL;DR under each title (worker/translation/tldr.py); off: today's digest.
-    tldr: bool = False
-
-    @classmethod
-    def of(cls, subscriber: Subscriber) -> "Reader":
-        return cls(
-            keywords=tuple(subscriber.keyword_lines),
-            language=subscriber.language,
-            timezone=subscriber.timezone,
-            include_replacements=subscriber.include_replacements,
-            tldr=bool(subscriber.tldr),
-        )
-
-
-class DigestEmail:
-    """A rendered digest email; its parts as segments for MIME encoding.
-
-    `"".join(html_segments) == html` (and the same for text). The large
-    segments (papers' entries, the HTML around them) are the same str objects
-    in every digest of the day that shows them, so an encoder can cache each
-    one's encoding by the object; links and numbers are segments of their own.
-    """
-
-    def __init__(
-        self, subject: str, text_segments: tuple[str, ...], html_segments: tuple[str, ...]
-    ):
-        self.subject = subject
-        self.text_segments = text_segments
-        self.html_segments = html_segments
-
-    @cached_property
-    def text(self) -> str:
-        return "".join(self.text_segments)
-
-    @cached_property
-    def html(self) -> str:
-        return "".join(self.html_segments)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DigestEmail | RenderedEmail):
-            return NotImplemented
-        return (self.subject, self.text, self.html) == (other.subject, other.text, other.html)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class DayDigest:
@@ -283,7 +217,7 @@ class DayDigest:
             arxiv_id: 0
             if arxiv_id in self.late
             else 1
-            if paper.announce_type in _ALWAYS_INCLUDED
+            if paper.announce_type in ALWAYS_INCLUDED
             else 2
             for arxiv_id, paper in self.papers.items()
         }

@@ -11,7 +11,8 @@ A paper of an earlier listing date than the day's (a late paper, see
 worker/digest/core.py) is rendered with its "listed <date>, arrived late" mark.
 A keyword line's own pieces (heading, links, footer, "matched:") are
 worker/digest/keyword_pieces.py's (in its bounded `KeywordCache`); the
-papers' highlightable texts are worker/digest/paper_texts.py's.
+papers' highlightable texts are worker/digest/paper_texts.py's, and what
+surrounds the entries (skeletons, subject, notes) worker/digest/chrome.py's.
 
 Caches are per day and bounded: per paper and variant (a day has ~1,500
 papers, 4 variants), and LRUs of fixed size for what depends on keyword lines
@@ -22,7 +23,6 @@ with its UTF-8 size, so a digest's HTML size is a sum, not an encode.
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
-from functools import cached_property
 from typing import NamedTuple
 
 from markupsafe import Markup
@@ -31,6 +31,7 @@ import emails
 from newsletter.languages import TargetLanguage
 from newsletter.locales import ENGLISH
 from newsletter.models import Paper, Translation
+from worker.digest.chrome import DigestChrome
 from worker.digest.entries import (
     Listing,
     finished_translation,
@@ -41,7 +42,7 @@ from worker.digest.keyword_pieces import KeywordCache, KeywordPieces
 from worker.digest.layout import estimate_full_entry, estimate_short_entry, title_weight
 from worker.digest.links import linked_html, linked_text
 from worker.digest.paper_texts import PaperTexts
-from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
+from worker.digest.pieces import LRU, Sized
 from worker.digest.text import wrap_text
 
 # Sizes chosen on benchmarks/render.py (100,000 readers, 30,000 distinct lines)
@@ -58,18 +59,6 @@ SMALL_CACHE = 10_000
 
 # The markup around one TL;DR line in an entry (emails/templates/digest/parts.html).
 _TLDR_HTML = 120
-
-_LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url", "feed_url")
-_SKELETON_HOLES = (
-    "paper_count",
-    "papers_word",
-    "subject_keywords",
-    "summary",
-    "section_links",
-    "entries",
-    "footer_keywords",
-    "footer_links",
-)
 
 
 class FullEntry(NamedTuple):
@@ -122,6 +111,8 @@ class DayFragments:
         self._full = LRU(HIGHLIGHT_CACHE)
         self._small = LRU(SMALL_CACHE)
         self._keywords = KeywordCache(self.html, self.text, KEYWORD_CACHE, self._small)
+        # What surrounds the entries: skeletons, subject, header line, notes.
+        self.chrome = DigestChrome(self.html, self.text, locale, self._small)
 
     def in_locale(self, locale: str) -> "DayFragments":
         """The day's pieces with their chrome in `locale`, made on first use.
@@ -230,96 +221,3 @@ class DayFragments:
     def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
         """ "matched:" of an entry, in HTML and text."""
         return self._keywords.matched(lines)
-
-    # --- per digest and section ---
-
-    def skeleton(self, listing_date: str) -> Fragment:
-        """body.mjml with holes for all but the date (rendered once per day)."""
-        return self._small.get_or_make(
-            ("skeleton.html", listing_date),
-            lambda: fragment(
-                emails.render_template(
-                    "digest/body.mjml",
-                    self.locale,
-                    listing_date=listing_date,
-                    **{name: hole(name) for name in _SKELETON_HOLES},
-                )
-            ),
-        )
-
-    def text_skeleton(self, header: Mapping[str, object], full_page: bool) -> Fragment:
-        """body.txt for these header values, with holes for entries, keywords and links."""
-        return self._small.get_or_make(
-            ("skeleton.txt", full_page, *header.values()),
-            lambda: fragment(
-                emails.render_template(
-                    "digest/body.txt",
-                    self.locale,
-                    entries=hole("entries"),
-                    keyword_list=hole("keyword_list"),
-                    links={name: hole(name) for name in _LINKS},
-                    full_page=full_page,
-                    **header,
-                ),
-                text_part=True,
-            ),
-        )
-
-    def subject(self, listing_date: str, with_keywords: bool) -> Fragment:
-        names = ("paper_count", "papers_word", "subject_keywords")
-        values: dict[str, str] = {name: hole(name) for name in names}
-        if not with_keywords:
-            values["subject_keywords"] = ""
-        return self._small.get_or_make(
-            ("subject", listing_date, with_keywords),
-            lambda: fragment(
-                emails.render_template(
-                    "digest/subject.txt",
-                    self.locale,
-                    listing_date=listing_date,
-                    **values,
-                )
-            ),
-        )
-
-    def summary(self, header: Mapping[str, object]) -> Fragment:
-        """The header line for these values, with a hole for the view link (if it shows)."""
-        return self._small.get_or_make(
-            ("summary", *header.values()),
-            lambda: fragment(self.html.summary(view_url=hole("view_url"), **header)),
-        )
-
-    def footer_links(self, full_page: bool) -> Fragment:
-        return self._small.get_or_make(
-            ("footer.links", full_page),
-            lambda: fragment(
-                self.html.footer_links(full_page, {name: hole(name) for name in _LINKS})
-            ),
-        )
-
-    def hidden_html(self, anchor: str, hidden: int, keyword: str) -> Fragment:
-        """Holes: view_url."""
-        return self._small.get_or_make(
-            ("hidden.html", anchor, hidden, keyword),
-            lambda: fragment(self.html.hidden_note(hole("view_url"), anchor, hidden, keyword)),
-        )
-
-    def above_html(self, above: int, keyword: str) -> Sized:
-        """The count of a section's pointers left out for size (their papers are listed above)."""
-        return self._small.get_or_make(
-            ("above.html", above, keyword), lambda: sized(str(self.html.above_note(above, keyword)))
-        )
-
-    def section_end_text(self, anchor: str, hidden: int, above: int) -> Fragment:
-        """Holes: view_url (if any papers are hidden)."""
-        return self._small.get_or_make(
-            ("end.txt", anchor, hidden, above),
-            lambda: fragment(
-                self.text.section_end(hole("view_url"), anchor, hidden, above), text_part=True
-            ),
-        )
-
-    @cached_property
-    def title_list(self) -> tuple[Sized, Sized]:
-        """The start and end of a run of title lines (a list) in HTML."""
-        return sized(str(self.html.title_list_start())), sized(str(self.html.title_list_end()))

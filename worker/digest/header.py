@@ -1,7 +1,7 @@
 """A digest's header and subject: its dates, counts and keywords as the templates take them.
 
-Used by worker/digest/assembly.py: `_dates` once per (day, zone, minute),
-`_header` per layout tried, `_subject` once per digest. Times show as
+Used by worker/digest/assembly.py: `header_dates` once per (day, zone, minute),
+`header_values` per layout tried, `subject_line` once per digest. Times show as
 "Fri 29 May 2026, 20:00 UTC+8": the offset, never a zone abbreviation; in
 the chrome's locale (DayFragments.locale), e.g. "2026年5月29日 周五 20:00 UTC+8".
 """
@@ -20,16 +20,17 @@ from worker.digest.pieces import fill_text
 SUBJECT_MAX = 150
 
 
-def _subject(fragments: DayFragments, header: dict, values: dict[str, str]) -> str:
-    """The subject line, from the header's values and `_preview`'s."""
-    piece = fragments.subject(header["listing_date"], bool(values["subject_keywords"]))
+def subject_line(fragments: DayFragments, header: dict, values: dict[str, str]) -> str:
+    """The subject line, from the header's values and `preview_values`'s."""
+    piece = fragments.chrome.subject(header["listing_date"], bool(values["subject_keywords"]))
     out: list[str] = []
     fill_text(out, piece, *(values[hole] for hole in piece.holes))
     # One line whatever the values held (header injection guard).
     return " ".join("".join(out).split())
 
 
-def _preview(header: dict, plan: list[Section], locale: str = ENGLISH) -> dict[str, str]:
+def preview_values(header: dict, plan: list[Section], locale: str = ENGLISH) -> dict[str, str]:
+    """What the subject and the HTML's preview show: the count, its word, the keywords."""
     return {
         "paper_count": str(header["paper_count"]),
         "papers_word": header["papers_word"],
@@ -37,7 +38,7 @@ def _preview(header: dict, plan: list[Section], locale: str = ENGLISH) -> dict[s
     }
 
 
-def _header(
+def header_values(
     dates: tuple[str, str | None, str | None, str, str],
     papers: int,
     full: int,
@@ -58,12 +59,13 @@ def _header(
     }
 
 
-def _summary_values(header: dict) -> dict:
+def summary_values(header: dict) -> dict:
+    """The header line's values: all but the listing date (the skeleton's, once per day)."""
     return {name: value for name, value in header.items() if name != "listing_date"}
 
 
 @lru_cache(maxsize=4096)
-def _dates(
+def header_dates(
     listing_date: date,
     zone: ZoneInfo,
     timezone: str,

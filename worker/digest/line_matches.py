@@ -13,7 +13,8 @@ from functools import cached_property
 from newsletter.models import AnnounceType, Paper
 from worker.digest.selection import match_lines
 
-_ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
+# What every reader gets; replacements only those who tick them (core.py sorts by it too).
+ALWAYS_INCLUDED = (AnnounceType.NEW, AnnounceType.CROSS)
 
 
 class LineMatches:
@@ -42,7 +43,7 @@ class LineMatches:
         rank = self._rank
         for line in new:
             ids = tuple(sorted(found.get(line, ()), key=rank.__getitem__))
-            always = sum(self.papers[i].announce_type in _ALWAYS_INCLUDED for i in ids)
+            always = sum(self.papers[i].announce_type in ALWAYS_INCLUDED for i in ids)
             self._lines[line] = (ids, always, titled.get(line, frozenset()))
 
     def shown(self, line: str, include_replacements: bool) -> tuple[str, ...]:

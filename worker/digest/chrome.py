@@ -1,0 +1,128 @@
+"""What surrounds a digest's entries, rendered once per day and locale: skeletons, subject, notes.
+
+Used by worker/digest/fragments.py (`DayFragments.chrome`) and
+worker/digest/assembly.py and header.py, which fill these pieces' holes per
+reader: body.mjml and body.txt with holes for the entries, keywords and
+links; the subject with holes for its counts and keywords; the header line,
+the footer's links and the notes that close a section ("N more ..."). Kept
+in the day's small LRU (worker/digest/pieces.py), keyed by what they show.
+"""
+
+from collections.abc import Mapping
+from functools import cached_property
+
+import emails
+from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
+
+_LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url", "feed_url")
+_SKELETON_HOLES = (
+    "paper_count",
+    "papers_word",
+    "subject_keywords",
+    "summary",
+    "section_links",
+    "entries",
+    "footer_keywords",
+    "footer_links",
+)
+
+
+class DigestChrome:
+    """One day's pieces around the entries in one locale; `html` and `text` are its macros."""
+
+    def __init__(self, html, text, locale: str, small: LRU):
+        self.html = html
+        self.text = text
+        self.locale = locale
+        self._small = small
+
+    def skeleton(self, listing_date: str) -> Fragment:
+        """body.mjml with holes for all but the date (rendered once per day)."""
+        return self._small.get_or_make(
+            ("skeleton.html", listing_date),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/body.mjml",
+                    self.locale,
+                    listing_date=listing_date,
+                    **{name: hole(name) for name in _SKELETON_HOLES},
+                )
+            ),
+        )
+
+    def text_skeleton(self, header: Mapping[str, object], full_page: bool) -> Fragment:
+        """body.txt for these header values, with holes for entries, keywords and links."""
+        return self._small.get_or_make(
+            ("skeleton.txt", full_page, *header.values()),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/body.txt",
+                    self.locale,
+                    entries=hole("entries"),
+                    keyword_list=hole("keyword_list"),
+                    links={name: hole(name) for name in _LINKS},
+                    full_page=full_page,
+                    **header,
+                ),
+                text_part=True,
+            ),
+        )
+
+    def subject(self, listing_date: str, with_keywords: bool) -> Fragment:
+        names = ("paper_count", "papers_word", "subject_keywords")
+        values: dict[str, str] = {name: hole(name) for name in names}
+        if not with_keywords:
+            values["subject_keywords"] = ""
+        return self._small.get_or_make(
+            ("subject", listing_date, with_keywords),
+            lambda: fragment(
+                emails.render_template(
+                    "digest/subject.txt",
+                    self.locale,
+                    listing_date=listing_date,
+                    **values,
+                )
+            ),
+        )
+
+    def summary(self, header: Mapping[str, object]) -> Fragment:
+        """The header line for these values, with a hole for the view link (if it shows)."""
+        return self._small.get_or_make(
+            ("summary", *header.values()),
+            lambda: fragment(self.html.summary(view_url=hole("view_url"), **header)),
+        )
+
+    def footer_links(self, full_page: bool) -> Fragment:
+        return self._small.get_or_make(
+            ("footer.links", full_page),
+            lambda: fragment(
+                self.html.footer_links(full_page, {name: hole(name) for name in _LINKS})
+            ),
+        )
+
+    def hidden_html(self, anchor: str, hidden: int, keyword: str) -> Fragment:
+        """Holes: view_url."""
+        return self._small.get_or_make(
+            ("hidden.html", anchor, hidden, keyword),
+            lambda: fragment(self.html.hidden_note(hole("view_url"), anchor, hidden, keyword)),
+        )
+
+    def above_html(self, above: int, keyword: str) -> Sized:
+        """The count of a section's pointers left out for size (their papers are listed above)."""
+        return self._small.get_or_make(
+            ("above.html", above, keyword), lambda: sized(str(self.html.above_note(above, keyword)))
+        )
+
+    def section_end_text(self, anchor: str, hidden: int, above: int) -> Fragment:
+        """Holes: view_url (if any papers are hidden)."""
+        return self._small.get_or_make(
+            ("end.txt", anchor, hidden, above),
+            lambda: fragment(
+                self.text.section_end(hole("view_url"), anchor, hidden, above), text_part=True
+            ),
+        )
+
+    @cached_property
+    def title_list(self) -> tuple[Sized, Sized]:
+        """The start and end of a run of title lines (a list) in HTML."""
+        return sized(str(self.html.title_list_start())), sized(str(self.html.title_list_end()))
