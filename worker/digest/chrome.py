@@ -69,21 +69,19 @@ class DigestChrome:
         )
 
     def subject(self, listing_date: str, with_keywords: bool) -> Fragment:
-        names = ("paper_count", "papers_word", "subject_keywords")
-        values: dict[str, str] = {name: hole(name) for name in names}
-        if not with_keywords:
-            values["subject_keywords"] = ""
-        return self._small.get_or_make(
-            ("subject", listing_date, with_keywords),
-            lambda: fragment(
-                emails.render_template(
-                    "digest/subject.txt",
-                    self.locale,
-                    listing_date=listing_date,
-                    **values,
-                )
-            ),
-        )
+        """subject.txt with holes for its counts and (if shown) keywords, once per day and kind."""
+        found = self._small.find(("subject", listing_date, with_keywords))
+        if found is None:
+            names = ("paper_count", "papers_word", "subject_keywords")
+            values: dict[str, str] = {name: hole(name) for name in names}
+            if not with_keywords:
+                values["subject_keywords"] = ""
+            rendered = emails.render_template(
+                "digest/subject.txt", self.locale, listing_date=listing_date, **values
+            )
+            found = fragment(rendered)
+            self._small.put(("subject", listing_date, with_keywords), found)
+        return found
 
     def summary(self, header: Mapping[str, object]) -> Fragment:
         """The header line for these values, with a hole for the view link (if it shows)."""
