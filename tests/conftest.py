@@ -47,7 +47,7 @@ if sys.dont_write_bytecode:
 
 from arxiv_server import FeedServer  # noqa: E402
 
-from newsletter import create_app, db, ratelimit  # noqa: E402
+from newsletter import create_app, db, feed_cache, ratelimit  # noqa: E402
 from newsletter.config import settings  # noqa: E402
 from newsletter.models import Base  # noqa: E402
 from worker.delivery import sending  # noqa: E402
@@ -227,13 +227,16 @@ def prompt_claim_rechecks():
 
 
 @pytest.fixture(autouse=True)
-def fresh_rate_limits() -> None:
-    """Each test starts with no in-process rate-limit counts.
+def fresh_process_state() -> None:
+    """Each test starts with no in-process rate-limit counts and no cached feed days.
 
     A worker runs tests of any file in any order (see the module docstring):
-    sign-ups counted by one test must not refuse the next one's.
+    sign-ups counted by one test must not refuse the next one's, and the feed's
+    listing days read by one test (cached for a minute per database URL, which
+    every test on the worker shares) must not hide the next one's.
     """
     ratelimit.reset_local()
+    feed_cache.clear_caches()
 
 
 @pytest.fixture
