@@ -12,8 +12,10 @@ from functools import cache
 from importlib import resources
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from newsletter.locales import ENGLISH
 from newsletter.models import DAILY, FREQUENCIES, WEEKLY
 from worker.digest.matching import KeywordError, normalize_keyword_line, parse_keyword
 
@@ -66,8 +68,17 @@ def clean_email(raw: str, check_deliverability: bool) -> tuple[str | None, str |
             value, check_deliverability=check_deliverability, allow_smtputf8=False
         )
     except EmailNotValidError as error:
+        if page_language() != ENGLISH:
+            # email_validator's reasons are English only: other languages get the sentence.
+            return None, _("That is not a valid email address.")
         return None, _("That is not a valid email address: %(reason)s", reason=error)
     return result.ascii_email, None
+
+
+def page_language() -> str:
+    """The language the current page is in: English outside a request (the CLI's import)."""
+    locale = get_locale()
+    return locale.language if locale is not None else ENGLISH
 
 
 def clean_keywords(raw: str) -> tuple[list[str] | None, str | None]:

@@ -317,3 +317,16 @@ def test_the_typed_preview_follows_the_page_and_sets_no_cookie(client):
     assert "还没有存储任何发布日期的论文" in fragment
     page = client.get("/?lang=zh_Hans").get_data(as_text=True)
     assert 'data-unavailable="预览暂时不可用。"' in page
+
+
+def test_an_invalid_address_is_refused_in_the_pages_language(app, client):
+    """email_validator's reasons are English: an English page shows the reason, a
+    简体中文 page the translated sentence alone (no English mixed in)."""
+    english = sign_up(client, email="ada@@example.org").get_data(as_text=True)
+    assert "That is not a valid email address: The part after the @-sign contains" in english
+
+    client.get("/?lang=zh_Hans")
+    chinese = sign_up(client, email="ada@@example.org", csrf_token=csrf_from(client))
+    body = chinese.get_data(as_text=True)
+    assert chinese.status_code == 400 and "这不是有效的邮箱地址。" in body
+    assert "The email address" not in body and "@-sign" not in body
