@@ -73,6 +73,7 @@ def setup(config: dict, messages: int) -> dict:
     from sqlalchemy import insert, text
 
     from newsletter import create_app, db
+    from newsletter.config import settings
     from newsletter.db import utcnow
     from newsletter.models import Base, Keyword, ListingDay, Subscriber, SubscriberStatus
     from worker.delivery.dispatch import DispatchSummary, make_deliveries
@@ -126,7 +127,7 @@ def setup(config: dict, messages: int) -> dict:
         day = session.get(ListingDay, listing_date)
         summary = DispatchSummary(listing_date)
         started, cpu = time.perf_counter(), cpu_seconds()
-        make_deliveries(session, day, utcnow(), None, summary)
+        make_deliveries(settings(), session, day, utcnow(), None, summary)
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         assert summary.queued == messages, summary
     return {"dispatch_seconds": seconds, "dispatch_cpu_ms_per_row": cpu * 1000 / messages}

@@ -100,6 +100,7 @@ def seed(session, subscribers: int, history: int) -> None:
 def timed(session, label: str, subscribers: int, now: datetime) -> None:
     from sqlalchemy import delete
 
+    from newsletter.config import settings
     from newsletter.models import Delivery, ListingDay
     from worker.delivery.dispatch import DispatchSummary, make_deliveries
     from worker.demo.load import DEMO_LISTING_DATE
@@ -109,7 +110,7 @@ def timed(session, label: str, subscribers: int, now: datetime) -> None:
     day = session.get(ListingDay, DEMO_LISTING_DATE)
     summary = DispatchSummary(DEMO_LISTING_DATE)
     started, cpu = time.perf_counter(), cpu_seconds()
-    make_deliveries(session, day, now, None, summary)
+    make_deliveries(settings(), session, day, now, None, summary)
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     assert summary.queued + summary.skipped == subscribers, summary
     print(f"{label:9} {seconds:6.2f} s  {cpu * 1000 / subscribers:6.3f} ms CPU/row", flush=True)

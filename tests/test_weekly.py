@@ -23,7 +23,7 @@ from newsletter.models import Delivery, DeliveryStatus, Subscriber
 from worker import calendar
 from worker.delivery import claims
 from worker.delivery.dispatch import dispatch_digests, preview_digest
-from worker.delivery.rows import _insert_statement, _rows_made
+from worker.delivery.rows import insert_statement, rows_made
 from worker.delivery.sending import drain_day
 from worker.delivery.weekly import LastRow, Schedule, row_start
 
@@ -263,7 +263,7 @@ def test_a_weekly_row_whose_worker_died_is_sent_once_after_its_lease(readers, si
 def test_two_dispatches_that_read_the_same_last_row_make_one_weekly_row(readers):
     weekly, _daily = readers
     session = db.session()
-    insert = _insert_statement(session)
+    insert = insert_statement(session)
 
     def row(listing_date: date, message_id: str) -> dict:
         return {
@@ -279,9 +279,9 @@ def test_two_dispatches_that_read_the_same_last_row_make_one_weekly_row(readers)
             "error": None,
         }
 
-    assert _rows_made(session, insert, [row(date(2026, 11, 23), "<a@x>")]) == 1
+    assert rows_made(session, insert, [row(date(2026, 11, 23), "<a@x>")]) == 1
     # A racing dispatch of the next date, from the same last row: same first date.
-    assert _rows_made(session, insert, [row(date(2026, 11, 24), "<b@x>")]) == 0
+    assert rows_made(session, insert, [row(date(2026, 11, 24), "<b@x>")]) == 0
     session.commit()
     assert len(rows_of(weekly)) == 1
 

@@ -49,7 +49,7 @@ from worker.delivery.batch import SendSummary
 from worker.delivery.day_cache import day_digest
 from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
-from worker.delivery.rows import _insert_statement, _rows, _rows_made
+from worker.delivery.rows import insert_statement, new_rows, rows_made
 from worker.delivery.sending import drain_day
 from worker.digest.core import DayDigest, DigestEmail, Reader
 from worker.queue import enqueue, redis_connection
@@ -101,6 +101,8 @@ def dispatch_digests(
     With `subscriber_ids`, only those subscribers get a new row (a subscriber
     who just confirmed, worker.jobs.dispatch_confirmed_digest); the drain is the
     day's as always. `progress` (with `send_now`) gets the drain's (rows done, rows to send).
+    The stage's entry (the RQ edge, the CLI and tests call it): it reads the app's
+    settings once and passes them down.
     """
     config = settings()
     session = db.session()
@@ -112,7 +114,7 @@ def dispatch_digests(
         log.info("listing date %s is not complete; no digests yet", listing_date)
         return summary
 
-    make_deliveries(session, day, now, confirmed_before, summary, subscriber_ids)
+    make_deliveries(config, session, day, now, confirmed_before, summary, subscriber_ids)
     max_attempts = config.DELIVERY_MAX_ATTEMPTS
     connection = session.connection()
     summary.given_up = claims.give_up_dead_claims(connection, listing_date, max_attempts)
@@ -123,7 +125,7 @@ def dispatch_digests(
             summary.drain_jobs = 1
             summary.sending.add(drain_day(listing_date.isoformat(), progress=progress))
         else:
-            _queue_drains(listing_date, summary)
+            _queue_drains(config, listing_date, summary)
     log.info(
         "dispatch %s: %d queued (%d late papers placed), %d skipped (no papers), %d held, "
         "%d to send, %d drain job(s)",
@@ -138,9 +140,8 @@ def dispatch_digests(
     return summary
 
 
-def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
+def _queue_drains(config: Settings, listing_date: date, summary: DispatchSummary) -> None:
     """Enough drain jobs for the claimable rows, at most DELIVERY_SEND_JOBS."""
-    config = settings()
     batches = math.ceil(summary.claimable / max(1, config.DELIVERY_BATCH_SIZE))
     wanted = min(max(1, config.DELIVERY_SEND_JOBS), batches)
     if redis_connection(config.REDIS_URL) is None:
@@ -152,6 +153,7 @@ def _queue_drains(listing_date: date, summary: DispatchSummary) -> None:
 
 
 def make_deliveries(
+    config: Settings,
     session: Session,
     day: ListingDay,
     now: datetime,
@@ -163,7 +165,6 @@ def make_deliveries(
 
     The first half of a dispatch; benchmarks/send.py times it alone.
     """
-    config = settings()
     listing_date = day.listing_date
     deadline = timedelta(minutes=config.TRANSLATION_DEADLINE_MINUTES)
     if config.TRANSLATION_BACKEND == "none":
@@ -199,7 +200,7 @@ def make_deliveries(
     )
     # Weekly digests of this dispatch, by first listing date, made once.
     spans: dict[date, DayDigest] = {}
-    insert = _insert_statement(session)
+    insert = insert_statement(session)
     after = 0
     while True:
         page = session.execute(
@@ -260,11 +261,12 @@ def make_deliveries(
                 covering = spans[start] = day_digest(db.engine(), config, listing_date, start)
             else:
                 covering = spans[start]
-            _make_rows(session, insert, covering, readers, summary, start)
+            _make_rows(config, session, insert, covering, readers, summary, start)
         session.commit()
 
 
 def _make_rows(
+    config: Settings,
     session: Session,
     insert: Executable,
     digests: DayDigest,
@@ -276,13 +278,13 @@ def _make_rows(
     late = late_papers_due(session, digests, readers)
     summary.late_papers += sum(len(ids) for ids in late.values())
     sections = digests.sections(readers, late)
-    queued, skipped = _rows(digests.listing_date, sections, first_listing_date)
+    queued, skipped = new_rows(config, digests.listing_date, sections, first_listing_date)
     # Another dispatcher may have made some of these rows meanwhile: those
     # are left alone, and the row count names only the rows made here.
     if queued:
-        summary.queued += _rows_made(session, insert, queued)
+        summary.queued += rows_made(session, insert, queued)
     if skipped:
-        summary.skipped += _rows_made(session, insert, skipped)
+        summary.skipped += rows_made(session, insert, skipped)
 
 
 # --- operator helpers (CLI) ---

@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter.config import settings
+from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.models import Delivery, DeliveryStatus
 from worker.delivery.messages import new_message_id
@@ -24,7 +24,7 @@ def unique_paper_count(sections: Sections) -> int:
     return len({arxiv_id for _keyword, ids in sections for arxiv_id in ids})
 
 
-def _insert_statement(session: Session) -> Executable:
+def insert_statement(session: Session) -> Executable:
     """INSERT ... ON CONFLICT DO NOTHING: one statement, executed once per row of a page."""
     dialect = session.get_bind().dialect.name
     table = cast(Table, Delivery.__table__)  # the models type it as a FromClause
@@ -40,19 +40,21 @@ def _insert_statement(session: Session) -> Executable:
     return statement.execution_options(preserve_rowcount=True)
 
 
-def _rows_made(session: Session, insert: Executable, rows: list[dict[str, Any]]) -> int:
+def rows_made(session: Session, insert: Executable, rows: list[dict[str, Any]]) -> int:
     # An INSERT's result is a CursorResult, the one with a rowcount.
     return cast(CursorResult[Any], session.execute(insert, rows)).rowcount
 
 
-def _rows(
-    listing_date: date, sections: dict[int, Sections], first_listing_date: date | None = None
+def new_rows(
+    config: Settings,
+    listing_date: date,
+    sections: dict[int, Sections],
+    first_listing_date: date | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """The page's new rows: (to send, skipped for want of papers).
 
     `first_listing_date`: the rows cover the listing dates from it (weekly).
     """
-    config = settings()
     created = utcnow()
     queued: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []

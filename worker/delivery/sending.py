@@ -44,6 +44,8 @@ def drain_day(
     """Send the day's claimable rows batch by batch until none is left (or the budget is used).
 
     `progress` gets (rows done, rows claimable when the drain began) after each batch.
+    The stage's entry (the RQ edge, dispatch's `send_now` and tests call it): it
+    reads the app's settings once and passes them to everything below.
     """
     config = settings()
     engine = db.engine()
