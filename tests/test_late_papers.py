@@ -23,8 +23,9 @@ from newsletter.tokens import subscriber_links
 from worker.arxiv.completeness import note_uncovered_groups, update_listing_day
 from worker.arxiv.items import FeedItem
 from worker.arxiv.store import IngestSummary, commit, store_group
-from worker.delivery.dispatch import dispatch_digests, preview_digest
+from worker.delivery.dispatch import dispatch_digests
 from worker.delivery.late import late_due
+from worker.delivery.preview import preview_digest
 from worker.digest.core import DayDigest
 from worker.digest.loading import late_window_start, load_day
 from worker.translation.job import papers_to_translate

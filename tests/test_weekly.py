@@ -22,7 +22,8 @@ from newsletter.config import settings
 from newsletter.models import Delivery, DeliveryStatus, Subscriber
 from worker import calendar
 from worker.delivery import claims
-from worker.delivery.dispatch import dispatch_digests, preview_digest
+from worker.delivery.dispatch import dispatch_digests
+from worker.delivery.preview import preview_digest
 from worker.delivery.rows import insert_statement, rows_made
 from worker.delivery.sending import drain_day
 from worker.delivery.weekly import LastRow, Schedule, row_start

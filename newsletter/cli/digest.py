@@ -12,7 +12,8 @@ from newsletter.cli.dates import complete_listing_date, date_option
 from newsletter.cli.progress import progress_report
 from newsletter.config import settings
 from newsletter.models import Subscriber
-from worker.delivery.dispatch import dispatch_digests, preview_digest
+from worker.delivery.dispatch import dispatch_digests
+from worker.delivery.preview import preview_digest
 from worker.delivery.smtp import DeliveryFailure
 from worker.schedule import queue_day
 

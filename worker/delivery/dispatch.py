@@ -43,7 +43,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.tokens import subscriber_links
 from worker.delivery import claims, weekly
 from worker.delivery.batch import SendSummary
 from worker.delivery.day_cache import day_digest
@@ -51,7 +50,7 @@ from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
 from worker.delivery.rows import insert_statement, new_rows, rows_made
 from worker.delivery.sending import drain_day
-from worker.digest.core import DayDigest, DigestEmail, Reader
+from worker.digest.core import DayDigest, Reader
 from worker.queue import enqueue, redis_connection
 
 log = logging.getLogger(__name__)
@@ -285,29 +284,3 @@ def _make_rows(
         summary.queued += rows_made(session, insert, queued)
     if skipped:
         summary.skipped += rows_made(session, insert, skipped)
-
-
-# --- operator helpers (CLI) ---
-
-
-def preview_digest(
-    session: Session, config: Settings, subscriber: Subscriber, listing_date: date
-) -> DigestEmail:
-    """`subscriber`'s digest of `listing_date` as it would be (or was) sent; sends nothing."""
-    delivery = session.scalar(
-        select(Delivery).where(
-            Delivery.subscriber_id == subscriber.id, Delivery.listing_date == listing_date
-        )
-    )
-    first = delivery.first_listing_date if delivery is not None else None
-    day = DayDigest.load(session, config, listing_date, first)
-    reader = Reader.of(subscriber)
-    if delivery is not None and delivery.sections is not None:
-        sections = delivery.sections
-    else:
-        # No row yet: what dispatch would fix for them now, late papers included.
-        readers = {subscriber.id: reader}
-        sections = day.sections(readers, late_papers_due(session, day, readers))[subscriber.id]
-    links = subscriber_links(config, subscriber.public_id, listing_date)
-    now = utcnow().replace(second=0, microsecond=0)
-    return day.render_email(reader, sections, now, links)
