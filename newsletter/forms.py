@@ -203,6 +203,19 @@ def clean_weekday(raw: str, frequency: str | None) -> tuple[int | None, str | No
     return int(value), None
 
 
+# The subscriber settings `read_settings` gives besides the keywords, named as
+# Subscriber's columns: what a sign-up stores and an import row carries.
+SETTING_FIELDS = (
+    "language",
+    "timezone",
+    "include_replacements",
+    "delivery_hour",
+    "tldr",
+    "frequency",
+    "weekday",
+)
+
+
 def read_settings(form, offered_languages: Collection[str]) -> FormResult:
     """The keyword, language, timezone and delivery fields shared by both forms."""
     result = FormResult()

@@ -149,13 +149,7 @@ def validate_row(
     values = {
         "email": email,
         "email_key": email.casefold(),
-        "language": result.values["language"],
-        "timezone": result.values["timezone"],
-        "include_replacements": result.values["include_replacements"],
-        "delivery_hour": result.values["delivery_hour"],
-        "tldr": result.values["tldr"],
-        "frequency": result.values["frequency"],
-        "weekday": result.values["weekday"],
+        **{name: result.values[name] for name in forms.SETTING_FIELDS},
     }
     return Candidate(line, values, result.values["keywords"]), None
 

@@ -91,19 +91,7 @@ def signup_post():
         )
 
     # Known or not, the request does the same: one job, which does the writing.
-    settings = {
-        name: result.values[name]
-        for name in (
-            "keywords",
-            "language",
-            "timezone",
-            "include_replacements",
-            "delivery_hour",
-            "tldr",
-            "frequency",
-            "weekday",
-        )
-    }
+    settings = {name: result.values[name] for name in ("keywords", *forms.SETTING_FIELDS)}
     # Jobs are queued by name: the web process never imports their code (worker/queue.py).
     enqueue("newsletter.signups.register_sign_up", email, settings)
     return redirect(url_for("subscriptions.check_email"))
