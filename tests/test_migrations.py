@@ -4,6 +4,7 @@ migrations agree (autogenerate finds nothing to do); Flask-Migrate's commands
 
 import shutil
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -14,13 +15,28 @@ from newsletter.cli import main
 from newsletter.models import Base
 
 
-def test_upgrade_on_an_empty_database_creates_every_table_without_drift(config, database_url):
+@pytest.fixture
+def empty_database(database_url):
+    """The test database emptied (no tables, no alembic_version); afterwards the
+    schema is put back as the other tests expect it."""
     engine = create_engine(database_url)
-    Base.metadata.drop_all(engine)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+    def empty() -> None:
+        Base.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+    empty()
+    yield engine
+    empty()
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+def test_upgrade_on_an_empty_database_creates_every_table_without_drift(config, empty_database):
+    engine = empty_database
+    app = create_app(config)
     try:
-        app = create_app(config)
         for _ in range(2):  # a second upgrade finds nothing to do
             result = app.test_cli_runner().invoke(main, ["db", "upgrade"])
             assert result.exit_code == 0, result.output
@@ -35,19 +51,13 @@ def test_upgrade_on_an_empty_database_creates_every_table_without_drift(config, 
             )
             assert compare_metadata(context, Base.metadata) == []
     finally:
-        # Leave the schema as the other tests expect it.
-        Base.metadata.drop_all(engine)
-        with engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        Base.metadata.create_all(engine)
-        engine.dispose()
+        app.extensions["db_engine"].dispose()
 
 
-def test_downgrade_to_base_and_up_again_and_nothing_to_autogenerate(config, database_url, tmp_path):
-    engine = create_engine(database_url)
-    Base.metadata.drop_all(engine)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+def test_downgrade_to_base_and_up_again_and_nothing_to_autogenerate(
+    config, empty_database, tmp_path
+):
+    engine = empty_database
     app = create_app(config)
     cli = app.test_cli_runner()
 
@@ -83,21 +93,12 @@ def test_downgrade_to_base_and_up_again_and_nothing_to_autogenerate(config, data
         ]
     finally:
         app.extensions["db_engine"].dispose()
-        # Leave the schema as the other tests expect it.
-        Base.metadata.drop_all(engine)
-        with engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        Base.metadata.create_all(engine)
-        engine.dispose()
 
 
-def test_each_downgrade_and_upgrade_keeps_a_subscribers_deliveries(config, database_url):
+def test_each_downgrade_and_upgrade_keeps_a_subscribers_deliveries(config, empty_database):
     """SQLite's batch mode rebuilds a table by dropping it: with foreign keys on,
     rebuilding `subscribers` (0006's downgrade) cascaded to every delivery."""
-    engine = create_engine(database_url)
-    Base.metadata.drop_all(engine)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine = empty_database
     app = create_app(config)
     cli = app.test_cli_runner()
 
@@ -134,8 +135,3 @@ def test_each_downgrade_and_upgrade_keeps_a_subscribers_deliveries(config, datab
         assert deliveries() == 1
     finally:
         app.extensions["db_engine"].dispose()
-        Base.metadata.drop_all(engine)
-        with engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        Base.metadata.create_all(engine)
-        engine.dispose()
