@@ -15,6 +15,7 @@ from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from newsletter import forms
 from newsletter.db import utcnow
 from newsletter.models import Keyword, Subscriber, SubscriberStatus, new_public_id
 from newsletter.subscriber_file import (
@@ -162,18 +163,8 @@ def _store_batch(
 # PostgreSQL takes a batch as one array per column (unnest): one short statement
 # per batch instead of a 1,000-row VALUES list that psycopg must parse each
 # time (5x faster for subscribers, 3x for keywords, measured on 5,000 rows).
-_VARYING = (
-    "public_id",
-    "email",
-    "email_key",
-    "language",
-    "timezone",
-    "include_replacements",
-    "delivery_hour",
-    "tldr",
-    "frequency",
-    "weekday",
-)
+# The columns that vary per row, one array each (bound by name in _PG_SUBSCRIBERS).
+_VARYING = ("public_id", "email", "email_key", *forms.SETTING_FIELDS)
 _PG_SUBSCRIBERS = text(
     "INSERT INTO subscribers (public_id, email, email_key, language, timezone,"
     " include_replacements, delivery_hour, tldr, frequency, weekday, status, bounce_count,"
