@@ -18,6 +18,7 @@ open alone. Tests that share a module-scoped fixture (a `newsletter dev`
 process, the fuzzed site) go to one worker, which builds it once.
 """
 
+import asyncio
 import os
 import shutil
 import socket
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from playwright.sync_api import sync_playwright
 from redis import Redis
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
@@ -269,6 +271,55 @@ def server():
     """A real HTTP server on 127.0.0.1 serving scripted recorded arXiv responses."""
     with FeedServer() as server:
         yield server
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright never downloads one here
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium_session():
+    """One headless Chromium per xdist worker, launched by its first browser test.
+
+    Launching Chromium (and Playwright's driver) cost ~1.3 s of CPU, paid by
+    every browser test when each launched its own. Tests stay apart: each
+    works in contexts of its own (cookies, storage, cache), closed after it.
+    Between browser tests Playwright's event loop is not left marked as
+    running in this thread (its sync API marks it between calls), so that the
+    worker's other tests see no running loop, as before.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        loop = asyncio.get_running_loop()
+        asyncio._set_running_loop(None)
+        yield browser, loop
+        asyncio._set_running_loop(loop)
+        browser.close()
+
+
+@pytest.fixture
+def browser(chromium_session):
+    """The worker's Chromium for one test; the contexts the test opened are closed after it."""
+    chromium, loop = chromium_session
+    asyncio._set_running_loop(loop)
+    try:
+        yield chromium
+        for context in chromium.contexts:
+            context.close()
+    finally:
+        asyncio._set_running_loop(None)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import os
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from test_admin import PASSWORD, add_day, make_readers
-from test_browser import WIDTHS, browser_page, live_site, overflows  # noqa: F401 (fixtures)
+from test_browser import WIDTHS, browser_page, live_site, overflows, watched  # noqa: F401 (fixtures)
 
 from newsletter import db, replace_settings
 from newsletter.admin import recent_listing_dates
@@ -25,17 +25,7 @@ def operator_tab(page, password: str, problems: list[str]):
     context = page.context.browser.new_context(
         http_credentials={"username": "operator", "password": password}
     )
-    tab = context.new_page()
-    tab.on(
-        "console",
-        lambda message: (
-            message.type == "error"
-            and not message.text.startswith("Failed to load resource")
-            and problems.append(message.text)
-        ),
-    )
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    return tab
+    return watched(context.new_page(), problems)
 
 
 def test_the_status_page_needs_the_password(live_site, browser_page):  # noqa: F811 (fixtures)

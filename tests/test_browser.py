@@ -11,9 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from conftest import Outbox, empty_tables, free_port
+from conftest import CHROMIUM, CHROMIUM_FLAGS, Outbox, empty_tables, free_port  # noqa: F401 (test_dev's)
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -24,22 +23,9 @@ from newsletter.tokens import make_token, read_token
 from worker.delivery.dispatch import dispatch_digests
 from worker.demo.load import load_demo
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
 
 @pytest.fixture
 def live_site(config, database_url):
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
     empty_tables(database_url)
     port = free_port()
     app = create_app({**config, "DEV": True, "BASE_URL": f"http://127.0.0.1:{port}"})
@@ -52,28 +38,30 @@ def live_site(config, database_url):
 
 
 @pytest.fixture
-def browser_page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-        )
-        context = browser.new_context(
-            timezone_id="Asia/Shanghai", viewport={"width": 390, "height": 844}
-        )
-        page = context.new_page()
-        problems: list[str] = []
-        # Script errors and CSP violations; HTTP statuses are checked by the test itself.
-        page.on(
-            "console",
-            lambda message: (
-                message.type == "error"
-                and not message.text.startswith("Failed to load resource")
-                and problems.append(message.text)
-            ),
-        )
-        page.on("pageerror", lambda error: problems.append(str(error)))
-        yield page, problems
-        browser.close()
+def browser_page(browser):
+    """A tab of its own context in the worker's Chromium (conftest), with its problems."""
+    context = browser.new_context(
+        timezone_id="Asia/Shanghai", viewport={"width": 390, "height": 844}
+    )
+    problems: list[str] = []
+    return watched(context.new_page(), problems), problems
+
+
+def watched(page, problems: list[str]):
+    """`page`, its script errors and CSP violations going to `problems`.
+
+    HTTP statuses are checked by the tests themselves.
+    """
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error"
+            and not message.text.startswith("Failed to load resource")
+            and problems.append(message.text)
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return page
 
 
 def test_a_new_user_subscribes_confirms_edits_and_leaves(live_site, browser_page):

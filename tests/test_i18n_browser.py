@@ -5,8 +5,7 @@ Chinese site, a bilingual reader's manage page is in 简体中文 whatever the
 browser says, a form error comes back translated, and no page scrolls sideways."""
 
 import pytest
-from playwright.sync_api import sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, MEASURE, live_site  # noqa: F401 (fixture)
+from test_browser import MEASURE, live_site  # noqa: F401 (fixture)
 
 from newsletter import db, replace_settings
 from newsletter.models import Keyword, Subscriber, SubscriberStatus
@@ -18,16 +17,6 @@ WIDTHS = (390, 1280)
 def fits(page, label: str) -> list[str]:
     scroll, client, wide = page.evaluate(MEASURE)
     return [f"{label}: scrollWidth {scroll} > {client}: {wide}"] if scroll > client else []
-
-
-@pytest.fixture
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-        )
-        yield browser
-        browser.close()
 
 
 def new_page(browser, width: int, locale: str, javascript: bool = True):
