@@ -17,6 +17,8 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from email import policy
+from email.parser import BytesHeaderParser
 from urllib.parse import urlparse
 
 import pytest
@@ -141,7 +143,13 @@ def deliveries() -> list[Delivery]:
 
 
 def recipients(sink: SmtpSink) -> Counter:
-    return Counter(message["To"] for message in sink.messages())
+    """The To of each message the sink accepted, counted.
+
+    Read from the headers alone: parsing each whole digest (its HTML, text and
+    MIME parts) again at every count was a tenth of this file's CPU.
+    """
+    headers = BytesHeaderParser(policy=policy.default)
+    return Counter(headers.parsebytes(raw)["To"] for _, _, raw in list(sink.received))
 
 
 def assert_own_digest(message, subscriber: Subscriber, delivery: Delivery):
