@@ -10,14 +10,8 @@ from typing import Any
 
 from flask import Flask
 
-from newsletter.config import (
-    SETTING_NAMES,
-    config_warnings,
-    load_settings,
-    read_environment,
-    settings,
-)
-from newsletter.config_parsers import ConfigError
+# The settings (and SQLAlchemy, which parses DATABASE_URL) are imported by the
+# functions below, not here: `newsletter --help` imports this package and needs neither.
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +27,8 @@ def create_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     a dependency that is down ends it with one line naming the setting, not a
     traceback. Tests get the ConfigError.
     """
+    from newsletter.config import config_warnings, settings
+    from newsletter.config_parsers import ConfigError
     from newsletter.dependencies import check_dependencies
 
     app = None
@@ -68,6 +64,8 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
     A process (gunicorn, the CLI) also reads `.env` in its working directory;
     tests (`test_config`) do not, so a developer's `.env` never reaches them.
     """
+    from newsletter.config import SETTING_NAMES, load_settings, read_environment, settings
+
     environ = (
         dict(os.environ) if test_config is not None else read_environment(os.environ, Path.cwd())
     )
@@ -130,4 +128,6 @@ def build_app(test_config: dict | None = None, *, dev: bool = False) -> Flask:
 
 def replace_settings(app: Flask, **changes: Any) -> None:
     """Give `app` new settings with `changes` (tests)."""
+    from newsletter.config import settings
+
     app.extensions["settings"] = replace(settings(app), **changes)

@@ -4,6 +4,11 @@ The root group lives here; each command group has its own module (db, ingest,
 status, digest, translate, subscribers, bounces, processes, dev). Each command
 runs inside an app context made by `create_cli_app` (newsletter/cli/instance.py).
 The console script `newsletter` and `python -m newsletter.cli` both run `main`.
+
+The command modules import click and Flask's CLI only; each command imports
+the app's modules, the database layer and the pipeline stage it runs when it
+runs. So `newsletter --help` loads no SQLAlchemy, and `status` no sending,
+arXiv or translation code.
 """
 
 import click

@@ -3,9 +3,6 @@
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from newsletter.config import settings
-from worker import jobs
-
 
 @click.group("bounces", cls=AppGroup)
 def bounces_group() -> None:
@@ -17,6 +14,9 @@ def bounces_group() -> None:
 def bounces_poll_command() -> None:
     """Read the unseen reports in BOUNCE_IMAP_URL's mailbox now; print what each did."""
     import imaplib
+
+    from newsletter.config import settings
+    from worker import jobs
 
     if not settings().BOUNCE_IMAP_URL:
         raise click.ClickException("BOUNCE_IMAP_URL is not set: there is no mailbox to read")

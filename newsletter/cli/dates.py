@@ -9,10 +9,7 @@ from typing import Any
 
 import click
 
-from newsletter import db
-from newsletter.models import ListingDay
 from worker import calendar
-from worker.schedule import latest_complete_day
 
 LATEST_COMPLETE_HELP = "The listing date (default: the latest complete one)."
 
@@ -49,9 +46,14 @@ def not_listed_message(listing_date: date) -> str | None:
 
 def complete_listing_date(date_text: str | None) -> date:
     """The --date given, or the latest complete listing date; refuse one not ingested."""
-    session = db.session()
+    from newsletter import db
+    from newsletter.models import ListingDay
+
     listing_date = parse_date_option("--date", date_text)
     if listing_date is None:
+        # The RQ edge (and with it the whole pipeline): only when no date is given.
+        from worker.schedule import latest_complete_day
+
         listing_date = latest_complete_day()
         if listing_date is None:
             raise click.ClickException("no complete listing date yet; ingest one first")
@@ -59,7 +61,7 @@ def complete_listing_date(date_text: str | None) -> date:
     not_listed = not_listed_message(listing_date)
     if not_listed:
         raise click.ClickException(not_listed)
-    day = session.get(ListingDay, listing_date)
+    day = db.session().get(ListingDay, listing_date)
     if day is None or day.completed_at is None:
         raise click.ClickException(
             f"listing date {listing_date} is not completely ingested (see `newsletter status`)"

@@ -11,15 +11,8 @@ from collections.abc import Callable
 from datetime import date
 
 import click
-from werkzeug.serving import run_simple
 
-from newsletter import create_app, db, migrate
 from newsletter.cli.instance import DEV_SETTINGS, write_dev_marker
-from newsletter.config import settings
-from newsletter.models import ListingDay
-from worker.delivery.dispatch import dispatch_digests
-from worker.demo.load import load_demo
-from worker.schedule import POLL_INTERVAL_SECONDS, poll, queue_day, run_every
 
 
 @click.command("dev")
@@ -32,6 +25,13 @@ from worker.schedule import POLL_INTERVAL_SECONDS, poll, queue_day, run_every
 )
 def dev_command(host: str, port: int, live: bool) -> None:
     """Run everything in one process on embedded defaults: web, jobs, scheduler, outbox."""
+    from werkzeug.serving import run_simple
+
+    from newsletter import create_app, db, migrate
+    from newsletter.config import settings
+    from worker.demo.load import load_demo
+    from worker.schedule import POLL_INTERVAL_SECONDS, run_every
+
     os.environ.setdefault("BASE_URL", f"http://{host}:{port}")
     # Bilingual digests from the sample day's recorded translations, no API key.
     os.environ.setdefault("TRANSLATION_BACKEND", "recorded")
@@ -111,6 +111,11 @@ def emit(records: list[logging.LogRecord]) -> None:
 
 def dispatch_quietly(quiet: QuietSteps, listing_date: date) -> None:
     """The dev scheduler's dispatch of the demo day, logged only when it did something."""
+    from newsletter import db
+    from newsletter.models import ListingDay
+    from worker.delivery.dispatch import dispatch_digests
+    from worker.schedule import queue_day
+
     day = db.session().get(ListingDay, listing_date)
     if day is None or day.translated_at is None:
         queue_day(listing_date)  # the translation job first: rare, so logged as it is
@@ -132,6 +137,8 @@ def dispatch_quietly(quiet: QuietSteps, listing_date: date) -> None:
 
 def poll_quietly(quiet: QuietSteps) -> None:
     """The dev scheduler's arXiv poll (--live): its lines if it worked, one warning if not."""
+    from worker.schedule import poll
+
     log = logging.getLogger("newsletter.dev")
     quiet.hold()
     try:

@@ -5,17 +5,9 @@ The work is in worker/delivery/dispatch.py (which asks worker/digest/core.py).
 
 import click
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import select
 
-from newsletter import db
 from newsletter.cli.dates import complete_listing_date, date_option
 from newsletter.cli.progress import progress_report
-from newsletter.config import settings
-from newsletter.models import Subscriber
-from worker.delivery.dispatch import dispatch_digests
-from worker.delivery.preview import preview_digest
-from worker.delivery.smtp import DeliveryFailure
-from worker.schedule import queue_day
 
 
 @click.group("digest", cls=AppGroup)
@@ -30,9 +22,17 @@ def digest_group() -> None:
 @with_appcontext
 def digest_preview_command(email: str, date_text: str | None, as_html: bool) -> None:
     """Print EMAIL's digest of a listing date without sending it."""
+    from sqlalchemy import select
+
+    from newsletter import db
+    from newsletter.config import settings
+    from newsletter.models import Subscriber
 
     session = db.session()
     listing_date = complete_listing_date(date_text)
+    # The digest's renderer is loaded once the date is known to be one (a bad one is refused faster).
+    from worker.delivery.preview import preview_digest
+
     key = email.strip().casefold()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if subscriber is None:
@@ -60,6 +60,7 @@ def digest_send_command(date_text: str | None, to_workers: bool) -> None:
     hour has not come (or waiting for translations) are left for later.
     With --queue the workers send them instead (needs REDIS_URL).
     """
+    from newsletter.config import settings
 
     if to_workers and not settings().REDIS_URL:
         raise click.ClickException(
@@ -68,9 +69,14 @@ def digest_send_command(date_text: str | None, to_workers: bool) -> None:
         )
     listing_date = complete_listing_date(date_text)
     if to_workers:
+        from worker.schedule import queue_day
+
         queue_day(listing_date)
         click.echo(f"{listing_date}: queued for the workers (see `newsletter status --date`)")
         return
+    from worker.delivery.dispatch import dispatch_digests
+    from worker.delivery.smtp import DeliveryFailure
+
     try:
         with progress_report("sending digests") as progress:
             summary = dispatch_digests(listing_date, send_now=True, progress=progress)

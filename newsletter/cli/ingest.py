@@ -8,12 +8,7 @@ from flask.cli import with_appcontext
 
 from newsletter.cli.dates import date_option, parse_date_option
 from newsletter.cli.progress import progress_report
-from newsletter.config import settings
-from newsletter.db import utcnow
 from worker import calendar
-from worker.arxiv import backfill, ingest
-from worker.arxiv import store as ingest_store
-from worker.arxiv.items import ArxivError
 
 
 @click.command("ingest")
@@ -28,6 +23,11 @@ from worker.arxiv.items import ArxivError
 @with_appcontext
 def ingest_command(path: str | None, date_text: str | None, since_text: str | None) -> None:
     """Ingest arXiv announcements: the due listing date, a saved file, or a backfill."""
+    from newsletter.config import settings
+    from newsletter.db import utcnow
+    from worker.arxiv import backfill, ingest
+    from worker.arxiv import store as ingest_store
+    from worker.arxiv.items import ArxivError
 
     day = parse_date_option("--date", date_text)
     since = parse_date_option("--since", since_text)

@@ -12,8 +12,6 @@ import click
 from flask import Flask
 from flask.cli import NoAppException
 
-from newsletter.config_parsers import ConfigError
-
 # `newsletter dev` writes this into the instance folder: the settings it ran
 # with. Other commands in a shell with neither SECRET_KEY nor DATABASE_URL set
 # then work on that dev instance. A production process always has SECRET_KEY
@@ -48,6 +46,8 @@ def write_dev_marker(settings: dict[str, str]) -> Path:
 
 def use_dev_instance() -> Path | None:
     """Take the dev instance's settings into this process if `dev_marker` says so."""
+    from newsletter.config_parsers import ConfigError
+
     marker = dev_marker()
     if marker is None:
         return None
@@ -70,6 +70,7 @@ def create_cli_app():
     running command checks the database and Redis.
     """
     from newsletter import build_app
+    from newsletter.config_parsers import ConfigError
     from newsletter.dependencies import check_dependencies
 
     context = click.get_current_context(silent=True)

@@ -4,15 +4,14 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from newsletter.config import settings
-from worker.schedule import run_scheduler, run_worker
-
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 @with_appcontext
 def worker_command(burst: bool) -> None:
     """Run an RQ worker (needs REDIS_URL)."""
+    from newsletter.config import settings
+    from worker.schedule import run_worker
 
     if not settings().REDIS_URL:
         raise click.ClickException(
@@ -26,6 +25,8 @@ def worker_command(burst: bool) -> None:
 @with_appcontext
 def scheduler_command() -> None:
     """Run the one scheduler of the deployment: polls arXiv every 15 minutes (needs REDIS_URL)."""
+    from newsletter.config import settings
+    from worker.schedule import run_scheduler
 
     if not settings().REDIS_URL:
         raise click.ClickException("REDIS_URL is not set: `newsletter dev` has its own scheduler")

@@ -4,17 +4,33 @@ The work is in newsletter/subscriber_import.py (with subscriber_file.py) and
 newsletter/subscriber_admin.py; these commands parse options and print.
 """
 
+from collections.abc import Sequence
+
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from newsletter import db, subscriber_admin, subscription_forms
 from newsletter.cli.progress import progress_report
-from newsletter.config import settings
-from newsletter.models import SubscriberStatus
-from newsletter.subscriber_file import ImportFileError, Rejection, read_file
-from newsletter.subscriber_import import import_subscribers
-from worker import jobs
-from worker.queue import enqueue
+
+
+class StatusChoice(click.Choice):
+    """click's Choice of the subscriber statuses, read from the models when it is shown or used.
+
+    Not when the option is declared: that is at `newsletter --help`, which
+    would load SQLAlchemy for it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> Sequence[str]:
+        from newsletter.models import SubscriberStatus
+
+        return tuple(status.value for status in SubscriberStatus)
+
+    @choices.setter
+    def choices(self, _value: Sequence[str]) -> None:
+        pass  # click's __init__ sets the choices given; these are the models' own
 
 
 @click.group("subscribers", cls=AppGroup)
@@ -40,6 +56,11 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
     already subscribed are skipped. Without --confirmed each new address gets
     the confirmation email. Exits 1 if any row was refused.
     """
+    from newsletter import db, subscription_forms
+    from newsletter.config import settings
+    from newsletter.subscriber_file import ImportFileError, Rejection, read_file
+    from newsletter.subscriber_import import import_subscribers
+    from worker.queue import enqueue
 
     config = settings()
 
@@ -50,7 +71,7 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
         # As the sign-up view: after the commit that made the rows.
         if not confirmed:
             for subscriber_id in subscriber_ids:
-                enqueue(jobs.send_confirmation, subscriber_id)
+                enqueue("worker.jobs.send_confirmation", subscriber_id)
 
     try:
         with progress_report("importing rows") as progress:
@@ -80,6 +101,8 @@ def subscribers_import_command(path: str, confirmed: bool) -> None:
 @with_appcontext
 def subscribers_find_command(email: str) -> None:
     """Show EMAIL's status, settings, keywords and last deliveries."""
+    from newsletter import db, subscriber_admin
+
     session = db.session()
     try:
         subscriber = subscriber_admin.find_subscriber(session, email)
@@ -93,6 +116,8 @@ def subscribers_find_command(email: str) -> None:
 @with_appcontext
 def subscribers_suppress_command(email: str) -> None:
     """Send EMAIL no further mail (status blocklisted); a sign-up does not undo it."""
+    from newsletter import db, subscriber_admin
+
     try:
         click.echo(subscriber_admin.suppress_subscriber(db.session(), email))
     except subscriber_admin.AdminError as error:
@@ -106,6 +131,8 @@ def subscribers_suppress_command(email: str) -> None:
 def subscribers_delete_command(email: str, yes: bool) -> None:
     """Erase EMAIL as the manage page's "Erase my data" does, without its email: their
     keywords go, their sent digests stay as anonymous counts (asks first unless --yes)."""
+    from newsletter import db, subscriber_admin
+
     session = db.session()
     try:
         subscriber = subscriber_admin.find_subscriber(session, email)
@@ -129,7 +156,7 @@ def subscribers_delete_command(email: str, yes: bool) -> None:
     multiple=True,
     default=["confirmed"],
     show_default=True,
-    type=click.Choice([status.value for status in SubscriberStatus]),
+    type=StatusChoice(),
     help="Export subscribers with this status (repeat for several).",
 )
 @with_appcontext
@@ -139,6 +166,9 @@ def subscribers_export_command(path: str, statuses: tuple[str, ...]) -> None:
     The file has no status column: `subscribers import --confirmed` stores
     every row confirmed again.
     """
+    from newsletter import db, subscriber_admin
+    from newsletter.models import SubscriberStatus
+
     chosen = [SubscriberStatus(status) for status in statuses]
     try:
         count = subscriber_admin.export_subscribers(db.session(), path, chosen)
