@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import requests
-from conftest import empty_tables, free_port
+from conftest import TEMPLATES, empty_tables, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select
@@ -244,6 +244,7 @@ def fuzz_site(database_url, tmp_path_factory):
         "SIGNUP_LIMIT_PER_ADDRESS": 1_000_000,
     }
     app = create_app(config)
+    app.jinja_env.bytecode_cache = TEMPLATES  # the session's compiled pages, as conftest's `app`
     with app.app_context():
         load_demo(db.session())
         subscriber = Subscriber(

@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import Outbox, empty_tables
+from conftest import TEMPLATES, Outbox, empty_tables
+from flask import Flask
 from redis import Redis
 from rq import Queue
 from smtp_server import SmtpSink, run_smtp
@@ -27,6 +28,17 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 @pytest.fixture(autouse=True)
 def fresh_rate_limits():
     ratelimit.reset_local()
+
+
+def new_app(config: dict) -> Flask:
+    """An app of a test's own settings, with the session's compiled page templates.
+
+    As the `app` fixture's (tests/conftest.py): compiling them again was most of
+    making one.
+    """
+    app = create_app(config)
+    app.jinja_env.bytecode_cache = TEMPLATES
+    return app
 
 
 def csrf_from(client, url: str = "/") -> str:
@@ -445,7 +457,7 @@ def test_a_token_from_another_browser_session_is_refused(app, client):
 def test_a_form_on_the_https_site_needs_no_referer(config, database_url):
     """Every page says Referrer-Policy: no-referrer, so browsers post forms without one."""
     empty_tables(database_url)
-    app = create_app({**config, "BASE_URL": "https://digest.test"})
+    app = new_app({**config, "BASE_URL": "https://digest.test"})
     with app.app_context():
         client = app.test_client()
         page = client.get("/", base_url="https://digest.test").get_data(as_text=True)
@@ -499,7 +511,7 @@ def test_rate_limits_are_shared_by_every_web_process_through_redis(config, redis
     config.update(REDIS_URL=redis_url, SIGNUP_LIMIT_PER_ADDRESS=100, SIGNUP_LIMIT_PER_IP=3)
     answers = []
     for _ in range(2):
-        app = create_app(config)
+        app = new_app(config)
         with app.app_context():
             client = app.test_client()
             answers += [
@@ -518,7 +530,7 @@ def test_retry_after_counts_down_to_when_the_oldest_attempt_leaves_the_hour(
     if storage == "redis":
         config["REDIS_URL"] = request.getfixturevalue("redis_url")
     config.update(SIGNUP_LIMIT_PER_ADDRESS=1)
-    app = create_app(config)
+    app = new_app(config)
     with app.app_context():
         client = app.test_client()
         first = time.time()
@@ -560,7 +572,7 @@ def test_sign_up_takes_as_long_for_a_known_address_as_for_a_new_one(
     """The answer's timing must not tell whether an address is subscribed."""
     empty_tables(database_url)
     config.update(REDIS_URL=redis_url, SIGNUP_LIMIT_PER_IP=10_000, SIGNUP_LIMIT_PER_ADDRESS=10_000)
-    app = create_app(config)
+    app = new_app(config)
     rounds = 50
     with app.app_context():
         session = db.session()
@@ -643,7 +655,7 @@ def test_sign_up_takes_as_long_for_a_known_address_as_for_a_new_one(
 )
 def test_hsts_is_sent_when_the_site_is_https(config, database_url, base_url, hsts):
     empty_tables(database_url)
-    app = create_app({**config, "BASE_URL": base_url})
+    app = new_app({**config, "BASE_URL": base_url})
     with app.app_context():
         headers = app.test_client().get("/").headers
     app.extensions["db_engine"].dispose()
