@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -275,22 +276,60 @@ def test_the_database_lost_while_running_is_a_503_page(config, database_url, tmp
     app.extensions["db_engine"].dispose()
 
 
-def start_worker(env: dict[str, str], redis_url: str) -> subprocess.Popen:
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "newsletter.cli", "worker"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    connection = Redis.from_url(redis_url)
-    deadline = time.monotonic() + 30
-    while not Worker.all(connection=connection):
-        assert worker.poll() is None, worker.stdout.read()
-        assert time.monotonic() < deadline, "the worker did not start"
-        time.sleep(0.1)
-    connection.close()
-    return worker
+class WorkerProcess:
+    """`newsletter worker`, its log read line by line as it comes, so a test can await a line."""
+
+    def __init__(self, env: dict[str, str], redis_url: str):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter.cli", "worker"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.new_line = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        connection = Redis.from_url(redis_url)
+        deadline = time.monotonic() + 30
+        while not Worker.all(connection=connection):
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.1)
+        connection.close()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self.new_line:
+                self.lines.append(line)
+                self.new_line.notify_all()
+
+    def mark(self) -> int:
+        """Where the log is now: `await_line` looks at the lines after it."""
+        with self.new_line:
+            return len(self.lines)
+
+    def await_line(self, text: str, since: int, seconds: float) -> None:
+        """Return once a line of the log after `since` contains `text`."""
+        with self.new_line:
+            found = self.new_line.wait_for(
+                lambda: any(text in line for line in self.lines[since:]), seconds
+            )
+        assert found, f"no {text!r} in the worker's log within {seconds} s:\n{self.output()}"
+
+    def stop(self) -> str:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.reader.join(timeout=30)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return self.output()
+
+    def output(self) -> str:
+        with self.new_line:
+            return "".join(self.lines)
 
 
 def wait_for_subscriber(app, email: str, seconds: float) -> Subscriber | None:
@@ -310,11 +349,12 @@ def test_the_worker_waits_for_redis_and_goes_on_after_a_restart(
 ):
     """Redis is restarted twice: while the worker waits for a job, and while it runs one."""
     env = process_env(tmp_path, DATABASE_URL=database_url, REDIS_URL=private_redis.url)
-    worker = start_worker(env, private_redis.url)
+    worker = WorkerProcess(env, private_redis.url)
     try:
-        # Lost while waiting for a job.
+        # Lost while waiting for a job: RQ's wait notices, says so, and retries.
+        mark = worker.mark()
         private_redis.stop()
-        time.sleep(1.5)
+        worker.await_line("could not connect to Redis", mark, 30)
         private_redis.start()
         queue = Queue(QUEUE_NAME, connection=Redis.from_url(private_redis.url))
         queue.enqueue(register_sign_up, "first@example.org", SIGNUP_SETTINGS)
@@ -327,15 +367,16 @@ def test_the_worker_waits_for_redis_and_goes_on_after_a_restart(
         while job.get_status(refresh=True) != "started":
             assert time.monotonic() < deadline, "the job did not start"
             time.sleep(0.05)
+        mark = worker.mark()
         private_redis.stop()
-        time.sleep(3)
-        assert worker.poll() is None, "the worker exited when Redis went away"
+        # RQ quits its loop when the job ends without Redis; run_worker waits for it instead.
+        worker.await_line("Redis (REDIS_URL) unreachable, retrying", mark, 30)
+        assert worker.process.poll() is None, "the worker exited when Redis went away"
         private_redis.start()
         queue = Queue(QUEUE_NAME, connection=Redis.from_url(private_redis.url))
         queue.enqueue(register_sign_up, "second@example.org", SIGNUP_SETTINGS)
         assert wait_for_subscriber(app, "second@example.org", 60) is not None
-        assert worker.poll() is None
+        assert worker.process.poll() is None
     finally:
-        worker.terminate()
-        output = worker.communicate(timeout=30)[0]
+        output = worker.stop()
     assert "Traceback" not in output, output

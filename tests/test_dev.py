@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import DATA, free_port
-from playwright.sync_api import sync_playwright
-from test_browser import CHROMIUM, CHROMIUM_FLAGS
 
 # Settings a newcomer's shell does not have; the README's first command runs without them.
 UNSET = (
@@ -159,45 +157,38 @@ def test_the_dev_console_is_quiet_offline(dev, tmp_path):
     assert "dispatch 2026-05-29: 1 queued" in log
 
 
-def test_the_outbox_fits_the_screen_and_wraps_the_text_part_once(dev, tmp_path):
+def test_the_outbox_fits_the_screen_and_wraps_the_text_part_once(dev, tmp_path, browser):
     csv = tmp_path / "carol.csv"
     csv.write_text(SUBSCRIBERS.replace("alice", "carol"))
     assert cli(dev.env, "subscribers", "import", str(csv), "--confirmed").returncode == 0
     name = wait_for_digest(dev.instance, "carol@example.org").name
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+    for width in (1280, 390):
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        for path in ("/dev/outbox/", f"/dev/outbox/{name}", "/check-email"):
+            page.goto(dev.url + path)
+            scroll, client = page.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            )
+            assert scroll <= client, (path, width, scroll, client)
+        page.goto(f"{dev.url}/dev/outbox/{name}")
+        # One rendered line per line of the text part: the email's own wrapping, once.
+        lines, rendered = page.evaluate(
+            """() => {
+                const pre = document.querySelector('pre.text-part');
+                const style = getComputedStyle(pre);
+                const inner = pre.clientHeight - parseFloat(style.paddingTop)
+                    - parseFloat(style.paddingBottom);
+                return [pre.textContent.split('\\n').length,
+                        Math.round(inner / parseFloat(style.lineHeight))];
+            }"""
         )
-        try:
-            for width in (1280, 390):
-                page = browser.new_page(viewport={"width": width, "height": 800})
-                for path in ("/dev/outbox/", f"/dev/outbox/{name}", "/check-email"):
-                    page.goto(dev.url + path)
-                    scroll, client = page.evaluate(
-                        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-                    )
-                    assert scroll <= client, (path, width, scroll, client)
-                page.goto(f"{dev.url}/dev/outbox/{name}")
-                # One rendered line per line of the text part: the email's own wrapping, once.
-                lines, rendered = page.evaluate(
-                    """() => {
-                        const pre = document.querySelector('pre.text-part');
-                        const style = getComputedStyle(pre);
-                        const inner = pre.clientHeight - parseFloat(style.paddingTop)
-                            - parseFloat(style.paddingBottom);
-                        return [pre.textContent.split('\\n').length,
-                                Math.round(inner / parseFloat(style.lineHeight))];
-                    }"""
-                )
-                # (Rounding of the line height leaves a line or two over a thousand.)
-                assert lines - 2 <= rendered <= lines * 1.005 + 2, (width, lines, rendered)
-                page.close()
-            page = browser.new_page()
-            page.goto(dev.url + "/check-email")
-            page.click("text=dev outbox")
-            assert page.url == dev.url + "/dev/outbox/"
-        finally:
-            browser.close()
+        # (Rounding of the line height leaves a line or two over a thousand.)
+        assert lines - 2 <= rendered <= lines * 1.005 + 2, (width, lines, rendered)
+        page.close()
+    page = browser.new_page()
+    page.goto(dev.url + "/check-email")
+    page.click("text=dev outbox")
+    assert page.url == dev.url + "/dev/outbox/"
 
 
 def test_a_failed_live_poll_is_one_line(tmp_path):
