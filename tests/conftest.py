@@ -313,6 +313,8 @@ def chromium_session():
 def browser(chromium_session):
     """The worker's Chromium for one test; the contexts the test opened are closed after it."""
     chromium, loop = chromium_session
+    if not chromium.is_connected():
+        pytest.fail("the worker's Chromium is gone: it crashed or was killed in an earlier test")
     asyncio._set_running_loop(loop)
     try:
         yield chromium
