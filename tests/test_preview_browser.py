@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 from sqlalchemy import func, select
-from test_browser import WIDTHS, browser_page, live_site, overflows  # noqa: F401 (fixtures)
+from test_browser import WIDTHS, browser_page, live_site, overflows, watched  # noqa: F401 (fixtures)
 from test_preview import store_full_day
 
 from newsletter import db
@@ -107,14 +107,14 @@ def test_typing_shows_counts_without_a_page_load(live_site, browser_page, width)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_preview_button_without_javascript(live_site, browser_page, width):  # noqa: F811
+def test_preview_button_without_javascript(live_site, browser, width):  # noqa: F811
     app, base = live_site
-    page, problems = browser_page
     seed_day(app)
-    context = page.context.browser.new_context(
+    context = browser.new_context(
         java_script_enabled=False, viewport={"width": width, "height": 844}
     )
-    plain = context.new_page()
+    problems: list[str] = []  # CSP violations are reported without JavaScript too
+    plain = watched(context.new_page(), problems)
     plain.goto(base + "/")
     plain.fill("#email", "grace@example.org")
     plain.fill("#keywords", f"black hole\n{LONG}")
