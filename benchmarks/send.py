@@ -145,8 +145,8 @@ def prepared_messages(config: dict, count: int) -> list[tuple[str, bytes]]:
     from worker.delivery import ledger
     from worker.delivery.batch import Sender
     from worker.delivery.claims import claim_batch
-    from worker.delivery.day_cache import day_digest
     from worker.delivery.leases import LedgerConnection
+    from worker.digest.day_cache import day_digest
 
     app = create_app(config)
     with app.app_context():

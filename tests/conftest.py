@@ -53,6 +53,7 @@ from newsletter import create_app, db, feed_cache, ratelimit  # noqa: E402
 from newsletter.config import settings  # noqa: E402
 from newsletter.models import Base  # noqa: E402
 from worker.delivery import sending  # noqa: E402
+from worker.digest import day_cache  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -230,15 +231,19 @@ def prompt_claim_rechecks():
 
 @pytest.fixture(autouse=True)
 def fresh_process_state() -> None:
-    """Each test starts with no in-process rate-limit counts and no cached feed days.
+    """Each test starts with no in-process rate-limit counts and no cached days.
 
     A worker runs tests of any file in any order (see the module docstring):
     sign-ups counted by one test must not refuse the next one's, and the feed's
     listing days read by one test (cached for a minute per database URL, which
-    every test on the worker shares) must not hide the next one's.
+    every test on the worker shares) must not hide the next one's. Nor may a
+    DayDigest made under one test's settings serve the next test's drains and
+    digest pages (its key is the day's data, not the settings, which a
+    deployment's process never changes).
     """
     ratelimit.reset_local()
     feed_cache.clear_caches()
+    day_cache.DAYS.clear()
 
 
 @pytest.fixture

@@ -21,12 +21,13 @@ from newsletter.config import Settings
 from newsletter.db import utcnow
 from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.tokens import subscriber_links
-from worker.delivery import day_cache, ledger
+from worker.delivery import ledger
 from worker.delivery.claims import Claim
 from worker.delivery.leases import Heartbeat, LedgerConnection
 from worker.delivery.mail import Mailer
 from worker.delivery.mime import DigestMime, SegmentCache
 from worker.delivery.smtp import PermanentFailure, SetupFailure, TemporaryFailure
+from worker.digest import day_cache
 from worker.digest.core import DayDigest, Reader
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ only what was made since. Cyclic garbage that had already aged into the old
 generation is frozen with it, so every FULL_EVERY batches everything is
 unfrozen and collected once; when the drain ends everything is handed back
 to the collector (`gc.unfreeze`), so a day dropped later
-(worker/delivery/day_cache.py) is collected as before.
+(worker/digest/day_cache.py) is collected as before.
 
 Measured (benchmarks/README.md, render): a full `gc.collect()` before each
 freeze cost more than it saved (~0.03 ms per digest, walking each batch's

@@ -45,12 +45,12 @@ from newsletter.models import (
 )
 from worker.delivery import claims, weekly
 from worker.delivery.batch import SendSummary
-from worker.delivery.day_cache import day_digest
 from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
 from worker.delivery.rows import insert_statement, new_rows, rows_made
 from worker.delivery.sending import drain_day
 from worker.digest.core import DayDigest, Reader
+from worker.digest.day_cache import day_digest
 from worker.queue import enqueue, redis_connection
 
 log = logging.getLogger(__name__)

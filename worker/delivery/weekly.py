@@ -7,7 +7,7 @@ date it covers. The ledger stays one row per subscriber per listing date: a
 weekly row is keyed by the listing date it is made for (its last) and stores
 `first_listing_date`; its sections are fixed at dispatch like a daily row's,
 and sending renders it with the DayDigest of that range
-(worker/delivery/day_cache.py).
+(worker/digest/day_cache.py).
 
 Decisions (issue 12 item 2):
 - A weekly digest is made on the subscriber's weekday (0 = Monday, their

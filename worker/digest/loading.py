@@ -1,6 +1,6 @@
 """A listing date's rows as a digest reads them: its papers, its late papers, their translations and TL;DRs.
 
-Used by worker/digest/core.py (`DayDigest.load`), worker/delivery/day_cache.py
+Used by worker/digest/core.py (`DayDigest.load`), worker/digest/day_cache.py
 (one day per process) and worker/delivery/late.py (the look-back window). Which
 papers count as late, and why a digest carries them, is worker/digest/core.py's
 module docstring; this module only reads them.

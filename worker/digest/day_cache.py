@@ -1,11 +1,13 @@
-"""The day's DayDigest, made once per process and reused by every drain and dispatch.
+"""The day's DayDigest, made once per process and reused by every drain, dispatch and page view.
 
-Used by worker/delivery/sending.py (each drain job) and
-worker/delivery/dispatch.py (matching each page of subscribers). A DayDigest
-holds the day's papers, the fragments rendered once per paper and the match
-cache, so a worker process keeps the last DAYS_KEPT of them and makes a new
-one only when the day changed under it: its translations came, or a late
-paper was stored since.
+Used by worker/delivery/sending.py (each drain job),
+worker/delivery/dispatch.py (matching each page of subscribers) and the
+digest's web page (newsletter/digests.py, every view). A DayDigest holds the
+day's papers, the fragments rendered once per paper and the match cache, so a
+process keeps the last DAYS_KEPT of them and makes a new one only when the day
+changed under it: its translations (and TL;DRs, written before translated_at)
+came, or a late paper was stored since. A DayDigest is not safe to use from two
+threads at once: a threaded caller serializes its use.
 """
 
 from datetime import date
