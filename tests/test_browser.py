@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_FLAGS, Outbox, empty_tables, free_port  # noqa: F401 (test_dev's)
+from conftest import Outbox, empty_tables, free_port
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.serving import make_server
