@@ -28,11 +28,20 @@ def wrap_text(text: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
     has no spaces, breaks between any two characters, except that no line
     starts with closing punctuation or ends with an opening bracket.
     """
-    if len(text) <= max(width - len(indent), 20) and _fits(text):
+    if unwrapped(text, len(indent), width):
         # Most calls (keyword headings, "Matched:" lines) are one short line:
         # the general loop would return it as it is.
         return indent + text
     return _wrap(text, indent, width)
+
+
+def unwrapped(text: str, indent: int = 0, width: int = TEXT_WIDTH) -> bool:
+    """Whether `wrap_text` returns `text` as it is after an indent of `indent` characters.
+
+    Also what lets worker/digest/keyword_pieces.py fill a keyword into a text
+    macro's output instead of rendering the macro per line.
+    """
+    return len(text) <= max(width - indent, 20) and _fits(text)
 
 
 def _fits(text: str) -> bool:
