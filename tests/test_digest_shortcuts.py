@@ -17,7 +17,14 @@ import emails
 from newsletter.locales import LOCALES
 from worker.digest.chrome import COUNTS, DigestChrome
 from worker.digest.header import header_dates, header_values, summary_values
-from worker.digest.highlight import phrase_tokens, text_tokens
+from worker.digest.highlight import (
+    line_needles,
+    line_search,
+    needle_tokens,
+    phrase_tokens,
+    search_tokens,
+    text_tokens,
+)
 from worker.digest.keyword_pieces import (
     KeywordCache,
     fill_line,
@@ -203,3 +210,22 @@ def test_header_counts_filled_equal_rendered(papers, full, locale, full_page, ti
     rendered = str(html.summary(view_url=values["view_url"], **summary_values(header)))
     assert "".join(summary) == rendered
     assert size == len(rendered.encode())
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["graph", "graphs", "grapheme", "gr", "neural", "net", "nets", "a", "as"]),
+        max_size=40,
+    ),
+    st.lists(st.sampled_from(["graph", "graphs", "neural net", "net", "a", "gr"]), max_size=3),
+)
+def test_search_by_shared_prefix_finds_what_each_needle_finds(words, lines):
+    """search_tokens (the needles' shared prefix found once per place) against needle_tokens."""
+    stream = text_tokens(" ".join(words)).stream
+    for line in lines:
+        search = line_search.__wrapped__(line)
+        assert search[1] == line_needles(line)
+        assert sorted(search_tokens(stream, search)) == sorted(needle_tokens(stream, search[1]))
+    # A singular and its plural share a prefix; found together, marked alike.
+    assert line_search.__wrapped__("graph")[0] == "\x01graph"

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
-from worker.digest.chrome import COUNTS
+from worker.digest.chrome import COUNTS, count_values
 from worker.digest.entries import Listing
 from worker.digest.fragments import DayFragments, FullEntry
 from worker.digest.header import (
@@ -154,7 +154,7 @@ def _html(
             size += _html_entries(out, fragments, keywords, plan, numbers, lines, view_url, full)
         elif name == "summary":
             piece = fragments.chrome.summary(summary_values(header))
-            values = {**links, **_count_values(header)}
+            values = {**links, **count_values(header)}
             size += fill(out, piece, *(values[hole] for hole in piece.holes))
         elif name == "section_links":
             for n, section in enumerate(plan, start=1):
@@ -293,11 +293,6 @@ def _text_entries(
                 fill_text(out, listing.numbered_above_text, item.first_keyword, str(number))
         piece = fragments.chrome.section_end_text(section.anchor, section.hidden, section.above)
         fill_text(out, piece, *([view_url] * len(piece.holes)))
-
-
-def _count_values(header: dict) -> dict[str, Sized]:
-    """The header's counts as the HTML's holes take them (DigestChrome.summary)."""
-    return {name: sized(str(escape(header[name]))) for name in COUNTS}
 
 
 @lru_cache(maxsize=256)

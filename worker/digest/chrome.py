@@ -11,6 +11,8 @@ in the day's small LRU (worker/digest/pieces.py), keyed by what they show.
 from collections.abc import Mapping
 from functools import cached_property
 
+from markupsafe import escape
+
 import emails
 from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
 
@@ -149,3 +151,8 @@ def _count_holes(header: Mapping[str, object]) -> dict[str, object]:
         "full_count": hole("paper_count" if equal else "full_count"),
         "papers_word": hole("papers_word"),
     }
+
+
+def count_values(header: Mapping[str, object]) -> dict[str, Sized]:
+    """The header's counts as the header line's holes take them (escaped, sized)."""
+    return {name: sized(str(escape(header[name]))) for name in COUNTS}

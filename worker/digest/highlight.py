@@ -7,6 +7,7 @@ tokenizer are worker/digest/matching.py's.
 """
 
 import functools
+import os
 import re
 import sys
 from array import array
@@ -101,6 +102,42 @@ def line_needles(line: str) -> tuple[Needle, ...]:
     if len(line) <= MAX_LINE_LENGTH and _PLAIN_LINE.fullmatch(line):
         return variant_needles(Phrase(tuple(line.lower().split())).variants())
     return variant_needles(line_variants(line))
+
+
+# Needles that share a prefix this long or longer (a word's singular and
+# plural: "\x01diffusion\x01", "\x01diffusions\x01") are searched for together.
+_SHARED = 3
+
+
+@functools.lru_cache(maxsize=65536)  # as line_variants
+def line_search(line: str) -> tuple[str, tuple[Needle, ...]]:
+    """What `search_tokens` looks for in a text for this line: its needles' shared prefix ("": none), its needles."""
+    needles = line_needles(line)
+    prefix = os.path.commonprefix([needle for needle, _ in needles]) if needles else ""
+    return (prefix if len(prefix) >= _SHARED else "", needles)
+
+
+def search_tokens(stream: str, search: tuple[str, tuple[Needle, ...]]) -> list[tuple[int, int]]:
+    """`needle_tokens` of the needles of `line_search`, maybe in another order.
+
+    Their shared prefix is found once per place in `stream` (one scan of the
+    text, not one per needle: most lines' plural is in no text), and the
+    words before it are counted on from the previous place.
+    """
+    prefix, needles = search
+    if not prefix:
+        return needle_tokens(stream, needles)
+    found = []
+    first = counted = 0
+    at = stream.find(prefix)
+    while at != -1:
+        for needle, extra in needles:
+            if stream.startswith(needle, at):
+                first += stream.count(_SEP, counted, at)
+                counted = at
+                found.append((first, first + extra))
+        at = stream.find(prefix, at + 1)
+    return found
 
 
 def needle_tokens(stream: str, needles: Iterable[Needle]) -> list[tuple[int, int]]:

@@ -11,7 +11,14 @@ and slices of the escaped text.
 from typing import NamedTuple
 
 from worker.digest.entries import PaperEntry
-from worker.digest.highlight import Needle, TextTokens, line_needles, needle_tokens, text_tokens
+from worker.digest.highlight import (
+    Needle,
+    TextTokens,
+    line_needles,
+    line_search,
+    search_tokens,
+    text_tokens,
+)
 from worker.digest.marks import EscapedText, escaped_text, mark_tokens
 from worker.digest.pieces import NOTHING, Sized
 
@@ -36,9 +43,9 @@ class PaperTexts:
                 _text(entry.abstract, entry.abs_url),
             )
         # Order and repeats of lines do not matter: what they find is merged.
-        needles = line_needles(lines[0]) if len(lines) == 1 else _needles(lines)
-        title = _marked(texts[0], needles)
-        return (title, NOTHING) if title_only else (title, _marked(texts[1], needles))
+        search = line_search(lines[0]) if len(lines) == 1 else ("", _needles(lines))
+        title = _marked(texts[0], search)
+        return (title, NOTHING) if title_only else (title, _marked(texts[1], search))
 
 
 class _Text(NamedTuple):
@@ -55,9 +62,9 @@ def _text(text: str, url: str | None = None) -> _Text:
     return _Text(tokens, escaped, Sized(escaped.html, escaped.size))
 
 
-def _marked(text: _Text, needles: tuple[Needle, ...]) -> Sized:
-    """The text with what `needles` find in <mark> (the same object as before where they find nothing)."""
-    found = needle_tokens(text.tokens.stream, needles)
+def _marked(text: _Text, search: tuple[str, tuple[Needle, ...]]) -> Sized:
+    """The text with what `search` finds in <mark> (the same object as before where it finds nothing)."""
+    found = search_tokens(text.tokens.stream, search)
     return Sized(*mark_tokens(text.escaped, found)) if found else text.plain
 
 
