@@ -33,7 +33,7 @@ from worker.digest.keyword_pieces import (
     matched_pieces,
 )
 from worker.digest.matching import tokenize
-from worker.digest.pieces import LRU, fill, fill_hole, fill_text, fragment, sized
+from worker.digest.pieces import LRU, escaped, fill, fill_hole, fill_text, fragment, sized
 from worker.digest.text import _tokens, _width, limit_lines, wrap_text
 
 _CHARS = st.sampled_from(
@@ -229,3 +229,9 @@ def test_search_by_shared_prefix_finds_what_each_needle_finds(words, lines):
         assert sorted(search_tokens(stream, search)) == sorted(needle_tokens(stream, search[1]))
     # A singular and its plural share a prefix; found together, marked alike.
     assert line_search.__wrapped__("graph")[0] == "\x01graph"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(list("ab/:?=#&<>\"'é中 %\x00")), max_size=40))
+def test_escaped_equals_markupsafe(text):
+    assert escaped(text) == str(escape(text))

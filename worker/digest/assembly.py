@@ -36,7 +36,7 @@ from worker.digest.layout import (
     refit_plan,
     settle_plan,
 )
-from worker.digest.pieces import NOTHING, Sized, fill, fill_text, sized
+from worker.digest.pieces import NOTHING, Sized, escaped, fill, fill_text, sized
 from worker.digest.text import limit_lines
 
 # Links are measured at the length of the placeholder links that shared
@@ -86,7 +86,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     lines = {i: tuple(keywords) for i, keywords in matched.items()}
     plan = plan_sections(request.sections, entries, request.max_per_keyword)
     links = {
-        name: Sized(str(escape(url)), _LINK_SIZES.get(name, len(url.encode())))
+        name: Sized(escaped(url), _LINK_SIZES.get(name, len(url.encode())))
         for name, url in request.links.items()
     }
     dates = header_dates(
@@ -98,10 +98,10 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         fragments.locale,
     )
     # This digest's keyword lines, looked up once (each is used several times).
-    keywords = {
-        keyword: fragments.keyword(keyword)
-        for keyword in (*request.keywords, *(keyword for keyword, _ in request.sections))
-    }
+    keywords = {keyword: fragments.keyword(keyword) for keyword in request.keywords}
+    for keyword, _ in request.sections:
+        if keyword not in keywords:
+            keywords[keyword] = fragments.keyword(keyword)
     if not full_page:
         fit_plan(plan)
     plan, numbers = settle_plan(plan)
@@ -126,7 +126,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
                 fragments, keywords, request, header, preview, plan, numbers, lines, links, full
             )
     text = _text(fragments, keywords, request, header, plan, numbers, lines, full)
-    if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
+    if max(map(len, (*request.keywords, *request.links.values())), default=0) > _SAFE_VALUE:
         text = [limit_lines("".join(text))]
     return Digest(subject_line(fragments, header, preview), tuple(text), tuple(html))
 
