@@ -15,6 +15,7 @@ from markupsafe import escape
 
 import emails
 from newsletter.locales import LOCALES
+from worker.digest import highlight
 from worker.digest.chrome import COUNTS, DigestChrome
 from worker.digest.header import header_dates, header_values, summary_values
 from worker.digest.highlight import (
@@ -235,3 +236,14 @@ def test_search_by_shared_prefix_finds_what_each_needle_finds(words, lines):
 @given(st.text(st.sampled_from(list("ab/:?=#&<>\"'é中 %\x00")), max_size=40))
 def test_escaped_equals_markupsafe(text):
     assert escaped(text) == str(escape(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["{", "}", "word", "{x}", " ", 'G\\"{o}del', "$a$", ".", "é"])))
+def test_text_tokens_trim_braces_only_where_a_word_has_them(parts):
+    """text_tokens' word offsets equal _start/_end's on every token (their fast path skips those)."""
+    text = "".join(parts)
+    tokens = tokenize(text)
+    found = text_tokens(text)
+    assert list(found.starts) == [highlight._start(text, token) for token in tokens]
+    assert list(found.ends) == [highlight._end(text, token) for token in tokens]

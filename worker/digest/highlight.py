@@ -44,11 +44,13 @@ class TextTokens(NamedTuple):
 def text_tokens(text: str) -> TextTokens:
     """`text` tokenized once, for any number of `phrase_spans` calls."""
     tokens = tokenize(text)
-    return TextTokens(
-        _SEP + _SEP.join(word for word, _, _ in tokens) + _SEP,
-        array("l", (_start(text, token) for token in tokens)),
-        array("l", (_end(text, token) for token in tokens)),
-    )
+    starts, ends = array("l"), array("l")
+    for token in tokens:
+        _, start, end = token
+        # Most words have no TeX brace to trim: no slicing then.
+        starts.append(_start(text, token) if text.startswith("{", start) else start)
+        ends.append(_end(text, token) if text.endswith("}", start, end) else end)
+    return TextTokens(_SEP + _SEP.join(word for word, _, _ in tokens) + _SEP, starts, ends)
 
 
 @functools.lru_cache(maxsize=65536)  # a day has ~30,000 distinct lines; each is tiny
