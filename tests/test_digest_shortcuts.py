@@ -247,3 +247,17 @@ def test_text_tokens_trim_braces_only_where_a_word_has_them(parts):
     found = text_tokens(text)
     assert list(found.starts) == [highlight._start(text, token) for token in tokens]
     assert list(found.ends) == [highlight._end(text, token) for token in tokens]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "word", "x" * 19, "y" * 75, "z" * 230, "é", "·", "(1)"]), min_size=1
+    ),
+    st.sampled_from(["", "    "]),
+    st.sampled_from([20, 30, 76]),
+)
+def test_wrap_text_of_single_spaced_words_equals_the_loop(words, indent, width):
+    """wrap_text's fill of words between single spaces (_fill_words) against the plain loop."""
+    text = " ".join(words)
+    assert wrap_text.__wrapped__(text, indent, width) == _plain_wrap(text, indent, width)
