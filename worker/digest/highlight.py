@@ -1,9 +1,11 @@
 """Which words of a title or abstract a reader's keyword lines highlight (pure, no I/O).
 
-Run by the digest renderer (worker/digest/fragments.py, marks.py):
-`text_tokens` once per title or abstract, then `phrase_spans` or `phrase_tokens`
-per keyword line (`highlight_spans` for one text). The keyword syntax and the
-tokenizer are worker/digest/matching.py's.
+Run by the digest renderer (worker/digest/paper_texts.py, marks.py):
+`text_tokens` once per title or abstract, then `search_tokens` with a line's
+`line_search` (or `needle_tokens` with several lines' needles) per keyword
+line; `phrase_spans`, `phrase_tokens` and `highlight_spans` (one text) do the
+same from word variants. The keyword syntax and the tokenizer are
+worker/digest/matching.py's.
 """
 
 import functools
