@@ -27,21 +27,21 @@ class Counted(NamedTuple):
     last_link: Fragment
 
 
-class CountShapes(NamedTuple):
-    """The keyword macros of a section's pieces for one paper count, as shapes (None: render)."""
-
-    heading_html: Fragment | None
-    heading_text: "LineShape | None"
-    link: Fragment | None
-    last_link: Fragment | None
-
-
 # Renders a keyword macro with the given keyword (a hole, a probe or the line itself).
 Render = Callable[[str], str]
 Shapes = Callable[[tuple, Render], Fragment | None]
 # A text macro's output before and after the keyword (`line_shape`).
 LineShape = tuple[str, str]
 LineShapes = Callable[[tuple, Render], LineShape | None]
+
+
+class CountShapes(NamedTuple):
+    """The keyword macros of a section's pieces for one paper count, as shapes (None: render)."""
+
+    heading_html: Fragment | None
+    heading_text: LineShape | None
+    link: Fragment | None
+    last_link: Fragment | None
 
 
 class KeywordPieces:
