@@ -1,9 +1,13 @@
 """The render's shortcuts give what the plain ways give (worker/digest/text.py, highlight.py, fragments.py).
 
-Each shortcut (short-line and regex wrapping, phrase search in a joined
-string, keyword macros filled instead of rendered) is compared with the plain
-computation on generated input, including the characters that make them differ
-if done wrong: Unicode spaces, double-width characters, separators, markup.
+Each shortcut (short-line, regex and word-by-word wrapping, phrase search in
+a joined string and by a shared prefix, keyword macros filled instead of
+rendered, wrapping text macros filled where the line does not wrap, the
+header's counts as holes, links escaped without Markup, braces trimmed only
+where a word has one, sections kept as they are when all their papers are on
+the day) is compared with the plain computation on generated input, including
+the characters that make them differ if done wrong: Unicode spaces,
+double-width characters, separators, markup.
 """
 
 from datetime import UTC, date, datetime
@@ -12,11 +16,14 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
+from test_digest import make_paper
 
 import emails
+from newsletter.config import load_settings
 from newsletter.locales import LOCALES
 from worker.digest import highlight
 from worker.digest.chrome import COUNTS, DigestChrome
+from worker.digest.core import DayDigest
 from worker.digest.header import header_dates, header_values, summary_values
 from worker.digest.highlight import (
     line_needles,
@@ -261,3 +268,21 @@ def test_wrap_text_of_single_spaced_words_equals_the_loop(words, indent, width):
     """wrap_text's fill of words between single spaces (_fill_words) against the plain loop."""
     text = " ".join(words)
     assert wrap_text.__wrapped__(text, indent, width) == _plain_wrap(text, indent, width)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["graph", "policy", "x"]),
+            st.lists(st.sampled_from(["2401.00001", "2401.00002", "2401.00003", "gone.1"])),
+        ),
+        max_size=5,
+    )
+)
+def test_current_sections_equal_the_filtered_ones(sections):
+    """DayDigest.current's check in C (every paper still on the day) against the filter."""
+    papers = {i: make_paper(i) for i in ("2401.00001", "2401.00002", "2401.00003")}
+    day = DayDigest.from_rows(date(2024, 11, 28), papers, {}, load_settings({}, ".", dev=True))
+    kept = [(keyword, [i for i in ids if i in papers]) for keyword, ids in sections]
+    assert day.current(sections) == [(keyword, ids) for keyword, ids in kept if ids]

@@ -11,10 +11,8 @@ in the day's small LRU (worker/digest/pieces.py), keyed by what they show.
 from collections.abc import Mapping
 from functools import cached_property
 
-from markupsafe import escape
-
 import emails
-from worker.digest.pieces import LRU, Fragment, Sized, fragment, hole, sized
+from worker.digest.pieces import LRU, Fragment, Sized, escaped, fragment, hole, sized
 
 _LINKS = ("manage_url", "unsubscribe_url", "one_click_url", "view_url", "feed_url")
 _SKELETON_HOLES = (
@@ -155,4 +153,10 @@ def _count_holes(header: Mapping[str, object]) -> dict[str, object]:
 
 def count_values(header: Mapping[str, object]) -> dict[str, Sized]:
     """The header's counts as the header line's holes take them (escaped, sized)."""
-    return {name: sized(str(escape(header[name]))) for name in COUNTS}
+    papers, full = str(header["paper_count"]), str(header["full_count"])
+    # The counts are numbers (ASCII, nothing to escape); the word is the catalogue's.
+    return {
+        "paper_count": Sized(papers, len(papers)),
+        "full_count": Sized(full, len(full)),
+        "papers_word": sized(escaped(str(header["papers_word"]))),
+    }
