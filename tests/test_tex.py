@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.arxiv.feeds import parse_feed
+from worker.digest import tex
 from worker.digest.tex import tex_to_text
 from worker.digest.tex_symbols import SYMBOLS_FILE, symbol_tables
 
@@ -215,3 +216,23 @@ def test_symbol_tables_hold_what_the_converter_expects():
     for scripts in (tables.superscripts, tables.subscripts):
         assert all(len(key) == 1 and len(value) == 1 for key, value in scripts.items())
     assert set(tables.letterlike) <= set(tables.math_alphabets.values())
+
+
+# The run of plain characters copied in one slice (tex._PLAIN) -----------------
+
+TEX_WORDS = st.sampled_from(
+    [r"\alpha", r"\textbf{", r"{\em ", r"\'e", r"\cite{x}", "$", "$$", "~", "``", "''", "'", "`"]
+    + ["{", "}", "-", "--", "^2", "_i", " ", "word", "é", "中", "\n", r"\(", r"\)", r"\%"]
+    + [r"\footnote{", r"\url{", "\u00a0", "\t", r"\~{}", r"\textasciitilde{}"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(TEX_WORDS, max_size=30).map("".join) | st.text(alphabet=TEX_ALPHABET, max_size=80))
+def test_plain_runs_copied_at_once_equal_the_loop_per_character(source):
+    fast = tex.tex_to_text(source)
+    plain, tex._PLAIN = tex._PLAIN, re.compile(r"(?!)")  # never matches: one character a turn
+    try:
+        assert tex.tex_to_text(source) == fast
+    finally:
+        tex._PLAIN = plain

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
+from worker.digest.chrome import COUNTS, count_values
 from worker.digest.entries import Listing
 from worker.digest.fragments import DayFragments, FullEntry
 from worker.digest.header import (
@@ -35,7 +36,7 @@ from worker.digest.layout import (
     refit_plan,
     settle_plan,
 )
-from worker.digest.pieces import NOTHING, Sized, fill, fill_text, sized
+from worker.digest.pieces import NOTHING, Sized, escaped, fill, fill_text, sized
 from worker.digest.text import limit_lines
 
 # Links are measured at the length of the placeholder links that shared
@@ -85,7 +86,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     lines = {i: tuple(keywords) for i, keywords in matched.items()}
     plan = plan_sections(request.sections, entries, request.max_per_keyword)
     links = {
-        name: Sized(str(escape(url)), _LINK_SIZES.get(name, len(url.encode())))
+        name: Sized(escaped(url), _LINK_SIZES.get(name, len(url.encode())))
         for name, url in request.links.items()
     }
     dates = header_dates(
@@ -97,10 +98,10 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
         fragments.locale,
     )
     # This digest's keyword lines, looked up once (each is used several times).
-    keywords = {
-        keyword: fragments.keyword(keyword)
-        for keyword in (*request.keywords, *(keyword for keyword, _ in request.sections))
-    }
+    keywords = {keyword: fragments.keyword(keyword) for keyword in request.keywords}
+    for keyword, _ in request.sections:
+        if keyword not in keywords:
+            keywords[keyword] = fragments.keyword(keyword)
     if not full_page:
         fit_plan(plan)
     plan, numbers = settle_plan(plan)
@@ -125,7 +126,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
                 fragments, keywords, request, header, preview, plan, numbers, lines, links, full
             )
     text = _text(fragments, keywords, request, header, plan, numbers, lines, full)
-    if any(len(value) > _SAFE_VALUE for value in (*request.keywords, *request.links.values())):
+    if max(map(len, (*request.keywords, *request.links.values())), default=0) > _SAFE_VALUE:
         text = [limit_lines("".join(text))]
     return Digest(subject_line(fragments, header, preview), tuple(text), tuple(html))
 
@@ -153,7 +154,8 @@ def _html(
             size += _html_entries(out, fragments, keywords, plan, numbers, lines, view_url, full)
         elif name == "summary":
             piece = fragments.chrome.summary(summary_values(header))
-            size += fill(out, piece, *(links[hole] for hole in piece.holes))
+            values = {**links, **count_values(header)}
+            size += fill(out, piece, *(values[hole] for hole in piece.holes))
         elif name == "section_links":
             for n, section in enumerate(plan, start=1):
                 counted = keywords[section.keyword].counted(section.count)
@@ -252,6 +254,8 @@ def _text(
             _text_entries(out, fragments, keywords, plan, numbers, lines, view_url, full)
         elif name == "keyword_list":
             out.extend(keywords[keyword].footer_text for keyword in request.keywords)
+        elif name in COUNTS:
+            out.append(str(header[name]))
         else:
             out.append(request.links[name])
     out.append(skeleton.parts[-1])

@@ -244,6 +244,10 @@ class DayDigest:
         A paper re-announced on a later date moves there. Late papers (loaded
         with the day) stay.
         """
+        contains = self.papers.__contains__
+        # Most rows name only papers still on the day: checked in C, copied as they are.
+        if all(ids and all(map(contains, ids)) for _, ids in sections):
+            return [(keyword, list(ids)) for keyword, ids in sections]
         kept = [(keyword, [i for i in ids if i in self.papers]) for keyword, ids in sections]
         return [(keyword, ids) for keyword, ids in kept if ids]
 

@@ -1,12 +1,15 @@
 """Which words of a title or abstract a reader's keyword lines highlight (pure, no I/O).
 
-Run by the digest renderer (worker/digest/fragments.py, marks.py):
-`text_tokens` once per title or abstract, then `phrase_spans` or `phrase_tokens`
-per keyword line (`highlight_spans` for one text). The keyword syntax and the
-tokenizer are worker/digest/matching.py's.
+Run by the digest renderer (worker/digest/paper_texts.py, marks.py):
+`text_tokens` once per title or abstract, then `search_tokens` with a line's
+`line_search` (or `needle_tokens` with several lines' needles) per keyword
+line; `phrase_spans`, `phrase_tokens` and `highlight_spans` (one text) do the
+same from word variants. The keyword syntax and the tokenizer are
+worker/digest/matching.py's.
 """
 
 import functools
+import os
 import re
 import sys
 from array import array
@@ -43,11 +46,13 @@ class TextTokens(NamedTuple):
 def text_tokens(text: str) -> TextTokens:
     """`text` tokenized once, for any number of `phrase_spans` calls."""
     tokens = tokenize(text)
-    return TextTokens(
-        _SEP + _SEP.join(word for word, _, _ in tokens) + _SEP,
-        array("l", (_start(text, token) for token in tokens)),
-        array("l", (_end(text, token) for token in tokens)),
-    )
+    starts, ends = array("l"), array("l")
+    for token in tokens:
+        _, start, end = token
+        # Most words have no TeX brace to trim: no slicing then.
+        starts.append(_start(text, token) if text.startswith("{", start) else start)
+        ends.append(_end(text, token) if text.endswith("}", start, end) else end)
+    return TextTokens(_SEP + _SEP.join(word for word, _, _ in tokens) + _SEP, starts, ends)
 
 
 @functools.lru_cache(maxsize=65536)  # a day has ~30,000 distinct lines; each is tiny
@@ -101,6 +106,42 @@ def line_needles(line: str) -> tuple[Needle, ...]:
     if len(line) <= MAX_LINE_LENGTH and _PLAIN_LINE.fullmatch(line):
         return variant_needles(Phrase(tuple(line.lower().split())).variants())
     return variant_needles(line_variants(line))
+
+
+# Needles that share a prefix this long or longer (a word's singular and
+# plural: "\x01diffusion\x01", "\x01diffusions\x01") are searched for together.
+_SHARED = 3
+
+
+@functools.lru_cache(maxsize=65536)  # as line_variants
+def line_search(line: str) -> tuple[str, tuple[Needle, ...]]:
+    """What `search_tokens` looks for in a text for this line: its needles' shared prefix ("": none), its needles."""
+    needles = line_needles(line)
+    prefix = os.path.commonprefix([needle for needle, _ in needles]) if needles else ""
+    return (prefix if len(prefix) >= _SHARED else "", needles)
+
+
+def search_tokens(stream: str, search: tuple[str, tuple[Needle, ...]]) -> list[tuple[int, int]]:
+    """`needle_tokens` of the needles of `line_search`, maybe in another order.
+
+    Their shared prefix is found once per place in `stream` (one scan of the
+    text, not one per needle: most lines' plural is in no text), and the
+    words before it are counted on from the previous place.
+    """
+    prefix, needles = search
+    if not prefix:
+        return needle_tokens(stream, needles)
+    found = []
+    first = counted = 0
+    at = stream.find(prefix)
+    while at != -1:
+        for needle, extra in needles:
+            if stream.startswith(needle, at):
+                first += stream.count(_SEP, counted, at)
+                counted = at
+                found.append((first, first + extra))
+        at = stream.find(prefix, at + 1)
+    return found
 
 
 def needle_tokens(stream: str, needles: Iterable[Needle]) -> list[tuple[int, int]]:

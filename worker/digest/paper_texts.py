@@ -8,8 +8,17 @@ marks.py); a highlight is then a search of each line's needles in the words
 and slices of the escaped text.
 """
 
+from typing import NamedTuple
+
 from worker.digest.entries import PaperEntry
-from worker.digest.highlight import Needle, TextTokens, line_needles, needle_tokens, text_tokens
+from worker.digest.highlight import (
+    Needle,
+    TextTokens,
+    line_needles,
+    line_search,
+    search_tokens,
+    text_tokens,
+)
 from worker.digest.marks import EscapedText, escaped_text, mark_tokens
 from worker.digest.pieces import NOTHING, Sized
 
@@ -18,7 +27,7 @@ class PaperTexts:
     """The day's titles and abstracts, tokenized and escaped on first use."""
 
     def __init__(self) -> None:
-        self._texts: dict[str, tuple[tuple[TextTokens, EscapedText], ...]] = {}
+        self._texts: dict[str, tuple[_Text, _Text]] = {}
 
     def highlighted(
         self, entry: PaperEntry, lines: tuple[str, ...], title_only: bool = False
@@ -29,20 +38,34 @@ class PaperTexts:
         """
         texts = self._texts.get(entry.arxiv_id)
         if texts is None:
-            title, abstract = text_tokens(entry.title), text_tokens(entry.abstract)
             texts = self._texts[entry.arxiv_id] = (
-                (title, escaped_text(entry.title, title)),
-                (abstract, escaped_text(entry.abstract, abstract, entry.abs_url)),
+                _text(entry.title),
+                _text(entry.abstract, entry.abs_url),
             )
         # Order and repeats of lines do not matter: what they find is merged.
-        needles = line_needles(lines[0]) if len(lines) == 1 else _needles(lines)
-        (title, title_html), (abstract, abstract_html) = texts
-        marked_title = Sized(*mark_tokens(title_html, needle_tokens(title.stream, needles)))
-        if title_only:
-            return marked_title, NOTHING
-        return marked_title, Sized(
-            *mark_tokens(abstract_html, needle_tokens(abstract.stream, needles))
-        )
+        search = line_search(lines[0]) if len(lines) == 1 else ("", _needles(lines))
+        title = _marked(texts[0], search)
+        return (title, NOTHING) if title_only else (title, _marked(texts[1], search))
+
+
+class _Text(NamedTuple):
+    """A title or abstract made ready for highlighting."""
+
+    tokens: TextTokens
+    escaped: EscapedText
+    plain: Sized  # the escaped text itself, what most highlights of a title come to
+
+
+def _text(text: str, url: str | None = None) -> _Text:
+    tokens = text_tokens(text)
+    escaped = escaped_text(text, tokens, url)
+    return _Text(tokens, escaped, Sized(escaped.html, escaped.size))
+
+
+def _marked(text: _Text, search: tuple[str, tuple[Needle, ...]]) -> Sized:
+    """The text with what `search` finds in <mark> (the same object as before where it finds nothing)."""
+    found = search_tokens(text.tokens.stream, search)
+    return Sized(*mark_tokens(text.escaped, found)) if found else text.plain
 
 
 def _needles(lines: tuple[str, ...]) -> tuple[Needle, ...]:

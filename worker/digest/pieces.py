@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from worker.digest.text import limit_lines
 
@@ -78,6 +78,14 @@ def sized(text: str) -> Sized:
 
 
 NOTHING = Sized("", 0)
+
+# What markupsafe.escape replaces.
+_TO_ESCAPE = re.compile("[&<>\"']")
+
+
+def escaped(text: str) -> str:
+    """`text` HTML-escaped as markupsafe does; most values (links) have nothing to escape."""
+    return str(escape(text)) if _TO_ESCAPE.search(text) else text
 
 
 def fill(out: list[str], piece: Fragment, *values: Sized) -> int:

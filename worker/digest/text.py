@@ -28,11 +28,20 @@ def wrap_text(text: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
     has no spaces, breaks between any two characters, except that no line
     starts with closing punctuation or ends with an opening bracket.
     """
-    if len(text) <= max(width - len(indent), 20) and _fits(text):
+    if unwrapped(text, len(indent), width):
         # Most calls (keyword headings, "Matched:" lines) are one short line:
         # the general loop would return it as it is.
         return indent + text
     return _wrap(text, indent, width)
+
+
+def unwrapped(text: str, indent: int = 0, width: int = TEXT_WIDTH) -> bool:
+    """Whether `wrap_text` returns `text` as it is after an indent of `indent` characters.
+
+    Also what lets worker/digest/keyword_pieces.py fill a keyword into a text
+    macro's output instead of rendering the macro per line.
+    """
+    return len(text) <= max(width - indent, 20) and _fits(text)
 
 
 def _fits(text: str) -> bool:
@@ -68,8 +77,13 @@ _RUNS = re.compile(r"\s|\S+")
 
 def _wrap(text: str, indent: str, width: int) -> str:
     narrow = text.isascii() or not any(_width(ch) == 2 for ch in set(text) if not ch.isascii())
-    tokens = _narrow_tokens(text) if narrow else _tokens(text)
     room = max(width - len(indent), 20)
+    if narrow and _fits(text) and "  " not in text:
+        # Words between single spaces (most abstracts, once TeX is made readable).
+        words = text.split(" ")
+        if max(map(len, words)) <= _LONGEST_WORD:
+            return _fill_words(words, indent, room)
+    tokens = _narrow_tokens(text) if narrow else _tokens(text)
     lines: list[str] = []
     line, used = "", 0
     for token in tokens:
@@ -90,6 +104,25 @@ def _wrap(text: str, indent: str, width: int) -> str:
     if line.strip():
         lines.append(line.rstrip())
     return "\n".join(indent + line for line in lines)
+
+
+def _fill_words(words: list[str], indent: str, room: int) -> str:
+    """`_wrap`'s loop for words of one column a character between single spaces.
+
+    A line takes words while they and a space after each fit in `room`, as
+    the loop counts them; no word needs splitting.
+    """
+    lines: list[str] = []
+    line: list[str] = []
+    used = 0
+    for word in words:
+        if line and used + len(word) > room:
+            lines.append(indent + " ".join(line))
+            line, used = [], 0
+        line.append(word)
+        used += len(word) + 1
+    lines.append(indent + " ".join(line))
+    return "\n".join(lines)
 
 
 def _narrow_tokens(text: str) -> list[str]:
