@@ -10,16 +10,17 @@ forger cannot fill the log. Relays post with no cookie, so CSRF is exempt.
 """
 
 import logging
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from flask import Blueprint, abort, current_app, request
 
 from newsletter import ratelimit
 from newsletter.config import settings
 from newsletter.web import csrf
-from worker.bounces import sendgrid
-from worker.bounces.parse import report_to_dict
 from worker.queue import enqueue
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ bp = Blueprint("bounce_webhooks", __name__)
 @csrf.exempt
 def sendgrid_events():
     """Verify SendGrid's signature, read its events, queue the bounces and complaints."""
+    # Imported here: the reader and cryptography cost ~40 ms of CPU at every process
+    # start, and most deployments never receive this webhook.
+    from worker.bounces import sendgrid
+    from worker.bounces.parse import report_to_dict
+
     key = public_key()
     signature = request.headers.get(sendgrid.SIGNATURE_HEADER, "")
     timestamp = request.headers.get(sendgrid.TIMESTAMP_HEADER, "")
@@ -46,8 +52,10 @@ def sendgrid_events():
     return "", 204
 
 
-def public_key() -> EllipticCurvePublicKey:
+def public_key() -> "EllipticCurvePublicKey":
     """The setting's key, read once per app; 404 while the webhook is off."""
+    from worker.bounces import sendgrid  # start-up cost, as in sendgrid_events
+
     text = settings().SENDGRID_WEBHOOK_PUBLIC_KEY
     if not text:
         abort(404)

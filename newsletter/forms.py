@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from email_validator import EmailNotValidError, validate_email
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -61,6 +60,10 @@ def clean_email(raw: str, check_deliverability: bool) -> tuple[str | None, str |
         return None, _("That address is too long.")
     if any(c in value for c in "\r\n") or _unreadable(value):
         return None, _("That is not a valid email address.")
+    # Imported here: email_validator costs ~30 ms of CPU at every process start, and
+    # the worker, the scheduler and most commands never read an address from a form.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         # No SMTPUTF8: relays that lack it would bounce such addresses, so the
         # local part must be ASCII and the domain is kept in its ASCII (IDNA) form.
