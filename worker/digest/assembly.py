@@ -32,6 +32,7 @@ from worker.digest.layout import (
     HTML_BUDGET,
     Section,
     fit_plan,
+    matched_lines,
     plan_sections,
     refit_plan,
     settle_plan,
@@ -78,12 +79,8 @@ class Request:
 def assemble_digest(fragments: DayFragments, listing_date: date, request: Request) -> Digest:
     """The digest's subject, text and HTML as segments."""
     full_page = request.max_per_keyword is None
-    matched: dict[str, list[str]] = {}
-    for keyword, ids in request.sections:
-        for arxiv_id in ids:
-            matched.setdefault(arxiv_id, []).append(keyword)
-    entries = fragments.entries(request.bilingual, full_page, matched, request.tldr)
-    lines = {i: tuple(keywords) for i, keywords in matched.items()}
+    lines = matched_lines(request.sections)
+    entries = fragments.entries(request.bilingual, full_page, lines, request.tldr)
     plan = plan_sections(request.sections, entries, request.max_per_keyword)
     links = {
         name: Sized(escaped(url), _LINK_SIZES.get(name, len(url.encode())))

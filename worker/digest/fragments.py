@@ -50,8 +50,9 @@ from worker.digest.text import wrap_text
 # at 16,000 entries each the highlight and keyword caches held ~90 MB of a
 # worker's ~410 MB. Full entries with their highlighted title and abstract
 # filled in, per (paper, matched lines): up to ~3 KB each (a text without any
-# <mark> is the paper's own escaped text, not a copy).
-HIGHLIGHT_CACHE = 6_000
+# <mark> is the paper's own escaped text, not a copy). 12,000 rather than
+# 6,000: ~1.1 fewer misses per digest (15-20 µs each) for ~11 MB.
+HIGHLIGHT_CACHE = 12_000
 # Keyword lines whose pieces are kept: ~2 KB each.
 KEYWORD_CACHE = 6_000
 # Other small pieces: "matched:" lists of several lines, headers, "N more" notes.
@@ -186,8 +187,11 @@ class DayFragments:
         a digest appends them as they are.
         """
         key = (listing, lines)
-        found = self._full.find(key)
-        if found is None:
+        # LRU.find inlined: this runs for every full entry of every digest.
+        found = self._full.get(key)
+        if found is not None:
+            self._full.move_to_end(key)
+        else:
             found = self._full_entry(listing, lines)
             self._full.put(key, found)
         return found
@@ -207,8 +211,10 @@ class DayFragments:
     def short_entry(self, listing: Listing, lines: tuple[str, ...]) -> ShortEntry:
         """The listing's shortened entry with its title highlighted for `lines` (cached as full ones)."""
         key = ("short", listing, lines)
-        found = self._full.find(key)
-        if found is None:
+        found = self._full.get(key)
+        if found is not None:
+            self._full.move_to_end(key)
+        else:
             title = self._texts.highlighted(listing.entry, lines, title_only=True)[0]
             matched_html, matched_text = self.matched(lines)
             found = ShortEntry(title, matched_html, matched_text)

@@ -54,9 +54,14 @@ def header_values(
         "generated": generated,
         "paper_count": papers,
         "full_count": full,
-        # The word after the count: "12 papers", "12 篇论文".
-        "papers_word": lngettext(locale, "paper", "papers", papers),
+        "papers_word": papers_word(locale, papers),
     }
+
+
+@lru_cache(maxsize=1024)
+def papers_word(locale: str, papers: int) -> str:
+    """The word after a count of papers ("12 papers", "12 篇论文"): the catalogue's, once per count."""
+    return lngettext(locale, "paper", "papers", papers)
 
 
 def summary_values(header: dict) -> dict:

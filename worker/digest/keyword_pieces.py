@@ -226,8 +226,11 @@ class KeywordCache:
         self._counts: dict[int, CountShapes] = {}
 
     def pieces(self, keyword: str) -> KeywordPieces:
-        found = self._lines.find(keyword)
-        if found is None:
+        # LRU.find inlined: several lookups per digest.
+        found = self._lines.get(keyword)
+        if found is not None:
+            self._lines.move_to_end(keyword)
+        else:
             found = KeywordPieces(
                 self._html, self._text, keyword, self.shape, self.line_shape, self.count_shapes
             )

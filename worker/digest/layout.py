@@ -82,6 +82,21 @@ def estimate_short_entry(*texts: str) -> int:
     return _SHORT_HTML + sum(len(s.encode()) for s in texts)
 
 
+def matched_lines(sections: list[tuple[str, list[str]]]) -> dict[str, tuple[str, ...]]:
+    """Each paper's keyword lines, in section order, papers in order of first appearance.
+
+    Most papers are under one line: they share that line's one-tuple (a
+    digest builds no list per paper).
+    """
+    lines: dict[str, tuple[str, ...]] = {}
+    for keyword, ids in sections:
+        one = (keyword,)
+        for arxiv_id in ids:
+            found = lines.get(arxiv_id)
+            lines[arxiv_id] = one if found is None else found + one
+    return lines
+
+
 def plan_sections(
     sections: list[tuple[str, list[str]]],
     entries: Mapping[str, Listed],
