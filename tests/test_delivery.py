@@ -38,7 +38,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import read_token
-from worker.delivery.batch import SendSummary
+from worker.delivery.batch import CPU_LINE, SendSummary
 from worker.delivery.dispatch import dispatch_digests
 from worker.delivery.due import is_due, release_instant
 from worker.delivery.leases import LedgerConnection
@@ -779,6 +779,38 @@ def test_each_message_costs_one_database_round_trip(redis_url, sink, demo, app):
     # Besides those: a handful per drain (the day's translation state and
     # translations, the rows other workers hold), none per message.
     assert len(statements) - len(marks) - 2 * len(claims) <= 5, statements
+
+
+def drain_lines(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "worker.delivery.sending" and r.getMessage().startswith("drain of")
+    ]
+
+
+def test_a_drain_logs_its_render_mime_and_gc_cpu_per_digest(sink, demo, app, caplog):
+    # Two batches of 4 (the sink fixture's size): the GC is settled after each.
+    subscribers = add_many(6)
+    with caplog.at_level(logging.INFO, logger="worker.delivery.sending"):
+        summary = dispatch_digests(demo, send_now=True).sending
+
+    assert summary.sent == len(subscribers) == sink.count() == summary.digests
+    [line] = drain_lines(caplog)
+    # The words before the figures stay as they were; benchmarks/scale.py reads the figures.
+    assert line.startswith(f"drain of {DEMO}: 6 sent, 0 skipped, 0 failed, 0 deferred; render ")
+    figures = CPU_LINE.search(line)
+    assert figures is not None and int(figures["digests"]) == 6
+    assert summary.render_cpu > 0 and summary.mime_cpu > 0 and summary.gc_cpu > 0
+    for name, seconds in (("render", summary.render_cpu), ("mime", summary.mime_cpu)):
+        assert float(figures[name]) > 0
+        assert float(figures[name]) == pytest.approx(seconds * 1000 / 6, abs=0.0006)
+    assert float(figures["gc"]) == pytest.approx(summary.gc_cpu * 1000 / 6, abs=0.0006)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="worker.delivery.sending"):
+        assert drain_day(DEMO.isoformat()).digests == 0
+    assert drain_lines(caplog) == [f"drain of {DEMO}: 0 sent, 0 skipped, 0 failed, 0 deferred"]
 
 
 @pytest.mark.skipif(

@@ -1,6 +1,7 @@
 """Sending one claimed batch: render, serialize, send and record each row.
 
-Used by worker/delivery/sending.py's drain loop (and benchmarks/send.py).
+Used by worker/delivery/sending.py's drain loop (and benchmarks/send.py;
+benchmarks/scale.py reads the drains' CPU figures with CPU_LINE).
 `Sender` renders each row with the day's `DayDigest`, serializes it with
 worker/delivery/mime.py, hands it to the batch's SMTP connection and records
 the outcome right after the server answers, with one autocommit statement
@@ -12,9 +13,11 @@ batch's untried rows are given back and the drain stops.
 
 import logging
 import os
+import re
+import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from newsletter.config import Settings
@@ -37,6 +40,11 @@ _SEGMENTS = SegmentCache()
 # Debugging memory: a folder for `_heap_report`, every _HEAP_EVERY messages sent.
 _HEAP_REPORT = os.environ.get("NEWSLETTER_HEAP_REPORT")
 _HEAP_EVERY = 2500
+# The CPU part of a drain's log line (`SendSummary.cpu_line`), as benchmarks/scale.py reads it.
+CPU_LINE = re.compile(
+    r"; render (?P<render>[\d.]+) ms, MIME (?P<mime>[\d.]+) ms, GC (?P<gc>[\d.]+) ms "
+    r"CPU per digest over (?P<digests>\d+) digests"
+)
 
 
 @dataclass
@@ -50,6 +58,14 @@ class SendSummary:
     not_claimed: int = 0  # rows of the day other workers held when this drain ended
     stopped: str | None = None  # why the drain stopped early, if it did
     out_of_time: bool = False  # the drain used its time budget; rows may remain
+    # What the drain's CPU went to (time.thread_time of the thread that did it,
+    # as drains may run in threads of one process): digests rendered and
+    # serialized, and seconds in rendering, in building the MIME, and in the
+    # GC settled after each batch. Measurements, not outcomes: left out of ==.
+    digests: int = 0
+    render_cpu: float = field(default=0.0, compare=False)
+    mime_cpu: float = field(default=0.0, compare=False)
+    gc_cpu: float = field(default=0.0, compare=False)
 
     def add(self, other: "SendSummary") -> None:
         self.sent += other.sent
@@ -59,6 +75,20 @@ class SendSummary:
         self.not_claimed += other.not_claimed
         self.stopped = self.stopped or other.stopped
         self.out_of_time = self.out_of_time or other.out_of_time
+        self.digests += other.digests
+        self.render_cpu += other.render_cpu
+        self.mime_cpu += other.mime_cpu
+        self.gc_cpu += other.gc_cpu
+
+    def cpu_line(self) -> str:
+        """The drain log line's CPU part (benchmarks/scale.py reads it), or "" with no digest."""
+        if not self.digests:
+            return ""
+        per = 1000 / self.digests
+        return (
+            f"; render {self.render_cpu * per:.3f} ms, MIME {self.mime_cpu * per:.3f} ms, "
+            f"GC {self.gc_cpu * per:.3f} ms CPU per digest over {self.digests} digests"
+        )
 
 
 def _heap_report(sent: int) -> None:
@@ -151,7 +181,12 @@ class Sender:
             return error
 
     def message(self, claim: Claim) -> bytes:
-        """The row's message as wire bytes, with its stored Message-ID."""
+        """The row's message as wire bytes, with its stored Message-ID.
+
+        Runs on the batch's build thread, the only one that adds to the
+        summary's digests and render/MIME CPU (thread CPU: the SMTP thread's
+        work is not counted).
+        """
         reader = Reader(
             claim.keywords, claim.language, claim.timezone, claim.include_replacements, claim.tldr
         )
@@ -159,8 +194,11 @@ class Sender:
         # same digest, and digests dispatched together share a render.
         generated_at = claim.created_at.replace(second=0, microsecond=0)
         links = subscriber_links(self.config, claim.public_id, self.listing_date)
-        rendered = self._digest(claim).render_email(reader, claim.sections, generated_at, links)
-        return self.mime.build(
+        digest, summary = self._digest(claim), self.summary
+        started = time.thread_time()
+        rendered = digest.render_email(reader, claim.sections, generated_at, links)
+        rendered_at = time.thread_time()
+        raw = self.mime.build(
             to=claim.email,
             subject=rendered.subject,
             # Until the renderer hands out segments, a whole part is one segment.
@@ -170,6 +208,10 @@ class Sender:
             one_click_url=links["one_click_url"],
             date=utcnow(),
         )
+        summary.mime_cpu += time.thread_time() - rendered_at
+        summary.render_cpu += rendered_at - started
+        summary.digests += 1
+        return raw
 
     def _digest(self, claim: Claim) -> DayDigest:
         """The day's digest, or the weekly one (several listing dates) the row covers."""

@@ -10,6 +10,10 @@ connection and records each row right after the server answers. After each
 batch the cyclic GC is told to leave what the process holds alone
 (worker/delivery/collector.py).
 
+The drain's last log line also gives the CPU per digest (thread CPU) spent
+rendering, building the MIME and settling the GC, and over how many digests:
+benchmarks/scale.py reads it from the workers' logs.
+
 The drain stops early when the relay is unreachable (the batch's untried
 rows are given back). A heartbeat renews this drain's leases; if the worker
 dies its rows are taken by any other drain once the lease lapses (a drain
@@ -90,7 +94,9 @@ def drain_day(
                     continue
                 heartbeat.claimed()
                 sender.send_batch(batch, claimer, mailer, heartbeat)
+                settling = time.thread_time()
                 settle()
+                summary.gc_cpu += time.thread_time() - settling
                 if progress is not None:
                     done = summary.sent + summary.skipped + summary.failed + summary.deferred
                     progress(done, max(total, done))
@@ -100,13 +106,14 @@ def drain_day(
     finally:
         connection.close()
     log.info(
-        "drain of %s: %d sent, %d skipped, %d failed, %d deferred%s",
+        "drain of %s: %d sent, %d skipped, %d failed, %d deferred%s%s",
         listing_date_iso,
         summary.sent,
         summary.skipped,
         summary.failed,
         summary.deferred,
         f"; stopped: {summary.stopped}" if summary.stopped else "",
+        summary.cpu_line(),
     )
     return summary
 
