@@ -1,48 +1,55 @@
-"""The cyclic garbage collector during a drain: the day's pieces kept out of its sight.
+"""The cyclic garbage collector during a drain: run between batches, rarely in full.
 
 Used by worker/delivery/sending.py (`drain_day`) and benchmarks/render.py and
 scale.py, which mirror it. A worker holds one day's papers and rendered
-pieces (~180,000 tracked objects) for the whole drain; a full collection
-walks them all to find nothing, and more often as the day's caches fill.
-After each batch the drain collects the young generations (what the batch
-made and dropped) and freezes the rest (`gc.freeze`): later collections walk
-only what was made since. Cyclic garbage that had already aged into the old
-generation is frozen with it, so every FULL_EVERY batches everything is
-unfrozen and collected once; when the drain ends everything is handed back
-to the collector (`gc.unfreeze`), so a day dropped later
-(worker/digest/day_cache.py) is collected as before.
+pieces (~400,000 tracked objects once its caches fill) for the whole drain;
+a full collection walks them all to find nothing. So during a drain the
+collector runs only when the drain says: automatic collections are off
+(`gc.disable`), and after each batch the young generations are collected
+(what the batch made and dropped; a batch of DELIVERY_BATCH_SIZE digests
+makes little cyclic garbage, so holding it until the batch ends costs
+nothing worth counting). Survivors age into the old generation, which only
+a full collection walks: one after FULL_EVERY batches, then after twice as
+many as last time whenever a full collection finds nothing (rendering makes
+no cyclic garbage that outlives a batch; a drain that does gets one every
+FULL_EVERY batches). When the drain ends, automatic collections are back as
+they were, so a day dropped later (worker/digest/day_cache.py) is collected
+as before.
 
-Measured (benchmarks/README.md, render): a full `gc.collect()` before each
-freeze cost more than it saved (~0.03 ms per digest, walking each batch's
-survivors); young collections plus the freeze spend ~0.02 ms per digest on
-the GC where the default spends ~0.03-0.17 ms, depending on whether a full
-collection falls in the window.
+Measured with benchmarks/render.py (zipf, 50,000 readers, CPU in
+`gc.callbacks`): automatic collections with young collections and a freeze
+after each batch and a full one every 50 spent 0.089 ms per digest on the
+GC; this spends 0.036 (benchmarks/README.md, render).
 """
 
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# Batches between full collections (of frozen objects too): 5,000 digests at the default size.
+# Batches between full collections (of frozen objects too): 5,000 digests at
+# the default size; doubled after each that finds no garbage.
 FULL_EVERY = 50
 
 
 @contextmanager
 def settled_heap() -> Iterator[Callable[[], None]]:
-    """A function to call after each batch; on exit, nothing stays frozen."""
+    """A function to call after each batch; on exit, automatic collections are as before."""
+    was_enabled = gc.isenabled()
     batches = 0
+    full_every = FULL_EVERY
 
     def settle() -> None:
-        nonlocal batches
+        nonlocal batches, full_every
         batches += 1
-        if batches % FULL_EVERY == 0:
-            gc.unfreeze()
-            gc.collect()
-        else:
+        if batches < full_every:
             gc.collect(1)
-        gc.freeze()
+            return
+        full_every = full_every * 2 if gc.collect() == 0 else FULL_EVERY
+        batches = 0
 
+    gc.disable()
     try:
         yield settle
     finally:
-        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
