@@ -68,6 +68,14 @@ class KeywordPieces:
         self._line_shapes = line_shapes
         self._count_shapes = count_shapes
         self._counted: dict[int, Counted] = {}
+        # What every digest with this line shows: made at once (a cached_property
+        # takes a lock per first use on Python 3.11, and a new line is met ~once
+        # a digest).
+        self.escaped = sized(str(escape(keyword)))
+        footer = self._filled(("footer",), lambda k: html.footer_keyword(k, False))
+        self.footer_html = Sized(footer.parts[0], footer.size)
+        self.footer_text = self._text_line(("footer.txt",), text.footer_keyword)
+        self._matched: tuple[Sized, str] | None = None
 
     def counted(self, count: int) -> Counted:
         found = self._counted.get(count)
@@ -109,22 +117,9 @@ class KeywordPieces:
         return piece
 
     @cached_property
-    def escaped(self) -> Sized:
-        return sized(str(escape(self.keyword)))
-
-    @cached_property
-    def footer_html(self) -> Sized:
-        piece = self._filled(("footer",), lambda k: self._html.footer_keyword(k, False))
-        return Sized(piece.parts[0], piece.size)
-
-    @cached_property
     def last_footer_html(self) -> Sized:
         piece = self._filled(("last footer",), lambda k: self._html.footer_keyword(k, True))
         return Sized(piece.parts[0], piece.size)
-
-    @cached_property
-    def footer_text(self) -> str:
-        return self._text_line(("footer.txt",), self._text.footer_keyword)
 
     def _text_line(self, key: tuple, render: Render) -> str:
         """A text macro's output for this line, lines limited: its shape filled, or rendered."""
@@ -133,10 +128,14 @@ class KeywordPieces:
         # A filled shape's lines are within the limit (see `line_shape`).
         return filled if filled is not None else limit_lines(str(render(self.keyword)))
 
-    @cached_property
+    @property
     def matched(self) -> tuple[Sized, str]:
-        """ "matched:" of an entry only this line matched, in HTML and text."""
-        return matched_pieces(self._html, self._text, (self.keyword,), self._line_shapes)
+        """ "matched:" of an entry only this line matched, in HTML and text (made on first use)."""
+        if self._matched is None:
+            self._matched = matched_pieces(
+                self._html, self._text, (self.keyword,), self._line_shapes
+            )
+        return self._matched
 
 
 # Keyword lines with what HTML escapes, non-ASCII and spaces, short and long:
@@ -213,8 +212,9 @@ def matched_pieces(
 class KeywordCache:
     """A day's keyword lines' pieces, in a bounded LRU (`limit` lines), made on first use.
 
-    `small` (shared with the day's other small pieces) keeps the macros'
-    shapes and the "matched:" pieces of several lines.
+    `small` (shared with the day's other small pieces) keeps the "matched:"
+    pieces of several lines. The macros' shapes, a few per count and locale,
+    are kept apart: every line first seen needs them.
     """
 
     def __init__(self, html, text, limit: int, small: LRU):
@@ -224,6 +224,9 @@ class KeywordCache:
         self._small = small
         # Per paper count (at most the day's papers): the section pieces' shapes.
         self._counts: dict[int, CountShapes] = {}
+        # Per macro (footer item, "matched:" line, ...): its shape, or None (render it).
+        self._shapes: dict[tuple, Fragment | None] = {}
+        self._line_shapes: dict[tuple, LineShape | None] = {}
 
     def pieces(self, keyword: str) -> KeywordPieces:
         # LRU.find inlined: several lookups per digest.
@@ -239,7 +242,9 @@ class KeywordCache:
 
     def shape(self, key: tuple, render: Render) -> Fragment | None:
         """A keyword macro's output with a hole for the keyword, made once per `key` (see KeywordPieces)."""
-        return self._small.get_or_make(("shape", *key), lambda: (keyword_shape(render),))[0]
+        if key not in self._shapes:
+            self._shapes[key] = keyword_shape(render)
+        return self._shapes[key]
 
     def count_shapes(self, count: int) -> CountShapes:
         """The shapes of a section's pieces for `count` papers, made once per count."""
@@ -256,7 +261,9 @@ class KeywordCache:
 
     def line_shape(self, key: tuple, render: Render) -> LineShape | None:
         """A text macro's output cut around the keyword, made once per `key` (see `line_shape`)."""
-        return self._small.get_or_make(("line", *key), lambda: (line_shape(render),))[0]
+        if key not in self._line_shapes:
+            self._line_shapes[key] = line_shape(render)
+        return self._line_shapes[key]
 
     def matched(self, lines: tuple[str, ...]) -> tuple[Sized, str]:
         """ "matched:" of an entry, in HTML and text."""

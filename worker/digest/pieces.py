@@ -55,6 +55,10 @@ def fragment(
 
 def fill_hole(piece: Fragment, name: str, value: "Sized") -> Fragment:
     """`piece` with every hole called `name` filled by `value`; its other holes kept."""
+    if piece.holes == (name,):
+        # The usual case (a keyword macro's one hole): one concatenation.
+        first, last = piece.parts
+        return Fragment((first + value.text + last,), (), piece.size + value.size)
     parts = [piece.parts[0]]
     holes = []
     size = piece.size

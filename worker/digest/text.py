@@ -15,6 +15,10 @@ TEXT_WIDTH = 76
 _LONGEST_WORD = 200
 
 
+# Runs of ASCII characters, all single-width.
+_ASCII = re.compile("[\x00-\x7f]+")
+
+
 def _width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
@@ -52,12 +56,14 @@ def _fits(text: str) -> bool:
     space); not empty (no line at all) and no space at either end (the loop
     drops those). Keyword headings ("line · 3 papers") are such text.
     """
-    return (
-        text.isprintable()
-        and text[:1] not in ("", " ")
-        and text[-1] != " "
-        and (text.isascii() or not any(_width(ch) == 2 for ch in text if not ch.isascii()))
-    )
+    return text.isprintable() and text[:1] not in ("", " ") and text[-1] != " " and _narrow(text)
+
+
+def _narrow(text: str) -> bool:
+    """Whether no character of `text` is double-width (CJK)."""
+    # Only the non-ASCII characters are looked up, each once: a keyword
+    # heading's only one is its " · ".
+    return text.isascii() or not any(_width(ch) == 2 for ch in set(_ASCII.sub("", text)))
 
 
 # Line breaking of CJK text (the kinsoku rules of JIS X 4051, which Chinese
@@ -76,7 +82,7 @@ _RUNS = re.compile(r"\s|\S+")
 
 
 def _wrap(text: str, indent: str, width: int) -> str:
-    narrow = text.isascii() or not any(_width(ch) == 2 for ch in set(text) if not ch.isascii())
+    narrow = _narrow(text)
     room = max(width - len(indent), 20)
     if narrow and _fits(text) and "  " not in text:
         # Words between single spaces (most abstracts, once TeX is made readable).
