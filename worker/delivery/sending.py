@@ -6,9 +6,8 @@ ledger.py own the statements; this module owns the loop: claim up to DELIVERY_BA
 rows in one statement and hand them to worker/delivery/batch.py's `Sender`,
 which renders each with the day's `DayDigest` (one per listing date per
 process, reused across batches and jobs), sends the batch over one SMTP
-connection and records each row right after the server answers. After each
-batch the cyclic GC is told to leave what the process holds alone
-(worker/delivery/collector.py).
+connection and records each row right after the server answers. The cyclic GC
+runs only after each batch, on what the batch made (worker/delivery/collector.py).
 
 The drain's last log line also gives the CPU per digest (thread CPU) spent
 rendering, building the MIME and settling the GC, and over how many digests:
