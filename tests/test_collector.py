@@ -3,7 +3,7 @@
 import gc
 import weakref
 
-from worker.delivery.collector import FULL_EVERY, settled_heap
+from worker.delivery.collector import FULL_EVERY, NEGLIGIBLE, settled_heap
 
 
 class _Node:
@@ -19,8 +19,9 @@ def _cycle() -> weakref.ref:
     return weakref.ref(first)
 
 
-def _full_collections(settles: int, garbage_at: set[int] = frozenset()) -> list[int]:
-    """After which settle calls a full collection ran; old cyclic garbage dropped before `garbage_at`."""
+def _full_collections(settles: int, garbage_at: dict[int, int] | None = None) -> list[int]:
+    """After which settle calls a full collection ran; `garbage_at`: settle -> old garbage objects dropped after it."""
+    garbage_at = garbage_at or {}
     full: list[int] = []
     done = 0
 
@@ -34,10 +35,11 @@ def _full_collections(settles: int, garbage_at: set[int] = frozenset()) -> list[
             for done in range(1, settles + 1):
                 if done in garbage_at:
                     # Alive at one settle (so it ages into the old generation), dropped before the next.
-                    kept = _Node()
-                    kept.other = kept
+                    kept = [_Node() for _ in range(garbage_at[done])]
+                    for node in kept:
+                        node.other = node
                     settle()
-                    del kept
+                    del kept, node
                     continue
                 settle()
     finally:
@@ -66,14 +68,17 @@ def test_a_drain_that_started_with_the_gc_off_leaves_it_off():
         gc.enable()
 
 
-def test_full_collections_come_less_often_while_they_find_nothing():
+def test_full_collections_come_less_often_while_they_find_next_to_nothing():
     gc.collect()
     assert _full_collections(7 * FULL_EVERY + 1) == [FULL_EVERY, 3 * FULL_EVERY, 7 * FULL_EVERY]
+    # A few hundred garbage objects (a drain's thread pools, say) count as nothing.
+    found = _full_collections(7 * FULL_EVERY + 1, garbage_at={2 * FULL_EVERY: 300})
+    assert found == [FULL_EVERY, 3 * FULL_EVERY, 7 * FULL_EVERY]
 
 
 def test_a_full_collection_that_finds_garbage_brings_the_interval_back():
     gc.collect()
     # Old garbage before the second full collection (at 3 x FULL_EVERY): it
     # finds it, so the next comes FULL_EVERY batches later, not 4 x FULL_EVERY.
-    found = _full_collections(4 * FULL_EVERY + 1, garbage_at={2 * FULL_EVERY})
+    found = _full_collections(4 * FULL_EVERY + 1, garbage_at={2 * FULL_EVERY: NEGLIGIBLE})
     assert found == [FULL_EVERY, 3 * FULL_EVERY, 4 * FULL_EVERY]
