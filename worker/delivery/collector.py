@@ -17,10 +17,12 @@ one every FULL_EVERY batches). When the drain ends, automatic collections are ba
 they were, so a day dropped later (worker/digest/day_cache.py) is collected
 as before.
 
-Measured with benchmarks/render.py (zipf, 50,000 readers, CPU in
-`gc.callbacks`): automatic collections with young collections and a freeze
-after each batch and a full one every 50 spent 0.089 ms per digest on the
-GC; this spends 0.036 (benchmarks/README.md, render).
+Measured (benchmarks/README.md, "Fifth render pass"): with benchmarks/render.py
+(zipf, 50,000 readers, CPU in `gc.callbacks`) automatic collections, with
+young collections and a freeze after each batch and a full one every 50,
+spent 0.089 ms per digest on the GC, this 0.036; in scale.py's 100k drains
+(the workers' own figure) full collections every 50 batches spent 0.145 ms
+per digest, these 0.070.
 """
 
 import gc
