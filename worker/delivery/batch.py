@@ -201,9 +201,8 @@ class Sender:
         raw = self.mime.build(
             to=claim.email,
             subject=rendered.subject,
-            # Until the renderer hands out segments, a whole part is one segment.
-            text_segments=getattr(rendered, "text_segments", None) or (rendered.text,),
-            html_segments=getattr(rendered, "html_segments", None) or (rendered.html,),
+            text_segments=rendered.text_segments,
+            html_segments=rendered.html_segments,
             message_id=claim.message_id,
             one_click_url=links["one_click_url"],
             date=utcnow(),
