@@ -455,8 +455,7 @@ def test_rate_limit_is_shared_through_redis(fetch_config, server, redis_url):
     server.serve("/rss/cs", Reply(body=fixture(EMPTY)))
     errors = []
 
-    def worker() -> None:
-        app = create_app(dict(fetch_config))
+    def worker(app) -> None:
         try:
             with app.app_context():
                 for _ in range(2):
@@ -468,7 +467,12 @@ def test_rate_limit_is_shared_through_redis(fetch_config, server, redis_url):
             if "redis" in app.extensions:
                 app.extensions["redis"].close()
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    # The apps are made here, one after the other: two threads building
+    # werkzeug's URL rules at once (`ast.parse`) can fail on CPython 3.11 with
+    # "SystemError: AST constructor recursion depth mismatch" (python/cpython
+    # gh-106905; seen here in CI). What runs at once is the fetching.
+    apps = [create_app(dict(fetch_config)) for _ in range(2)]
+    threads = [threading.Thread(target=worker, args=(app,)) for app in apps]
     start = time.monotonic()
     for t in threads:
         t.start()
