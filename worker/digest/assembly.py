@@ -81,7 +81,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     full_page = request.max_per_keyword is None
     lines = matched_lines(request.sections)
     entries = fragments.entries(request.bilingual, full_page, lines, request.tldr)
-    plan = plan_sections(request.sections, entries, request.max_per_keyword)
+    plan, numbers, weight = plan_sections(request.sections, entries, request.max_per_keyword)
     links = {
         name: Sized(escaped(url), _LINK_SIZES.get(name, len(url.encode())))
         for name, url in request.links.items()
@@ -99,9 +99,8 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     for keyword, _ in request.sections:
         if keyword not in keywords:
             keywords[keyword] = fragments.keyword(keyword)
-    if not full_page:
-        fit_plan(plan)
-    plan, numbers = settle_plan(plan)
+    if not full_page and fit_plan(plan, weight):
+        plan, numbers = settle_plan(plan)
     header = header_values(dates, len(entries), len(numbers), fragments.locale)
     # What the subject and the HTML's preview show: the same for every layout tried.
     preview = preview_values(header, plan, fragments.locale)

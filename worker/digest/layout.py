@@ -101,26 +101,38 @@ def plan_sections(
     sections: list[tuple[str, list[str]]],
     entries: Mapping[str, Listed],
     max_per_keyword: int | None,
-) -> list[Section]:
-    """Sections with each paper in full once (first keyword), later as a pointer."""
+) -> tuple[list[Section], dict[str, int], int]:
+    """Sections with each paper in full once (first keyword), later as a pointer.
+
+    With the number of each paper in full (`settle_plan`'s, for the plan as
+    made) and the plan's estimated weight: worked out in the same pass, as
+    most digests are assembled as planned.
+    """
     plan = []
     first_keyword: dict[str, str] = {}
+    numbers: dict[str, int] = {}
+    weight = 0
     for position, (keyword, ids) in enumerate(sections, start=1):
         section = Section(keyword=keyword, anchor=f"k-{position}", count=len(ids))
+        items = section.items
         shown_in_full = 0
         for arxiv_id in ids:
             entry = entries[arxiv_id]
             if arxiv_id in first_keyword:
-                section.items.append(Item("above", entry, first_keyword[arxiv_id]))
+                items.append(Item("above", entry, first_keyword[arxiv_id]))
+                weight += entry.title_weight
                 continue
             first_keyword[arxiv_id] = keyword
             if max_per_keyword is None or shown_in_full < max_per_keyword:
-                section.items.append(Item("full", entry))
+                items.append(Item("full", entry))
+                numbers[arxiv_id] = len(numbers) + 1
+                weight += entry.weight
                 shown_in_full += 1
             else:
-                section.items.append(Item("title", entry))
+                items.append(Item("title", entry))
+                weight += entry.title_weight
         plan.append(section)
-    return plan
+    return plan, numbers, weight
 
 
 def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
@@ -161,10 +173,15 @@ def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
     return settled, numbers
 
 
-def fit_plan(plan: list[Section]) -> None:
-    """Cut listings until the estimated HTML fits the budget (before the first render)."""
-    if _FIXED_HTML + _weight(plan) > HTML_BUDGET:
-        _shrink(plan, HTML_BUDGET - _FIXED_HTML - _MARGIN)
+def fit_plan(plan: list[Section], weight: int) -> bool:
+    """Cut listings until the estimated HTML fits the budget (before the first render).
+
+    `weight`: the plan's, as `plan_sections` estimated it. Whether anything was cut.
+    """
+    if _FIXED_HTML + weight <= HTML_BUDGET:
+        return False
+    _shrink(plan, HTML_BUDGET - _FIXED_HTML - _MARGIN)
+    return True
 
 
 def refit_plan(plan: list[Section], html_size: int) -> None:
