@@ -50,7 +50,7 @@ class Item:
     first_keyword: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Section:
     keyword: str
     anchor: str
