@@ -141,7 +141,8 @@ def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
     A pointer whose paper was cut (by the size fitting) becomes its title
     line. `plan` is left as it is: where a pointer changes, the plan returned
     is a new one (new sections and items), which the caller fits from then on.
-    Called before each assembly, as the size fitting may have cut listings.
+    Called after each cut of the size fitting, before assembling again (a plan
+    as `plan_sections` made it comes with its numbers).
     """
     numbers: dict[str, int] = {}
     listed: set[str] = set()
@@ -210,7 +211,7 @@ def _weight(plan: list[Section]) -> int:
     total = 0
     for section in plan:
         for item in section.items:
-            # _item_weight, inline: this runs for every item of every digest.
+            # _item_weight, inline: this runs for every item of a digest that is cut.
             kind, entry = item.kind, item.entry
             if kind == "full":
                 total += entry.weight
