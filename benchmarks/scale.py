@@ -225,6 +225,8 @@ class Services:
 
     def stop(self, process: subprocess.Popen, grace: float = 10.0) -> None:
         if process.poll() is None:
+            # Its peak RSS read last while it still runs (the sampler polls once a second).
+            self.sampler.sample()
             process.terminate()
             try:
                 process.wait(grace)
@@ -665,7 +667,6 @@ def run(args: argparse.Namespace, stack: ExitStack, folder: Path) -> dict:
     time.sleep(1)  # smtp-sink prints its counters when each session ends
     for worker in workers:
         services.stop(worker)
-    sampler.sample()
     sent = counts.get("sent", 0)
     accepted = sink_count(sink_log)
     drains = drain_figures([folder / f"worker-{n}.log" for n in (1, 2)])
