@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from redis import Redis
 from sqlalchemy import Connection, func, select, text
 
@@ -56,7 +56,7 @@ def monitor_redis(app: Flask) -> Redis | None:
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> tuple[Response, int]:
     """Run every check; 200 if all pass, else 503; JSON either way."""
     config = settings()
     now = db.utcnow()
