@@ -33,6 +33,9 @@ given as the issue computed it ((2-worker msg/s / 2) / bare) and, with
 --single-worker M, for one worker alone: M sent rows are queued again and a
 fresh worker drains them. Exits non-zero unless the sink accepted exactly N
 messages, N rows are sent and the drains' lines account for every sent digest.
+It measures the digest modules as ROOT holds them, and says which build:
+plain Python, or compiled in place first with
+`NEWSLETTER_COMPILE=1 python setup.py build_ext --inplace` (setup.py).
 Every process it started is stopped on success, failure, timeout or Ctrl-C.
 """
 
@@ -780,6 +783,7 @@ def single_worker(
 
 def report(result: dict) -> None:
     print(f"\n== scale: {result['subscribers']:,} subscribers, day {LISTING_DATE} ==")
+    print(f"{'digest modules':58} {digest_build()}")
     for key, value in result.items():
         if key in ("peak RSS MB", "top statements", "subscribers", "ok"):
             continue
@@ -806,6 +810,14 @@ def report(result: dict) -> None:
         f"{verdict}: sink accepted {result['sink accepted']:,}, rows {result['rows']}, "
         f"expected {result['subscribers']:,} sent"
     )
+
+
+def digest_build() -> str:
+    """Which build of the digest modules ROOT holds, the one every process here runs (setup.py)."""
+    import worker.digest.assembly
+
+    compiled = worker.digest.assembly.__file__.endswith(".so")
+    return "compiled with mypyc (setup.py)" if compiled else "plain Python"
 
 
 def interrupt(_signum, _frame) -> None:
