@@ -30,7 +30,9 @@ def compiled_modules() -> list:
         return []
     from mypyc.build import mypycify
 
-    return mypycify(COMPILED, opt_level="3")
+    # The shared library of the group inside the package (not a top-level
+    # module of its own), so it is found wherever the package is.
+    return mypycify(COMPILED, opt_level="3", group_name="worker.digest.compiled")
 
 
 setup(ext_modules=compiled_modules())
