@@ -4,7 +4,7 @@ Everything else about the package is in pyproject.toml. Compiled, a digest's
 render takes ~19% less CPU in a process alone and 8-10% less in a 100k
 run's drains (benchmarks/README.md, "Seventh look" and "100k, compiled and
 plain Python"); without the variable the package is plain Python.
-Only modules that behave the same compiled are listed: the golden tests run
+Only modules that behave the same compiled are listed: the whole test suite runs
 on this build in .ci/run. Not listed, and why: pieces.py (its `LRU`
 subclasses `OrderedDict`, which mypyc's garbage-collection support
 mishandles), core.py, chrome.py and keyword_pieces.py (compiled, a
