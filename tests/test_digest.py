@@ -124,7 +124,9 @@ def render(
     target="zh",
 ) -> tuple[list, DigestEmail]:
     """The sections and the email (max_per_keyword None: the web page) of one reader."""
-    config = replace(DEFAULTS, DIGEST_MAX_PER_KEYWORD=max_per_keyword, TRANSLATION_LANGUAGE=target)
+    # The page renders every paper in full whatever the setting (an int: typed, and compiled).
+    limit = DEFAULTS.DIGEST_MAX_PER_KEYWORD if max_per_keyword is None else max_per_keyword
+    config = replace(DEFAULTS, DIGEST_MAX_PER_KEYWORD=limit, TRANSLATION_LANGUAGE=target)
     day = DayDigest.from_rows(listing_date, papers, translations or {}, config)
     reader = Reader(tuple(keywords), language, timezone, include_replacements)
     sections = day.sections({"reader": reader})["reader"]

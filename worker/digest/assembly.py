@@ -10,7 +10,6 @@ The header's and subject's values (dates, counts, keywords) are
 worker/digest/header.py's.
 """
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -36,6 +35,7 @@ from worker.digest.layout import (
     settle_plan,
 )
 from worker.digest.pieces import NOTHING, Sized, escaped, fill, fill_text, sized
+from worker.digest.rendered import DigestEmail
 from worker.digest.text import limit_lines
 
 # Links are measured at the length of the placeholder links that shared
@@ -45,38 +45,41 @@ _LINK_SIZES = {
     name: len(f"https://placeholder.invalid/{'0' * 32}/{name}")
     for name in ("manage_url", "unsubscribe_url", "one_click_url", "view_url", "feed_url")
 }
-# Longer keywords or links could make a text line cross the 998-byte limit
-# between pieces; such (hostile) digests are limited as a whole instead.
+# Longer keywords or links could make a text line cross the 998-byte limit between
+# pieces; such (hostile) digests are limited as a whole instead.
 _SAFE_VALUE = 200
 
 
-@dataclass(frozen=True)
-class Digest:
-    subject: str
-    text_segments: tuple[str, ...]
-    html_segments: tuple[str, ...]
-
-
-# Not frozen: a frozen dataclass sets each field through object.__setattr__,
-# ~4 µs a digest for this one.
-@dataclass(slots=True)
 class Request:
-    """What one digest is made of: the reader's settings, their sections, the moment, the links."""
+    """A digest's makings (not a dataclass: compiled, its __init__ would stay Python)."""
 
-    keywords: tuple[str, ...]
-    timezone: str
-    zone: ZoneInfo
-    bilingual: bool
-    sections: list[tuple[str, list[str]]]
-    generated_at: datetime
-    links: dict[str, str]
-    max_per_keyword: int | None  # None: the web page, every paper in full
-    # A digest of several listing dates (weekly) covers this date to the day's.
-    first_listing_date: date | None = None
-    tldr: bool = False  # TL;DRs under the titles (worker/translation/tldr.py)
+    def __init__(
+        self,
+        *,
+        keywords: tuple[str, ...],
+        timezone: str,
+        zone: ZoneInfo,
+        bilingual: bool,
+        sections: list[tuple[str, list[str]]],
+        generated_at: datetime,
+        links: dict[str, str],
+        max_per_keyword: int | None,
+        first_listing_date: date | None = None,
+        tldr: bool = False,
+    ):
+        self.keywords = keywords
+        self.timezone = timezone
+        self.zone = zone
+        self.bilingual = bilingual
+        self.sections = sections
+        self.generated_at = generated_at
+        self.links = links
+        self.max_per_keyword = max_per_keyword  # None: the web page, every paper in full
+        self.first_listing_date = first_listing_date  # weekly: from this date to the day's
+        self.tldr = tldr  # TL;DRs under the titles (worker/translation/tldr.py)
 
 
-def assemble_digest(fragments: DayFragments, listing_date: date, request: Request) -> Digest:
+def assemble_digest(fragments: DayFragments, listing_date: date, request: Request) -> DigestEmail:
     """The digest's subject, text and HTML as segments."""
     full_page = request.max_per_keyword is None
     lines = matched_lines(request.sections)
@@ -124,7 +127,7 @@ def assemble_digest(fragments: DayFragments, listing_date: date, request: Reques
     text = _text(fragments, keywords, request, header, plan, numbers, lines, full)
     if max(map(len, (*request.keywords, *request.links.values())), default=0) > _SAFE_VALUE:
         text = [limit_lines("".join(text))]
-    return Digest(subject_line(fragments, header, preview), tuple(text), tuple(html))
+    return DigestEmail(subject_line(fragments, header, preview), tuple(text), tuple(html))
 
 
 def _html(

@@ -9,7 +9,6 @@ in the day's small LRU (worker/digest/pieces.py), keyed by what they show.
 """
 
 from collections.abc import Mapping
-from functools import cached_property
 
 import emails
 from worker.digest.pieces import LRU, Fragment, Sized, escaped, fragment, hole, sized
@@ -39,6 +38,7 @@ class DigestChrome:
         self.text = text
         self.locale = locale
         self._small = small
+        self._title_list: tuple[Sized, Sized] | None = None
 
     def skeleton(self, listing_date: str) -> Fragment:
         """body.mjml with holes for all but the date (rendered once per day)."""
@@ -124,10 +124,19 @@ class DigestChrome:
             ),
         )
 
-    @cached_property
+    @property
     def title_list(self) -> tuple[Sized, Sized]:
-        """The start and end of a run of title lines (a list) in HTML."""
-        return sized(str(self.html.title_list_start())), sized(str(self.html.title_list_end()))
+        """The start and end of a run of title lines (a list) in HTML, made on first use.
+
+        Not a cached_property: compiled with mypyc (setup.py), one is made again on every use.
+        """
+        if self._title_list is None:
+            html = self.html
+            self._title_list = (
+                sized(str(html.title_list_start())),
+                sized(str(html.title_list_end())),
+            )
+        return self._title_list
 
 
 def _without_counts(header: Mapping[str, object]) -> tuple:

@@ -36,10 +36,9 @@ Decisions:
   listing date first. The entry carries "listed <its date>, arrived late".
 """
 
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from datetime import date, datetime
-from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -68,6 +67,8 @@ _TYPE_ORDER = {
 
 # (keyword, arXiv ids) in the subscriber's keyword order, as fixed at dispatch.
 Sections = list[tuple[str, list[str]]]
+# Sections as a delivery row stores them (JSON: each a list, not a tuple) or as above.
+StoredSections = Sequence[Sequence[Any]]
 Key = TypeVar("Key", bound=Hashable)
 
 
@@ -115,14 +116,21 @@ class DayDigest:
             self.late, lambda p: (p.listing_date, _TYPE_ORDER[p.announce_type], p.arxiv_id)
         )
         self._target_name: str | None = config.TRANSLATION_LANGUAGE_NAME
+        # Made on first use. Explicit, not cached_property: compiled with mypyc
+        # (setup.py), a cached_property is made again on every use.
+        self._fragments: DayFragments | None = None
+        self._tldr_texts: dict[tuple[str, str], str] | None = None
+        self._paper_tiers: dict[str, int] | None = None
 
-    @cached_property
+    @property
     def fragments(self) -> DayFragments:
         """The day's rendered pieces, made when the first digest is rendered."""
-        target = target_language(self.target_language, self._target_name)
-        return DayFragments(
-            self.papers, target, self.translations, self.first_listing_date, self.tldrs
-        )
+        if self._fragments is None:
+            target = target_language(self.target_language, self._target_name)
+            self._fragments = DayFragments(
+                self.papers, target, self.translations, self.first_listing_date, self.tldrs
+            )
+        return self._fragments
 
     @classmethod
     def load(
@@ -164,13 +172,11 @@ class DayDigest:
         """Whether the reader's digest is English + TRANSLATION_LANGUAGE."""
         return is_bilingual(reader.language, self.target_language)
 
-    @cached_property
-    def _tldrs(self) -> dict[tuple[str, str], str]:
-        return self._load_tldrs(self.papers)
-
     def tldrs(self) -> dict[tuple[str, str], str]:
         """The finished TL;DRs of the day's paper versions, by (arXiv id, language)."""
-        return self._tldrs
+        if self._tldr_texts is None:
+            self._tldr_texts = self._load_tldrs(self.papers)
+        return self._tldr_texts
 
     def translations(self) -> dict[str, Translation]:
         if self._translations is None:
@@ -207,20 +213,21 @@ class DayDigest:
                     titled[keyword] |= self._late.titled(keyword)
                 if shown:
                     sections.append((keyword, list(shown)))
-            found[key] = order_sections(sections, titled, self._tiers.__getitem__)
+            found[key] = order_sections(sections, titled, self._tiers().__getitem__)
         return found
 
-    @cached_property
     def _tiers(self) -> dict[str, int]:
         """Each paper's first key in a section: late, new or cross-list, replacement."""
-        return {
-            arxiv_id: 0
-            if arxiv_id in self.late
-            else 1
-            if paper.announce_type in ALWAYS_INCLUDED
-            else 2
-            for arxiv_id, paper in self.papers.items()
-        }
+        if self._paper_tiers is None:
+            self._paper_tiers = {
+                arxiv_id: 0
+                if arxiv_id in self.late
+                else 1
+                if paper.announce_type in ALWAYS_INCLUDED
+                else 2
+                for arxiv_id, paper in self.papers.items()
+            }
+        return self._paper_tiers
 
     def late_matches(self, readers: Mapping[Key, Reader]) -> dict[Key, set[str]]:
         """The late papers each reader's lines match (same rules as `sections`); only readers with any."""
@@ -238,7 +245,7 @@ class DayDigest:
                 found[key] = ids
         return found
 
-    def current(self, sections: Sections) -> Sections:
+    def current(self, sections: StoredSections) -> Sections:
         """`sections` (maybe a row's stored JSON) without papers no longer on this day.
 
         A paper re-announced on a later date moves there. Late papers (loaded
@@ -252,13 +259,21 @@ class DayDigest:
         return [(keyword, ids) for keyword, ids in kept if ids]
 
     def render_email(
-        self, reader: Reader, sections: Sections, generated_at: datetime, links: dict[str, str]
+        self,
+        reader: Reader,
+        sections: StoredSections,
+        generated_at: datetime,
+        links: dict[str, str],
     ) -> DigestEmail:
         """The reader's digest email with their own `links`."""
         return self._render(reader, sections, generated_at, links, self.max_per_keyword)
 
     def render_page(
-        self, reader: Reader, sections: Sections, generated_at: datetime, links: dict[str, str]
+        self,
+        reader: Reader,
+        sections: StoredSections,
+        generated_at: datetime,
+        links: dict[str, str],
     ) -> str:
         """The reader's digest as the "view in browser" page: every paper in full."""
         return self._render(reader, sections, generated_at, links, None).html
@@ -266,7 +281,7 @@ class DayDigest:
     def _render(
         self,
         reader: Reader,
-        sections: Sections,
+        sections: StoredSections,
         generated_at: datetime,
         links: dict[str, str],
         max_per_keyword: int | None,
@@ -286,5 +301,4 @@ class DayDigest:
         # The chrome in the reader's language: 简体中文 for English + 简体中文 digests.
         locale = subscriber_locale(reader.language) if request.bilingual else ENGLISH
         fragments = self.fragments.in_locale(locale)
-        digest = assemble_digest(fragments, self.listing_date, request)
-        return DigestEmail(digest.subject, digest.text_segments, digest.html_segments)
+        return assemble_digest(fragments, self.listing_date, request)

@@ -190,9 +190,10 @@ class DayFragments:
         """
         key = (listing, lines)
         # LRU.find inlined: this runs for every full entry of every digest.
-        found = self._full.get(key)
+        cached = self._full.entries
+        found = cached.get(key)
         if found is not None:
-            self._full.move_to_end(key)
+            cached.move_to_end(key)
         else:
             found = self._full_entry(listing, lines)
             self._full.put(key, found)
@@ -213,9 +214,10 @@ class DayFragments:
     def short_entry(self, listing: Listing, lines: tuple[str, ...]) -> ShortEntry:
         """The listing's shortened entry with its title highlighted for `lines` (cached as full ones)."""
         key = ("short", listing, lines)
-        found = self._full.get(key)
+        cached = self._full.entries
+        found = cached.get(key)
         if found is not None:
-            self._full.move_to_end(key)
+            cached.move_to_end(key)
         else:
             title = self._texts.highlighted(listing.entry, lines, title_only=True)[0]
             matched_html, matched_text = self.matched(lines)

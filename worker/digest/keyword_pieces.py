@@ -9,7 +9,6 @@ rendered per line only where the line would wrap (`line_shape`).
 """
 
 from collections.abc import Callable
-from functools import cached_property
 from typing import NamedTuple
 
 from markupsafe import escape
@@ -76,6 +75,7 @@ class KeywordPieces:
         self.footer_html = Sized(footer.parts[0], footer.size)
         self.footer_text = self._text_line(("footer.txt",), text.footer_keyword)
         self._matched: tuple[Sized, str] | None = None
+        self._last_footer_html: Sized | None = None
 
     def counted(self, count: int) -> Counted:
         found = self._counted.get(count)
@@ -116,10 +116,17 @@ class KeywordPieces:
             raise ValueError(f"expected holes {holes}, the template has {piece.holes}")
         return piece
 
-    @cached_property
+    @property
     def last_footer_html(self) -> Sized:
-        piece = self._filled(("last footer",), lambda k: self._html.footer_keyword(k, True))
-        return Sized(piece.parts[0], piece.size)
+        """The footer's item for this line when it is the last (made on first use).
+
+        Not a cached_property: compiled with mypyc (setup.py), one is made again on every use.
+        """
+        if self._last_footer_html is None:
+            html = self._html
+            piece = self._filled(("last footer",), lambda k: html.footer_keyword(k, True))
+            self._last_footer_html = Sized(piece.parts[0], piece.size)
+        return self._last_footer_html
 
     def _text_line(self, key: tuple, render: Render) -> str:
         """A text macro's output for this line, lines limited: its shape filled, or rendered."""
@@ -230,9 +237,10 @@ class KeywordCache:
 
     def pieces(self, keyword: str) -> KeywordPieces:
         # LRU.find inlined: several lookups per digest.
-        found = self._lines.get(keyword)
+        cached = self._lines.entries
+        found = cached.get(keyword)
         if found is not None:
-            self._lines.move_to_end(keyword)
+            cached.move_to_end(keyword)
         else:
             found = KeywordPieces(
                 self._html, self._text, keyword, self.shape, self.line_shape, self.count_shapes

@@ -13,7 +13,6 @@ Sizes are estimated before assembling, then corrected by the measured size.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from newsletter.models import Paper, Translation
@@ -41,25 +40,32 @@ class Listed(Protocol):
     title_weight: int
 
 
-@dataclass(slots=True)
+# Item and Section are made for every digest: plain classes, not dataclasses,
+# so that the compiled build (setup.py) makes them natively (a dataclass's
+# __init__ is Python code generated at import).
 class Item:
     """A line of a section: the full entry, its title only, or a pointer to it above."""
 
-    kind: str  # full | short | title | above
-    entry: Listed
-    first_keyword: str = ""
+    __slots__ = ("kind", "entry", "first_keyword")
+
+    def __init__(self, kind: str, entry: Listed, first_keyword: str = ""):
+        self.kind = kind  # full | short | title | above
+        self.entry = entry
+        self.first_keyword = first_keyword
 
 
-@dataclass(slots=True)
 class Section:
-    keyword: str
-    anchor: str
-    count: int
-    items: list[Item] = field(default_factory=list)
-    # Pointers to papers listed under an earlier keyword, left out for size.
-    above: int = 0
-    # Papers of this section not listed at all (titles past the byte budget).
-    hidden: int = 0
+    __slots__ = ("keyword", "anchor", "count", "items", "above", "hidden")
+
+    def __init__(self, keyword: str, anchor: str, count: int, items: list[Item] | None = None):
+        self.keyword = keyword
+        self.anchor = anchor
+        self.count = count
+        self.items: list[Item] = [] if items is None else items
+        # Pointers to papers listed under an earlier keyword, left out for size.
+        self.above = 0
+        # Papers of this section not listed at all (titles past the byte budget).
+        self.hidden = 0
 
 
 def estimate_full_entry(paper: Paper, translation: Translation | None) -> int:
@@ -158,19 +164,18 @@ def settle_plan(plan: list[Section]) -> tuple[list[Section], dict[str, int]]:
             listed.add(item.entry.arxiv_id)
     if listed.issuperset(pointers):
         return plan, numbers
-    settled = [
-        replace(
-            section,
-            items=[
-                # Its first listing was cut for size: this line is now its listing.
-                Item("title", item.entry)
-                if item.kind == "above" and item.entry.arxiv_id not in listed
-                else item
-                for item in section.items
-            ],
-        )
-        for section in plan
-    ]
+    settled = []
+    for section in plan:
+        items = [
+            # Its first listing was cut for size: this line is now its listing.
+            Item("title", item.entry)
+            if item.kind == "above" and item.entry.arxiv_id not in listed
+            else item
+            for item in section.items
+        ]
+        copy = Section(section.keyword, section.anchor, section.count, items)
+        copy.above, copy.hidden = section.above, section.hidden
+        settled.append(copy)
     return settled, numbers
 
 

@@ -117,16 +117,24 @@ def fill_text(out: list[str], piece: Fragment, *values: str) -> None:
         index += 1
 
 
-class LRU(OrderedDict):
-    """A dict that forgets its least recently used keys past `limit`.
+class LRU:
+    """A mapping that forgets its least recently used keys past `limit`.
 
-    An OrderedDict: moving a key to the end and dropping the first are O(1)
-    (a plain dict's first key is found by skipping the holes left by pops).
+    Holds an OrderedDict (moving a key to the end and dropping the first are
+    O(1); a plain dict's first key is found by skipping the holes left by
+    pops) rather than being one: mypyc's compiled build (setup.py) cannot
+    subclass it. Hot callers look up `entries` themselves.
     """
 
     def __init__(self, limit: int):
-        super().__init__()
+        self.entries: OrderedDict = OrderedDict()
         self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def clear(self) -> None:
+        self.entries.clear()
 
     def get_or_make(self, key, make: Callable[[], object]):
         value = self.find(key)
@@ -137,12 +145,13 @@ class LRU(OrderedDict):
 
     def find(self, key):
         """The value of `key` (now the most recently used), or None."""
-        value = self.get(key)
+        value = self.entries.get(key)
         if value is not None:
-            self.move_to_end(key)
+            self.entries.move_to_end(key)
         return value
 
     def put(self, key, value) -> None:
-        self[key] = value
-        if len(self) > self.limit:
-            self.popitem(last=False)
+        entries = self.entries
+        entries[key] = value
+        if len(entries) > self.limit:
+            entries.popitem(last=False)

@@ -1,7 +1,7 @@
 """A rendered digest email as the sender takes it: subject, and parts as segments.
 
-Made by worker/digest/core.py (`DayDigest.render_email`) from
-worker/digest/assembly.py's segments; read by worker/delivery/batch.py and
+Made by worker/digest/assembly.py (`assemble_digest`, for `DayDigest.render_email`
+of worker/digest/core.py); read by worker/delivery/batch.py and
 mime.py (each segment encoded once per process), dispatch and the tests.
 """
 
