@@ -1,7 +1,7 @@
 """Build hook: with NEWSLETTER_COMPILE=1, the digest's hottest modules are compiled with mypyc.
 
 Everything else about the package is in pyproject.toml. Compiled, the
-modules that assemble a digest (`COMPILED`) are native code: ~30-40% less
+modules that assemble a digest (`COMPILED`) are native code: ~16-28% less
 render CPU in a process alone than plain Python (benchmarks/README.md, "Eighth look"); without the
 variable the package is plain Python. The whole test suite runs on this
 build in .ci/run. What these modules keep to, so that they behave the same
