@@ -130,9 +130,6 @@ class LRU:
         self.entries: OrderedDict = OrderedDict()
         self.limit = limit
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def clear(self) -> None:
         self.entries.clear()
 
