@@ -520,10 +520,10 @@ def drain_figures(logs: list[Path]) -> dict[str, float]:
     """Render, MIME and GC CPU ms per digest over every drain line of these workers' logs.
 
     Each drain logs its own figures per digest and its digest count
-    (worker/delivery/batch.py's CPU_LINE); weighted by the counts, they add up
+    (worker/delivery/summary.py's CPU_LINE); weighted by the counts, they add up
     to the workers' totals (each figure is rounded to 1 µs per digest).
     """
-    from worker.delivery.batch import CPU_LINE
+    from worker.delivery.summary import CPU_LINE
 
     totals = {"render": 0.0, "mime": 0.0, "gc": 0.0}
     digests = drains = 0

@@ -38,11 +38,12 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import read_token
-from worker.delivery.batch import CPU_LINE, SendSummary
+from worker.delivery.batch import Sender
 from worker.delivery.dispatch import dispatch_digests
 from worker.delivery.due import is_due, release_instant
 from worker.delivery.leases import LedgerConnection
 from worker.delivery.sending import _wait_for_other_claims, drain_day
+from worker.delivery.summary import CPU_LINE, SendSummary
 from worker.demo.load import load_demo
 
 DEMO = date(2026, 5, 29)
@@ -854,6 +855,22 @@ def test_a_database_outage_while_marking_rows_sent_loses_nothing_and_sends_nothi
     assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
     assert {row.status for row in deliveries()} == {DeliveryStatus.SENT}
     assert {row.attempts for row in deliveries()} == {1}
+
+
+def test_a_batch_is_rendered_whole_before_its_messages_are_built(sink, demo, app, monkeypatch):
+    # Renders back to back keep the day's pieces in the CPU's caches (worker/delivery/batch.py).
+    steps: list[str] = []
+    render, mime = Sender._render, Sender._mime
+    monkeypatch.setattr(Sender, "_render", lambda s, c: steps.append("render") or render(s, c))
+    monkeypatch.setattr(Sender, "_mime", lambda s, *a: steps.append("mime") or mime(s, *a))
+    subscribers = add_many(6)
+
+    summary = dispatch_digests(demo, send_now=True).sending
+
+    # The sink fixture's batches are of 4: four renders, four builds, then the last two.
+    assert steps == ["render"] * 4 + ["mime"] * 4 + ["render"] * 2 + ["mime"] * 2
+    assert summary.sent == sink.count() == len(subscribers)
+    assert recipients(sink) == Counter({s.email: 1 for s in subscribers})
 
 
 def test_a_digest_that_cannot_be_rendered_fails_alone(redis_url, sink, demo, app):

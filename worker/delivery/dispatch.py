@@ -44,11 +44,11 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from worker.delivery import claims, weekly
-from worker.delivery.batch import SendSummary
 from worker.delivery.due import is_due
 from worker.delivery.late import late_papers_due
 from worker.delivery.rows import insert_statement, new_rows, rows_made
 from worker.delivery.sending import drain_day
+from worker.delivery.summary import SendSummary
 from worker.digest.core import DayDigest, Reader
 from worker.digest.day_cache import day_digest
 from worker.queue import enqueue, redis_connection

@@ -28,10 +28,11 @@ from newsletter import db
 from newsletter.config import settings
 from newsletter.db import utcnow
 from worker.delivery import claims
-from worker.delivery.batch import Sender, SendSummary
+from worker.delivery.batch import Sender
 from worker.delivery.collector import settled_heap
 from worker.delivery.leases import Heartbeat, LedgerConnection
 from worker.delivery.mail import Mailer
+from worker.delivery.summary import SendSummary
 from worker.digest import day_cache
 
 log = logging.getLogger(__name__)
