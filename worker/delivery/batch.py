@@ -96,7 +96,7 @@ class Sender:
         A second thread first renders the whole batch, one digest after the
         other: renders back to back find the day's pieces still in the CPU's
         caches, where a message's build and send between two renders had
-        pushed them out (benchmarks/README.md, "Ninth look": ~10-20% less render
+        pushed them out (benchmarks/README.md, "Ninth look": ~10-25% less render
         CPU). It then builds the next row's message while this row's SMTP
         exchange and ledger update wait on the network (the build is CPU, the
         waits are not); a message still goes only once the one before it is
