@@ -1,9 +1,9 @@
 """Sending one claimed batch: render, serialize, send and record each row.
 
 Used by worker/delivery/sending.py's drain loop (and benchmarks/send.py).
-`Sender` renders each row with the day's `DayDigest`, serializes it with
-worker/delivery/mime.py, hands it to the batch's SMTP connection and records
-the outcome right after the server answers, with one autocommit statement
+`Sender` renders the batch's rows with the day's `DayDigest`, then serializes
+each with worker/delivery/mime.py, hands it to the batch's SMTP connection and
+records the outcome right after the server answers, with one autocommit statement
 (worker/delivery/ledger.py). Outcomes: accepted -> sent; 5xx -> failed and
 counted as a hard bounce; 4xx -> deferred (queued again with a backoff) while
 the batch goes on; the relay unreachable after bounded reconnects -> the
